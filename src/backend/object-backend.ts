@@ -1,0 +1,67 @@
+// The object backend interface: what the volume engine stores its SCOs, TLogs and volume files in.
+// Implementations: LocalBackend (a directory; the original's LOCAL backend) and, in the ALBA issue, the
+// ALBA client. Every implementation passes the contract suite in object-backend.contract.ts.
+//
+// Semantics every implementation keeps:
+// - A namespace holds objects by name. Names and namespaces are 1–255 bytes of [A-Za-z0-9._-] and do
+//   not start with "."; anything else is INVALID_ARGUMENT.
+// - put/apply return only once the data is durable (fsynced, or c fragments stored for ALBA).
+// - get verifies the object's checksum and never returns bytes that fail it (CHECKSUM_MISMATCH).
+// - apply is atomic: every assert holds and every update is applied, or nothing changes (ASSERT_FAILED).
+// - Buffers returned are owned by the caller.
+
+export interface ByteRange {
+  offsetBytes: number;
+  lengthBytes: number;
+}
+
+export type ObjectAssert =
+  | { kind: "absent"; name: string }
+  | { kind: "equals"; name: string; value: Uint8Array };
+
+export type ObjectUpdate =
+  | { kind: "put"; name: string; data: Uint8Array }
+  | { kind: "delete"; name: string };
+
+export interface ListPage {
+  names: string[];
+  /** True when more names follow the last one returned (pass it as `after` for the next page). */
+  more: boolean;
+}
+
+export interface ListOptions {
+  prefix?: string;
+  /** Return names strictly after this one (paging). */
+  after?: string;
+  /** At most this many names; default and maximum listLimitMax. */
+  limit?: number;
+}
+
+export const listLimitMax = 1000;
+
+export interface ObjectBackend {
+  /** A short description for logs and `ovs` output, e.g. "local:/var/lib/ovs/backend". */
+  readonly description: string;
+
+  createNamespace(namespace: string): Promise<void>; // ALREADY_EXISTS if it exists
+  deleteNamespace(namespace: string): Promise<void>; // removes every object; NOT_FOUND if missing
+  namespaceExists(namespace: string): Promise<boolean>;
+  listNamespaces(options?: ListOptions): Promise<ListPage>;
+
+  /** Stores (or overwrites) an object; durable on return. NOT_FOUND if the namespace is missing. */
+  put(namespace: string, name: string, data: Uint8Array): Promise<void>;
+  /** The whole object; NOT_FOUND if missing; CHECKSUM_MISMATCH if it fails verification. */
+  get(namespace: string, name: string): Promise<Buffer>;
+  /** Exact byte ranges of an object, one Buffer per range; OUT_OF_RANGE if a range passes its end. */
+  getRanges(namespace: string, name: string, ranges: readonly ByteRange[]): Promise<Buffer[]>;
+  /** Size of an object in bytes, or undefined if it does not exist. */
+  sizeBytes(namespace: string, name: string): Promise<number | undefined>;
+  exists(namespace: string, name: string): Promise<boolean>;
+  /** Deletes an object; returns false if it did not exist. */
+  delete(namespace: string, name: string): Promise<boolean>;
+  list(namespace: string, options?: ListOptions): Promise<ListPage>;
+  /** Atomically checks every assert and applies every update; ASSERT_FAILED (nothing changed) otherwise. */
+  apply(namespace: string, asserts: readonly ObjectAssert[], updates: readonly ObjectUpdate[]): Promise<void>;
+
+  close(): Promise<void>;
+}

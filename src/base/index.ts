@@ -1,0 +1,6 @@
+// Public face of base/: assertions, the error catalogue, units, checksums, logging.
+export * from "./assert.js";
+export * from "./errors.js";
+export * from "./units.js";
+export * from "./checksum.js";
+export * from "./log.js";
