@@ -9,6 +9,9 @@
 // - get verifies the object's checksum and never returns bytes that fail it (CHECKSUM_MISMATCH).
 // - apply is atomic: every assert holds and every update is applied, or nothing changes (ASSERT_FAILED).
 // - Buffers returned are owned by the caller.
+// - Every object operation (put, get, getRanges, sizeBytes, exists, delete, list, apply) on a missing
+//   namespace is NOT_FOUND.
+// - Within one apply, updates of the same name collapse to the last one.
 
 export interface ByteRange {
   offsetBytes: number;
@@ -33,7 +36,7 @@ export interface ListOptions {
   prefix?: string;
   /** Return names strictly after this one (paging). */
   after?: string;
-  /** At most this many names; default and maximum listLimitMax. */
+  /** At most this many names: a positive integer; default listLimitMax, larger values are clamped to it. */
   limit?: number;
 }
 
@@ -52,7 +55,10 @@ export interface ObjectBackend {
   put(namespace: string, name: string, data: Uint8Array): Promise<void>;
   /** The whole object; NOT_FOUND if missing; CHECKSUM_MISMATCH if it fails verification. */
   get(namespace: string, name: string): Promise<Buffer>;
-  /** Exact byte ranges of an object, one Buffer per range; OUT_OF_RANGE if a range passes its end. */
+  /**
+   * Exact byte ranges of an object, one Buffer per range in the order asked; OUT_OF_RANGE if a range
+   * passes its end (a zero-length range at the end is fine); verifies at least the bytes it returns.
+   */
   getRanges(namespace: string, name: string, ranges: readonly ByteRange[]): Promise<Buffer[]>;
   /** Size of an object in bytes, or undefined if it does not exist. */
   sizeBytes(namespace: string, name: string): Promise<number | undefined>;
