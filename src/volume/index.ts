@@ -1,0 +1,4 @@
+// Public face of volume/: the volumedriver's volume and its formats.
+export { Volume, defaultVolumeSettings, validateConfig, volumeLimits, type VolumeConfig, type VolumeStats } from "./volume.js";
+export { scoName, parseScoName, type ScoId } from "./sco-name.js";
+export * as tlogFormat from "./tlog-format.js";

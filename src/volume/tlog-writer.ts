@@ -1,0 +1,97 @@
+// One TLog being written: entries are encoded into an in-memory buffer as the volume applies writes, and
+// reach the file only in the volume's sync step, after the SCO data they point to is fsynced (so a TLog
+// on disk never names data that is not on disk). Owned by Volume; not shared.
+//
+// Limits: the pending buffer holds the entries since the last sync; the volume syncs at least at every
+// SCO roll, so it stays under (clusters per SCO + a few) × 32 bytes plus what arrives during one sync.
+
+import { assert, crc32c } from "../base/index.js";
+import {
+  EntryKind,
+  encodeTlogEntry,
+  encodeTlogHeader,
+  tlogEntrySizeBytes,
+  tlogHeaderSizeBytes,
+  type TlogEntry,
+} from "./tlog-format.js";
+
+export class TlogWriter {
+  readonly seq: number;
+  readonly id: string;
+  /** Bytes already in the file (fsynced when syncedBytes is updated by the volume). */
+  fileSizeBytes: number;
+  /** Entries appended so far (synced or not). */
+  entryCount: number;
+  /** Entries known durable in the file. */
+  syncedEntryCount: number;
+  /** SCO numbers closed into this TLog (in order). */
+  readonly scoNumbers: number[] = [];
+  closed = false;
+  /** Resolves once the TLog's record is persisted in the metadata (before its file is written). */
+  recordPersisted: Promise<void> = Promise.resolve();
+
+  private pending: Buffer;
+  private pendingLengthBytes = 0;
+  private entriesCrc: number;
+
+  constructor(options: { seq: number; id: string; clusterSizeBytes: number } | { seq: number; id: string; resume: { fileSizeBytes: number; entryCount: number; entriesCrc: number } }) {
+    this.seq = options.seq;
+    this.id = options.id;
+    this.pending = Buffer.allocUnsafe(64 * 1024);
+    if ("resume" in options) {
+      this.fileSizeBytes = options.resume.fileSizeBytes;
+      this.entryCount = options.resume.entryCount;
+      this.syncedEntryCount = options.resume.entryCount;
+      this.entriesCrc = options.resume.entriesCrc;
+    } else {
+      this.fileSizeBytes = 0;
+      this.entryCount = 0;
+      this.syncedEntryCount = 0;
+      this.entriesCrc = 0;
+      encodeTlogHeader(this.pending, options.clusterSizeBytes);
+      this.pendingLengthBytes = tlogHeaderSizeBytes;
+    }
+  }
+
+  /** Appends an entry; returns its index in the TLog. */
+  append(entry: TlogEntry): number {
+    assert(!this.closed, "append to a closed TLog");
+    this.ensureRoom(tlogEntrySizeBytes);
+    const offset = this.pendingLengthBytes;
+    encodeTlogEntry(this.pending, offset, entry);
+    this.entriesCrc = crc32c(this.pending.subarray(offset, offset + tlogEntrySizeBytes), this.entriesCrc);
+    this.pendingLengthBytes += tlogEntrySizeBytes;
+    return this.entryCount++;
+  }
+
+  /** Appends the closing entry (entry count and CRC over all entries). */
+  close(): void {
+    this.append({ kind: EntryKind.TlogCrc, entryCount: this.entryCount, entriesCrc: this.entriesCrc });
+    this.closed = true;
+  }
+
+  /** A view of the bytes not yet in the file, and the entry count they bring the file to. */
+  takePending(): { bytes: Buffer; entryCountAfter: number } {
+    return { bytes: this.pending.subarray(0, this.pendingLengthBytes), entryCountAfter: this.entryCount };
+  }
+
+  /** Drops the first `lengthBytes` pending bytes once they are in the file. */
+  consumePending(lengthBytes: number, entryCountAfter: number): void {
+    assert(lengthBytes <= this.pendingLengthBytes);
+    this.pending.copy(this.pending, 0, lengthBytes, this.pendingLengthBytes);
+    this.pendingLengthBytes -= lengthBytes;
+    this.fileSizeBytes += lengthBytes;
+    this.syncedEntryCount = entryCountAfter;
+  }
+
+  get hasPending(): boolean {
+    return this.pendingLengthBytes > 0;
+  }
+
+  private ensureRoom(lengthBytes: number): void {
+    if (this.pendingLengthBytes + lengthBytes <= this.pending.length) return;
+    const larger = Buffer.allocUnsafe(Math.max(this.pending.length * 2, this.pendingLengthBytes + lengthBytes));
+    this.pending.copy(larger, 0, 0, this.pendingLengthBytes);
+    this.pending = larger;
+  }
+}

@@ -1,0 +1,188 @@
+import { afterEach, describe, expect, it } from "vitest";
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { randomBytes, randomUUID } from "node:crypto";
+import { silentLogger, isOvsError } from "../base/index.js";
+import { Volume, defaultVolumeSettings, type VolumeConfig } from "./volume.js";
+import { MemoryBackend } from "./testing/memory-backend.js";
+import { parseTlog, EntryKind } from "./tlog-format.js";
+
+const log = silentLogger();
+const dirs: string[] = [];
+const volumes: Volume[] = [];
+
+async function tempDir(): Promise<string> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "ovs-volume-"));
+  dirs.push(dir);
+  return dir;
+}
+
+function config(overrides: Partial<VolumeConfig> = {}): VolumeConfig {
+  const id = randomUUID();
+  return { id, name: "vd1", namespace: `vdisk-${id}`, sizeBytes: 64 * 1024 * 1024, createdAt: new Date().toISOString(), ...defaultVolumeSettings(), ...overrides };
+}
+
+async function create(overrides: Partial<VolumeConfig> = {}, backend = new MemoryBackend()): Promise<{ volume: Volume; dir: string; backend: MemoryBackend }> {
+  const dir = await tempDir();
+  const volume = await Volume.create({ dir, backend, config: config(overrides), log });
+  volumes.push(volume);
+  return { volume, dir, backend };
+}
+
+async function reopen(dir: string, backend: MemoryBackend): Promise<Volume> {
+  const volume = await Volume.open({ dir, backend, log });
+  volumes.push(volume);
+  return volume;
+}
+
+afterEach(async () => {
+  for (const volume of volumes.splice(0)) await volume.close();
+  for (const dir of dirs.splice(0)) await fsp.rm(dir, { recursive: true, force: true });
+});
+
+describe("Volume", () => {
+  it("reads unwritten regions as zeros", async () => {
+    const { volume } = await create();
+    expect((await volume.read(0, 8192)).equals(Buffer.alloc(8192))).toBe(true);
+    expect((await volume.read(513, 1000)).equals(Buffer.alloc(1000))).toBe(true);
+  });
+
+  it("reads back aligned and unaligned writes", async () => {
+    const { volume } = await create();
+    const a = randomBytes(16384);
+    await volume.write(4096, a);
+    expect((await volume.read(4096, 16384)).equals(a)).toBe(true);
+    const b = randomBytes(1000);
+    await volume.write(4096 + 513, b);
+    const expected = Buffer.from(a);
+    b.copy(expected, 513);
+    expect((await volume.read(4096, 16384)).equals(expected)).toBe(true);
+    expect((await volume.read(4096 + 513, 1000)).equals(b)).toBe(true);
+  });
+
+  it("keeps both of two concurrent partial writes to one cluster", async () => {
+    const { volume } = await create();
+    const first = Buffer.alloc(512, 0x11);
+    const second = Buffer.alloc(512, 0x22);
+    await Promise.all([volume.write(0, first), volume.write(512, second)]);
+    const data = await volume.read(0, 1024);
+    expect(data.subarray(0, 512).equals(first)).toBe(true);
+    expect(data.subarray(512).equals(second)).toBe(true);
+  });
+
+  it("trims whole clusters to zeros and leaves partial clusters alone", async () => {
+    const { volume } = await create();
+    const data = randomBytes(4 * 4096);
+    await volume.write(0, data);
+    await volume.trim(2048, 3 * 4096); // whole clusters 1 and 2 only
+    const after = await volume.read(0, 4 * 4096);
+    expect(after.subarray(0, 4096).equals(data.subarray(0, 4096))).toBe(true);
+    expect(after.subarray(4096, 3 * 4096).equals(Buffer.alloc(2 * 4096))).toBe(true);
+    expect(after.subarray(3 * 4096).equals(data.subarray(3 * 4096))).toBe(true);
+  });
+
+  it("writes zeroes over partial and whole clusters, with and without NO_HOLE", async () => {
+    const { volume } = await create();
+    const data = randomBytes(8 * 4096);
+    await volume.write(0, data);
+    await volume.writeZeroes(1000, 3 * 4096, false);
+    await volume.writeZeroes(5 * 4096, 4096, true);
+    const expected = Buffer.from(data);
+    expected.fill(0, 1000, 1000 + 3 * 4096);
+    expected.fill(0, 5 * 4096, 6 * 4096);
+    expect((await volume.read(0, 8 * 4096)).equals(expected)).toBe(true);
+  });
+
+  it("refuses I/O past the end with OUT_OF_RANGE and changes nothing", async () => {
+    const { volume } = await create({ sizeBytes: 1024 * 1024 });
+    await expect(volume.write(1024 * 1024 - 512, Buffer.alloc(1024))).rejects.toMatchObject({ code: "OUT_OF_RANGE" });
+    await expect(volume.read(1024 * 1024, 1)).rejects.toMatchObject({ code: "OUT_OF_RANGE" });
+    expect((await volume.read(1024 * 1024 - 512, 512)).equals(Buffer.alloc(512))).toBe(true);
+  });
+
+  it("returns flushed data after a clean close and reopen", async () => {
+    const { volume, dir, backend } = await create();
+    const data = randomBytes(1024 * 1024);
+    await volume.write(8192, data);
+    await volume.flush();
+    await volume.close();
+    volumes.splice(volumes.indexOf(volume), 1);
+    const again = await reopen(dir, backend);
+    expect((await again.read(8192, data.length)).equals(data)).toBe(true);
+  });
+
+  it("uploads SCOs before the TLog that names them, evicts disposable SCOs and reads them back by partial get", async () => {
+    const { volume, backend } = await create({ scoSizeBytes: 1024 * 1024, tlogMultiplier: 2, scoCacheMaxBytes: 1024 * 1024 });
+    const data = randomBytes(6 * 1024 * 1024);
+    await volume.write(0, data);
+    await volume.syncToBackend();
+    const objects = backend.namespaces.get(volume.config.namespace)!;
+    const tlogs = [...objects.keys()].filter((n) => n.startsWith("tlog_"));
+    const scos = [...objects.keys()].filter((n) => /^00_/.test(n));
+    expect(scos.length).toBe(6);
+    expect(tlogs.length).toBe(3);
+    for (const tlogName of tlogs) {
+      const parsed = parseTlog(objects.get(tlogName)!);
+      expect(parsed.closed).toBe(true);
+      for (const entry of parsed.entries) if (entry.kind === EntryKind.ScoCrc) expect(scos).toContain(`00_${entry.scoNumber.toString(16).padStart(8, "0")}_00`);
+    }
+    expect(volume.stats().localScoBytes).toBeLessThanOrEqual(1024 * 1024);
+    const before = backend.getRangeCount;
+    expect((await volume.read(0, data.length)).equals(data)).toBe(true);
+    expect(backend.getRangeCount).toBeGreaterThan(before);
+  });
+
+  it("reads a cluster from the backend when its local SCO copy is corrupt", async () => {
+    const { volume, dir } = await create({ scoSizeBytes: 1024 * 1024, tlogMultiplier: 1 });
+    const data = randomBytes(1024 * 1024);
+    await volume.write(0, data);
+    await volume.syncToBackend();
+    const scoFile = path.join(dir, "sco", "00_00000001_00");
+    const fd = fs.openSync(scoFile, "r+");
+    fs.writeSync(fd, Buffer.from([0xff ^ data[100]!]), 0, 1, 100);
+    fs.closeSync(fd);
+    expect((await volume.read(0, 4096)).equals(data.subarray(0, 4096))).toBe(true);
+    expect(volume.stats().checksumErrors).toBe(1);
+  });
+
+  it("fails a read with CHECKSUM_MISMATCH rather than return corrupt bytes", async () => {
+    const { volume, dir, backend } = await create({ scoSizeBytes: 1024 * 1024, tlogMultiplier: 1 });
+    await volume.write(0, randomBytes(1024 * 1024));
+    await volume.syncToBackend();
+    const objects = backend.namespaces.get(volume.config.namespace)!;
+    const stored = objects.get("00_00000001_00")!;
+    stored[5] = stored[5]! ^ 0xff;
+    const fd = fs.openSync(path.join(dir, "sco", "00_00000001_00"), "r+");
+    fs.writeSync(fd, Buffer.from([0]), 0, 1, 5);
+    fs.writeSync(fd, Buffer.from([1]), 0, 1, 6);
+    fs.closeSync(fd);
+    const error = await volume.read(0, 4096).catch((e: unknown) => e);
+    expect(isOvsError(error, "CHECKSUM_MISMATCH")).toBe(true);
+  });
+
+  it("throttles writes while uploads fail, and resumes once the backend is back", async () => {
+    const backend = new MemoryBackend();
+    const { volume } = await create({ scoSizeBytes: 1024 * 1024, tlogMultiplier: 1 }, backend);
+    backend.failPuts = true;
+    let done = false;
+    const writing = (async () => {
+      for (let i = 0; i < 8; i++) await volume.write(i * 1024 * 1024, randomBytes(1024 * 1024));
+      done = true;
+    })();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(done).toBe(false); // blocked above 1.5 SCOs of non-disposable data, not failed
+    backend.failPuts = false;
+    await writing;
+    expect(done).toBe(true);
+  });
+
+  it("grows with resize and refuses to shrink", async () => {
+    const { volume } = await create({ sizeBytes: 1024 * 1024 });
+    await volume.resize(2 * 1024 * 1024);
+    await volume.write(1024 * 1024 + 4096, Buffer.alloc(4096, 7));
+    await expect(volume.resize(1024 * 1024)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    expect(volume.sizeBytes).toBe(2 * 1024 * 1024);
+  });
+});
