@@ -116,7 +116,7 @@ test("nbdcopy copies a file in and out unchanged", async () => {
 test("fio random writes at queue depth 32 verify with crc32c", async () => {
   const result = await runTool("fio", [
     "--name=verify", "--ioengine=nbd", `--uri=${t.uri("disk")}`, "--rw=randwrite", "--bs=4k", "--iodepth=32",
-    "--size=64m", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--randrepeat=0", "--output-format=json",
+    "--size=64m", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", "--randrepeat=0", "--output-format=json",
   ], 120_000);
   expectSuccess(result);
   const report = JSON.parse(result.stdout.slice(result.stdout.indexOf("{"))) as { jobs: Array<{ error: number; write: { total_ios: number }; read: { total_ios: number } }> };

@@ -105,6 +105,11 @@ export class NbdConnection {
   }
 
   /** Ends the connection now, replies in flight or not. */
+  /** The name of the export this connection selected, once it is in transmission. */
+  get exportName(): string | undefined {
+    return this.nbdExport?.name;
+  }
+
   destroy(): void {
     this.socket.destroy();
   }

@@ -4,3 +4,4 @@ export { NbdServer, type NbdServerOptions } from "./server.js";
 export { nbdErrorOf, type NbdExport, type NbdExportProvider } from "./nbd-export.js";
 export { nbdLimits } from "./limits.js";
 export { MemoryExport, StaticExportProvider, type MemoryExportOptions, type MemoryExportOperation } from "./memory-export.js";
+export { VolumeExport } from "./volume-export.js";

@@ -65,6 +65,18 @@ export class NbdServer {
     return this.connections.size;
   }
 
+  /** Cuts every connection that selected `exportName` (e.g. its vDisk is being deleted by force). */
+  disconnectExport(exportName: string): number {
+    let count = 0;
+    for (const connection of this.connections) {
+      if (connection.exportName === exportName) {
+        connection.destroy();
+        count++;
+      }
+    }
+    return count;
+  }
+
   /** Stops accepting, ends all connections after their in-flight requests, waits until all are closed. */
   close(): Promise<void> {
     this.closing ??= this.closeNow();

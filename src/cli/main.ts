@@ -1,0 +1,187 @@
+#!/usr/bin/env node
+// The `ovs` command. `ovs up` runs the single-node platform in the foreground; the other commands talk to
+// its REST API (--api URL, else $OVS_API_URL, else http://127.0.0.1:8080). Errors are one sentence on
+// stderr and a non-zero exit, never a stack trace.
+
+import fs from "node:fs";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { Command, CommanderError, InvalidArgumentError } from "commander";
+import { createLogger, formatBytes, isOvsError, parseSizeBytes } from "../base/index.js";
+import { PlatformNode, type NodeInfo, type VDiskInfo } from "../framework/index.js";
+import { CliError, callApi, resolveApiUrl } from "./api-client.js";
+
+const version = readVersion();
+
+function readVersion(): string {
+  try {
+    const packageJson = path.join(path.dirname(fileURLToPath(import.meta.url)), "../../../package.json");
+    return (JSON.parse(fs.readFileSync(packageJson, "utf8")) as { version: string }).version;
+  } catch {
+    return "unknown";
+  }
+}
+
+function portOption(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError("a port is an integer from 0 to 65535.");
+  return port;
+}
+
+function sizeOption(value: string): string {
+  try {
+    parseSizeBytes(value);
+  } catch (error) {
+    throw new InvalidArgumentError(isOvsError(error) ? error.message : String(error));
+  }
+  return value;
+}
+
+const program = new Command();
+program
+  .name("ovs")
+  .description("openvstorage: thin block volumes (vDisks) over NBD on an object backend")
+  .version(version)
+  .option("--api <url>", "the REST API of a running node (default: $OVS_API_URL or http://127.0.0.1:8080)")
+  .showHelpAfterError()
+  .exitOverride();
+
+program
+  .command("up")
+  .description("start the single-node platform in the foreground (Ctrl-C stops it)")
+  .requiredOption("--data-dir <dir>", "where the platform keeps its store, backend and vDisks")
+  .option("--nbd-port <port>", "NBD port", portOption, 10809)
+  .option("--nbd-host <host>", "address the NBD server listens on", "127.0.0.1")
+  .option("--api-port <port>", "REST API port", portOption, 8080)
+  .option("--api-host <host>", "address the REST API listens on (it has no authentication yet: keep it local)", "127.0.0.1")
+  .action(async (options: { dataDir: string; nbdPort: number; nbdHost: string; apiPort: number; apiHost: string }) => {
+    const log = createLogger("ovs");
+    const node = new PlatformNode({ dataDir: options.dataDir, nbdHost: options.nbdHost, nbdPort: options.nbdPort, apiHost: options.apiHost, apiPort: options.apiPort, log, version });
+    const info = await node.start();
+    printStarted(info);
+    await new Promise<void>((resolve) => {
+      let stopping = false;
+      const stop = (signal: string): void => {
+        if (stopping) return;
+        stopping = true;
+        process.stdout.write(`\n${signal}: stopping (syncing every vDisk)...\n`);
+        void node.stop().then(() => {
+          process.stdout.write("stopped.\n");
+          resolve();
+        });
+      };
+      process.on("SIGINT", () => stop("SIGINT"));
+      process.on("SIGTERM", () => stop("SIGTERM"));
+    });
+  });
+
+function printStarted(info: NodeInfo): void {
+  const nbdHost = info.nbd.host.includes(":") ? `[${info.nbd.host}]` : info.nbd.host;
+  const lines = [
+    `openvstorage ${info.version}: single-node platform is up`,
+    `  data dir   ${info.dataDir}`,
+    `  store      ${info.store}`,
+    `  backend    ${info.backend}`,
+    `  REST API   http://${info.api.host}:${info.api.port}/api/v1`,
+    `  NBD        nbd://${nbdHost}:${info.nbd.port}/<vdisk>`,
+    ``,
+    `Create a vDisk:  ovs vdisk create disk1 --size 10G${info.api.port === 8080 ? "" : ` --api http://${info.api.host}:${info.api.port}`}`,
+    `Use it:          qemu-img info nbd://${nbdHost}:${info.nbd.port}/disk1`,
+    `Stop with Ctrl-C.`,
+  ];
+  process.stdout.write(lines.join("\n") + "\n");
+}
+
+const vdisk = program.command("vdisk").description("manage vDisks");
+
+function api(): string {
+  return resolveApiUrl(program.opts<{ api?: string }>().api);
+}
+
+function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + "\n");
+}
+
+function printInfo(info: VDiskInfo): void {
+  const rows: Array<[string, string]> = [
+    ["name", info.name],
+    ["size", `${info.size} (${info.sizeBytes} bytes)`],
+    ["id", info.id],
+    ["namespace", info.namespace],
+    ["created", info.createdAt],
+    ["connections", String(info.connectionCount)],
+    ["write buffer", `${formatBytes(info.stats.localScoBytes)} local, ${formatBytes(info.stats.nonDisposableBytes)} not yet on the backend`],
+    ["uploads", `${info.stats.scoUploads} SCOs, ${info.stats.tlogUploads} TLogs, ${info.stats.pendingUploads} pending`],
+    ["I/O", `${info.stats.reads} reads (${formatBytes(info.stats.readBytes)}), ${info.stats.writes} writes (${formatBytes(info.stats.writeBytes)}), ${info.stats.flushes} flushes`],
+    ["checksum errors", String(info.stats.checksumErrors)],
+  ];
+  if (info.stats.halted) rows.push(["HALTED", info.stats.halted]);
+  for (const [key, value] of rows) process.stdout.write(`${key.padEnd(16)}${value}\n`);
+}
+
+vdisk
+  .command("create <name>")
+  .description("create a thin vDisk")
+  .requiredOption("--size <size>", "size, e.g. 10G (binary units)", sizeOption)
+  .option("--json", "print JSON")
+  .action(async (name: string, options: { size: string; json?: boolean }) => {
+    const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", { name, size: options.size });
+    if (options.json) printJson(info);
+    else process.stdout.write(`created vDisk ${info.name} (${info.size})\n`);
+  });
+
+vdisk
+  .command("list")
+  .description("list vDisks")
+  .option("--json", "print JSON")
+  .action(async (options: { json?: boolean }) => {
+    const { vdisks } = await callApi<{ vdisks: VDiskInfo[] }>(api(), "GET", "/api/v1/vdisks");
+    if (options.json) return printJson(vdisks);
+    if (vdisks.length === 0) return void process.stdout.write("no vDisks (create one with: ovs vdisk create NAME --size 10G)\n");
+    const header = ["NAME", "SIZE", "CONNECTIONS", "NAMESPACE"];
+    const rows = vdisks.map((v) => [v.name, v.size, String(v.connectionCount), v.namespace]);
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    for (const row of [header, ...rows]) process.stdout.write(row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd() + "\n");
+  });
+
+vdisk
+  .command("info <name>")
+  .description("show a vDisk with its live statistics")
+  .option("--json", "print JSON")
+  .action(async (name: string, options: { json?: boolean }) => {
+    const info = await callApi<VDiskInfo>(api(), "GET", `/api/v1/vdisks/${encodeURIComponent(name)}`);
+    if (options.json) printJson(info);
+    else printInfo(info);
+  });
+
+vdisk
+  .command("resize <name>")
+  .description("grow a vDisk (clients see the new size when they reconnect)")
+  .requiredOption("--size <size>", "new size, e.g. 20G", sizeOption)
+  .option("--json", "print JSON")
+  .action(async (name: string, options: { size: string; json?: boolean }) => {
+    const info = await callApi<VDiskInfo>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/resize`, { size: options.size });
+    if (options.json) printJson(info);
+    else process.stdout.write(`resized vDisk ${info.name} to ${info.size}\n`);
+  });
+
+vdisk
+  .command("delete <name>")
+  .description("delete a vDisk and its data (refused while a client is connected, unless --force)")
+  .option("--force", "delete even with NBD clients connected (they are disconnected)")
+  .action(async (name: string, options: { force?: boolean }) => {
+    await callApi(api(), "DELETE", `/api/v1/vdisks/${encodeURIComponent(name)}${options.force ? "?force=true" : ""}`);
+    process.stdout.write(`deleted vDisk ${name}\n`);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    process.exitCode = error.exitCode === 0 ? 0 : 2;
+  } else {
+    const message = error instanceof CliError || isOvsError(error) ? error.message : error instanceof Error ? error.message : String(error);
+    process.stderr.write(`ovs: ${message}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,4 @@
+// Public face of framework/: the single-node platform, its vDisk service and REST API.
+export { PlatformNode, type NodeOptions } from "./node.js";
+export { VDiskService, validateVDiskName, type VDiskInfo, type VDiskRecord } from "./vdisk-service.js";
+export { buildApi, type NodeInfo } from "./api.js";
