@@ -1,0 +1,208 @@
+// NBD benchmark (run by hand, not in CI): fio's nbd engine against a vDisk served by `ovs up` and, in the
+// same run, against qemu-nbd (and nbd-server when installed) serving a raw file on the same disk.
+// Workloads as in ../shared/reference/block-baseline.md: 4 KiB random write and read at queue depth 32,
+// 1 MiB sequential write and read at queue depth 8. Targets are measured in turns (ours, qemu-nbd,
+// nbd-server, ours, ...) so drift on this shared machine hits them alike; the JSON printed on stdout has
+// every run, the medians and the ratios to each reference.
+//
+// Usage: npm run build && node dist/bench/nbd.js [--dir DIR] [--runtime-s 15] [--reps 3] [--size-gib 1]
+
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+interface Options {
+  dir: string;
+  runtimeS: number;
+  reps: number;
+  sizeGiB: number;
+}
+
+function parseArgs(): Options {
+  const args = process.argv.slice(2);
+  const value = (name: string, fallback: string): string => {
+    const index = args.indexOf(name);
+    return index >= 0 && args[index + 1] !== undefined ? args[index + 1]! : fallback;
+  };
+  return {
+    dir: value("--dir", os.tmpdir()),
+    runtimeS: Number(value("--runtime-s", "15")),
+    reps: Number(value("--reps", "3")),
+    sizeGiB: Number(value("--size-gib", "1")),
+  };
+}
+
+const workloads = [
+  { name: "randwrite_4k_qd32", rw: "randwrite", bs: "4k", iodepth: 32, unit: "iops" },
+  { name: "randread_4k_qd32", rw: "randread", bs: "4k", iodepth: 32, unit: "iops" },
+  { name: "write_1m_qd8", rw: "write", bs: "1M", iodepth: 8, unit: "MBps" },
+  { name: "read_1m_qd8", rw: "read", bs: "1M", iodepth: 8, unit: "MBps" },
+] as const;
+
+interface Target {
+  name: string;
+  uri: string;
+  stop: () => Promise<void>;
+}
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address() as net.AddressInfo;
+      server.close(() => resolve(address.port));
+    });
+    server.on("error", reject);
+  });
+}
+
+function run(command: string, args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.pid !== undefined && process.kill(child.pid, "SIGKILL"), timeoutMs);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on("error", () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.on("exit", () => resolve());
+    if (child.pid !== undefined) process.kill(child.pid, "SIGTERM");
+    setTimeout(() => child.pid !== undefined && child.exitCode === null && process.kill(child.pid, "SIGKILL"), 30_000).unref();
+  });
+}
+
+async function startOurs(dir: string, sizeBytes: number): Promise<Target> {
+  const dataDir = path.join(dir, "ovs-data");
+  const [nbdPort, apiPort] = [await freePort(), await freePort()];
+  const bin = path.join(root, "dist/src/cli/main.js");
+  const child = spawn(process.execPath, [bin, "up", "--data-dir", dataDir, "--nbd-port", String(nbdPort), "--api-port", String(apiPort)], {
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, OVS_LOG_LEVEL: "warn" },
+  });
+  await waitForPort(apiPort, 30_000);
+  const created = await run(process.execPath, [bin, "--api", `http://127.0.0.1:${apiPort}`, "vdisk", "create", "bench", "--size", String(sizeBytes)], 60_000);
+  if (created.code !== 0) throw new Error(`vdisk create failed: ${created.stderr}`);
+  return { name: "ovs", uri: `nbd://127.0.0.1:${nbdPort}/bench`, stop: () => stopChild(child) };
+}
+
+async function startQemuNbd(dir: string, sizeBytes: number): Promise<Target> {
+  const image = path.join(dir, "qemu-nbd.raw");
+  await fsp.writeFile(image, "");
+  await fsp.truncate(image, sizeBytes);
+  const port = await freePort();
+  const child = spawn("qemu-nbd", ["-f", "raw", "--persistent", "-b", "127.0.0.1", "-p", String(port), "-x", "bench", image], { stdio: "ignore" });
+  await waitForPort(port, 30_000);
+  return { name: "qemu-nbd", uri: `nbd://127.0.0.1:${port}/bench`, stop: () => stopChild(child) };
+}
+
+async function startNbdServer(dir: string, sizeBytes: number): Promise<Target | undefined> {
+  if (!fs.existsSync("/usr/bin/nbd-server")) return undefined;
+  const image = path.join(dir, "nbd-server.raw");
+  await fsp.writeFile(image, "");
+  await fsp.truncate(image, sizeBytes);
+  const port = await freePort();
+  const config = path.join(dir, "nbd-server.conf");
+  await fsp.writeFile(config, `[generic]\nport = ${port}\nlistenaddr = 127.0.0.1\n[bench]\nexportname = ${image}\nflush = true\nfua = true\n`);
+  const child = spawn("nbd-server", ["-d", "-C", config], { stdio: "ignore" });
+  await waitForPort(port, 30_000);
+  return { name: "nbd-server", uri: `nbd://127.0.0.1:${port}/bench`, stop: () => stopChild(child) };
+}
+
+async function fio(uri: string, workload: (typeof workloads)[number], options: Options): Promise<number> {
+  const result = await run("fio", [
+    "--name=bench", "--ioengine=nbd", `--uri=${uri}`, `--rw=${workload.rw}`, `--bs=${workload.bs}`, `--iodepth=${workload.iodepth}`,
+    `--size=${options.sizeGiB}g`, "--time_based", `--runtime=${options.runtimeS}`, "--ramp_time=2", "--norandommap", "--randrepeat=0",
+    "--output-format=json",
+  ], (options.runtimeS + 60) * 1000);
+  if (result.code !== 0) throw new Error(`fio failed on ${uri}: ${result.stderr}`);
+  const job = (JSON.parse(result.stdout.slice(result.stdout.indexOf("{"))) as { jobs: Array<{ read: { iops: number; bw_bytes: number }; write: { iops: number; bw_bytes: number } }> }).jobs[0]!;
+  const side = workload.rw.includes("write") ? job.write : job.read;
+  return workload.unit === "iops" ? Math.round(side.iops) : Math.round(side.bw_bytes / 1e6);
+}
+
+async function prefill(uri: string, options: Options): Promise<void> {
+  const result = await run("fio", ["--name=prefill", "--ioengine=nbd", `--uri=${uri}`, "--rw=write", "--bs=1M", "--iodepth=8", `--size=${options.sizeGiB}g`], 600_000);
+  if (result.code !== 0) throw new Error(`prefill failed on ${uri}: ${result.stderr}`);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+async function main(): Promise<void> {
+  const options = parseArgs();
+  const dir = await fsp.mkdtemp(path.join(options.dir, "ovs-bench-nbd-"));
+  const sizeBytes = Math.max(4, options.sizeGiB) * 1024 ** 3;
+  const targets: Target[] = [];
+  try {
+    targets.push(await startOurs(dir, sizeBytes));
+    targets.push(await startQemuNbd(dir, sizeBytes));
+    const nbdServer = await startNbdServer(dir, sizeBytes);
+    if (nbdServer) targets.push(nbdServer);
+    for (const target of targets) await prefill(target.uri, options);
+    const results: Record<string, Record<string, number[]>> = {};
+    for (const workload of workloads) {
+      results[workload.name] = Object.fromEntries(targets.map((t) => [t.name, [] as number[]]));
+      for (let rep = 0; rep < options.reps; rep++) {
+        for (const target of targets) {
+          const value = await fio(target.uri, workload, options);
+          results[workload.name]![target.name]!.push(value);
+          process.stderr.write(`${workload.name} ${target.name} run ${rep + 1}: ${value} ${workload.unit}\n`);
+        }
+      }
+    }
+    const rows = workloads.map((workload) => {
+      const runs = results[workload.name]!;
+      const medians = Object.fromEntries(Object.entries(runs).map(([name, values]) => [name, median(values)]));
+      const ratios = Object.fromEntries(targets.filter((t) => t.name !== "ovs").map((t) => [`ovs_over_${t.name.replace("-", "_")}`, Number((medians.ovs! / medians[t.name]!).toFixed(2))]));
+      return { workload: workload.name, unit: workload.unit, runs, medians, ratios };
+    });
+    const report = {
+      benchmark: "nbd",
+      date: new Date().toISOString(),
+      host: { cpus: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 1024 ** 3), node: process.version },
+      config: { ...options, dir, fio: "nbd engine, --time_based --ramp_time=2 --norandommap --randrepeat=0, prefilled" },
+      results: rows,
+    };
+    process.stdout.write(JSON.stringify(report, null, 2) + "\n");
+  } finally {
+    for (const target of targets) await target.stop();
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
