@@ -134,10 +134,28 @@ async function startNbdServer(dir: string, sizeBytes: number): Promise<Target | 
   await fsp.truncate(image, sizeBytes);
   const port = await freePort();
   const config = path.join(dir, "nbd-server.conf");
-  await fsp.writeFile(config, `[generic]\nport = ${port}\nlistenaddr = 127.0.0.1\n[bench]\nexportname = ${image}\nflush = true\nfua = true\n`);
-  const child = spawn("nbd-server", ["-d", "-C", config], { stdio: "ignore" });
+  const pidFile = path.join(dir, "nbd-server.pid");
+  await fsp.writeFile(config, `[generic]\nport = ${port}\nlistenaddr = 127.0.0.1\npid_file = ${pidFile}\n[bench]\nexportname = ${image}\nflush = true\nfua = true\n`);
+  // nbd-server daemonizes (with -d it would serve one connection only); it is stopped by its pid file.
+  const started = await run("nbd-server", ["-C", config, "-p", pidFile], 30_000);
+  if (started.code !== 0) throw new Error(`nbd-server failed to start: ${started.stderr}`);
   await waitForPort(port, 30_000);
-  return { name: "nbd-server", uri: `nbd://127.0.0.1:${port}/bench`, stop: () => stopChild(child) };
+  const pid = Number((await fsp.readFile(pidFile, "utf8")).trim());
+  return {
+    name: "nbd-server",
+    uri: `nbd://127.0.0.1:${port}/bench`,
+    stop: async () => {
+      process.kill(pid, "SIGTERM");
+      for (let i = 0; i < 300; i++) {
+        try {
+          process.kill(pid, 0);
+        } catch {
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+  };
 }
 
 async function fio(uri: string, workload: (typeof workloads)[number], options: Options): Promise<number> {

@@ -52,53 +52,85 @@ export function ioError(error: unknown, operation: string): OvsError {
 }
 
 /**
- * Read-only descriptors of SCO files, at most `fdCountMax` open (least recently used closed first).
- * A file deleted while its descriptor is open stays readable through it (POSIX), so eviction of a SCO
- * never breaks a read in flight.
+ * Read-only descriptors of SCO files, shared by every volume of the process: at most `fdCountMax` cached
+ * (least recently used evicted first). Descriptors are reference-counted: an evicted one is closed when
+ * its last reader releases it, so eviction never breaks a read in flight and descriptors never pile up
+ * (a regression: closing after a grace period leaked thousands under random reads, ending in EMFILE).
+ * A file deleted while its descriptor is open stays readable through it (POSIX).
  */
 export class ReadFdCache {
-  private readonly fds = new Map<string, Promise<number>>();
+  private readonly entries = new Map<string, FdEntry>();
 
   constructor(private readonly fdCountMax: number) {}
 
-  /** The descriptor of `path`, or undefined if the file does not exist. */
-  async get(path: string): Promise<number | undefined> {
-    let pending = this.fds.get(path);
-    if (pending) {
-      this.fds.delete(path); // re-insert: most recently used last
-      this.fds.set(path, pending);
+  /**
+   * A descriptor of `path` and the function to release it (call it exactly once, when the read is done),
+   * or undefined if the file does not exist.
+   */
+  async acquire(path: string): Promise<{ fd: number; release: () => void } | undefined> {
+    let entry = this.entries.get(path);
+    if (entry) {
+      this.entries.delete(path); // re-insert: most recently used last
+      this.entries.set(path, entry);
     } else {
-      pending = openFile(path, "r");
-      this.fds.set(path, pending);
-      pending.catch(() => this.fds.delete(path));
+      entry = { fd: openFile(path, "r"), refs: 0, evicted: false };
+      this.entries.set(path, entry);
       this.evict();
     }
+    entry.refs++;
+    const held = entry;
+    let fd: number;
     try {
-      return await pending;
+      fd = await held.fd;
     } catch (error) {
+      held.refs--;
+      if (this.entries.get(path) === held) this.entries.delete(path);
       if (systemErrorCode(error) === "ENOENT") return undefined;
       throw ioError(error, "open");
     }
+    let released = false;
+    return {
+      fd,
+      release: () => {
+        if (released) return;
+        released = true;
+        held.refs--;
+        if (held.evicted && held.refs === 0) void closeFile(fd);
+      },
+    };
   }
 
+  /** Drops `path` from the cache (its descriptor closes once no read holds it). */
   forget(path: string): void {
-    const pending = this.fds.get(path);
-    if (!pending) return;
-    this.fds.delete(path);
-    // Close after a grace period: a read that already has the descriptor may still be using it.
-    void pending.then((fd) => setTimeout(() => void closeFile(fd), 5000).unref(), () => undefined);
+    const entry = this.entries.get(path);
+    if (!entry) return;
+    this.entries.delete(path);
+    this.retire(entry);
   }
 
-  async closeAll(): Promise<void> {
-    const all = [...this.fds.values()];
-    this.fds.clear();
-    await Promise.all(all.map((p) => p.then(closeFile, () => undefined)));
+  get cachedCount(): number {
+    return this.entries.size;
+  }
+
+  private retire(entry: FdEntry): void {
+    entry.evicted = true;
+    if (entry.refs === 0) void entry.fd.then(closeFile, () => undefined);
   }
 
   private evict(): void {
-    while (this.fds.size > this.fdCountMax) {
-      const oldest = this.fds.keys().next().value as string;
-      this.forget(oldest);
+    for (const [path, entry] of this.entries) {
+      if (this.entries.size <= this.fdCountMax) break;
+      this.entries.delete(path);
+      this.retire(entry);
     }
   }
 }
+
+interface FdEntry {
+  fd: Promise<number>;
+  refs: number;
+  evicted: boolean;
+}
+
+/** The process-wide cache of SCO read descriptors (every volume shares it). */
+export const scoReadFds = new ReadFdCache(384);

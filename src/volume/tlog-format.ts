@@ -76,6 +76,20 @@ export function decodeTlogHeader(source: Buffer): HeaderResult {
   return { ok: true, clusterSizeBytes: source.readUInt32LE(12) };
 }
 
+/**
+ * The TLog CRC: CRC32C over bytes 0–27 of each entry, in order, continuing from `initial`. Each entry's
+ * own CRC field is left out on purpose: a CRC32C over data followed by that data's CRC32C is a constant
+ * (the CRC residue), so including them would make the TLog CRC blind to the entries' content.
+ */
+export function entriesCrcOf(source: Buffer, firstEntryOffset: number, entryCount: number, initial = 0): number {
+  let crc = initial;
+  for (let i = 0; i < entryCount; i++) {
+    const offset = firstEntryOffset + i * tlogEntrySizeBytes;
+    crc = crc32c(source.subarray(offset, offset + 28), crc);
+  }
+  return crc;
+}
+
 /** Encodes one entry at target[offset .. offset+32). */
 export function encodeTlogEntry(target: Buffer, offset: number, entry: TlogEntry): void {
   target.fill(0, offset, offset + tlogEntrySizeBytes);
@@ -177,8 +191,8 @@ export function parseTlog(source: Buffer): ParsedTlog {
       break;
     }
     if (result.entry.kind === EntryKind.TlogCrc) {
-      const entriesCrc = crc32c(source.subarray(tlogHeaderSizeBytes, offset));
       const expectedCount = (offset - tlogHeaderSizeBytes) / tlogEntrySizeBytes;
+      const entriesCrc = entriesCrcOf(source, tlogHeaderSizeBytes, expectedCount);
       if (result.entry.entriesCrc !== entriesCrc || result.entry.entryCount !== expectedCount) {
         tailReason = "TLog CRC entry does not match the entries before it";
         break;

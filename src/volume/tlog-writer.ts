@@ -5,11 +5,12 @@
 // Limits: the pending buffer holds the entries since the last sync; the volume syncs at least at every
 // SCO roll, so it stays under (clusters per SCO + a few) × 32 bytes plus what arrives during one sync.
 
-import { assert, crc32c } from "../base/index.js";
+import { assert } from "../base/index.js";
 import {
   EntryKind,
   encodeTlogEntry,
   encodeTlogHeader,
+  entriesCrcOf,
   tlogEntrySizeBytes,
   tlogHeaderSizeBytes,
   type TlogEntry,
@@ -59,7 +60,7 @@ export class TlogWriter {
     this.ensureRoom(tlogEntrySizeBytes);
     const offset = this.pendingLengthBytes;
     encodeTlogEntry(this.pending, offset, entry);
-    this.entriesCrc = crc32c(this.pending.subarray(offset, offset + tlogEntrySizeBytes), this.entriesCrc);
+    this.entriesCrc = entriesCrcOf(this.pending, offset, 1, this.entriesCrc);
     this.pendingLengthBytes += tlogEntrySizeBytes;
     return this.entryCount++;
   }

@@ -32,7 +32,6 @@ export class Uploader {
       backend: ObjectBackend;
       namespace: string;
       log: Logger;
-      onScoStored: (scoNumber: number) => void;
       onTlogStored: (seq: number, scoNumbers: number[]) => Promise<void>;
     },
   ) {}
@@ -90,7 +89,6 @@ export class Uploader {
         if (item.kind === "sco") {
           await backend.put(namespace, scoName({ cloneId: 0, scoNumber: item.scoNumber, version: 0 }), data);
           this.counters.scoUploads++;
-          this.options.onScoStored(item.scoNumber);
         } else {
           await backend.put(namespace, item.id, data);
           this.counters.tlogUploads++;

@@ -28,9 +28,9 @@ import { assert, crc32c, OvsError, type Logger } from "../base/index.js";
 import type { ObjectBackend } from "../backend/index.js";
 import { MetadataStore, zeroLocation, type ClusterLocation, type Cork, type TlogRecord } from "./metadata-store.js";
 import { TlogWriter } from "./tlog-writer.js";
-import { EntryKind, parseTlog, clusterAddressMax, tlogHeaderSizeBytes, tlogEntrySizeBytes } from "./tlog-format.js";
+import { EntryKind, parseTlog, clusterAddressMax, entriesCrcOf, tlogHeaderSizeBytes } from "./tlog-format.js";
 import { parseScoName, scoName } from "./sco-name.js";
-import { closeFile, fdatasync, ioError, openFile, preadAll, pwriteAll, ReadFdCache } from "./file-io.js";
+import { closeFile, fdatasync, ioError, openFile, preadAll, pwriteAll, scoReadFds } from "./file-io.js";
 import { Uploader } from "./uploader.js";
 
 export interface VolumeConfig {
@@ -54,7 +54,6 @@ export const volumeLimits = {
   /** Non-disposable SCOs allowed, as a factor of SCO size × TLog multiplier (the original's 1.5). */
   nonDisposableFactor: 1.5,
   syncIntervalMs: 1000,
-  readFdCountMax: 64,
   ioLengthBytesMax: 32 * 1024 * 1024,
   zeroChunkBytes: 1024 * 1024,
 } as const;
@@ -112,6 +111,8 @@ export interface VolumeStats {
   localScoBytes: number;
   nonDisposableBytes: number;
   pendingUploads: number;
+  /** Map updates held in memory, not yet committed to LMDB (bounded by the sync interval). */
+  uncommittedClusterCount: number;
   halted: string | undefined;
 }
 
@@ -127,7 +128,6 @@ export class Volume {
   private readonly dirty = new Map<number, DirtyEntry>();
   private readonly memoryScos = new Map<number, MemorySco>();
   private readonly localScos = new Map<number, LocalSco>(); // insertion order = age
-  private readonly readFds = new ReadFdCache(volumeLimits.readFdCountMax);
   private readonly unsyncedTlogs: TlogWriter[] = [];
   private readonly tlogFds = new Map<number, number>();
   private readonly rmwLocks = new Map<number, Promise<void>>();
@@ -158,7 +158,6 @@ export class Volume {
       backend,
       namespace: config.namespace,
       log: this.log,
-      onScoStored: () => undefined,
       onTlogStored: (seq, scoNumbers) => this.tlogStored(seq, scoNumbers),
     });
   }
@@ -257,7 +256,7 @@ export class Volume {
 
   /** Discards a range: whole clusters read as zeros afterwards; partial clusters are left as they are. */
   async trim(offsetBytes: number, lengthBytes: number): Promise<void> {
-    this.checkIo(offsetBytes, lengthBytes);
+    this.checkIo(offsetBytes, lengthBytes, Number.MAX_SAFE_INTEGER);
     this.checkWritable();
     const clusterSize = this.config.clusterSizeBytes;
     const first = Math.ceil(offsetBytes / clusterSize);
@@ -267,7 +266,7 @@ export class Volume {
 
   /** Makes a range read as zeros. With noHole, zero clusters are written (allocated) instead of unmapped. */
   async writeZeroes(offsetBytes: number, lengthBytes: number, noHole = false, fua = false): Promise<void> {
-    this.checkIo(offsetBytes, lengthBytes);
+    this.checkIo(offsetBytes, lengthBytes, Number.MAX_SAFE_INTEGER);
     this.checkWritable();
     const clusterSize = this.config.clusterSizeBytes;
     const endBytes = offsetBytes + lengthBytes;
@@ -328,6 +327,7 @@ export class Volume {
       pendingUploads: uploads.pending,
       localScoBytes,
       nonDisposableBytes,
+      uncommittedClusterCount: this.dirty.size,
       halted: this.halted?.message,
     };
   }
@@ -360,7 +360,7 @@ export class Volume {
     for (const waiter of this.throttleWaiters.splice(0)) waiter();
     for (const sco of this.memoryScos.values()) if (sco.fd !== undefined) await closeFile(sco.fd);
     for (const fd of this.tlogFds.values()) await closeFile(fd);
-    await this.readFds.closeAll();
+    for (const file of await fsp.readdir(this.scoDir).catch(() => [])) scoReadFds.forget(path.join(this.scoDir, file));
     await this.metadata.flushed();
     await this.metadata.close();
   }
@@ -378,7 +378,7 @@ export class Volume {
     await this.uploader.stop();
     for (const sco of this.memoryScos.values()) if (sco.fd !== undefined) await closeFile(sco.fd);
     for (const fd of this.tlogFds.values()) await closeFile(fd);
-    await this.readFds.closeAll();
+    for (const file of await fsp.readdir(this.scoDir).catch(() => [])) scoReadFds.forget(path.join(this.scoDir, file));
     await this.metadata.close();
   }
 
@@ -763,15 +763,17 @@ export class Volume {
         const view = target.subarray(run.targetIndex * clusterSize, (run.targetIndex + run.locations.length) * clusterSize);
         const name = scoName({ cloneId: 0, scoNumber: run.scoNumber, version: 0 });
         const local = path.join(this.scoDir, name);
-        const fd = await this.readFds.get(local);
-        if (fd !== undefined) {
+        const handle = await scoReadFds.acquire(local);
+        if (handle !== undefined) {
           try {
-            await preadAll(fd, view, 0, view.length, run.offsetClusters * clusterSize);
+            await preadAll(handle.fd, view, 0, view.length, run.offsetClusters * clusterSize);
             if (this.verifyRun(view, run.locations) === -1) return;
             this.counters.checksumErrors++;
             this.log.warn({ sco: name }, "local SCO copy failed its checksum; reading from the backend");
           } catch (error) {
             this.log.warn({ sco: name, err: error }, "local SCO read failed; reading from the backend");
+          } finally {
+            handle.release();
           }
         }
         await this.readRunFromBackend(name, run.offsetClusters, view, run.locations, firstCluster + run.targetIndex);
@@ -825,7 +827,7 @@ export class Volume {
       if (total <= this.config.scoCacheMaxBytes) break;
       if (!sco.disposable) continue;
       const file = path.join(this.scoDir, scoName({ cloneId: 0, scoNumber, version: 0 }));
-      this.readFds.forget(file);
+      scoReadFds.forget(file);
       await fsp.rm(file, { force: true });
       this.localScos.delete(scoNumber);
       total -= sco.sizeBytes;
@@ -891,7 +893,7 @@ export class Volume {
       // Not on the backend yet: resume writing it (last) or finish closing it, and queue it.
       const validSize = Math.max(parsed.validSizeBytes, 0);
       const entryCount = parsed.entries.length;
-      const entriesCrc = crc32c(bytes.subarray(tlogHeaderSizeBytes, tlogHeaderSizeBytes + entryCount * tlogEntrySizeBytes));
+      const entriesCrc = entriesCrcOf(bytes, tlogHeaderSizeBytes, entryCount);
       const writer =
         validSize === 0
           ? new TlogWriter({ seq: record.seq, id: record.id, clusterSizeBytes: this.config.clusterSizeBytes })
@@ -1012,7 +1014,7 @@ export class Volume {
     this.checkNotHalted();
   }
 
-  private checkIo(offsetBytes: number, lengthBytes: number): void {
+  private checkIo(offsetBytes: number, lengthBytes: number, lengthBytesMax: number = volumeLimits.ioLengthBytesMax): void {
     this.checkNotHalted();
     if (!Number.isSafeInteger(offsetBytes) || !Number.isSafeInteger(lengthBytes) || offsetBytes < 0 || lengthBytes < 0) {
       throw new OvsError("INVALID_ARGUMENT", "offset and length must be non-negative integers");
@@ -1020,7 +1022,7 @@ export class Volume {
     if (offsetBytes + lengthBytes > this.config.sizeBytes) {
       throw new OvsError("OUT_OF_RANGE", `I/O at ${offsetBytes}+${lengthBytes} passes the end of the volume (${this.config.sizeBytes} bytes)`);
     }
-    if (lengthBytes > volumeLimits.ioLengthBytesMax) throw new OvsError("INVALID_ARGUMENT", `I/O length ${lengthBytes} is above ${volumeLimits.ioLengthBytesMax}`);
+    if (lengthBytes > lengthBytesMax) throw new OvsError("INVALID_ARGUMENT", `I/O length ${lengthBytes} is above ${lengthBytesMax}`);
   }
 }
 
