@@ -115,15 +115,17 @@ export class MetadataStore {
     cork?: Cork;
     config?: unknown;
   }): Promise<void> {
+    // lmdb-js copies keys and values into its write buffer when put/remove is called, so one key and
+    // one value buffer serve the whole batch.
+    const key = Buffer.allocUnsafe(8);
+    const value = Buffer.allocUnsafe(mapValueSizeBytes);
     await this.root.transaction(() => {
       if (batch.updates) {
         for (const [address, location] of batch.updates) {
-          const key = Buffer.allocUnsafe(8);
           writeKey(key, address);
           if (location.scoNumber === 0) {
             this.map.remove(key);
           } else {
-            const value = Buffer.allocUnsafe(mapValueSizeBytes);
             value.writeUInt32LE(location.scoNumber, 0);
             value.writeUInt16LE(location.offsetClusters, 4);
             value.writeUInt8(location.cloneId, 6);

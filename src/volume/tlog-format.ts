@@ -6,7 +6,7 @@
 //
 // Persisted enums (EntryKind) are never renumbered.
 
-import { assert, crc32c } from "../base/index.js";
+import { assert, crc32cRange } from "../base/index.js";
 
 export const tlogMagic = Buffer.from("OVSTLOG\0", "latin1");
 export const tlogFormatVersion = 1;
@@ -62,7 +62,7 @@ export function encodeTlogHeader(target: Buffer, clusterSizeBytes: number): void
   tlogMagic.copy(target, 0);
   target.writeUInt16LE(tlogFormatVersion, 8);
   target.writeUInt32LE(clusterSizeBytes, 12);
-  target.writeUInt32LE(crc32c(target.subarray(0, 28)), 28);
+  target.writeUInt32LE(crc32cRange(target, 0, 28), 28);
 }
 
 export type HeaderResult = { ok: true; clusterSizeBytes: number } | { ok: false; reason: string };
@@ -70,7 +70,7 @@ export type HeaderResult = { ok: true; clusterSizeBytes: number } | { ok: false;
 export function decodeTlogHeader(source: Buffer): HeaderResult {
   if (source.length < tlogHeaderSizeBytes) return { ok: false, reason: "TLog shorter than its header" };
   if (!source.subarray(0, 8).equals(tlogMagic)) return { ok: false, reason: "bad TLog magic" };
-  if (source.readUInt32LE(28) !== crc32c(source.subarray(0, 28))) return { ok: false, reason: "TLog header CRC mismatch" };
+  if (source.readUInt32LE(28) !== crc32cRange(source, 0, 28)) return { ok: false, reason: "TLog header CRC mismatch" };
   const version = source.readUInt16LE(8);
   if (version !== tlogFormatVersion) return { ok: false, reason: `unsupported TLog version ${version}` };
   return { ok: true, clusterSizeBytes: source.readUInt32LE(12) };
@@ -85,9 +85,23 @@ export function entriesCrcOf(source: Buffer, firstEntryOffset: number, entryCoun
   let crc = initial;
   for (let i = 0; i < entryCount; i++) {
     const offset = firstEntryOffset + i * tlogEntrySizeBytes;
-    crc = crc32c(source.subarray(offset, offset + 28), crc);
+    crc = crc32cRange(source, offset, offset + 28, crc);
   }
   return crc;
+}
+
+/** Encodes a Location entry (clone 0, version 0) without building an entry object: the write path's hot call. */
+export function encodeLocationEntry(target: Buffer, offset: number, clusterAddress: number, scoNumber: number, offsetClusters: number, dataCrc: number): void {
+  target[offset] = EntryKind.Location;
+  target[offset + 1] = 0;
+  target[offset + 2] = 0;
+  target[offset + 3] = 0;
+  target.writeUInt32LE(scoNumber, offset + 4);
+  writeUInt64(target, offset + 8, clusterAddress);
+  target.writeUInt32LE(offsetClusters, offset + 16);
+  target.writeUInt32LE(dataCrc, offset + 20);
+  target.writeUInt32LE(0, offset + 24);
+  target.writeUInt32LE(crc32cRange(target, offset, offset + 28), offset + 28);
 }
 
 /** Encodes one entry at target[offset .. offset+32). */
@@ -120,7 +134,7 @@ export function encodeTlogEntry(target: Buffer, offset: number, entry: TlogEntry
       target.writeUInt32LE(entry.entriesCrc, offset + 20);
       break;
   }
-  target.writeUInt32LE(crc32c(target.subarray(offset, offset + 28)), offset + 28);
+  target.writeUInt32LE(crc32cRange(target, offset, offset + 28), offset + 28);
 }
 
 export type EntryResult = { ok: true; entry: TlogEntry } | { ok: false; reason: string };
@@ -128,7 +142,7 @@ export type EntryResult = { ok: true; entry: TlogEntry } | { ok: false; reason: 
 /** Decodes the entry at source[offset .. offset+32); a bad CRC or kind is a reason, never a throw. */
 export function decodeTlogEntry(source: Buffer, offset: number): EntryResult {
   if (source.length - offset < tlogEntrySizeBytes) return { ok: false, reason: "truncated entry" };
-  if (source.readUInt32LE(offset + 28) !== crc32c(source.subarray(offset, offset + 28))) {
+  if (source.readUInt32LE(offset + 28) !== crc32cRange(source, offset, offset + 28)) {
     return { ok: false, reason: "entry CRC mismatch" };
   }
   const kind = source.readUInt8(offset);

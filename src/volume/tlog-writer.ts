@@ -9,6 +9,7 @@ import { assert } from "../base/index.js";
 import {
   EntryKind,
   encodeTlogEntry,
+  encodeLocationEntry,
   encodeTlogHeader,
   entriesCrcOf,
   tlogEntrySizeBytes,
@@ -60,6 +61,17 @@ export class TlogWriter {
     this.ensureRoom(tlogEntrySizeBytes);
     const offset = this.pendingLengthBytes;
     encodeTlogEntry(this.pending, offset, entry);
+    this.entriesCrc = entriesCrcOf(this.pending, offset, 1, this.entriesCrc);
+    this.pendingLengthBytes += tlogEntrySizeBytes;
+    return this.entryCount++;
+  }
+
+  /** Appends a Location entry (clone 0, version 0); the write path's allocation-free variant of append. */
+  appendLocation(clusterAddress: number, scoNumber: number, offsetClusters: number, dataCrc: number): number {
+    assert(!this.closed, "append to a closed TLog");
+    this.ensureRoom(tlogEntrySizeBytes);
+    const offset = this.pendingLengthBytes;
+    encodeLocationEntry(this.pending, offset, clusterAddress, scoNumber, offsetClusters, dataCrc);
     this.entriesCrc = entriesCrcOf(this.pending, offset, 1, this.entriesCrc);
     this.pendingLengthBytes += tlogEntrySizeBytes;
     return this.entryCount++;

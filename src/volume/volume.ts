@@ -436,14 +436,15 @@ export class Volume {
       const sco = this.openSco;
       const count = Math.min(clusterCount - done, this.clustersPerSco - sco.clusterCount);
       const tlog = this.currentTlog;
+      const scoOffsetBytes = sco.clusterCount * clusterSize;
+      source.copy(sco.buffer, scoOffsetBytes, done * clusterSize, (done + count) * clusterSize);
       for (let i = 0; i < count; i++) {
-        const cluster = source.subarray((done + i) * clusterSize, (done + i + 1) * clusterSize);
         const offsetClusters = sco.clusterCount + i;
-        cluster.copy(sco.buffer, offsetClusters * clusterSize);
-        const location: ClusterLocation = { cloneId: 0, scoNumber: sco.scoNumber, scoVersion: 0, offsetClusters, dataCrc: crc32c(cluster) };
+        const start = scoOffsetBytes + i * clusterSize;
+        const dataCrc = crc32c(sco.buffer.subarray(start, start + clusterSize));
         const address = firstCluster + done + i;
-        const entryIndex = tlog.append({ kind: EntryKind.Location, clusterAddress: address, ...location });
-        this.setDirty(address, location, tlog.seq, entryIndex);
+        const entryIndex = tlog.appendLocation(address, sco.scoNumber, offsetClusters, dataCrc);
+        this.setDirty(address, { cloneId: 0, scoNumber: sco.scoNumber, scoVersion: 0, offsetClusters, dataCrc }, tlog.seq, entryIndex);
       }
       sco.clusterCount += count;
       done += count;
