@@ -67,13 +67,16 @@ export class ReadFdCache {
    * A descriptor of `path` and the function to release it (call it exactly once, when the read is done),
    * or undefined if the file does not exist.
    */
-  async acquire(path: string): Promise<{ fd: number; release: () => void } | undefined> {
+  async acquire(path: string): Promise<FdHandle | undefined> {
     let entry = this.entries.get(path);
+    if (entry?.resolvedFd !== undefined) return this.handle(entry, entry.resolvedFd); // the common case: no await
     if (entry) {
       this.entries.delete(path); // re-insert: most recently used last
       this.entries.set(path, entry);
     } else {
-      entry = { fd: openFile(path, "r"), refs: 0, evicted: false };
+      const created: FdEntry = { fd: openFile(path, "r"), resolvedFd: undefined, refs: 0, evicted: false };
+      created.fd.then((fd) => (created.resolvedFd = fd), () => undefined);
+      entry = created;
       this.entries.set(path, entry);
       this.evict();
     }
@@ -88,14 +91,20 @@ export class ReadFdCache {
       if (systemErrorCode(error) === "ENOENT") return undefined;
       throw ioError(error, "open");
     }
+    held.refs--; // handle() takes the reference again
+    return this.handle(held, fd);
+  }
+
+  private handle(entry: FdEntry, fd: number): FdHandle {
+    entry.refs++;
     let released = false;
     return {
       fd,
       release: () => {
         if (released) return;
         released = true;
-        held.refs--;
-        if (held.evicted && held.refs === 0) void closeFile(fd);
+        entry.refs--;
+        if (entry.evicted && entry.refs === 0) void closeFile(fd);
       },
     };
   }
@@ -126,8 +135,15 @@ export class ReadFdCache {
   }
 }
 
+export interface FdHandle {
+  fd: number;
+  /** Gives the descriptor back; call exactly once (further calls do nothing). */
+  release: () => void;
+}
+
 interface FdEntry {
   fd: Promise<number>;
+  resolvedFd: number | undefined;
   refs: number;
   evicted: boolean;
 }

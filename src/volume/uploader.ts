@@ -10,7 +10,7 @@ import type { ObjectBackend } from "../backend/index.js";
 import { scoName } from "./sco-name.js";
 
 type Item =
-  | { kind: "sco"; scoNumber: number; file: string }
+  | { kind: "sco"; scoNumber: number; file: string; data: Buffer | undefined }
   | { kind: "tlog"; seq: number; id: string; file: string; scoNumbers: number[] };
 
 export const uploaderLimits = {
@@ -36,8 +36,14 @@ export class Uploader {
     },
   ) {}
 
-  enqueueSco(scoNumber: number, file: string): void {
-    this.queue.push({ kind: "sco", scoNumber, file });
+  /**
+   * Queues a closed SCO. `data` is its content when the caller still has it in memory: it is uploaded
+   * from there (no re-read of the file) if few uploads are queued; a long queue (a slow or absent
+   * backend) reads the file instead, so memory stays bounded.
+   */
+  enqueueSco(scoNumber: number, file: string, data?: Buffer): void {
+    const keep = data !== undefined && this.queue.length < uploaderLimits.uploadsInFlightMax * 2;
+    this.queue.push({ kind: "sco", scoNumber, file, data: keep ? data : undefined });
     this.pump();
   }
 
@@ -85,7 +91,7 @@ export class Uploader {
     let delayMs: number = uploaderLimits.retryDelayMsMin;
     while (!this.stopped) {
       try {
-        const data = await fsp.readFile(item.file);
+        const data = item.kind === "sco" && item.data !== undefined ? item.data : await fsp.readFile(item.file);
         if (item.kind === "sco") {
           await backend.put(namespace, scoName({ cloneId: 0, scoNumber: item.scoNumber, version: 0 }), data);
           this.counters.scoUploads++;
@@ -97,6 +103,7 @@ export class Uploader {
         return;
       } catch (error) {
         this.counters.failures++;
+        if (item.kind === "sco") item.data = undefined; // retries read the file: do not pin memory
         log.warn({ err: error, item: item.kind === "sco" ? item.scoNumber : item.id, retryInMs: delayMs }, "upload failed; retrying");
         await new Promise((resolve) => setTimeout(resolve, delayMs));
         delayMs = Math.min(delayMs * 2, uploaderLimits.retryDelayMsMax);

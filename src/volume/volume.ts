@@ -54,6 +54,11 @@ export const volumeLimits = {
   /** Non-disposable SCOs allowed, as a factor of SCO size × TLog multiplier (the original's 1.5). */
   nonDisposableFactor: 1.5,
   syncIntervalMs: 1000,
+  /**
+   * SCO rolls between background syncs (besides the timer, FLUSH and TLog rolls): bounds the TLog
+   * entries and map updates held in memory without an fsync per 4 MiB SCO.
+   */
+  scoRollsPerBackgroundSync: 4,
   ioLengthBytesMax: 32 * 1024 * 1024,
   zeroChunkBytes: 1024 * 1024,
 } as const;
@@ -131,6 +136,7 @@ export class Volume {
   private readonly unsyncedTlogs: TlogWriter[] = [];
   private readonly tlogFds = new Map<number, number>();
   private readonly rmwLocks = new Map<number, Promise<void>>();
+  private readonly scoPaths = new Map<number, string>();
   private readonly uploader: Uploader;
   private openSco!: MemorySco;
   private currentTlog!: TlogWriter;
@@ -139,6 +145,7 @@ export class Volume {
   private syncWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
   private syncTimer: NodeJS.Timeout | undefined;
   private changedSinceSync = false;
+  private scoRollsSinceSync = 0;
   private committing: Promise<void> = Promise.resolve();
   private throttleWaiters: Array<() => void> = [];
   private halted: OvsError | undefined;
@@ -546,10 +553,18 @@ export class Volume {
       scoCrc: crc32c(sco.buffer.subarray(0, sizeBytes)),
     });
     this.currentTlog.scoNumbers.push(sco.scoNumber);
+    // Its content is final: upload it now, from memory. The TLog naming it waits for it (barrier), and
+    // it becomes disposable only once that TLog is stored.
+    this.uploader.enqueueSco(sco.scoNumber, sco.path, sco.buffer.subarray(0, sizeBytes));
     this.openSco = this.newMemorySco();
-    if (closeTlog || this.currentTlog.scoNumbers.length >= this.config.tlogMultiplier) this.rollTlog();
     this.changedSinceSync = true;
-    this.backgroundSync();
+    this.scoRollsSinceSync++;
+    if (closeTlog || this.currentTlog.scoNumbers.length >= this.config.tlogMultiplier) {
+      this.rollTlog();
+      this.backgroundSync();
+    } else if (this.scoRollsSinceSync >= volumeLimits.scoRollsPerBackgroundSync) {
+      this.backgroundSync();
+    }
   }
 
   private rollTlog(): void {
@@ -616,6 +631,7 @@ export class Volume {
   private async syncOnce(): Promise<void> {
     this.counters.syncs++;
     this.changedSinceSync = false;
+    this.scoRollsSinceSync = 0;
     // Capture, in one synchronous step, the SCO writes to wait for and the TLog bytes they cover.
     const scoWrites: Promise<void>[] = [];
     const scosToSync: MemorySco[] = [];
@@ -651,9 +667,8 @@ export class Volume {
     for (const sco of [...this.memoryScos.values()]) {
       // Closed before the capture (so its SCO CRC entry is durable now) and fully synced.
       if (closedAtCapture.has(sco) && !sco.dirtySinceSync && sco.inflight.size === 0 && !sco.batch) {
-        this.memoryScos.delete(sco.scoNumber);
+        this.memoryScos.delete(sco.scoNumber); // reads now go to the (synced) file
         if (sco.fd !== undefined) await closeFile(sco.fd);
-        this.uploader.enqueueSco(sco.scoNumber, sco.path);
       }
     }
     while (this.unsyncedTlogs.length > 0) {
@@ -716,6 +731,17 @@ export class Volume {
     }
   }
 
+  /** The local path of a SCO file; memoised (the read path needs it per request). */
+  private scoPath(scoNumber: number): string {
+    let file = this.scoPaths.get(scoNumber);
+    if (file === undefined) {
+      if (this.scoPaths.size >= 4096) this.scoPaths.clear();
+      file = path.join(this.scoDir, scoName({ cloneId: 0, scoNumber, version: 0 }));
+      this.scoPaths.set(scoNumber, file);
+    }
+    return file;
+  }
+
   private setDirty(address: number, location: ClusterLocation, tlogSeq: number, entryIndex: number): void {
     this.dirty.set(address, { location, tlogSeq, entryIndex, previous: this.dirty.get(address) });
   }
@@ -763,8 +789,7 @@ export class Volume {
       runs.map(async (run) => {
         const view = target.subarray(run.targetIndex * clusterSize, (run.targetIndex + run.locations.length) * clusterSize);
         const name = scoName({ cloneId: 0, scoNumber: run.scoNumber, version: 0 });
-        const local = path.join(this.scoDir, name);
-        const handle = await scoReadFds.acquire(local);
+        const handle = await scoReadFds.acquire(this.scoPath(run.scoNumber));
         if (handle !== undefined) {
           try {
             await preadAll(handle.fd, view, 0, view.length, run.offsetClusters * clusterSize);

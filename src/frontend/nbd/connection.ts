@@ -6,7 +6,8 @@
 // Hot path (transmission): socket chunks go into a ChunkQueue; a request header within one chunk is
 // decoded in place into one reused RequestHeader; a WRITE payload within one chunk is handed to the
 // export as a view (copied only when it spans chunks). Replies written in the same tick go out in one
-// writev: the socket is corked at the first reply of a tick and uncorked on process.nextTick.
+// writev: the socket is corked at the first reply and uncorked by setImmediate, so that every reply
+// completed in one event-loop iteration (e.g. all file reads the thread pool finished) shares one writev.
 // Replies may be out of order (NBD allows it; the handle pairs them up).
 //
 // Limits and backpressure (limits.ts): at most inFlightRequestsMax requests and inFlightBytesMax
@@ -355,7 +356,7 @@ export class NbdConnection {
     if (!this.corked) {
       this.corked = true;
       socket.cork();
-      process.nextTick(uncork, this);
+      setImmediate(uncork, this);
     }
     const header = Buffer.allocUnsafe(SIMPLE_REPLY_HEADER_BYTES);
     encodeSimpleReplyHeader(header, 0, error, handleHi, handleLo);
