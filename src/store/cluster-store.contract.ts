@@ -11,6 +11,8 @@ import { MiB, OvsError, isOvsError, type ErrorCode } from "../base/index.js";
 import {
   compareKeys,
   keyBytesMax,
+  leaseTtlMsMax,
+  leaseTtlMsMin,
   multiGetKeysMax,
   rangeLimitMax,
   rangeResultBytesMax,
@@ -614,6 +616,102 @@ export function clusterStoreContract(name: string, makeStore: () => Promise<Clus
         expect((await store.get("y"))!.toString()).toBe("2");
         bad.close();
         good.close();
+      });
+    });
+
+    describe("campaign, lock and status", () => {
+      const ttlMs = 5_000;
+
+      it("two candidates: exactly one leads, and resign hands over to the other", async () => {
+        const store = await fresh();
+        const changes: string[] = [];
+        const first = await store.campaign("scheduler", "node-1", ttlMs);
+        first.onChange((isLeader) => changes.push(`node-1 ${isLeader}`));
+        await waitFor(() => first.isLeader(), "the first candidate to lead");
+        const second = await store.campaign("scheduler", "node-2", ttlMs);
+        second.onChange((isLeader) => changes.push(`node-2 ${isLeader}`));
+        // Give a wrong second leader time to show up before checking there is none.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect([first.isLeader(), second.isLeader()]).toEqual([true, false]);
+        expect(await store.leaderOf("scheduler")).toBe("node-1");
+        await first.resign();
+        expect(first.isLeader()).toBe(false);
+        await waitFor(() => second.isLeader(), "the second candidate to lead");
+        expect(first.isLeader()).toBe(false);
+        expect(await store.leaderOf("scheduler")).toBe("node-2");
+        expect(changes).toEqual(["node-1 false", "node-2 true"]);
+        await first.resign();
+        await second.resign();
+        await waitFor(() => !second.isLeader(), "the second candidate to step down");
+        expect(await store.leaderOf("scheduler")).toBeUndefined();
+      });
+
+      it("elections are independent of each other and of the key space", async () => {
+        const store = await fresh();
+        const a = await store.campaign("a", "x", ttlMs);
+        const b = await store.campaign("b", "y", ttlMs);
+        await waitFor(() => a.isLeader() && b.isLeader(), "both leaders");
+        expect(await everything(store)).toEqual([]);
+        await a.resign();
+        await b.resign();
+      });
+
+      it("a lock is exclusive: a second taker waits, times out, and gets it after release", async () => {
+        const store = await fresh();
+        const held = await store.lock("volume/v1", ttlMs, 5_000);
+        expect(held.isHeld()).toBe(true);
+        const startedMs = Date.now();
+        await expectCode(store.lock("volume/v1", ttlMs, 300), "TIMEOUT", /volume\/v1/);
+        expect(Date.now() - startedMs).toBeGreaterThanOrEqual(250);
+        const other = await store.lock("volume/v2", ttlMs, 5_000);
+        expect(other.isHeld()).toBe(true);
+        const waiting = store.lock("volume/v1", ttlMs, 10_000);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        await held.release();
+        expect(held.isHeld()).toBe(false);
+        const next = await waiting;
+        expect(next.isHeld()).toBe(true);
+        await next.release();
+        await other.release();
+        await held.release();
+      });
+
+      it("refuses bad campaign and lock arguments", async () => {
+        const store = await fresh();
+        await expectCode(store.campaign("e", "c", leaseTtlMsMin - 1), "INVALID_ARGUMENT", /ttlMs/);
+        await expectCode(store.campaign("e", "c", leaseTtlMsMax + 1), "INVALID_ARGUMENT", /ttlMs/);
+        await expectCode(store.campaign("", "c", ttlMs), "INVALID_ARGUMENT");
+        await expectCode(store.campaign("e", "", ttlMs), "INVALID_ARGUMENT");
+        await expectCode(store.lock("l", ttlMs, -1), "INVALID_ARGUMENT", /waitMs/);
+      });
+
+      it("close ends every campaign; calls after close are CLOSED", async () => {
+        const store = await fresh();
+        const campaign = await store.campaign("e", "c", ttlMs);
+        await waitFor(() => campaign.isLeader(), "the leader");
+        const lock = await store.lock("l", ttlMs, 1_000);
+        let lost = false;
+        lock.onLost(() => (lost = true));
+        await store.close();
+        expect(campaign.isLeader()).toBe(false);
+        expect(lock.isHeld()).toBe(false);
+        expect(lost).toBe(true);
+        await expectCode(store.campaign("e", "c", ttlMs), "CLOSED");
+        await expectCode(store.status(), "CLOSED");
+      });
+
+      it("status reports a healthy store with its size and no alarms", async () => {
+        const store = await fresh();
+        await store.put("k", text("v"));
+        const status = await store.status();
+        expect(status.healthy).toBe(true);
+        expect(status.alarms).toEqual([]);
+        expect(status.recovery).toBeUndefined();
+        expect(status.dbSizeBytes).toBeGreaterThan(0);
+        expect(status.members.length).toBeGreaterThanOrEqual(1);
+        expect(status.members.filter((member) => member.isLeader).length).toBe(1);
+        expect(status.leader).toBe(status.members.find((member) => member.isLeader)!.name);
+        expect(status.description).toBe(store.description);
       });
     });
 

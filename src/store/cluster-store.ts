@@ -1,7 +1,7 @@
 // The ClusterStore interface: the consistent key/value store of the platform (the original's Arakoon
 // role). It holds configuration, the management model, the volume registry and the backend's metadata.
-// Implementations: EmbeddedStore (lmdb in a directory, one process; embedded-store.ts) and, later, an
-// etcd store. Every implementation passes the contract suite in cluster-store.contract.ts.
+// Implementations: EmbeddedStore (lmdb in a directory, one process; embedded-store.ts) and EtcdStore
+// (etcd-store.ts). Every implementation passes the contract suite in cluster-store.contract.ts.
 // Imported by every layer above store/ through store/index.ts.
 //
 // Semantics every implementation keeps:
@@ -19,6 +19,10 @@
 // - A watch gets every committed change under its prefix, in commit order, only after it is durable.
 // - Buffers returned by reads are owned by the caller. A watch event's value is shared by every listener
 //   of that change and must be treated as read-only. Buffers passed in may be reused once the call returns.
+// - Leadership (campaign, lock) is held through a lease of ttlMs: a holder that dies or is cut off loses
+//   it within about ttlMs. isLeader()/isHeld() are this process's best knowledge and turn false before the
+//   lease can have expired on the store's side; a leader must still make its writes conditional (asserts)
+//   where two leaders acting at once would do harm.
 // - Limits are the named constants below; a request beyond one is INVALID_ARGUMENT and changes nothing.
 //   They are chosen so that etcd (max-txn-ops 128, max-request-bytes 1.5 MiB) and the embedded store
 //   behave the same.
@@ -43,6 +47,17 @@ export const sequenceOperationsMax = 128;
 export const sequencePayloadBytesMax = 1 * MiB + 384 * KiB;
 /** Most open watches per store instance. */
 export const watchesMax = 1024;
+/** Shortest lease of a campaign or lock (etcd grants whole seconds and at least about 1.5 s). */
+export const leaseTtlMsMin = 2_000;
+/** Longest lease of a campaign or lock. */
+export const leaseTtlMsMax = 600_000;
+/** Longest election (or lock) name and candidate id, in UTF-8 bytes. */
+export const electionNameBytesMax = 256;
+export const candidateIdBytesMax = 256;
+/** Most campaigns and locks open at once per store instance. */
+export const campaignsMax = 256;
+/** Longest a lock() call may wait for a lock. */
+export const lockWaitMsMax = 600_000;
 
 assert(keyBytesMax + valueBytesMax <= sequencePayloadBytesMax, "one largest put must fit a sequence");
 assert(sequencePayloadBytesMax <= 1.5 * MiB, "a sequence must fit etcd's default request size");
@@ -100,6 +115,55 @@ export interface Watch {
   close(): void;
 }
 
+/** One candidacy in an election (e.g. the one scheduler or maintenance leader of a cluster). */
+export interface Campaign {
+  readonly electionName: string;
+  readonly candidateId: string;
+  /** True while this candidate leads, as far as this process knows (false once its lease may have expired). */
+  isLeader(): boolean;
+  /** Calls `listener` with the new state on every change of isLeader(); returns an unsubscribe. */
+  onChange(listener: (isLeader: boolean) => void): () => void;
+  /** Withdraws the candidacy (stepping down if leading) so another candidate can lead. Idempotent. */
+  resign(): Promise<void>;
+}
+
+/** An exclusive lock held through a lease. */
+export interface StoreLock {
+  readonly name: string;
+  /** True while held, as far as this process knows (false once its lease may have expired). */
+  isHeld(): boolean;
+  /** Calls `listener` once if the lock is lost without release() (lease expired, store closed). */
+  onLost(listener: () => void): () => void;
+  /** Releases the lock. Idempotent. */
+  release(): Promise<void>;
+}
+
+export interface StoreMemberStatus {
+  name: string;
+  /** Where the client reaches it (etcd client URL), or the directory of the embedded store. */
+  endpoint: string;
+  reachable: boolean;
+  isLeader: boolean;
+  dbSizeBytes?: number;
+  error?: string;
+}
+
+export interface StoreStatus {
+  kind: "embedded" | "etcd";
+  description: string;
+  /** True when writes are expected to work: a leader is known and no alarm is raised. */
+  healthy: boolean;
+  members: StoreMemberStatus[];
+  /** Name of the member that leads (etcd), or of the one embedded member. */
+  leader: string | undefined;
+  /** Size of the database file (largest member for etcd). */
+  dbSizeBytes: number;
+  /** Active alarms, e.g. "NOSPACE on member m1". */
+  alarms: string[];
+  /** What an operator should do about the alarms (documented recovery), when there are any. */
+  recovery: string | undefined;
+}
+
 export interface ClusterStore {
   /** A short description for logs and `ovs` output, e.g. "embedded:/var/lib/ovs/store". */
   readonly description: string;
@@ -129,6 +193,19 @@ export interface ClusterStore {
 
   /** Calls `listener` for every change committed under `prefix` from now on, in commit order. */
   watch(prefix: string, listener: WatchListener): Watch;
+
+  /**
+   * Enters `candidateId` in the election `electionName`, held through a lease of `ttlMs`. Resolves once
+   * the candidacy is registered (leading or queued): candidates lead one at a time, in the order they
+   * registered. The campaign lasts until resign() or close(); a lost lease is renewed and re-queued.
+   */
+  campaign(electionName: string, candidateId: string, ttlMs: number): Promise<Campaign>;
+  /** The candidate id of the current leader of `electionName`, or undefined when nobody leads. */
+  leaderOf(electionName: string): Promise<string | undefined>;
+  /** Takes the exclusive lock `name` (lease of ttlMs), waiting at most waitMs; TIMEOUT if still taken. */
+  lock(name: string, ttlMs: number, waitMs: number): Promise<StoreLock>;
+  /** Health, members, leader, database size and alarms. */
+  status(): Promise<StoreStatus>;
 
   /** Waits for in-flight mutations, closes every watch and releases the store. Idempotent. */
   close(): Promise<void>;
@@ -320,6 +397,96 @@ export function checkSequence(asserts: readonly SequenceAssert[], operations: re
     );
   }
   return checked;
+}
+
+/** Checks campaign() arguments; INVALID_ARGUMENT otherwise. */
+export function checkCampaign(electionName: unknown, candidateId: unknown, ttlMs: unknown): void {
+  checkName(electionName, "election name", electionNameBytesMax);
+  checkName(candidateId, "candidate id", candidateIdBytesMax);
+  checkTtl(ttlMs);
+}
+
+export function checkName(name: unknown, what: string, bytesMax: number): string {
+  if (typeof name !== "string" || name.length === 0) throw new OvsError("INVALID_ARGUMENT", `The ${what} must be a non-empty string.`);
+  const bytes = Buffer.from(name, "utf8");
+  if (bytes.length > bytesMax || bytes.toString("utf8") !== name || name.includes("\u0000")) {
+    throw new OvsError("INVALID_ARGUMENT", `The ${what} must be well-formed text of 1 to ${bytesMax} bytes without NUL.`, {
+      name: name.slice(0, 64),
+    });
+  }
+  return name;
+}
+
+export function checkTtl(ttlMs: unknown): number {
+  if (typeof ttlMs !== "number" || !Number.isInteger(ttlMs) || ttlMs < leaseTtlMsMin || ttlMs > leaseTtlMsMax) {
+    throw new OvsError("INVALID_ARGUMENT", `A lease ttlMs must be an integer from ${leaseTtlMsMin} to ${leaseTtlMsMax}.`, { ttlMs });
+  }
+  return ttlMs;
+}
+
+/** Election name under which lock(name) campaigns: locks and elections never share a name. */
+export function lockElectionName(name: string): string {
+  return `\u0001lock:${name}`;
+}
+
+/**
+ * lock() on top of campaign(): a lock is an election whose leader holds the lock. Both implementations
+ * use this, so locks behave the same on both. TIMEOUT (after withdrawing) when not led within waitMs.
+ */
+export async function lockByCampaign(
+  store: Pick<ClusterStore, "campaign">,
+  name: string,
+  ttlMs: number,
+  waitMs: number,
+  candidateId: string,
+): Promise<StoreLock> {
+  checkName(name, "lock name", electionNameBytesMax - 8);
+  checkTtl(ttlMs);
+  if (typeof waitMs !== "number" || !Number.isInteger(waitMs) || waitMs < 0 || waitMs > lockWaitMsMax) {
+    throw new OvsError("INVALID_ARGUMENT", `A lock's waitMs must be an integer from 0 to ${lockWaitMsMax}.`, { waitMs });
+  }
+  const campaign = await store.campaign(lockElectionName(name), candidateId, ttlMs);
+  if (!campaign.isLeader()) {
+    const led = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        unsubscribe();
+        resolve(campaign.isLeader());
+      }, waitMs);
+      const unsubscribe = campaign.onChange((isLeader) => {
+        if (!isLeader) return;
+        clearTimeout(timer);
+        unsubscribe();
+        resolve(true);
+      });
+    });
+    if (!led) {
+      await campaign.resign();
+      throw new OvsError("TIMEOUT", `The lock "${name}" is held by someone else; waited ${waitMs} ms.`, { lock: name, waitMs });
+    }
+  }
+  let released = false;
+  const lostListeners = new Set<() => void>();
+  const unsubscribe = campaign.onChange((isLeader) => {
+    if (isLeader || released) return;
+    released = true;
+    unsubscribe();
+    void campaign.resign();
+    for (const listener of [...lostListeners]) listener();
+  });
+  return {
+    name,
+    isHeld: () => !released && campaign.isLeader(),
+    onLost: (listener) => {
+      lostListeners.add(listener);
+      return () => lostListeners.delete(listener);
+    },
+    release: async () => {
+      released = true;
+      unsubscribe();
+      lostListeners.clear();
+      await campaign.resign();
+    },
+  };
 }
 
 /** testAndSet expressed as a sequence: the one definition both implementations share. */

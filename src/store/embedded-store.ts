@@ -16,10 +16,13 @@
 // - One process per directory: an abstract unix socket named after the directory's device and inode is
 //   the lock (the kernel drops it when the process dies, even by kill -9); DIR/LOCK names the holder.
 // - Buffers returned by reads are fresh copies owned by the caller.
+// - Elections and locks live in this process (the store is single-process): candidates lead in the order
+//   they registered; a lease cannot expire while the process lives, and dies with it (or with close()).
 //
 // Limits: those of cluster-store.ts, plus mutationsInFlightMax (backpressure on callers).
 
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -27,7 +30,12 @@ import { open as openLmdb, type Database, type RootDatabase } from "lmdb";
 import { OvsError, assert, silentLogger, systemErrorCode, type Logger } from "../base/index.js";
 import {
   bytesStartWith,
+  campaignsMax,
+  checkCampaign,
   checkLimit,
+  checkName,
+  electionNameBytesMax,
+  lockByCampaign,
   checkSequence,
   checkValue,
   keyBytes,
@@ -38,8 +46,11 @@ import {
   shortKey,
   testAndSetBySequence,
   watchesMax,
+  type Campaign,
   type CheckedSequence,
   type ClusterStore,
+  type StoreLock,
+  type StoreStatus,
   type Entry,
   type Page,
   type PrefixOptions,
@@ -85,6 +96,13 @@ interface PendingCommit {
 
 type Binary = Buffer;
 
+/** One candidacy of an in-process election. */
+interface CandidateRecord {
+  candidateId: string;
+  leading: boolean;
+  listeners: Set<(isLeader: boolean) => void>;
+}
+
 export class EmbeddedStore implements ClusterStore {
   readonly description: string;
   readonly dir: string;
@@ -105,6 +123,9 @@ export class EmbeddedStore implements ClusterStore {
   private mutationsInFlight = 0;
   private readonly slotWaiters: Array<() => void> = [];
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Election name → candidates in registration order; the first one leads. */
+  private readonly elections = new Map<string, CandidateRecord[]>();
+  private campaignCount = 0;
 
   private constructor(dir: string, root: RootDatabase<Binary, Binary>, kv: Database<Binary, Binary>, lockServer: net.Server, logger: Logger) {
     this.dir = dir;
@@ -423,10 +444,99 @@ export class EmbeddedStore implements ClusterStore {
     };
   }
 
+  // ---- Elections and locks: in this process (one process owns the store). ----
+
+  async campaign(electionName: string, candidateId: string, ttlMs: number): Promise<Campaign> {
+    this.checkUsable();
+    checkCampaign(electionName, candidateId, ttlMs);
+    if (this.campaignCount >= campaignsMax) {
+      throw new OvsError("INVALID_ARGUMENT", `A store has at most ${campaignsMax} open campaigns and locks; resign some first.`);
+    }
+    const record: CandidateRecord = { candidateId, leading: false, listeners: new Set() };
+    const candidates = this.elections.get(electionName) ?? [];
+    this.elections.set(electionName, candidates);
+    candidates.push(record);
+    this.campaignCount++;
+    this.updateLeader(electionName);
+    return {
+      electionName,
+      candidateId,
+      isLeader: () => record.leading,
+      onChange: (listener) => {
+        record.listeners.add(listener);
+        return () => record.listeners.delete(listener);
+      },
+      resign: async () => this.withdraw(electionName, record),
+    };
+  }
+
+  async leaderOf(electionName: string): Promise<string | undefined> {
+    this.checkUsable();
+    checkName(electionName, "election name", electionNameBytesMax);
+    return this.elections.get(electionName)?.[0]?.candidateId;
+  }
+
+  async lock(name: string, ttlMs: number, waitMs: number): Promise<StoreLock> {
+    this.checkUsable();
+    return lockByCampaign(this, name, ttlMs, waitMs, `${os.hostname()}:${process.pid}:${randomBytes(6).toString("hex")}`);
+  }
+
+  async status(): Promise<StoreStatus> {
+    this.checkUsable();
+    let dbSizeBytes: number;
+    try {
+      dbSizeBytes = (await stat(path.join(this.dir, "data.mdb"))).size;
+    } catch (error) {
+      throw new OvsError("IO_ERROR", `Cannot read the size of the store in ${this.dir}: ${String(error)}.`, { dir: this.dir }, { cause: error });
+    }
+    const name = os.hostname();
+    return {
+      kind: "embedded",
+      description: this.description,
+      healthy: true,
+      members: [{ name, endpoint: this.dir, reachable: true, isLeader: true, dbSizeBytes }],
+      leader: name,
+      dbSizeBytes,
+      alarms: [],
+      recovery: undefined,
+    };
+  }
+
+  private withdraw(electionName: string, record: CandidateRecord): void {
+    const candidates = this.elections.get(electionName);
+    const index = candidates?.indexOf(record) ?? -1;
+    if (candidates === undefined || index < 0) return;
+    candidates.splice(index, 1);
+    this.campaignCount--;
+    assert(this.campaignCount >= 0, "campaigns never go negative");
+    if (record.leading) this.setLeading(record, false);
+    if (candidates.length === 0) this.elections.delete(electionName);
+    else this.updateLeader(electionName);
+  }
+
+  private updateLeader(electionName: string): void {
+    const first = this.elections.get(electionName)?.[0];
+    if (first !== undefined && !first.leading) this.setLeading(first, true);
+  }
+
+  private setLeading(record: CandidateRecord, leading: boolean): void {
+    record.leading = leading;
+    for (const listener of [...record.listeners]) {
+      try {
+        listener(leading);
+      } catch (error) {
+        this.logger.error({ err: error }, "a campaign listener threw");
+      }
+    }
+  }
+
   async close(): Promise<void> {
     if (this.closing === undefined) {
       this.closed = true;
       this.closing = (async () => {
+        for (const [electionName, candidates] of [...this.elections]) {
+          for (const record of [...candidates]) this.withdraw(electionName, record);
+        }
         await Promise.allSettled([...this.inFlight]);
         for (const watch of this.watches) watch.open = false;
         this.watches.clear();
