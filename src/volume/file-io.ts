@@ -148,5 +148,20 @@ interface FdEntry {
   evicted: boolean;
 }
 
-/** The process-wide cache of SCO read descriptors (every volume shares it). */
-export const scoReadFds = new ReadFdCache(384);
+/**
+ * The process-wide cache of SCO read descriptors (every volume shares it): a quarter of the process's
+ * open-file limit (read from /proc/self/limits; 1024 assumed when unknown), between 64 and 8192. Random
+ * reads over a large write buffer touch many SCO files; a cache miss costs an open() and a close().
+ */
+export const scoReadFds = new ReadFdCache(readFdCountMax());
+
+function readFdCountMax(): number {
+  let softLimit = 1024;
+  try {
+    const match = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync("/proc/self/limits", "utf8"));
+    if (match) softLimit = match[1] === "unlimited" ? 1_048_576 : Number(match[1]);
+  } catch {
+    // not Linux: keep the conservative default
+  }
+  return Math.min(8192, Math.max(64, Math.floor(softLimit / 4)));
+}

@@ -41,7 +41,10 @@ export interface VolumeConfig {
   clusterSizeBytes: number;
   scoSizeBytes: number;
   tlogMultiplier: number;
-  /** Local SCO bytes kept (disposable SCOs above this are evicted; the backend keeps them). */
+  /**
+   * Per-volume cap on local SCO bytes (disposable SCOs above it are evicted; the backend keeps them);
+   * 0 = no cap: only the file system's free-space guard evicts (volumeLimits.scoCacheFree…).
+   */
   scoCacheMaxBytes: number;
   createdAt: string;
 }
@@ -53,6 +56,10 @@ export const volumeLimits = {
   volumeSizeBytesMax: 64 * 1024 ** 4, // 64 TiB, as the original
   /** Non-disposable SCOs allowed, as a factor of SCO size × TLog multiplier (the original's 1.5). */
   nonDisposableFactor: 1.5,
+  /** The write buffer's file system keeps at least this much free (disposable SCOs are evicted)... */
+  scoCacheFreeBytesMin: 2 * 1024 ** 3,
+  /** ...or this fraction of its size, whichever is larger. */
+  scoCacheFreeFraction: 0.05,
   syncIntervalMs: 1000,
   /**
    * SCO rolls between background syncs (besides the timer, FLUSH and TLog rolls): bounds the TLog
@@ -65,7 +72,7 @@ export const volumeLimits = {
 
 /** The defaults of DESIGN.md §6. */
 export function defaultVolumeSettings(): Pick<VolumeConfig, "clusterSizeBytes" | "scoSizeBytes" | "tlogMultiplier" | "scoCacheMaxBytes"> {
-  return { clusterSizeBytes: 4096, scoSizeBytes: 4 * 1024 * 1024, tlogMultiplier: 16, scoCacheMaxBytes: 1024 * 1024 * 1024 };
+  return { clusterSizeBytes: 4096, scoSizeBytes: 4 * 1024 * 1024, tlogMultiplier: 16, scoCacheMaxBytes: 0 };
 }
 
 /**
@@ -846,12 +853,30 @@ export class Volume {
   }
 
   /** Drops disposable SCOs (oldest first) while the local SCO bytes exceed the cache size. */
+  /**
+   * Drops disposable SCOs (oldest first) when the file system's free space falls under the trigger
+   * (max of scoCacheFreeBytesMin and scoCacheFreeFraction of its size) until twice the trigger is free,
+   * as the original's SCO cache cleaner did, and while the volume's local SCO bytes exceed
+   * scoCacheMaxBytes when that per-volume cap is set (non-zero). Until then the write buffer doubles as
+   * a read cache: clusters are read from local files rather than by partial gets from the backend.
+   */
   private async evictScos(): Promise<void> {
     let total = 0;
     for (const sco of this.localScos.values()) total += sco.sizeBytes;
+    const cap = this.config.scoCacheMaxBytes > 0 ? this.config.scoCacheMaxBytes : Number.MAX_SAFE_INTEGER;
+    let toFreeBytes = 0;
+    try {
+      const stat = await fsp.statfs(this.scoDir);
+      const freeBytes = stat.bavail * stat.bsize;
+      const triggerBytes = Math.max(volumeLimits.scoCacheFreeBytesMin, stat.blocks * stat.bsize * volumeLimits.scoCacheFreeFraction);
+      if (freeBytes < triggerBytes) toFreeBytes = 2 * triggerBytes - freeBytes;
+    } catch (error) {
+      this.log.warn({ err: error }, "cannot read the free space of the write buffer's file system");
+    }
     for (const [scoNumber, sco] of this.localScos) {
-      if (total <= this.config.scoCacheMaxBytes) break;
+      if (total <= cap && toFreeBytes <= 0) break;
       if (!sco.disposable) continue;
+      toFreeBytes -= sco.sizeBytes;
       const file = path.join(this.scoDir, scoName({ cloneId: 0, scoNumber, version: 0 }));
       scoReadFds.forget(file);
       await fsp.rm(file, { force: true });
@@ -1073,5 +1098,6 @@ export function validateConfig(config: VolumeConfig): void {
     fail("the SCO size must be a multiple of the cluster size between 1 MiB and 128 MiB");
   }
   if (config.scoSizeBytes / config.clusterSizeBytes > 65536) fail("a SCO holds at most 65536 clusters");
+  if (!Number.isSafeInteger(config.scoCacheMaxBytes) || config.scoCacheMaxBytes < 0) fail("the SCO cache size must be a non-negative number of bytes (0: no per-volume cap)");
   if (!Number.isInteger(config.tlogMultiplier) || config.tlogMultiplier < 1 || config.tlogMultiplier > 1024) fail("the TLog multiplier must be between 1 and 1024");
 }
