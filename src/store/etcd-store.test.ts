@@ -341,6 +341,42 @@ describe("EtcdStore guards", () => {
     }
   });
 
+  it("serves serializable reads when asked to", async () => {
+    const prefix = uniquePrefix();
+    const writer = await EtcdStore.open({ endpoints: single!.endpoints, prefix });
+    const reader = await EtcdStore.open({ endpoints: single!.endpoints, prefix, reads: "serializable" });
+    try {
+      await writer.sequence([], [
+        { kind: "put", key: "a", value: text("1") },
+        { kind: "put", key: "b", value: text("2") },
+      ]);
+      expect((await reader.get("a"))?.toString()).toBe("1");
+      expect((await reader.multiGet(["b", "c", "a"])).map((value) => value?.toString())).toEqual(["2", undefined, "1"]);
+      expect((await reader.prefix("", { limit: 10 })).entries.map((entry) => entry.key)).toEqual(["a", "b"]);
+      expect(await reader.exists("b")).toBe(true);
+    } finally {
+      await reader.close();
+      await writer.close();
+    }
+  });
+
+  it("skips a dead endpoint and keeps working after many failures (no client circuit breaker)", async () => {
+    const store = await EtcdStore.open({
+      endpoints: ["http://127.0.0.1:1", single!.endpoints[0]!],
+      prefix: uniquePrefix(),
+      timeouts: { requestMs: 500, operationMs: 5_000 },
+    });
+    try {
+      for (let index = 0; index < 30; index++) {
+        await store.put(`k${index}`, text(String(index)));
+        expect((await store.get(`k${index}`))?.toString()).toBe(String(index));
+      }
+      expect(store.currentEndpoint).toBe(single!.endpoints[0]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("refuses to open without a reachable member, within its deadline", async () => {
     const startedMs = Date.now();
     const error = await caught(EtcdStore.open({ endpoints: ["http://127.0.0.1:1"], timeouts: { requestMs: 300, operationMs: 1_500 } }));

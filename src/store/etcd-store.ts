@@ -709,14 +709,7 @@ export class EtcdStore implements ClusterStore {
     if (this.sessionOpening === undefined) {
       this.sessionOpening = (async () => {
         const ttlSeconds = Math.max(2, Math.ceil(this.timeouts.sessionTtlMs / 1000));
-        const lease = this.streamClient.lease(ttlSeconds, { autoKeepAlive: true });
-        let leaseId: string;
-        try {
-          leaseId = await withDeadline(lease.grant(), this.timeouts.operationMs, "grant the store's session lease");
-        } catch (error) {
-          void lease.revoke().catch(() => undefined);
-          throw this.toOvsError(error, "grant the store's session lease");
-        }
+        const { lease, leaseId } = await this.grantLease(ttlSeconds, "grant the store's session lease");
         const session: Session = { lease, leaseId, leaseHex: BigInt(leaseId).toString(16).padStart(16, "0"), lost: false };
         lease.on("lost", (error: unknown) => {
           session.lost = true;
@@ -844,6 +837,32 @@ export class EtcdStore implements ClusterStore {
     );
     this.seeRevision(response.header.revision);
     return response.kvs[0];
+  }
+
+  /**
+   * @internal Grants a lease kept alive by the etcd3 client, retrying on other endpoints until the
+   * deadline (a grant whose answer was lost leaves an orphan lease that expires after its TTL).
+   */
+  async grantLease(ttlSeconds: number, what: string): Promise<{ lease: Lease; leaseId: string }> {
+    const deadlineMs = Date.now() + this.timeouts.operationMs;
+    let lastError: unknown;
+    for (let attempt = 0; attempt < attemptsMax; attempt++) {
+      if (attempt > 0) {
+        if (Date.now() >= deadlineMs || this.closed) break;
+        await sleep(backoffMs(attempt));
+      }
+      const lease = this.streamClient.lease(ttlSeconds, { autoKeepAlive: true });
+      lease.on("lost", () => undefined);
+      try {
+        const leaseId = await withDeadline(lease.grant(), Math.max(100, Math.min(this.timeouts.requestMs, deadlineMs - Date.now())), what);
+        return { lease, leaseId };
+      } catch (error) {
+        lastError = error;
+        void lease.revoke().catch(() => undefined);
+        if (!(error instanceof OvsError) && classify(error).kind === "final") break;
+      }
+    }
+    throw this.toOvsError(lastError ?? new OvsError("UNAVAILABLE", "etcd did not answer"), what);
   }
 
   /** @internal */
@@ -1137,15 +1156,24 @@ class EtcdCampaign implements Campaign {
   /** Registers the candidacy and learns whether it leads; resolves when isLeader() is accurate. */
   async start(): Promise<void> {
     const { streamClient } = this.store.internals;
-    this.watcher = await streamClient.watch().prefix(this.electionPrefix).create();
+    this.watcher = await withDeadline(
+      streamClient.watch().prefix(this.electionPrefix).create(),
+      this.store.internals.timeouts.operationMs,
+      "watch an election",
+    );
     this.watcher.on("data", () => this.evaluate());
     await this.register();
   }
 
   private async register(): Promise<void> {
-    const { streamClient, logger } = this.store.internals;
+    const { logger } = this.store.internals;
     const ttlSeconds = Math.ceil(this.ttlMs / 1000);
-    const lease = streamClient.lease(ttlSeconds, { autoKeepAlive: true });
+    const grantedAtMs = Date.now();
+    const { lease, leaseId } = await this.store.grantLease(ttlSeconds, "grant a campaign lease");
+    if (this.resigned) {
+      void lease.revoke().catch(() => undefined);
+      return;
+    }
     this.lease = lease;
     let firedMs = Date.now();
     lease.on("keepaliveFired", () => (firedMs = Date.now()));
@@ -1162,8 +1190,6 @@ class EtcdCampaign implements Campaign {
       this.setLeading(false);
       void this.reregister();
     });
-    const grantedAtMs = Date.now();
-    const leaseId = await withDeadline(lease.grant(), this.store.internals.timeouts.operationMs, "grant a campaign lease");
     this.confirmedUntilMs = grantedAtMs + this.ttlMs;
     this.armExpiry();
     const key = Buffer.concat([this.electionPrefix, Buffer.from(BigInt(leaseId).toString(16).padStart(16, "0"), "utf8")]);
