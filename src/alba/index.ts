@@ -1,0 +1,4 @@
+// Public face of src/alba/: the ALBA backend. asd/ is the ASD daemon and its client connection; the
+// other parts (coding/, manager/, client/, maintenance/) add their exports here. Other folders import
+// only this file.
+export * from "./asd/index.js";
