@@ -69,7 +69,12 @@ export class ReadFdCache {
    */
   async acquire(path: string): Promise<FdHandle | undefined> {
     let entry = this.entries.get(path);
-    if (entry?.resolvedFd !== undefined) return this.handle(entry, entry.resolvedFd); // the common case: no await
+    if (entry?.resolvedFd !== undefined) {
+      // The common case, without an await; re-inserted: most recently used last.
+      this.entries.delete(path);
+      this.entries.set(path, entry);
+      return this.handle(entry, entry.resolvedFd);
+    }
     if (entry) {
       this.entries.delete(path); // re-insert: most recently used last
       this.entries.set(path, entry);

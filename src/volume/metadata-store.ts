@@ -87,6 +87,12 @@ export class MetadataStore {
     return text === undefined ? undefined : (JSON.parse(text) as T);
   }
 
+  /** SCO numbers below this may have been handed out (and uploaded): a restart starts at or above it. */
+  getScoNumberReservedEnd(): number {
+    const text = this.meta.get("scoNumberReservedEnd");
+    return text === undefined ? 1 : Number(text);
+  }
+
   getCork(): Cork {
     const text = this.meta.get("cork");
     return text === undefined ? { seq: 1, entryCount: 0 } : (JSON.parse(text) as Cork);
@@ -114,6 +120,7 @@ export class MetadataStore {
     tlogs?: Iterable<TlogRecord>;
     cork?: Cork;
     config?: unknown;
+    scoNumberReservedEnd?: number;
   }): Promise<void> {
     // lmdb-js copies keys and values into its write buffer when put/remove is called, so one key and
     // one value buffer serve the whole batch.
@@ -138,6 +145,7 @@ export class MetadataStore {
       for (const record of batch.tlogs ?? []) this.meta.put(tlogKey(record.seq), JSON.stringify(record));
       if (batch.cork) this.meta.put("cork", JSON.stringify(batch.cork));
       if (batch.config !== undefined) this.meta.put("config", JSON.stringify(batch.config));
+      if (batch.scoNumberReservedEnd !== undefined) this.meta.put("scoNumberReservedEnd", String(batch.scoNumberReservedEnd));
     });
   }
 

@@ -2,8 +2,9 @@
 // reach the file only in the volume's sync step, after the SCO data they point to is fsynced (so a TLog
 // on disk never names data that is not on disk). Owned by Volume; not shared.
 //
-// Limits: the pending buffer holds the entries since the last sync; the volume syncs at least at every
-// SCO roll, so it stays under (clusters per SCO + a few) × 32 bytes plus what arrives during one sync.
+// Limits: the pending buffer holds the entries since the last sync; the volume syncs every few SCO rolls
+// (volumeLimits.scoRollsPerBackgroundSync), at TLog rolls and on a 1 s timer, so it stays under a few
+// SCOs' worth of entries (32 bytes per cluster) plus what arrives during one sync.
 
 import { assert } from "../base/index.js";
 import {

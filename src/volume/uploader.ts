@@ -2,15 +2,17 @@
 // SCOs upload in parallel (at most uploadsInFlightMax), a TLog is a barrier: it starts only when every
 // item queued before it is stored, so a TLog on the backend never names a SCO that is not there.
 // Failed uploads are retried with backoff until they succeed or the uploader stops; nothing is dropped.
+// A SCO is checked against its CRC before every put (from memory or re-read from its file), so a file
+// still being written never reaches the backend; an item may also wait for a `ready` promise first.
 // Owned by one Volume.
 
 import fsp from "node:fs/promises";
-import type { Logger } from "../base/index.js";
+import { crc32c, OvsError, systemErrorCode, type Logger } from "../base/index.js";
 import type { ObjectBackend } from "../backend/index.js";
 import { scoName } from "./sco-name.js";
 
 type Item =
-  | { kind: "sco"; scoNumber: number; file: string; data: Buffer | undefined }
+  | { kind: "sco"; scoNumber: number; file: string; data: Buffer | undefined; expectedCrc: number; ready: Promise<void> }
   | { kind: "tlog"; seq: number; id: string; file: string; scoNumbers: number[] };
 
 export const uploaderLimits = {
@@ -41,9 +43,9 @@ export class Uploader {
    * from there (no re-read of the file) if few uploads are queued; a long queue (a slow or absent
    * backend) reads the file instead, so memory stays bounded.
    */
-  enqueueSco(scoNumber: number, file: string, data?: Buffer): void {
-    const keep = data !== undefined && this.queue.length < uploaderLimits.uploadsInFlightMax * 2;
-    this.queue.push({ kind: "sco", scoNumber, file, data: keep ? data : undefined });
+  enqueueSco(sco: { scoNumber: number; file: string; expectedCrc: number; ready: Promise<void>; data?: Buffer }): void {
+    const keep = sco.data !== undefined && this.queue.length < uploaderLimits.uploadsInFlightMax * 2;
+    this.queue.push({ kind: "sco", scoNumber: sco.scoNumber, file: sco.file, expectedCrc: sco.expectedCrc, ready: sco.ready, data: keep ? sco.data : undefined });
     this.pump();
   }
 
@@ -91,19 +93,31 @@ export class Uploader {
     let delayMs: number = uploaderLimits.retryDelayMsMin;
     while (!this.stopped) {
       try {
-        const data = item.kind === "sco" && item.data !== undefined ? item.data : await fsp.readFile(item.file);
         if (item.kind === "sco") {
-          await backend.put(namespace, scoName({ cloneId: 0, scoNumber: item.scoNumber, version: 0 }), data);
+          const name = scoName({ cloneId: 0, scoNumber: item.scoNumber, version: 0 });
+          await item.ready; // e.g. its SCO number is durably reserved (never reused after a crash)
+          let data = item.data;
+          if (data === undefined) {
+            try {
+              data = await fsp.readFile(item.file);
+            } catch (error) {
+              // Gone locally: fine if the backend has it (evicted after a stored TLog); else keep trying.
+              if (systemErrorCode(error) === "ENOENT" && (await backend.exists(namespace, name))) return;
+              throw error;
+            }
+          }
+          // Never store anything but the SCO's final content (a file still being written reads short).
+          if (crc32c(data) !== item.expectedCrc) throw new OvsError("CHECKSUM_MISMATCH", `SCO ${name} does not match its CRC yet`);
+          await backend.put(namespace, name, data);
           this.counters.scoUploads++;
         } else {
-          await backend.put(namespace, item.id, data);
+          await backend.put(namespace, item.id, await fsp.readFile(item.file));
           this.counters.tlogUploads++;
           await this.options.onTlogStored(item.seq, item.scoNumbers);
         }
         return;
       } catch (error) {
         this.counters.failures++;
-        if (item.kind === "sco") item.data = undefined; // retries read the file: do not pin memory
         log.warn({ err: error, item: item.kind === "sco" ? item.scoNumber : item.id, retryInMs: delayMs }, "upload failed; retrying");
         await new Promise((resolve) => setTimeout(resolve, delayMs));
         delayMs = Math.min(delayMs * 2, uploaderLimits.retryDelayMsMax);

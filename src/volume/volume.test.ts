@@ -199,6 +199,21 @@ describe("Volume", () => {
     for (const address of addresses.slice(0, 50)) expect((await volume.read(address * 4096, 4096)).equals(Buffer.alloc(4096))).toBe(true);
   });
 
+  it("never reuses a SCO number after a crash, even for SCOs uploaded before any TLog named them", async () => {
+    const { volume, dir, backend } = await create({ scoSizeBytes: 1024 * 1024, tlogMultiplier: 16 });
+    await volume.write(0, randomBytes(3 * 1024 * 1024)); // rolls 3 SCOs: uploaded at once, no TLog yet
+    await volume.waitForUploads();
+    const objects = backend.namespaces.get(volume.config.namespace)!;
+    const before = new Map([...objects].filter(([name]) => /^00_/.test(name)).map(([name, data]) => [name, Buffer.from(data)]));
+    expect(before.size).toBeGreaterThanOrEqual(3);
+    await volume.crashForTest();
+    volumes.splice(volumes.indexOf(volume), 1);
+    const again = await reopen(dir, backend);
+    await again.write(0, randomBytes(4 * 1024 * 1024));
+    await again.syncToBackend();
+    for (const [name, data] of before) expect(objects.get(name)!.equals(data), name).toBe(true);
+  });
+
   it("grows with resize and refuses to shrink", async () => {
     const { volume } = await create({ sizeBytes: 1024 * 1024 });
     await volume.resize(2 * 1024 * 1024);

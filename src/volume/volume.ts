@@ -66,6 +66,8 @@ export const volumeLimits = {
    * entries and map updates held in memory without an fsync per 4 MiB SCO.
    */
   scoRollsPerBackgroundSync: 4,
+  /** SCO numbers reserved per durable metadata commit (one commit per this many SCOs). */
+  scoNumberReservationCount: 256,
   ioLengthBytesMax: 32 * 1024 * 1024,
   zeroChunkBytes: 1024 * 1024,
 } as const;
@@ -99,7 +101,10 @@ class MemorySco {
   dirtySinceSync = false;
   closed = false;
 
-  constructor(readonly scoNumber: number, readonly path: string, scoSizeBytes: number) {
+  /** The file was created and its directory entry is not yet known durable. */
+  createdSinceSync = false;
+
+  constructor(readonly scoNumber: number, readonly path: string, scoSizeBytes: number, readonly numberReserved: Promise<void>) {
     this.buffer = Buffer.allocUnsafe(scoSizeBytes);
   }
 }
@@ -153,6 +158,8 @@ export class Volume {
   private syncTimer: NodeJS.Timeout | undefined;
   private changedSinceSync = false;
   private scoRollsSinceSync = 0;
+  private scoNumberReservedEnd = 0;
+  private scoNumberReserved: Promise<void> = Promise.resolve();
   private committing: Promise<void> = Promise.resolve();
   private throttleWaiters: Array<() => void> = [];
   private halted: OvsError | undefined;
@@ -532,14 +539,28 @@ export class Volume {
 
   private scoFd(sco: MemorySco): Promise<number> {
     if (sco.fd !== undefined) return Promise.resolve(sco.fd);
-    sco.fdOpening ??= openFile(sco.path, fs.constants.O_RDWR | fs.constants.O_CREAT).then((fd) => (sco.fd = fd));
+    sco.fdOpening ??= openFile(sco.path, fs.constants.O_RDWR | fs.constants.O_CREAT).then((fd) => {
+      sco.createdSinceSync = true;
+      return (sco.fd = fd);
+    });
     return sco.fdOpening;
   }
 
   private newMemorySco(): MemorySco {
     const scoNumber = this.nextScoNumber++;
+    if (scoNumber >= this.scoNumberReservedEnd) {
+      // SCOs reach the backend before any TLog names them, so their numbers are reserved durably ahead:
+      // a restart continues after the reservation and never reuses a number the backend may hold.
+      const end = scoNumber + volumeLimits.scoNumberReservationCount;
+      this.scoNumberReservedEnd = end;
+      this.scoNumberReserved = this.enqueueCommit(async () => {
+        await this.metadata.commit({ scoNumberReservedEnd: end });
+        await this.metadata.flushed();
+      });
+      this.scoNumberReserved.catch((error: unknown) => this.halt(error instanceof OvsError ? error : ioError(error, "SCO number reservation")));
+    }
     const name = scoName({ cloneId: 0, scoNumber, version: 0 });
-    const sco = new MemorySco(scoNumber, path.join(this.scoDir, name), this.config.scoSizeBytes);
+    const sco = new MemorySco(scoNumber, path.join(this.scoDir, name), this.config.scoSizeBytes, this.scoNumberReserved);
     this.memoryScos.set(scoNumber, sco);
     this.localScos.set(scoNumber, { sizeBytes: 0, disposable: false });
     return sco;
@@ -551,18 +572,13 @@ export class Volume {
     sco.closed = true;
     const sizeBytes = sco.clusterCount * this.config.clusterSizeBytes;
     this.localScos.set(sco.scoNumber, { sizeBytes, disposable: false });
-    this.currentTlog.append({
-      kind: EntryKind.ScoCrc,
-      cloneId: 0,
-      scoNumber: sco.scoNumber,
-      scoVersion: 0,
-      clusterCount: sco.clusterCount,
-      scoCrc: crc32c(sco.buffer.subarray(0, sizeBytes)),
-    });
+    const data = sco.buffer.subarray(0, sizeBytes);
+    const scoCrc = crc32c(data);
+    this.currentTlog.append({ kind: EntryKind.ScoCrc, cloneId: 0, scoNumber: sco.scoNumber, scoVersion: 0, clusterCount: sco.clusterCount, scoCrc });
     this.currentTlog.scoNumbers.push(sco.scoNumber);
-    // Its content is final: upload it now, from memory. The TLog naming it waits for it (barrier), and
-    // it becomes disposable only once that TLog is stored.
-    this.uploader.enqueueSco(sco.scoNumber, sco.path, sco.buffer.subarray(0, sizeBytes));
+    // Its content is final: upload it now, from memory, once its number is durably reserved. The TLog
+    // naming it waits for it (barrier), and it becomes disposable only once that TLog is stored.
+    this.uploader.enqueueSco({ scoNumber: sco.scoNumber, file: sco.path, expectedCrc: scoCrc, ready: sco.numberReserved, data });
     this.openSco = this.newMemorySco();
     this.changedSinceSync = true;
     this.scoRollsSinceSync++;
@@ -656,6 +672,12 @@ export class Volume {
     try {
       await Promise.all(scoWrites);
       await Promise.all(scosToSync.map(async (sco) => fdatasync(await this.scoFd(sco))));
+      // New SCO files: their directory entries must be durable before a TLog names them.
+      const created = scosToSync.filter((sco) => sco.createdSinceSync);
+      if (created.length > 0) {
+        await fsyncDirectory(this.scoDir);
+        for (const sco of created) sco.createdSinceSync = false;
+      }
       for (const slice of tlogSlices) {
         if (slice.bytes.length === 0) continue;
         await slice.tlog.recordPersisted;
@@ -827,7 +849,9 @@ export class Volume {
     const clusterSize = this.config.clusterSizeBytes;
     this.counters.backendReads++;
     const [data] = await this.backend.getRanges(this.config.namespace, name, [{ offsetBytes: offsetClusters * clusterSize, lengthBytes: view.length }]);
-    assert(data !== undefined && data.length === view.length, "backend returned a short range");
+    if (data === undefined || data.length !== view.length) {
+      throw new OvsError("IO_ERROR", `the backend returned ${data?.length ?? 0} bytes instead of ${view.length} for SCO ${name}`);
+    }
     data.copy(view);
     const bad = this.verifyRun(view, locations);
     if (bad !== -1) {
@@ -842,7 +866,10 @@ export class Volume {
   private async tlogStored(seq: number, scoNumbers: number[]): Promise<void> {
     const record = this.metadata.tlogRecords(seq).find((r) => r.seq === seq);
     assert(record !== undefined, `TLog ${seq} has no record`);
-    await this.enqueueCommit(() => this.metadata.commit({ tlogs: [{ ...record, closed: true, stored: true }] }));
+    await this.enqueueCommit(async () => {
+      await this.metadata.commit({ tlogs: [{ ...record, closed: true, stored: true }] });
+      await this.metadata.flushed(); // "stored" must be durable before its SCOs may leave the disk
+    });
     for (const scoNumber of scoNumbers) {
       const sco = this.localScos.get(scoNumber);
       if (sco) sco.disposable = true;
@@ -904,6 +931,7 @@ export class Volume {
     assert(records.length > 0, "a volume has at least one TLog record");
     let scoNumberMax = 0;
     const closedScos = new Map<number, number>(); // scoNumber → cluster count
+    const scoCrcs = new Map<number, number>(); // scoNumber → CRC of the whole SCO
     const scoClusterEnd = new Map<number, number>(); // referenced SCOs: highest offset + 1
     const pendingUploads: Array<{ record: TlogRecord; scoNumbers: number[]; closed: boolean }> = [];
     let lastScoStored = 0;
@@ -934,6 +962,7 @@ export class Volume {
         } else if (entry.kind === EntryKind.ScoCrc) {
           scoNumberMax = Math.max(scoNumberMax, entry.scoNumber);
           closedScos.set(entry.scoNumber, entry.clusterCount);
+          scoCrcs.set(entry.scoNumber, entry.scoCrc);
           scoNumbers.push(entry.scoNumber);
         }
       }
@@ -950,7 +979,14 @@ export class Volume {
           ? new TlogWriter({ seq: record.seq, id: record.id, clusterSizeBytes: this.config.clusterSizeBytes })
           : new TlogWriter({ seq: record.seq, id: record.id, resume: { fileSizeBytes: validSize, entryCount, entriesCrc } });
       writer.scoNumbers.push(...scoNumbers);
-      if (validSize > 0 && validSize < bytes.length) await fsp.truncate(path.join(this.tlogDir, record.id), validSize);
+      if (validSize < bytes.length) {
+        // Cut the torn tail (a torn header cuts everything), durably, before anything is appended.
+        const file = path.join(this.tlogDir, record.id);
+        await fsp.truncate(file, validSize);
+        const fd = await openFile(file, "r+");
+        await fdatasync(fd);
+        await closeFile(fd);
+      }
       if (parsed.closed) writer.closed = true;
       this.unsyncedTlogs.push(writer);
       if (!isLast && !writer.closed) writer.close();
@@ -992,11 +1028,14 @@ export class Volume {
       const sizeBytes = clusterCount * this.config.clusterSizeBytes;
       this.localScos.set(id.scoNumber, { sizeBytes, disposable: id.scoNumber <= lastScoStored });
     }
-    this.nextScoNumber = Math.max(scoNumberMax + 1, cork.nextScoNumber ?? 1);
+    this.nextScoNumber = Math.max(scoNumberMax + 1, cork.nextScoNumber ?? 1, this.metadata.getScoNumberReservedEnd());
     this.openSco = this.newMemorySco();
     for (const item of pendingUploads) {
       for (const scoNumber of item.scoNumbers) {
-        if (scoNumber > lastScoStored) this.uploader.enqueueSco(scoNumber, path.join(this.scoDir, scoName({ cloneId: 0, scoNumber, version: 0 })));
+        const expectedCrc = scoCrcs.get(scoNumber);
+        if (scoNumber > lastScoStored && expectedCrc !== undefined) {
+          this.uploader.enqueueSco({ scoNumber, file: this.scoPath(scoNumber), expectedCrc, ready: Promise.resolve() });
+        }
       }
     }
     // Closed TLogs are queued by the sync below once their closing entries are durable.
@@ -1034,10 +1073,11 @@ export class Volume {
     const fd = await openFile(file, "r+");
     await fdatasync(fd);
     await closeFile(fd);
-    this.currentTlog.append({ kind: EntryKind.ScoCrc, cloneId: 0, scoNumber, scoVersion: 0, clusterCount, scoCrc: crc32c(data) });
+    const scoCrc = crc32c(data);
+    this.currentTlog.append({ kind: EntryKind.ScoCrc, cloneId: 0, scoNumber, scoVersion: 0, clusterCount, scoCrc });
     this.currentTlog.scoNumbers.push(scoNumber);
     // Its content is final and synced: upload it (before any TLog, which the recovery sync queues).
-    this.uploader.enqueueSco(scoNumber, file);
+    this.uploader.enqueueSco({ scoNumber, file, expectedCrc: scoCrc, ready: Promise.resolve(), data });
   }
 
   // ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,49 @@
+import { afterEach, describe, expect, it } from "vitest";
+import fsp from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { crc32c, silentLogger } from "../base/index.js";
+import { Uploader } from "./uploader.js";
+import { MemoryBackend } from "./testing/memory-backend.js";
+
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const dir of dirs.splice(0)) await fsp.rm(dir, { recursive: true, force: true });
+});
+
+describe("Uploader", () => {
+  it("never stores a SCO whose file does not match its CRC yet (regression: a retry read a half-written file)", async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "ovs-upl-"));
+    dirs.push(dir);
+    const backend = new MemoryBackend();
+    await backend.createNamespace("ns");
+    const content = randomBytes(64 * 1024);
+    const file = path.join(dir, "00_00000001_00");
+    await fsp.writeFile(file, content.subarray(0, 4096)); // still being written
+    const uploader = new Uploader({ backend, namespace: "ns", log: silentLogger(), onTlogStored: async () => undefined });
+    uploader.enqueueSco({ scoNumber: 1, file, expectedCrc: crc32c(content), ready: Promise.resolve() });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await backend.exists("ns", "00_00000001_00")).toBe(false);
+    await fsp.writeFile(file, content); // the write completes
+    await uploader.idle();
+    expect((await backend.get("ns", "00_00000001_00")).equals(content)).toBe(true);
+    await uploader.stop();
+  });
+
+  it("waits for an item's ready promise before storing it", async () => {
+    const backend = new MemoryBackend();
+    await backend.createNamespace("ns");
+    const data = randomBytes(4096);
+    let release!: () => void;
+    const ready = new Promise<void>((resolve) => (release = resolve));
+    const uploader = new Uploader({ backend, namespace: "ns", log: silentLogger(), onTlogStored: async () => undefined });
+    uploader.enqueueSco({ scoNumber: 2, file: "/nonexistent", expectedCrc: crc32c(data), ready, data });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await backend.exists("ns", "00_00000002_00")).toBe(false);
+    release();
+    await uploader.idle();
+    expect(await backend.exists("ns", "00_00000002_00")).toBe(true);
+    await uploader.stop();
+  });
+});
