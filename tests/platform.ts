@@ -43,9 +43,9 @@ export class RunningNode {
   }
 
   /** Starts `ovs up` on free ports (or the given ones, to restart on the same ports). */
-  static async start(dataDir: string, ports: { nbd: number; api: number } = { nbd: 0, api: 0 }): Promise<RunningNode> {
+  static async start(dataDir: string, ports: { nbd: number; api: number } = { nbd: 0, api: 0 }, extraArgs: string[] = [], command: "up" | "node" = "up"): Promise<RunningNode> {
     assertBuilt();
-    const child = spawn(process.execPath, [ovsBin, "up", "--data-dir", dataDir, "--nbd-port", String(ports.nbd), "--api-port", String(ports.api)], {
+    const child = spawn(process.execPath, [ovsBin, command, "--data-dir", dataDir, "--nbd-port", String(ports.nbd), "--api-port", String(ports.api), ...extraArgs], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, OVS_LOG_LEVEL: process.env.OVS_LOG_LEVEL ?? "warn" },
     });

@@ -41,3 +41,35 @@ export async function callApi<T>(baseUrl: string, method: string, path: string, 
   }
   return parsed as T;
 }
+
+/** Reads an NDJSON stream from the API, calling onLine per line, until the server or the user ends it. */
+export async function streamApi(baseUrl: string, path: string, onLine: (line: string) => void): Promise<void> {
+  let response: Response;
+  try {
+    response = await fetch(baseUrl + path);
+  } catch (error) {
+    const reason = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
+    throw new CliError(`cannot reach the ovs API at ${baseUrl} (${reason}); is \`ovs up\` running?`);
+  }
+  if (!response.ok || response.body === null) {
+    const text = await response.text();
+    let message: string | undefined;
+    try {
+      message = (JSON.parse(text) as { error?: { message?: string } }).error?.message;
+    } catch {
+      message = undefined;
+    }
+    throw new CliError(message ?? `the API answered ${response.status} ${response.statusText}.`);
+  }
+  const decoder = new TextDecoder();
+  let pending = "";
+  for await (const chunk of response.body) {
+    pending += decoder.decode(chunk as Uint8Array, { stream: true });
+    let newline: number;
+    while ((newline = pending.indexOf("\n")) >= 0) {
+      const line = pending.slice(0, newline);
+      pending = pending.slice(newline + 1);
+      if (line.trim() !== "") onLine(line);
+    }
+  }
+}

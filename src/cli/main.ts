@@ -4,12 +4,13 @@
 // stderr and a non-zero exit, never a stack trace.
 
 import fs from "node:fs";
+import os from "node:os";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { createLogger, formatBytes, isOvsError, parseSizeBytes } from "../base/index.js";
 import { PlatformNode, type NodeInfo, type VDiskInfo } from "../framework/index.js";
-import { CliError, callApi, resolveApiUrl } from "./api-client.js";
+import { CliError, callApi, resolveApiUrl, streamApi } from "./api-client.js";
 
 const version = readVersion();
 
@@ -46,39 +47,58 @@ program
   .showHelpAfterError()
   .exitOverride();
 
-program
-  .command("up")
-  .description("start the single-node platform in the foreground (Ctrl-C stops it)")
-  .requiredOption("--data-dir <dir>", "where the platform keeps its store, backend and vDisks")
-  .option("--nbd-port <port>", "NBD port", portOption, 10809)
-  .option("--nbd-host <host>", "address the NBD server listens on", "127.0.0.1")
-  .option("--api-port <port>", "REST API port", portOption, 8080)
-  .option("--api-host <host>", "address the REST API listens on (it has no authentication yet: keep it local)", "127.0.0.1")
-  .action(async (options: { dataDir: string; nbdPort: number; nbdHost: string; apiPort: number; apiHost: string }) => {
-    const log = createLogger("ovs");
-    const node = new PlatformNode({ dataDir: options.dataDir, nbdHost: options.nbdHost, nbdPort: options.nbdPort, apiHost: options.apiHost, apiPort: options.apiPort, log, version });
-    const info = await node.start();
-    printStarted(info);
-    await new Promise<void>((resolve) => {
-      let stopping = false;
-      const stop = (signal: string): void => {
-        if (stopping) return;
-        stopping = true;
-        process.stdout.write(`\n${signal}: stopping (syncing every vDisk)...\n`);
-        void node.stop().then(() => {
-          process.stdout.write("stopped.\n");
-          resolve();
-        });
-      };
-      process.on("SIGINT", () => stop("SIGINT"));
-      process.on("SIGTERM", () => stop("SIGTERM"));
-    });
+interface NodeCommandOptions {
+  dataDir: string;
+  store: string;
+  nodeId: string;
+  nbdPort: number;
+  nbdHost: string;
+  apiPort: number;
+  apiHost: string;
+}
+
+function nodeCommand(name: string, description: string): Command {
+  return program
+    .command(name)
+    .description(description)
+    .requiredOption("--data-dir <dir>", "where the node keeps its backend, vDisks and (embedded) store")
+    .option("--store <url>", "cluster store: embedded, embedded:DIR or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]", "embedded")
+    .option("--node-id <id>", "this node's id (its vDisks are registered under it)", os.hostname())
+    .option("--nbd-port <port>", "NBD port", portOption, 10809)
+    .option("--nbd-host <host>", "address the NBD server listens on", "127.0.0.1")
+    .option("--api-port <port>", "REST API port", portOption, 8080)
+    .option("--api-host <host>", "address the REST API listens on (it has no authentication yet: keep it local)", "127.0.0.1")
+    .action(runNode);
+}
+
+async function runNode(options: NodeCommandOptions): Promise<void> {
+  const log = createLogger("ovs");
+  const node = new PlatformNode({ ...options, log, version });
+  const info = await node.start();
+  printStarted(info);
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      process.stdout.write(`\n${signal}: stopping (syncing every vDisk)...\n`);
+      void node.stop().then(() => {
+        process.stdout.write("stopped.\n");
+        resolve();
+      });
+    };
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
   });
+}
+
+nodeCommand("up", "start the single-node platform in the foreground on embedded defaults (Ctrl-C stops it)");
+nodeCommand("node", "run a storage node in the foreground, e.g. on an etcd cluster: --store etcd://h1:2379,h2:2379");
 
 function printStarted(info: NodeInfo): void {
   const nbdHost = info.nbd.host.includes(":") ? `[${info.nbd.host}]` : info.nbd.host;
   const lines = [
-    `openvstorage ${info.version}: single-node platform is up`,
+    `openvstorage ${info.version}: node ${info.nodeId} is up`,
     `  data dir   ${info.dataDir}`,
     `  store      ${info.store}`,
     `  backend    ${info.backend}`,
@@ -172,6 +192,100 @@ vdisk
   .action(async (name: string, options: { force?: boolean }) => {
     await callApi(api(), "DELETE", `/api/v1/vdisks/${encodeURIComponent(name)}${options.force ? "?force=true" : ""}`);
     process.stdout.write(`deleted vDisk ${name}\n`);
+  });
+
+const config = program.command("config").description("read and change the cluster store's keys (as operators did with the original's ovs config)");
+
+interface ConfigValue {
+  key: string;
+  value: string;
+  encoding: "utf8" | "base64";
+}
+
+function showValue(value: ConfigValue): string {
+  return value.encoding === "utf8" ? value.value : `base64:${value.value}`;
+}
+
+config
+  .command("get <key>")
+  .description("print a key's value")
+  .option("--json", "print JSON")
+  .action(async (key: string, options: { json?: boolean }) => {
+    const value = await callApi<ConfigValue>(api(), "GET", `/api/v1/config/value?key=${encodeURIComponent(key)}`);
+    if (options.json) printJson(value);
+    else process.stdout.write(showValue(value) + "\n");
+  });
+
+config
+  .command("set <key> [value]")
+  .description("set a key (the value from the argument, or from --file, or '-' for standard input)")
+  .option("--file <path>", "take the value from a file")
+  .action(async (key: string, value: string | undefined, options: { file?: string }) => {
+    let bytes: Buffer;
+    if (options.file !== undefined) bytes = fs.readFileSync(options.file);
+    else if (value === "-") bytes = fs.readFileSync(0);
+    else if (value !== undefined) bytes = Buffer.from(value, "utf8");
+    else throw new CliError("give a value, --file PATH, or - to read standard input.");
+    await callApi(api(), "PUT", "/api/v1/config", { key, value: bytes.toString("base64"), encoding: "base64" });
+    process.stdout.write(`set ${key} (${bytes.length} bytes)\n`);
+  });
+
+config
+  .command("list [prefix]")
+  .description("list keys and values under a prefix (all keys without one)")
+  .option("--keys", "print only the keys")
+  .option("--json", "print JSON")
+  .action(async (prefix: string | undefined, options: { keys?: boolean; json?: boolean }) => {
+    const all: ConfigValue[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const query = new URLSearchParams({ prefix: prefix ?? "", limit: "1000", ...(after === undefined ? {} : { after }) });
+      const page = await callApi<{ entries: ConfigValue[]; more: boolean }>(api(), "GET", `/api/v1/config?${query.toString()}`);
+      all.push(...page.entries);
+      if (!page.more || page.entries.length === 0) break;
+      after = page.entries.at(-1)!.key;
+    }
+    if (options.json) return printJson(all);
+    for (const entry of all) process.stdout.write(options.keys ? `${entry.key}\n` : `${entry.key} = ${showValue(entry)}\n`);
+  });
+
+config
+  .command("delete <key>")
+  .description("delete a key")
+  .action(async (key: string) => {
+    await callApi(api(), "DELETE", `/api/v1/config?key=${encodeURIComponent(key)}`);
+    process.stdout.write(`deleted ${key}\n`);
+  });
+
+config
+  .command("watch <prefix>")
+  .description("print every change under a prefix as it happens (Ctrl-C stops)")
+  .action(async (prefix: string) => {
+    await streamApi(api(), `/api/v1/config/watch?prefix=${encodeURIComponent(prefix)}`, (line) => {
+      const event = JSON.parse(line) as { type: string; key?: string; value?: string; encoding?: "utf8" | "base64" };
+      if (event.type === "watching") process.stdout.write(`watching ${prefix}\n`);
+      else if (event.type === "put") process.stdout.write(`put ${event.key} = ${showValue(event as ConfigValue)}\n`);
+      else process.stdout.write(`delete ${event.key}\n`);
+    });
+  });
+
+config
+  .command("status")
+  .description("the cluster store's members, leader, size and alarms")
+  .option("--json", "print JSON")
+  .action(async (options: { json?: boolean }) => {
+    const status = await callApi<{
+      kind: string; description: string; healthy: boolean; leader?: string; dbSizeBytes: number; alarms: string[]; recovery?: string;
+      members: Array<Record<string, unknown>>;
+    }>(api(), "GET", "/api/v1/config/status");
+    if (options.json) return printJson(status);
+    process.stdout.write(`store    ${status.description} (${status.kind})\n`);
+    process.stdout.write(`healthy  ${status.healthy ? "yes" : "NO"}\n`);
+    process.stdout.write(`leader   ${status.leader ?? "none"}\n`);
+    process.stdout.write(`size     ${formatBytes(status.dbSizeBytes)}\n`);
+    for (const member of status.members) process.stdout.write(`member   ${Object.entries(member).map(([k, v]) => `${k}=${String(v)}`).join(" ")}\n`);
+    for (const alarm of status.alarms) process.stdout.write(`ALARM    ${alarm}\n`);
+    if (status.recovery) process.stdout.write(`recovery ${status.recovery}\n`);
   });
 
 try {

@@ -7,9 +7,12 @@ import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogge
 import { Type, type Static } from "@sinclair/typebox";
 import { OvsError, isOvsError, parseSizeBytes, type Logger } from "../base/index.js";
 import type { VDiskService } from "./vdisk-service.js";
+import type { ClusterStore } from "../store/index.js";
+import { registerConfigRoutes } from "./config-api.js";
 
 export interface NodeInfo {
   version: string;
+  nodeId: string;
   dataDir: string;
   store: string;
   backend: string;
@@ -29,7 +32,7 @@ function sizeOf(value: string | number): number {
   return typeof value === "number" ? value : parseSizeBytes(value);
 }
 
-export async function buildApi(options: { vdisks: VDiskService; nodeInfo: () => NodeInfo; log: Logger }): Promise<FastifyInstance> {
+export async function buildApi(options: { vdisks: VDiskService; store: ClusterStore; nodeInfo: () => NodeInfo; log: Logger }): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: options.log as unknown as FastifyBaseLogger,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: false } },
@@ -81,5 +84,6 @@ export async function buildApi(options: { vdisks: VDiskService; nodeInfo: () => 
     },
   );
 
+  registerConfigRoutes(app, options.store);
   return app;
 }

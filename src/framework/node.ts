@@ -1,6 +1,7 @@
-// A single-node platform (`ovs up`): the embedded cluster store, the local object backend, the vDisks,
-// the NBD server and the REST API, all in this process, under one data directory:
-//   <dataDir>/store     embedded ClusterStore (LMDB)
+// A storage node (`ovs up`, `ovs node`): the cluster store (embedded, or etcd for several nodes), the
+// local object backend, the vDisks, the NBD server and the REST API, all in this process, under one data
+// directory:
+//   <dataDir>/store     embedded ClusterStore (LMDB), when the store is embedded
 //   <dataDir>/backend   local object backend
 //   <dataDir>/volumes   one directory per vDisk (write buffer, TLogs, metadata)
 // start() brings them up in dependency order; stop() takes them down in reverse, syncing every vDisk.
@@ -9,7 +10,8 @@ import path from "node:path";
 import fsp from "node:fs/promises";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "../base/index.js";
-import { EmbeddedStore, type ClusterStore } from "../store/index.js";
+import type { ClusterStore } from "../store/index.js";
+import { openStore, parseStoreUrl } from "./store-url.js";
 import { LocalBackend, type ObjectBackend } from "../backend/index.js";
 import { NbdServer } from "../frontend/index.js";
 import { VDiskService } from "./vdisk-service.js";
@@ -17,6 +19,10 @@ import { buildApi, type NodeInfo } from "./api.js";
 
 export interface NodeOptions {
   dataDir: string;
+  /** `--store`: embedded (default), embedded:DIR or etcd://HOST:PORT,... (see store-url.ts). */
+  store?: string;
+  /** This node's id: the vDisks it serves are the registry's records with this node id. */
+  nodeId: string;
   nbdHost: string;
   nbdPort: number;
   apiHost: string;
@@ -39,20 +45,21 @@ export class PlatformNode {
     const { dataDir, log } = this.options;
     try {
       await fsp.mkdir(dataDir, { recursive: true });
-      this.store = await EmbeddedStore.open({ dir: path.join(dataDir, "store"), logger: log });
+      this.store = await openStore(parseStoreUrl(this.options.store ?? "embedded", dataDir), log);
       this.backend = await LocalBackend.open({ dir: path.join(dataDir, "backend") });
-      this.vdisks = new VDiskService({ dataDir, store: this.store, backend: this.backend, log });
+      this.vdisks = new VDiskService({ dataDir, nodeId: this.options.nodeId, store: this.store, backend: this.backend, log });
       await this.vdisks.start();
       this.nbd = new NbdServer({ provider: this.vdisks, host: this.options.nbdHost, port: this.options.nbdPort, logger: log });
       const nbdPort = await this.nbd.listen();
       const nbd = this.nbd;
       this.vdisks.disconnect = (name) => nbd.disconnectExport(name);
-      this.api = await buildApi({ vdisks: this.vdisks, nodeInfo: () => this.info!, log });
+      this.api = await buildApi({ vdisks: this.vdisks, store: this.store, nodeInfo: () => this.info!, log });
       await this.api.listen({ host: this.options.apiHost, port: this.options.apiPort });
       const address = this.api.server.address();
       const apiPort = typeof address === "object" && address ? address.port : this.options.apiPort;
       this.info = {
         version: this.options.version,
+        nodeId: this.options.nodeId,
         dataDir: path.resolve(dataDir),
         store: this.store.description,
         backend: this.backend.description,

@@ -20,6 +20,8 @@ import { VolumeExport, type NbdExport, type NbdExportProvider } from "../fronten
 export interface VDiskRecord {
   id: string;
   name: string;
+  /** The node that owns and serves it (its data is in that node's data dir and backend). */
+  nodeId: string;
   namespace: string;
   sizeBytes: number;
   createdAt: string;
@@ -56,12 +58,13 @@ export class VDiskService implements NbdExportProvider {
   disconnect: (name: string) => void = () => undefined;
 
   constructor(
-    private readonly options: { dataDir: string; store: ClusterStore; backend: ObjectBackend; log: Logger },
+    private readonly options: { dataDir: string; nodeId: string; store: ClusterStore; backend: ObjectBackend; log: Logger },
   ) {}
 
   /** Opens every registered vDisk (local restart) and finishes interrupted deletes. */
   async start(): Promise<void> {
     for (const record of await this.records()) {
+      if (record.nodeId !== this.options.nodeId) continue; // another node's vDisk
       if (record.deleting) {
         await this.finishDelete(record);
         continue;
@@ -89,10 +92,12 @@ export class VDiskService implements NbdExportProvider {
     const config: VolumeConfig = { id, name, namespace: `vdisk-${id}`, sizeBytes, createdAt: new Date().toISOString(), ...defaultVolumeSettings() };
     validateConfig(config);
     return this.withLock(name, async () => {
-      if (this.served.has(name) || (await this.options.store.exists(registryPrefix + name))) {
-        throw new OvsError("ALREADY_EXISTS", `a vDisk named ${name} already exists.`);
+      const existing = await this.options.store.get(registryPrefix + name);
+      if (this.served.has(name) || existing !== undefined) {
+        const owner = existing === undefined ? this.options.nodeId : (JSON.parse(existing.toString("utf8")) as VDiskRecord).nodeId;
+        throw new OvsError("ALREADY_EXISTS", `a vDisk named ${name} already exists${owner === this.options.nodeId ? "" : ` (on node ${owner})`}.`);
       }
-      const record: VDiskRecord = { id, name, namespace: config.namespace, sizeBytes, createdAt: config.createdAt };
+      const record: VDiskRecord = { id, name, nodeId: this.options.nodeId, namespace: config.namespace, sizeBytes, createdAt: config.createdAt };
       const volume = await Volume.create({ dir: this.volumeDir(record), backend: this.options.backend, config, log: this.options.log });
       try {
         await this.options.store.sequence([{ kind: "absent", key: registryPrefix + name }], [{ kind: "put", key: registryPrefix + name, value: encode(record) }]);
