@@ -10,6 +10,7 @@ import path from "node:path";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { createLogger, formatBytes, isOvsError, parseSizeBytes } from "../base/index.js";
 import { PlatformNode, type NodeInfo, type VDiskInfo } from "../framework/index.js";
+import { runAsd } from "../alba/index.js";
 import { CliError, callApi, resolveApiUrl, streamApi } from "./api-client.js";
 
 const version = readVersion();
@@ -91,6 +92,24 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     process.on("SIGTERM", () => stop("SIGTERM"));
   });
 }
+
+program
+  .command("asd")
+  .description("run one ASD (a key/value daemon for one disk or directory) in the foreground")
+  .requiredOption("--dir <dir>", "the ASD's directory (on the disk it stands for)")
+  .option("--port <port>", "TCP port (8600 + n by convention)", portOption, 8600)
+  .option("--host <host>", "address to listen on", "127.0.0.1")
+  .option("--secret-file <file>", "file whose first line is the cluster secret (else $OVS_CLUSTER_SECRET)")
+  .action(async (options: { dir: string; port: number; host: string; secretFile?: string }) => {
+    const clusterSecret = options.secretFile !== undefined ? fs.readFileSync(options.secretFile, "utf8").split("\n")[0]! : process.env.OVS_CLUSTER_SECRET;
+    const handle = await runAsd({ dir: options.dir, host: options.host, port: options.port, clusterSecret, logger: createLogger("asd") });
+    process.stdout.write(`ASD ${handle.asdId} listening on ${options.host}:${handle.port} (${options.dir})\n`);
+    await new Promise<void>((resolve) => {
+      const stop = (): void => void handle.close().then(resolve);
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+  });
 
 nodeCommand("up", "start the single-node platform in the foreground on embedded defaults (Ctrl-C stops it)");
 nodeCommand("node", "run a storage node in the foreground, e.g. on an etcd cluster: --store etcd://h1:2379,h2:2379");
