@@ -2,7 +2,7 @@
 // namespaces), the NSM store of manifests, the manifest codec and the key layout.
 // Imported by alba/client/ (and later maintenance, the framework and the CLI) through this file.
 export { AlbaManager, casRetriesMax, localNsmId, type AlbaManagerOptions, type AsdObservation, type AsdRegistration, type BackendRecord, type NsmResolver } from "./manager.js";
-export { NsmStore, commitItemsMax, type CommitItem, type ManifestRead, type NamespaceInfo } from "./nsm.js";
+export { NsmStore, assertOnlyItemsMax, commitItemsMax, type AssertOnlyItem, type CommitItem, type ManifestRead, type NamespaceInfo } from "./nsm.js";
 export {
   chunkCountMax, decodeManifest, encodeManifest, manifestAsdIds, manifestFormatVersion, measureManifest,
   type Manifest, type ManifestChunk, type ManifestFragment,

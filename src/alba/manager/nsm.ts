@@ -12,8 +12,8 @@
 //   (written by beginUpload before the first fragment).
 // - A commit into a namespace whose info key is gone (deleted meanwhile) is NOT_FOUND.
 // Buffers: manifests' bytes returned are owned by the caller.
-// Limits: a commit carries at most commitItemsMax names (each up to 4 operations and 1 assert, within
-// the store's 128-operation sequences).
+// Limits: a commit changes at most commitItemsMax names (each up to 4 operations and 1 assert) and
+// asserts at most assertOnlyItemsMax more, within the store's 128-operation, 128-assert sequences.
 
 import { OvsError, isOvsError } from "../../base/index.js";
 import { rangeLimitMax, type ClusterStore, type SequenceAssert, type SequenceOperation } from "../../store/index.js";
@@ -23,6 +23,8 @@ import { checkGcRecord, decodeRecord, encodeRecord, type GcRecord, type StrayFra
 
 /** Most object names one commit may change. */
 export const commitItemsMax = 30;
+/** Most names one commit may assert without changing them. */
+export const assertOnlyItemsMax = 64;
 
 export interface ManifestRead {
   /** The stored bytes (what a later commit asserts). */
@@ -36,6 +38,12 @@ export interface CommitItem {
   previous: ManifestRead | undefined;
   /** The new manifest, or undefined to delete the object. */
   next: { bytes: Buffer; manifest: Manifest; strays: StrayFragment[] } | undefined;
+}
+
+/** A name whose manifest must still be what was read, without changing it. */
+export interface AssertOnlyItem {
+  name: string;
+  previous: ManifestRead | undefined;
 }
 
 export interface NamespaceInfo {
@@ -106,13 +114,22 @@ export class NsmStore {
    * Commits manifest changes atomically (see the header). ASSERT_FAILED when a manifest changed since it
    * was read; NOT_FOUND when the namespace was deleted.
    */
-  async commit(namespaceId: number, items: readonly CommitItem[], nowMs: number): Promise<void> {
+  async commit(namespaceId: number, items: readonly CommitItem[], nowMs: number, assertOnly: readonly AssertOnlyItem[] = []): Promise<void> {
     if (items.length > commitItemsMax) {
       throw new OvsError("INVALID_ARGUMENT", `One commit changes at most ${commitItemsMax} objects; this one ${items.length}.`);
+    }
+    if (assertOnly.length > assertOnlyItemsMax) {
+      throw new OvsError("INVALID_ARGUMENT", `One commit asserts at most ${assertOnlyItemsMax} unchanged objects; this one ${assertOnly.length}.`);
     }
     const asserts: SequenceAssert[] = [{ kind: "exists", key: this.keys.info(namespaceId) }];
     const operations: SequenceOperation[] = [];
     const seen = new Set<string>();
+    for (const item of assertOnly) {
+      if (seen.has(item.name)) throw new OvsError("INVALID_ARGUMENT", `The object ${item.name} appears twice in one commit.`);
+      seen.add(item.name);
+      const key = this.keys.object(namespaceId, item.name);
+      asserts.push(item.previous === undefined ? { kind: "absent", key } : { kind: "equals", key, value: item.previous.bytes });
+    }
     for (const item of items) {
       if (seen.has(item.name)) throw new OvsError("INVALID_ARGUMENT", `The object ${item.name} appears twice in one commit.`);
       seen.add(item.name);
