@@ -4,7 +4,8 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fsp from "node:fs/promises";
-import { RunningNode, expectOk, runTool, tempDir } from "./platform.js";
+import { spawn } from "node:child_process";
+import { RunningNode, expectOk, ovsBin, runTool, tempDir } from "./platform.js";
 import { startEtcdCluster, type EtcdTestCluster } from "../src/store/etcd-test-cluster.js";
 
 let cluster: EtcdTestCluster;
@@ -45,6 +46,23 @@ describe("a node on etcd", () => {
     expect(parsed).toMatchObject({ kind: "etcd", healthy: true });
     expect(parsed.members).toHaveLength(3);
     expect(parsed.leader).toBeDefined();
+  });
+
+  it("streams changes with ovs config watch", async () => {
+    const watcher = spawn(process.execPath, [ovsBin, "--api", node.apiUrl, "config", "watch", "app/"], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    watcher.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!out.includes("watching app/") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expectOk(await node.ovs(["config", "set", "app/w", "one"]), "set");
+      expectOk(await node.ovs(["config", "delete", "app/w"]), "delete");
+      expectOk(await node.ovs(["config", "set", "other/x", "ignored"]), "set outside the prefix");
+      while (!out.includes("delete app/w") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(out).toBe("watching app/\nput app/w = one\ndelete app/w\n");
+    } finally {
+      if (watcher.pid !== undefined && watcher.exitCode === null) process.kill(watcher.pid, "SIGTERM");
+    }
   });
 
   it("keeps serving NBD I/O, verified, while the etcd leader is killed", async () => {
