@@ -2,3 +2,9 @@
 // other parts (coding/, manager/, client/, maintenance/) add their exports here. Other folders import
 // only this file.
 export * from "./asd/index.js";
+export * from "./manager/index.js";
+export {
+  checkPlacement, chooseFirstSatisfiable, placeableCount, placeChunk, placeMore, seededRandom, validatePolicy,
+  type PlacementCandidate, type PlacementResult, type RandomSource,
+} from "./placement/index.js";
+export * from "./client/index.js";

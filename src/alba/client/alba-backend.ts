@@ -18,7 +18,10 @@
 // checked before bytes are returned.
 // Partial reads: with compression and encryption none, the bytes of each range are read straight from
 // the data fragments (AsdClient.partialGet, or the cache) without decoding; any problem with a chunk
-// (hole, down ASD, error) falls back to a full fetch and decode of that chunk.
+// (hole, down ASD, error, a value the ASD finds corrupt) falls back to a full fetch and decode of that
+// chunk. Limit: a partial read is verified by the ASD's checksum of the stored value (bit rot, torn
+// writes), not by the fragment's CRC32C, so a value replaced through the protocol by a client holding the
+// cluster secret would not be noticed by a partial read (whole reads do notice it).
 // Apply: puts are uploaded first, then one commit asserts, per touched name, the manifest read (and the
 // caller's asserts: absent, or equal contents: same size and CRC32C, and the same bytes for objects up
 // to equalsFetchBytesMax). Racing writers retry their commit (the fragments stay valid), so a plain put
@@ -84,7 +87,8 @@ export interface AlbaBackendOptions {
   asdRefreshMs?: number;
   /** Error counts and last-seen times go to the manager this often (default 30 s; 0 = only on close). */
   observationsFlushMs?: number;
-  /** Longest wait for straggling fragment writes once c are durable (default 200 ms). */
+  /** Wait for straggling fragment writes once c are durable: 0.2 × the time so far, within [min, max] (default 20, 200 ms). */
+  uploadSlackMsMin?: number;
   uploadSlackMsMax?: number;
   random?: RandomSource;
   nowMs?: () => number;
@@ -165,7 +169,8 @@ export class AlbaBackend implements ObjectBackend {
       asdDownMs: options.asdDownMs ?? 5_000,
       asdRefreshMs: options.asdRefreshMs ?? 10_000,
       observationsFlushMs: options.observationsFlushMs ?? 30_000,
-      uploadSlackMsMax: options.uploadSlackMsMax ?? 200,
+      uploadSlackMsMin: options.uploadSlackMsMin ?? 20,
+      uploadSlackMsMax: Math.max(options.uploadSlackMsMax ?? 200, options.uploadSlackMsMin ?? 20),
       random: options.random ?? Math.random,
       nowMs: options.nowMs ?? Date.now,
     };
@@ -541,7 +546,7 @@ export class AlbaBackend implements ObjectBackend {
         if (durable >= policy.c) {
           if (pendingCount === 0) return finish();
           if (slackTimer === undefined) {
-            const slackMs = Math.min(this.options.uploadSlackMsMax, Math.max(5, 0.2 * (performance.now() - startMs)));
+            const slackMs = Math.min(this.options.uploadSlackMsMax, Math.max(this.options.uploadSlackMsMin, 0.2 * (performance.now() - startMs)));
             slackTimer = setTimeout(finish, slackMs);
           }
           return;
@@ -722,8 +727,14 @@ export class AlbaBackend implements ObjectBackend {
               if (result?.status === "ok") {
                 const value = result.value;
                 const checksumOk = value.length === fragment.packedSizeBytes && value.length >= headerChecksumOffset + 4 && value.readUInt32LE(headerChecksumOffset) === fragment.checksumValue;
-                if (checksumOk) slots[fragmentIndex] = value;
-                else if (!settled) markBad(fragmentIndex);
+                if (!checksumOk) {
+                  if (!settled) markBad(fragmentIndex);
+                  else this.pool.markBadFragment(fragment.asdId);
+                } else if (!settled) {
+                  slots[fragmentIndex] = value;
+                } else if (fragmentIndex < k) {
+                  this.cacheLateFragment(pipeline, value, fragmentIndex, cacheKey(namespaceId, manifest.objectId, chunkIndex, fragmentIndex, fragment.version), fragment.asdId);
+                }
               } else if (result?.status === "corrupt") {
                 if (!settled) markBad(fragmentIndex);
                 else this.pool.markBadFragment(fragment.asdId);
@@ -741,6 +752,20 @@ export class AlbaBackend implements ObjectBackend {
       });
       tryDecode();
     });
+  }
+
+  /** Caches a data fragment that arrived after its chunk was decoded, once it verifies. */
+  private cacheLateFragment(pipeline: FragmentPipeline, value: Buffer, fragmentIndex: number, key: string, asdId: string): void {
+    if (this.cache.capacityBytes === 0) return;
+    try {
+      pipeline.unpackFragment(value, fragmentIndex);
+    } catch (error) {
+      if (!isOvsError(error)) throw error;
+      this.counters.badFragments++;
+      this.pool.markBadFragment(asdId);
+      return;
+    }
+    this.cache.put(key, value);
   }
 
   // ---- Partial reads -------------------------------------------------------------------------------
@@ -815,7 +840,10 @@ export class AlbaBackend implements ObjectBackend {
             const results = await client.partialGet(current.map((entry) => ({ key: entry.key, ranges: entry.slices.map((slice) => ({ offsetBytes: slice.packedOffsetBytes, lengthBytes: slice.lengthBytes })) })));
             results.forEach((result, index) => {
               if (result.status !== "ok") {
-                if (result.status === "corrupt") this.pool.markBadFragment(asdId);
+                if (result.status === "corrupt") {
+                  this.pool.markBadFragment(asdId);
+                  this.counters.badFragments++;
+                }
                 throw new OvsError("IO_ERROR", `partial read of a fragment on ASD ${asdId}: ${result.status}`);
               }
               let position = 0;
