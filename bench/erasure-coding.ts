@@ -20,7 +20,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ErasureCoder } from "../src/alba/coding/erasure.js";
-import { isal } from "../src/alba/coding/isal.js";
+import { isal } from "../src/base/isal.js";
 
 interface Options {
   rounds: number;

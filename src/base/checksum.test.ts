@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
-import { crc32c, crc32cRange } from "./checksum.js";
+import { crc32c as nodeRsCrc32c } from "@node-rs/crc32";
+import { crc32c, crc32cBlocks, crc32cRange } from "./checksum.js";
 
 describe("crc32c", () => {
   it("matches the CRC32C check value", () => {
@@ -17,5 +18,15 @@ describe("crc32c", () => {
       expect(crc32cRange(data, half, data.length, crc32c(data.subarray(0, half)))).toBe(crc32c(data));
     }
     expect(crc32cRange(Buffer.alloc(0), 0, 0)).toBe(0);
+  });
+
+  it("agrees with an independent implementation (@node-rs/crc32), whole and per block", () => {
+    const data = randomBytes(16 * 4096);
+    expect(crc32c(data)).toBe(nodeRsCrc32c(data) >>> 0);
+    const out = new Uint32Array(17);
+    crc32cBlocks(data, 4096, out.subarray(1));
+    for (let i = 0; i < 16; i++) expect(out[i + 1]).toBe(nodeRsCrc32c(data.subarray(i * 4096, (i + 1) * 4096)) >>> 0);
+    expect(out[0]).toBe(0);
+    expect(() => crc32cBlocks(data.subarray(0, 5000), 4096, out)).toThrow();
   });
 });

@@ -4,3 +4,4 @@ export * from "./errors.js";
 export * from "./units.js";
 export * from "./checksum.js";
 export * from "./log.js";
+export * from "./isal.js";

@@ -24,7 +24,7 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { assert, crc32c, OvsError, type Logger } from "../base/index.js";
+import { assert, crc32c, crc32cBlocks, OvsError, type Logger } from "../base/index.js";
 import type { ObjectBackend } from "../backend/index.js";
 import { MetadataStore, zeroLocation, type ClusterLocation, type Cork, type TlogRecord } from "./metadata-store.js";
 import { TlogWriter } from "./tlog-writer.js";
@@ -149,6 +149,8 @@ export class Volume {
   private readonly tlogFds = new Map<number, number>();
   private readonly rmwLocks = new Map<number, Promise<void>>();
   private readonly scoPaths = new Map<number, string>();
+  /** CRC32C results of one run of clusters (a SCO's worth or an I/O's worth); used synchronously only. */
+  private readonly crcScratch: Uint32Array;
   private readonly uploader: Uploader;
   private openSco!: MemorySco;
   private currentTlog!: TlogWriter;
@@ -175,6 +177,7 @@ export class Volume {
     this.config = config;
     this.log = log.child({ volume: config.name, namespace: config.namespace });
     this.clustersPerSco = config.scoSizeBytes / config.clusterSizeBytes;
+    this.crcScratch = new Uint32Array(Math.max(this.clustersPerSco, volumeLimits.ioLengthBytesMax / config.clusterSizeBytes + 1));
     this.uploader = new Uploader({
       backend,
       namespace: config.namespace,
@@ -459,10 +462,11 @@ export class Volume {
       const tlog = this.currentTlog;
       const scoOffsetBytes = sco.clusterCount * clusterSize;
       source.copy(sco.buffer, scoOffsetBytes, done * clusterSize, (done + count) * clusterSize);
+      const crcs = this.crcScratch;
+      crc32cBlocks(sco.buffer.subarray(scoOffsetBytes, scoOffsetBytes + count * clusterSize), clusterSize, crcs);
       for (let i = 0; i < count; i++) {
         const offsetClusters = sco.clusterCount + i;
-        const start = scoOffsetBytes + i * clusterSize;
-        const dataCrc = crc32c(sco.buffer.subarray(start, start + clusterSize));
+        const dataCrc = crcs[i]!;
         const address = firstCluster + done + i;
         const entryIndex = tlog.appendLocation(address, sco.scoNumber, offsetClusters, dataCrc);
         this.setDirty(address, { cloneId: 0, scoNumber: sco.scoNumber, scoVersion: 0, offsetClusters, dataCrc }, tlog.seq, entryIndex);
@@ -838,9 +842,10 @@ export class Volume {
 
   /** Index of the first cluster in `view` whose CRC does not match, or -1. */
   private verifyRun(view: Buffer, locations: ClusterLocation[]): number {
-    const clusterSize = this.config.clusterSizeBytes;
+    const crcs = this.crcScratch;
+    crc32cBlocks(view, this.config.clusterSizeBytes, crcs); // synchronous: the shared scratch is safe
     for (let i = 0; i < locations.length; i++) {
-      if (crc32c(view.subarray(i * clusterSize, (i + 1) * clusterSize)) !== locations[i]!.dataCrc) return i;
+      if (crcs[i] !== locations[i]!.dataCrc) return i;
     }
     return -1;
   }
