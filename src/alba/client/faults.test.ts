@@ -53,6 +53,11 @@ describe("AlbaBackend faults", () => {
     // Stop the ASDs of data fragments 0 and 2: reads need parity.
     await cluster.stopAsd(asdIndexOf(cluster, manifest.chunks[0]!.fragments[0]!.asdId));
     await cluster.stopAsd(asdIndexOf(cluster, manifest.chunks[0]!.fragments[2]!.asdId));
+    for (const readStrategy of ["data-first", "all"] as const) {
+      const reader = await cluster.backend({ fragmentCacheBytes: 0, readStrategy });
+      expect((await reader.get("ns", "obj")).equals(data)).toBe(true);
+      expect(reader.statistics().chunkRebuilds).toBe(1);
+    }
     const reader = await cluster.backend({ fragmentCacheBytes: 0 });
     expect((await reader.get("ns", "obj")).equals(data)).toBe(true);
     const ranges = [{ offsetBytes: 0, lengthBytes: 100 }, { offsetBytes: MiB - 7, lengthBytes: 2 * MiB }, { offsetBytes: data.length - 1, lengthBytes: 1 }];
@@ -139,6 +144,9 @@ describe("AlbaBackend faults", () => {
     expect((await backend.get("ns", "obj")).equals(data)).toBe(true);
     expect(backend.statistics().badFragments).toBeGreaterThanOrEqual(1);
     expect(backend.statistics().chunkRebuilds).toBeGreaterThanOrEqual(1);
+    const dataFirst = await cluster.backend({ fragmentCacheBytes: 0, readStrategy: "data-first" });
+    expect((await dataFirst.get("ns", "obj")).equals(data)).toBe(true);
+    expect(dataFirst.statistics()).toMatchObject({ badFragments: 1, chunkRebuilds: 1 });
     await backend.flushObservations();
     expect((await cluster.manager.getAsd(fragment.asdId))!.errorCounts.checksumErrors).toBeGreaterThanOrEqual(1);
   });
