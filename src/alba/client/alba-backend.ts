@@ -7,7 +7,7 @@
 // written in parallel (AsdClient.apply) to the ASDs placement picks, under keys unique to the upload's
 // random object id (docs/formats/alba-keys.md), so an overwrite never touches live fragments. A failed
 // fragment write is re-placed on another ASD (fragmentRetriesMax). A chunk is done once c fragments are
-// durable plus a short slack for stragglers; what is still missing becomes a hole, and late writes are
+// durable plus a slack for stragglers; what is still missing becomes a hole, and late writes are
 // recorded as strays. If a chunk cannot reach c, the attempt is abandoned (its fragments are garbage)
 // and the upload retried with what was learnt (down or full ASDs, maybe a fallback policy). The manifest
 // is then committed in one asserted sequence (nsm.ts). Before the first fragment a garbage record of the
@@ -95,7 +95,12 @@ export interface AlbaBackendOptions {
   readStrategy?: "all" | "data-first";
   /** data-first: ask the remaining fragments after this long (default 100 ms). */
   readHedgeMs?: number;
-  /** Wait for straggling fragment writes once c are durable: 0.2 × the time so far, within [min, max] (default 20, 200 ms). */
+  /**
+   * Wait for straggling fragment writes once c are durable: 0.5 × the time so far, within [min, max]
+   * (default 100, 1000 ms). A write that has not finished by then leaves a hole (less redundancy until
+   * repair), so the floor is well above the fsync latency spread of local disks; a dead ASD fails fast
+   * and costs no wait.
+   */
   uploadSlackMsMin?: number;
   uploadSlackMsMax?: number;
   random?: RandomSource;
@@ -179,8 +184,8 @@ export class AlbaBackend implements ObjectBackend {
       observationsFlushMs: options.observationsFlushMs ?? 30_000,
       readStrategy: options.readStrategy ?? "all",
       readHedgeMs: options.readHedgeMs ?? 100,
-      uploadSlackMsMin: options.uploadSlackMsMin ?? 20,
-      uploadSlackMsMax: Math.max(options.uploadSlackMsMax ?? 200, options.uploadSlackMsMin ?? 20),
+      uploadSlackMsMin: options.uploadSlackMsMin ?? 100,
+      uploadSlackMsMax: Math.max(options.uploadSlackMsMax ?? 1000, options.uploadSlackMsMin ?? 100),
       random: options.random ?? Math.random,
       nowMs: options.nowMs ?? Date.now,
     };
@@ -556,7 +561,7 @@ export class AlbaBackend implements ObjectBackend {
         if (durable >= policy.c) {
           if (pendingCount === 0) return finish();
           if (slackTimer === undefined) {
-            const slackMs = Math.min(this.options.uploadSlackMsMax, Math.max(this.options.uploadSlackMsMin, 0.2 * (performance.now() - startMs)));
+            const slackMs = Math.min(this.options.uploadSlackMsMax, Math.max(this.options.uploadSlackMsMin, 0.5 * (performance.now() - startMs)));
             slackTimer = setTimeout(finish, slackMs);
           }
           return;
