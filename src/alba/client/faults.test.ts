@@ -233,4 +233,34 @@ describe("AlbaBackend faults", () => {
       [["object", v1.objectId, "overwritten"], ["object", v2.objectId, "deleted"]].sort(),
     );
   });
+
+  test("garbage collection deletes the fragments of overwritten, deleted, failed and namespace-deleted objects only", async () => {
+    const { cluster, backend } = await setup();
+    const live = randomBytes(300_000);
+    await backend.put("ns", "kept", randomBytes(200_000));
+    await backend.put("ns", "kept", live); // overwrite: the first version is garbage
+    await backend.put("ns", "gone", randomBytes(100_000));
+    await backend.delete("ns", "gone");
+    await expect(backend.apply("ns", [{ kind: "absent", name: "kept" }], [{ kind: "put", name: "lost", data: randomBytes(50_000) }])).rejects.toThrow();
+    await backend.createNamespace("other");
+    await backend.put("other", "x", randomBytes(70_000));
+    await backend.deleteNamespace("other");
+
+    const countFragmentKeys = async (): Promise<number> => {
+      let total = 0;
+      for (const asd of cluster.asds) {
+        const client = await AsdClient.connect({ host: "127.0.0.1", port: asd.port, clusterSecret: testClusterSecret, backendId: cluster.manager.backendId });
+        total += (await client.range({ limit: 10_000 })).keys.length;
+        await client.close();
+      }
+      return total;
+    };
+    expect(await countFragmentKeys()).toBe(5 * 6); // kept (twice), gone, lost, other/x
+    const report = await backend.collectGarbage();
+    expect(report).toMatchObject({ recordsForgotten: 3, recordsKept: 0, deletedNamespacesForgotten: 1 });
+    expect(report.fragmentsDeleted).toBe(4 * 6);
+    expect(await countFragmentKeys()).toBe(6); // the live object's fragments only
+    expect((await backend.get("ns", "kept")).equals(live)).toBe(true);
+    expect(await backend.collectGarbage()).toMatchObject({ recordsForgotten: 0, fragmentsDeleted: 0 });
+  });
 });

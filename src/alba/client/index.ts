@@ -5,3 +5,4 @@ export {
   type AlbaBackendOptions, type AlbaStatistics, type UploadReport,
 } from "./alba-backend.js";
 export { type FragmentCacheStatistics } from "./fragment-cache.js";
+export { type GarbageCollectionReport } from "./garbage-collector.js";

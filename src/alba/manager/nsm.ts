@@ -162,13 +162,13 @@ export class NsmStore {
   }
 
   /** One page of garbage records of a namespace (for maintenance and tests). */
-  async listGarbage(namespaceId: number, options: { after?: string; limit: number }): Promise<{ entries: Array<{ key: string; record: GcRecord }>; more: boolean }> {
+  async listGarbage(namespaceId: number, options: { after?: string; limit: number }): Promise<{ entries: Array<{ key: string; bytes: Buffer; record: GcRecord }>; more: boolean }> {
     const page = await this.store.prefix(this.keys.gcPrefix(namespaceId), {
       limit: Math.min(options.limit, rangeLimitMax),
       ...(options.after === undefined ? {} : { after: options.after }),
     });
     return {
-      entries: page.entries.map((entry) => ({ key: entry.key, record: decodeRecord<GcRecord>(entry.value, entry.key, checkGcRecord) })),
+      entries: page.entries.map((entry) => ({ key: entry.key, bytes: entry.value, record: decodeRecord<GcRecord>(entry.value, entry.key, checkGcRecord) })),
       more: page.more,
     };
   }
