@@ -33,7 +33,8 @@
 // garbage record.
 // Buffers: results are owned by the caller. put/apply read the caller's data until they return (data
 // fragments are views of it while they are encoded and sent) and keep no reference afterwards.
-// Limits: rangeCountMax ranges per getRanges; commitItemsMax updates and assertOnlyItemsMax asserts per
+// Limits: objects up to manifestBytesMax of manifest (about 5.7 GiB with 4+2 and 1 MiB fragments);
+// rangeCountMax ranges per getRanges; commitItemsMax updates and assertOnlyItemsMax asserts per
 // apply; chunksInFlightMax chunks per object in flight; fragmentCacheBytes; ASD requests are bounded by
 // AsdClient; uploadAttemptsMax and commitRetriesMax bound the retry loops.
 
@@ -43,7 +44,7 @@ import { validateName, type ByteRange, type ListOptions, type ListPage, type Obj
 import { AsdClient } from "../asd/index.js";
 import { chunkSizesBytesFor, crc32c, FragmentPipeline, packedFragmentBytes, planPartialRead, type CodingPreset, type FragmentSlice } from "../coding/index.js";
 import {
-  assertOnlyItemsMax, commitItemsMax, encodeManifest, fragmentKey, type AlbaManager, type AsdRecord, type CommitItem, type Manifest, type ManifestChunk,
+  assertOnlyItemsMax, chunkCountMax, commitItemsMax, encodeManifest, fragmentKey, type AlbaManager, type AsdRecord, type CommitItem, type Manifest, type ManifestChunk,
   type ManifestFragment, type ManifestRead, type NamespaceRecord, type NsmStore, type PresetRecord, type StrayFragment,
 } from "../manager/index.js";
 import { chooseFirstSatisfiable, placeChunk, placeMore, type PlacementCandidate, type Policy, type RandomSource } from "../placement/index.js";
@@ -64,6 +65,8 @@ export const uploadAttemptsMax = 3;
 export const commitRetriesMax = 64;
 /** An equals assert compares the bytes of objects up to this size (larger ones: size and CRC32C). */
 export const equalsFetchBytesMax = 1 * MiB;
+/** Largest encoded manifest: two of them (old and new) must fit one store sequence. */
+export const manifestBytesMax = 256 * 1024;
 /** A partialGet request carries at most this many items / ranges / bytes. */
 const partialItemsMax = 512;
 const partialBytesMax = 32 * MiB;
@@ -500,6 +503,14 @@ export class AlbaBackend implements ObjectBackend {
       const pipeline = this.pipeline(this.codingPreset(preset, policy.k, policy.m, preset.fragmentSizeMaxBytes));
       const objectId = randomBytes(16).toString("hex");
       const chunkSizes = chunkSizesBytesFor(bytes.length, pipeline.chunkSizeMaxBytes);
+      const manifestBytesEstimate = 512 + chunkSizes.length * (4 + (policy.k + policy.m) * 29);
+      if (chunkSizes.length > chunkCountMax || manifestBytesEstimate > manifestBytesMax) {
+        const chunkCountLimit = Math.min(chunkCountMax, Math.floor((manifestBytesMax - 512) / (4 + (policy.k + policy.m) * 29)));
+        throw new OvsError("INVALID_ARGUMENT", `An object of ${bytes.length} bytes is too large for preset ${preset.name}: at most ${chunkCountLimit} chunks of ${pipeline.chunkSizeMaxBytes} bytes.`, {
+          sizeBytes: bytes.length,
+          sizeBytesMax: chunkCountLimit * pipeline.chunkSizeMaxBytes,
+        });
+      }
       if (chunkSizes.length > 0) await context.nsm.beginUpload(context.record.namespaceId, objectId, this.options.nowMs());
       try {
         const chunkUploads = await mapWindow(chunkSizes, chunksInFlightMax, (sizeBytes, chunkIndex) => {

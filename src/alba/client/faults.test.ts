@@ -10,7 +10,7 @@ import path from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
 import { isOvsError, MiB } from "../../base/index.js";
 import { AsdClient } from "../asd/index.js";
-import { fragmentKey, type Manifest } from "../manager/index.js";
+import { fragmentKey, singleNodePreset, type Manifest } from "../manager/index.js";
 import { seededRandom } from "../placement/index.js";
 import { startTestCluster, testClusterSecret, type TestCluster } from "./test-support.js";
 
@@ -262,5 +262,34 @@ describe("AlbaBackend faults", () => {
     expect(await countFragmentKeys()).toBe(6); // the live object's fragments only
     expect((await backend.get("ns", "kept")).equals(live)).toBe(true);
     expect(await backend.collectGarbage()).toMatchObject({ recordsForgotten: 0, fragmentsDeleted: 0 });
+  });
+
+  test("an encrypted, compressed preset round-trips; its partial reads decode whole chunks", async () => {
+    const { cluster } = await setup();
+    await cluster.manager.createPreset({ ...singleNodePreset("sealed"), fragmentSizeMaxBytes: 64 * 1024, compression: "zstd", encryption: "aes-256-gcm", encryptionKeyHex: "5a".repeat(32) });
+    const backend = await cluster.backend({ presetName: "sealed", fragmentCacheBytes: 0 });
+    await backend.createNamespace("sealed-ns");
+    const data = Buffer.concat([Buffer.alloc(300_000, 0x61), randomBytes(300_000)]); // half compressible, 3 chunks
+    await backend.put("sealed-ns", "obj", data);
+    const manifest = (await backend.manifest("sealed-ns", "obj"))!;
+    expect(manifest).toMatchObject({ encryption: "aes-256-gcm", compression: "zstd" });
+    expect(manifest.chunks.length).toBe(3);
+    expect(manifest.encryptionKeySha256).toMatch(/^[0-9a-f]{64}$/);
+    expect((await backend.get("sealed-ns", "obj")).equals(data)).toBe(true);
+    const [range] = await backend.getRanges("sealed-ns", "obj", [{ offsetBytes: 250_000, lengthBytes: 100_000 }]);
+    expect(range!.equals(data.subarray(250_000, 350_000))).toBe(true);
+    expect(backend.statistics().partialReads).toBe(0);
+  });
+
+  test("an object too large for its preset's manifest is refused before anything is written", async () => {
+    const { cluster } = await setup();
+    await cluster.manager.createPreset({ ...singleNodePreset("tiny"), fragmentSizeMaxBytes: 16 });
+    const backend = await cluster.backend({ presetName: "tiny" });
+    await backend.createNamespace("tiny-ns");
+    const error = await caught(backend.put("tiny-ns", "big", randomBytes(1 * MiB)));
+    expect(isOvsError(error, "INVALID_ARGUMENT")).toBe(true);
+    expect((error as Error).message).toMatch(/too large/);
+    await backend.put("tiny-ns", "small", Buffer.from("fits in a few chunks"));
+    expect((await backend.get("tiny-ns", "small")).toString()).toBe("fits in a few chunks");
   });
 });
