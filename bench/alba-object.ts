@@ -3,7 +3,8 @@
 // processes (dist/src/alba/asd/asd-main.js, as `ovs up` runs them; --in-process runs them with runAsd
 // in this process instead), on 127.0.0.1 —
 // against the raw sequential write and read speed of the same filesystem measured in the same run
-// (node fs: 4 MiB writes then one fsync; 4 MiB reads), scaled by k/(k+m) — the DESIGN.md §9 target is
+// (node fs: 4 MiB writes then one fsync, and with an fsync after every 4 MiB as an upload is durable per
+// object; 4 MiB reads), scaled by k/(k+m) — the DESIGN.md §9 target is
 // ≥ 0.7 × that. Each phase runs with 1 and with --inflight objects in flight; downloads with both read
 // strategies (all fragments, the default; data-first). Reads are measured warm
 // (page cache, as just written) and, with --drop-caches (root), cold after `sync; echo 3 >
@@ -116,7 +117,7 @@ async function inParallel(count: number, inFlight: number, task: (index: number)
 const mbPerSecond = (bytes: number, seconds: number): number => Math.round((bytes / 1e6 / seconds) * 10) / 10;
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
-async function rawRound(dir: string, objects: Buffer[], dropCachesEnabled: boolean): Promise<{ writeMBps: number; readWarmMBps: number; readColdMBps: number | undefined }> {
+async function rawRound(dir: string, objects: Buffer[], dropCachesEnabled: boolean): Promise<{ writeMBps: number; writeFsyncEachObjectMBps: number; readWarmMBps: number; readColdMBps: number | undefined }> {
   const file = path.join(dir, `raw-${randomBytes(4).toString("hex")}`);
   const totalBytes = objects.length * objectSizeBytes;
   const handle = await open(file, "w");
@@ -129,6 +130,19 @@ async function rawRound(dir: string, objects: Buffer[], dropCachesEnabled: boole
     await handle.sync();
   });
   await handle.close();
+  // Per-object durability, as an upload acknowledges: one fsync after every 4 MiB.
+  const eachFile = `${file}-each`;
+  const eachHandle = await open(eachFile, "w");
+  const writeEachSeconds = await timed(async () => {
+    let position = 0;
+    for (const object of objects) {
+      await eachHandle.write(object, 0, object.length, position);
+      await eachHandle.sync();
+      position += object.length;
+    }
+  });
+  await eachHandle.close();
+  await rm(eachFile, { force: true });
   const read = async (): Promise<number> => {
     const reader = await open(file, "r");
     const buffer = Buffer.allocUnsafe(objectSizeBytes);
@@ -144,6 +158,7 @@ async function rawRound(dir: string, objects: Buffer[], dropCachesEnabled: boole
   await rm(file, { force: true });
   return {
     writeMBps: mbPerSecond(totalBytes, writeSeconds),
+    writeFsyncEachObjectMBps: mbPerSecond(totalBytes, writeEachSeconds),
     readWarmMBps: mbPerSecond(totalBytes, readWarmSeconds),
     readColdMBps: readColdSeconds === undefined ? undefined : mbPerSecond(totalBytes, readColdSeconds),
   };
@@ -210,7 +225,7 @@ async function main(): Promise<void> {
       return values.length === 0 ? undefined : median(values);
     };
     const scale = k / (k + m);
-    const raw = { writeMBps: pick(raws, "writeMBps")!, readWarmMBps: pick(raws, "readWarmMBps")!, readColdMBps: pick(raws, "readColdMBps") };
+    const raw = { writeMBps: pick(raws, "writeMBps")!, writeFsyncEachObjectMBps: pick(raws, "writeFsyncEachObjectMBps")!, readWarmMBps: pick(raws, "readWarmMBps")!, readColdMBps: pick(raws, "readColdMBps") };
     const ratio = (value: number | undefined, reference: number | undefined): number | undefined =>
       value === undefined || reference === undefined ? undefined : Math.round((value / (reference * scale)) * 100) / 100;
     const summarise = (rows: Array<Awaited<ReturnType<typeof albaRound>>>) => {
@@ -222,6 +237,7 @@ async function main(): Promise<void> {
       return {
         uploadMBps, downloadWarmMBps, downloadDataFirstWarmMBps, downloadColdMBps, downloadDataFirstColdMBps,
         uploadVsRawWriteTimesKOverKPlusM: ratio(uploadMBps, raw.writeMBps),
+        uploadVsRawWriteFsyncEachObjectTimesKOverKPlusM: ratio(uploadMBps, raw.writeFsyncEachObjectMBps),
         downloadWarmVsRawReadWarmTimesKOverKPlusM: ratio(downloadWarmMBps, raw.readWarmMBps),
         downloadDataFirstWarmVsRawReadWarmTimesKOverKPlusM: ratio(downloadDataFirstWarmMBps, raw.readWarmMBps),
         downloadColdVsRawReadColdTimesKOverKPlusM: ratio(downloadColdMBps, raw.readColdMBps),
