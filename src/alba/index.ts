@@ -8,3 +8,8 @@ export {
   type PlacementCandidate, type PlacementResult, type RandomSource,
 } from "./placement/index.js";
 export * from "./client/index.js";
+export {
+  MaintenanceAgent, maintenanceLimits,
+  type AsdHealth, type AsdReachability, type BadFragmentReport, type DrainSummary, type GcSummary, type MaintenanceCounters, type MaintenanceError,
+  type MaintenanceOptions, type MaintenanceStatus, type MaintenanceTask, type RebalanceSummary, type RepairSummary, type VerifyReport,
+} from "./maintenance/index.js";

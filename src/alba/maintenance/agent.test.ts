@@ -67,6 +67,8 @@ describe("MaintenanceAgent", () => {
       await backend.put("ns", `before-${index}`, data);
       objects.set(`before-${index}`, data);
     }
+    const agent = cluster.agent({ failAfterMs: 1_500, orphanGraceMs: 300, random: seededRandom(4) });
+    expect((await agent.probe()).every((item) => item.state === "ok")).toBe(true);
     await cluster.stopAsd(4);
     await cluster.stopAsd(5);
     for (let index = 0; index < 3; index++) {
@@ -75,11 +77,10 @@ describe("MaintenanceAgent", () => {
       expect(report.policyIndex).toBe(1); // the fallback policy (2,2,3,6) on the 4 left
       objects.set(`during-${index}`, data);
     }
-    const agent = cluster.agent({ failAfterMs: 1_000, orphanGraceMs: 300, random: seededRandom(4) });
     const early = await agent.probe();
     expect(early.filter((item) => item.state === "unreachable").map((item) => item.asdId).sort()).toEqual([cluster.asds[4]!.asdId, cluster.asds[5]!.asdId].sort());
     expect((await agent.repair()).objectsRepaired).toBe(0); // unreachable, not failed yet: wait
-    await sleep(1_100);
+    await sleep(1_600);
     const late = await agent.probe();
     expect(late.filter((item) => item.state === "failed").length).toBe(2);
     const stuck = await agent.repair(); // failed, but all 4 healthy ASDs already hold a fragment of every chunk

@@ -74,7 +74,8 @@ export class ReachabilityTracker {
     const entry = this.entries.get(asdId);
     if (entry === undefined) return "unreachable";
     if (entry.consecutiveErrorCount === 0) return entry.lastSeenMs > 0 ? "ok" : "unreachable";
-    const silentSinceMs = Math.max(entry.lastSeenMs, entry.sinceMs);
+    // Heard of before (by anyone, as the registry says): silent since then. Never: since we started watching.
+    const silentSinceMs = entry.lastSeenMs > 0 ? entry.lastSeenMs : entry.sinceMs;
     return nowMs - silentSinceMs >= this.failAfterMs ? "failed" : "unreachable";
   }
 
