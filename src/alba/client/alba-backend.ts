@@ -110,6 +110,19 @@ export interface AlbaBackendOptions {
   random?: RandomSource;
   nowMs?: () => number;
   logger?: Logger;
+  /** Told of every fragment a read found bad (for maintenance to repair: MaintenanceAgent.reportBadFragment). */
+  onBadFragment?: (report: BadFragmentSeen) => void;
+}
+
+/** A fragment that came back but failed verification during a read. */
+export interface BadFragmentSeen {
+  namespace: string;
+  name: string;
+  objectId: string;
+  chunkIndex: number;
+  fragmentIndex: number;
+  asdId: string;
+  version: number;
 }
 
 export interface UploadReport {
@@ -161,7 +174,8 @@ export class AlbaBackend implements ObjectBackend {
   readonly manager: AlbaManager;
   private readonly pool: AsdPool;
   private readonly cache: FragmentCache;
-  private readonly options: Required<Omit<AlbaBackendOptions, "manager" | "presetName" | "logger" | "clusterSecret">> & { presetName: string | undefined };
+  private readonly options: Required<Omit<AlbaBackendOptions, "manager" | "presetName" | "logger" | "clusterSecret" | "onBadFragment">> & { presetName: string | undefined };
+  private readonly onBadFragment: ((report: BadFragmentSeen) => void) | undefined;
   private readonly logger: Logger;
   private readonly presets = new Map<string, { record: PresetRecord; loadedAtMs: number }>();
   private readonly pipelines = new Map<string, FragmentPipeline>();
@@ -177,6 +191,7 @@ export class AlbaBackend implements ObjectBackend {
   private constructor(options: AlbaBackendOptions) {
     this.manager = options.manager;
     this.logger = options.logger ?? silentLogger();
+    this.onBadFragment = options.onBadFragment;
     this.options = {
       presetName: options.presetName,
       fragmentCacheBytes: options.fragmentCacheBytes ?? 64 * MiB,
@@ -739,7 +754,10 @@ export class AlbaBackend implements ObjectBackend {
         bad.add(fragmentIndex);
         this.counters.badFragments++;
         const fragment = chunk.fragments[fragmentIndex];
-        if (fragment !== undefined) this.pool.markBadFragment(fragment.asdId);
+        if (fragment !== undefined) {
+          this.pool.markBadFragment(fragment.asdId);
+          this.onBadFragment?.({ namespace: context.record.name, name: manifest.name, objectId: manifest.objectId, chunkIndex, fragmentIndex, asdId: fragment.asdId, version: fragment.version });
+        }
         slots[fragmentIndex] = undefined;
       };
       if (cachedDataCount === k) {

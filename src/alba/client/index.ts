@@ -2,7 +2,7 @@
 // Imported through src/alba/index.ts.
 export {
   AlbaBackend, chunksInFlightMax, commitRetriesMax, equalsFetchBytesMax, fragmentRetriesMax, manifestBytesMax, rangeCountMax, uploadAttemptsMax,
-  type AlbaBackendOptions, type AlbaStatistics, type UploadReport,
+  type AlbaBackendOptions, type AlbaStatistics, type BadFragmentSeen, type UploadReport,
 } from "./alba-backend.js";
 export { type FragmentCacheStatistics } from "./fragment-cache.js";
 export { type GarbageCollectionReport } from "./garbage-collector.js";

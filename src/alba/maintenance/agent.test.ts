@@ -173,6 +173,29 @@ describe("MaintenanceAgent", () => {
     expect(fresh.statistics().chunkRebuilds).toBe(0); // every data fragment verifies again
   });
 
+  test("a bad fragment a reader finds is queued for repair and fixed", async () => {
+    cluster = await TestCluster.start(6);
+    const agent = cluster.agent({ random: seededRandom(13) });
+    const backend = await cluster.backend({ random: seededRandom(14), onBadFragment: (report) => agent.reportBadFragment(report) });
+    await backend.createNamespace("ns");
+    const data = randomBytes(80_000);
+    await backend.put("ns", "obj", data);
+    const manifest = (await backend.manifest("ns", "obj"))!;
+    await cluster.rewriteFlipped("ns", manifest, 0, 1);
+    expect((await backend.get("ns", "obj")).equals(data)).toBe(true);
+    expect(agent.status().queued.repairs).toBe(1);
+    const summary = await agent.repair();
+    expect(summary).toMatchObject({ objectsRepaired: 1, fragmentsRebuilt: 1 });
+    const repaired = (await backend.manifest("ns", "obj"))!;
+    expect(repaired.chunks[0]!.fragments[1]!.version).toBe(1);
+    expect(repaired.chunks[0]!.fragments.filter((fragment, index) => index !== 1 && fragment!.version !== 0)).toEqual([]);
+    expect((await agent.verifyNamespace("ns")).badCount).toBe(0);
+    // A report about an object overwritten since is void.
+    agent.reportBadFragment({ namespace: "ns", name: "obj", objectId: manifest.objectId, chunkIndex: 0, fragmentIndex: 2, asdId: repaired.chunks[0]!.fragments[2]!.asdId, version: 0 });
+    await backend.put("ns", "obj", data);
+    expect((await agent.repair()).objectsRepaired).toBe(0);
+  });
+
   test("the fragments of an upload killed halfway, of an overwrite and an orphan are collected after their grace periods", async () => {
     cluster = await TestCluster.start(6);
     const backend = await cluster.backend({ random: seededRandom(7) });

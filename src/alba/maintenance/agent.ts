@@ -192,7 +192,8 @@ export class MaintenanceAgent {
   private readonly clients = new Map<string, AsdClient>();
   private readonly presets = new Map<string, PresetRecord>();
   private readonly pipelines = new Map<string, FragmentPipeline>();
-  private readonly repairQueue = new Map<string, { namespace: string; name: string; bad: Set<string> }>();
+  /** Objects reported bad (by name; with the object id when known, so an overwrite makes the report void). */
+  private readonly repairQueue = new Map<string, { namespace: string; name: string; objectId: string | undefined; bad: Set<string> }>();
   private readonly verifyQueue: string[] = [];
   private readonly draining = new Set<string>();
   private readonly counters: MaintenanceCounters = {
@@ -328,8 +329,11 @@ export class MaintenanceAgent {
         this.counters.repairQueueOverflows++;
         return;
       }
-      entry = { namespace: report.namespace, name: report.name, bad: new Set() };
+      entry = { namespace: report.namespace, name: report.name, objectId: report.objectId, bad: new Set() };
       this.repairQueue.set(key, entry);
+    } else if (report.objectId !== undefined && entry.objectId !== report.objectId) {
+      entry.objectId = report.objectId;
+      entry.bad.clear(); // reports of an older version of the object are void
     }
     entry.bad.add(fragmentId(report.chunkIndex, report.fragmentIndex, report));
   }
@@ -386,16 +390,16 @@ export class MaintenanceAgent {
     return this.exclusive("repair", "scanning", async () => {
       await this.ensureProbed();
       const summary: RepairSummary = { objectsRepaired: 0, fragmentsRebuilt: 0, fragmentsCopied: 0, dropped: 0, remaining: 0 };
-      type Candidate = RepairCandidate & { context: NamespaceContext; bad: Set<string> };
+      type Candidate = RepairCandidate & { context: NamespaceContext; objectId: string; bad: Set<string> };
       const candidates: Candidate[] = [];
       const queued = new Map(this.repairQueue);
       this.repairQueue.clear();
       for (const context of await this.namespaces()) {
         await this.forEachManifest(context, (name, read) => {
           const entry = queued.get(`${context.record.name}\u0000${name}`);
-          const bad = entry?.bad ?? new Set<string>();
+          const bad = entry !== undefined && (entry.objectId === undefined || entry.objectId === read.manifest.objectId) ? entry.bad : new Set<string>();
           const assessment = assessManifest(read.manifest, (asdId) => this.healthOf(asdId), bad);
-          if (assessment.replaceCount > 0) candidates.push({ namespace: context.record.name, name, safety: assessment.safety, replaceCount: assessment.replaceCount, context, bad });
+          if (assessment.replaceCount > 0) candidates.push({ namespace: context.record.name, name, safety: assessment.safety, replaceCount: assessment.replaceCount, context, objectId: read.manifest.objectId, bad });
         });
       }
       const ordered = orderRepairs(candidates, limits.repairBatchMax);
@@ -404,11 +408,11 @@ export class MaintenanceAgent {
         if (this.closed) break;
         this.setDetail(`${candidate.namespace}/${candidate.name} (safety ${candidate.safety})`);
         try {
-          const outcome = await this.repairObject(candidate.context, candidate.name, candidate.bad);
+          const outcome = await this.repairObject(candidate.context, candidate.name, candidate.objectId, candidate.bad);
           if (outcome === "dropped") summary.dropped++;
           else if (outcome === "stuck") {
             summary.remaining++;
-            for (const id of candidate.bad) this.requeue(candidate.namespace, candidate.name, id);
+            for (const id of candidate.bad) this.requeue(candidate.namespace, candidate.name, candidate.objectId, id);
           } else if (outcome !== undefined) {
             summary.objectsRepaired++;
             summary.fragmentsRebuilt += outcome.rebuilt;
@@ -419,7 +423,7 @@ export class MaintenanceAgent {
           if (isOvsError(error, "CLOSED")) throw error;
           summary.remaining++;
           this.noteError("repair", error);
-          for (const id of candidate.bad) this.requeue(candidate.namespace, candidate.name, id);
+          for (const id of candidate.bad) this.requeue(candidate.namespace, candidate.name, candidate.objectId, id);
         }
       }
       return summary;
@@ -430,11 +434,12 @@ export class MaintenanceAgent {
    * Repairs one object: undefined when it needs nothing, "stuck" when nothing could be done (no target,
    * too few sources), "dropped" when it changed meanwhile.
    */
-  private async repairObject(context: NamespaceContext, name: string, bad: ReadonlySet<string>): Promise<{ rebuilt: number; copied: number; incomplete: boolean } | "dropped" | "stuck" | undefined> {
+  private async repairObject(context: NamespaceContext, name: string, scannedObjectId: string, scannedBad: ReadonlySet<string>): Promise<{ rebuilt: number; copied: number; incomplete: boolean } | "dropped" | "stuck" | undefined> {
     const namespaceId = context.record.namespaceId;
     const read = await context.nsm.getManifest(namespaceId, name);
     if (read === undefined) return "dropped";
     const manifest = read.manifest;
+    const bad = manifest.objectId === scannedObjectId ? scannedBad : new Set<string>(); // overwritten since: the reports are void
     const assessment = assessManifest(manifest, (asdId) => this.healthOf(asdId), bad);
     if (assessment.replaceCount === 0) return undefined;
     const pipeline = await this.pipelineFor(manifest);
@@ -1083,10 +1088,10 @@ export class MaintenanceAgent {
     return pipeline;
   }
 
-  private requeue(namespace: string, name: string, id: string): void {
+  private requeue(namespace: string, name: string, objectId: string, id: string): void {
     const [chunk, fragment, rest] = id.split("/") as [string, string, string];
     const [version, asdId] = rest.split("@") as [string, string];
-    this.reportBadFragment({ namespace, name, chunkIndex: Number(chunk), fragmentIndex: Number(fragment), version: Number(version), asdId });
+    this.reportBadFragment({ namespace, name, objectId, chunkIndex: Number(chunk), fragmentIndex: Number(fragment), version: Number(version), asdId });
   }
 
   /** Runs tasks one at a time, recording the current one, its errors and when it finished. */
