@@ -335,9 +335,27 @@ export class AlbaBackend implements ObjectBackend {
     validateName(namespace, "namespace");
     validateName(name, "object name");
     const context = await this.namespace(namespace);
-    const read = await context.nsm.getManifest(context.record.namespaceId, name);
-    if (read === undefined) throw new OvsError("NOT_FOUND", `Object ${name} does not exist in namespace ${namespace}.`, { namespace, name });
-    return this.download(context, read.manifest);
+    return this.withFreshManifest(context, namespace, name, (manifest) => this.download(context, manifest));
+  }
+
+  /**
+   * Runs `read` on the object's manifest; if it fails for want of fragments and the manifest changed
+   * meanwhile (repair or rebalance moved fragments, or the object was overwritten), runs it once more on
+   * the new manifest. NOT_FOUND if the object does not exist.
+   */
+  private async withFreshManifest<T>(context: NamespaceContext, namespace: string, name: string, read: (manifest: Manifest) => Promise<T>): Promise<T> {
+    let current = await context.nsm.getManifest(context.record.namespaceId, name);
+    for (let attempt = 0; ; attempt++) {
+      if (current === undefined) throw new OvsError("NOT_FOUND", `Object ${name} does not exist in namespace ${namespace}.`, { namespace, name });
+      try {
+        return await read(current.manifest);
+      } catch (error) {
+        if (attempt >= 1 || !(isOvsError(error, "UNAVAILABLE") || isOvsError(error, "CHECKSUM_MISMATCH"))) throw error;
+        const again = await context.nsm.getManifest(context.record.namespaceId, name);
+        if (again !== undefined && again.bytes.equals(current.bytes)) throw error;
+        current = again;
+      }
+    }
   }
 
   async getRanges(namespace: string, name: string, ranges: readonly ByteRange[]): Promise<Buffer[]> {
@@ -346,9 +364,7 @@ export class AlbaBackend implements ObjectBackend {
     validateName(name, "object name");
     validateRanges(ranges, rangeCountMax);
     const context = await this.namespace(namespace);
-    const read = await context.nsm.getManifest(context.record.namespaceId, name);
-    if (read === undefined) throw new OvsError("NOT_FOUND", `Object ${name} does not exist in namespace ${namespace}.`, { namespace, name });
-    return this.readRanges(context, read.manifest, ranges);
+    return this.withFreshManifest(context, namespace, name, (manifest) => this.readRanges(context, manifest, ranges));
   }
 
   async sizeBytes(namespace: string, name: string): Promise<number | undefined> {

@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { afterEach, describe, expect, test } from "vitest";
+import { afterEach, describe, expect, test, vi } from "vitest";
 import { isOvsError, MiB } from "../../base/index.js";
 import { AsdClient } from "../asd/index.js";
 import { fragmentKey, singleNodePreset, type Manifest } from "../manager/index.js";
@@ -291,5 +291,25 @@ describe("AlbaBackend faults", () => {
     expect((error as Error).message).toMatch(/too large/);
     await backend.put("tiny-ns", "small", Buffer.from("fits in a few chunks"));
     expect((await backend.get("tiny-ns", "small")).toString()).toBe("fits in a few chunks");
+  });
+
+  test("a read that finds its manifest's fragments gone retries once with the current manifest", async () => {
+    const { cluster, backend } = await setup();
+    await backend.put("ns", "obj", randomBytes(100_000));
+    const namespace = (await cluster.manager.getNamespace("ns"))!;
+    const nsm = await cluster.manager.nsm(namespace.nsmId);
+    const stale = await nsm.getManifest(namespace.namespaceId, "obj");
+    const v2 = randomBytes(120_000);
+    await backend.put("ns", "obj", v2);
+    await backend.collectGarbage(); // the first version's fragments are deleted
+    const real = nsm.getManifest.bind(nsm);
+    let calls = 0;
+    const spy = vi.spyOn(nsm, "getManifest").mockImplementation(async (namespaceId, name) => (calls++ === 0 ? stale : real(namespaceId, name)));
+    try {
+      expect((await backend.get("ns", "obj")).equals(v2)).toBe(true);
+      expect(calls).toBe(2);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
