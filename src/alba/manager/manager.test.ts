@@ -1,7 +1,8 @@
 // The manager and the NSM store on both ClusterStores (an EmbeddedStore in a temp dir and a 1-member
 // etcd that the test starts): ASD registry with observations and decommission, presets with versions,
 // namespaces with ids never reused and spread over NSM hosts, racing creations, deletion that records the
-// namespace for GC, and manifest commits whose asserts make exactly one of racing overwrites win.
+// namespace for GC, and manifest commits whose asserts make exactly one of racing overwrites win; an NSM
+// host on a second store (through the NSM resolver) holds its namespaces' manifests.
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
@@ -164,3 +165,36 @@ managerSuite("EtcdStore", async () => {
   etcd = await startEtcdCluster({ members: 1 });
   return EtcdStore.open({ endpoints: etcd.endpoints, prefix: `alba-${randomBytes(4).toString("hex")}/` });
 });
+
+describe("AlbaManager with an NSM host on another store", () => {
+  test("namespaces placed on the other store keep their manifests there", async () => {
+    const dirA = await mkdtemp(path.join(os.tmpdir(), "ovs-alba-manager-a-"));
+    const dirB = await mkdtemp(path.join(os.tmpdir(), "ovs-alba-manager-b-"));
+    dirs.push(dirA, dirB);
+    const managerStore = await EmbeddedStore.open({ dir: dirA });
+    const nsmStore = await EmbeddedStore.open({ dir: dirB });
+    try {
+      const manager = await AlbaManager.open({ store: managerStore, nsmResolver: (record) => {
+        expect(record.location).toBe("store-b");
+        return nsmStore;
+      } });
+      await manager.createPreset(singleNodePreset());
+      await manager.createNamespace("on-local");
+      await manager.addNsm("nsm-b", "store-b", "nsm-b/");
+      const remote = await manager.createNamespace("on-b");
+      expect(remote.nsmId).toBe("nsm-b");
+      const nsm = await manager.nsm("nsm-b");
+      const v1 = manifestFor("obj", "0a".repeat(16), "cd".repeat(16));
+      await nsm.beginUpload(remote.namespaceId, v1.objectId, 1);
+      await nsm.commit(remote.namespaceId, [{ name: "obj", previous: undefined, next: { bytes: encodeManifest(v1), manifest: v1, strays: [] } }], 2);
+      expect((await nsmStore.prefix("nsm-b/", { limit: 10 })).entries.map((entry) => entry.key.split("/").slice(2).join("/"))).toEqual(["info", "o/obj"]);
+      expect((await managerStore.prefix("ovs/alba/nsm/", { limit: 10 })).entries.every((entry) => !entry.key.includes("/o/obj"))).toBe(true);
+      await manager.deleteNamespace("on-b");
+      expect((await nsmStore.prefix("nsm-b/", { limit: 10 })).entries).toEqual([]);
+    } finally {
+      await managerStore.close();
+      await nsmStore.close();
+    }
+  });
+});
+
