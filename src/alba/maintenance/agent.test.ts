@@ -57,6 +57,43 @@ describe("MaintenanceAgent", () => {
     expect(agent.status().counters.objectsRepaired).toBe(4);
   });
 
+  test("objects written under the fallback policy while 2 ASDs were down are rewritten under the best one when they return", async () => {
+    cluster = await TestCluster.start(6);
+    const backend = await cluster.backend({ random: seededRandom(15) });
+    await backend.createNamespace("ns");
+    await cluster.stopAsd(2);
+    await cluster.stopAsd(3);
+    const objects = new Map<string, Buffer>();
+    for (let index = 0; index < 3; index++) {
+      const data = randomBytes(1 * MiB + 100 * index);
+      expect((await backend.putWithReport("ns", `obj-${index}`, data)).policyIndex).toBe(1);
+      objects.set(`obj-${index}`, data);
+    }
+    const agent = cluster.agent({ random: seededRandom(16) });
+    expect((await agent.repair()).objectsUpgraded).toBe(0); // (2,2,3,6) is full redundancy for them; the best does not fit yet
+    await cluster.startAsd(2);
+    await cluster.startAsd(3);
+    await agent.probe();
+    const summary = await agent.repair();
+    expect(summary.objectsUpgraded).toBe(3);
+    const all = new Set(cluster.asds.map((asd) => asd.asdId));
+    const reader = await cluster.backend();
+    let chunkCount = 0;
+    for (const [name, data] of objects) {
+      const manifest = (await reader.manifest("ns", name))!;
+      expect(manifest.policyIndex).toBe(0);
+      expect(manifest.policy).toEqual({ k: 4, m: 2, c: 5, x: 6 });
+      expect(fullyRedundant(manifest, all)).toBe(true);
+      chunkCount += manifest.chunks.length;
+      expect((await reader.get("ns", name)).equals(data)).toBe(true);
+    }
+    await agent.collectGarbage(); // the fallback copies go
+    let keyCount = 0;
+    for (let index = 0; index < 6; index++) keyCount += fragmentKeysOf(await cluster.keysOn(index)).length;
+    expect(keyCount).toBe(chunkCount * 6);
+    expect((await agent.repair()).objectsUpgraded).toBe(0);
+  });
+
   test("2 of 6 ASDs unreachable past failAfterMs are repaired away onto 2 new ASDs; their stale copies are collected when they return", async () => {
     cluster = await TestCluster.start(6);
     const backend = await cluster.backend({ random: seededRandom(3) });

@@ -12,6 +12,9 @@
 //   rebuildFragments), written under a higher fragment version to an ASD chosen by the placement rules,
 //   and the manifest is committed with an assert on the bytes read. A concurrent overwrite or delete wins:
 //   the repair is dropped and its new fragments deleted. Replaced fragments are recorded as strays.
+//   Then objects stored under a fallback policy (ASDs were down at upload) are rewritten under the best
+//   policy of their preset that the ASDs now hold in full, like an upload (new object id, upload record
+//   first) committed with the same assert; the old object becomes garbage.
 // - verifyNamespace: re-reads every fragment of every object, checks length, checksum (through the
 //   pipeline: CRC32C, AES-GCM tag) and that it is the manifest's; bad ones are reported and queued.
 // - collectGarbage: garbage records (abandoned or stale uploads, superseded objects, strays), deleted
@@ -26,10 +29,11 @@
 // Throttling: bytes read and written go through a token bucket (bytesPerSecondMax).
 // Limits: limits.ts (queue sizes, batch sizes, report sizes, retries).
 
+import { createHash, randomBytes } from "node:crypto";
 import { assert, isOvsError, OvsError, silentLogger, type Logger } from "../../base/index.js";
 import { rangeLimitMax } from "../../store/index.js";
 import { AsdClient, type AsdDiskUsage } from "../asd/index.js";
-import { FragmentPipeline, type CodingPreset } from "../coding/index.js";
+import { chunkSizesBytesFor, crc32c, FragmentPipeline, packedFragmentBytes, type CodingPreset } from "../coding/index.js";
 import {
   encodeManifest, fragmentKey, namespaceFragmentPrefix, objectFragmentPrefix, parseFragmentKey, prefixEnd, type AlbaManager, type AsdRecord, type GcRecord,
   type Manifest, type ManifestFragment, type ManifestRead, type NamespaceRecord, type NsmStore, type PresetRecord, type StrayFragment,
@@ -38,7 +42,7 @@ import type { PlacementCandidate, RandomSource } from "../placement/index.js";
 import { gcDecision, OrphanTracker } from "./garbage.js";
 import { maintenanceLimits as limits } from "./limits.js";
 import {
-  assessManifest, fragmentId, orderRepairs, planChunkMove, planChunkTargets, rebalanceClasses, type AsdFill, type AsdHealth, type RepairCandidate,
+  assessManifest, fragmentId, orderRepairs, planChunkMove, planChunkTargets, rebalanceClasses, upgradePolicyIndex, type AsdFill, type AsdHealth, type RepairCandidate,
 } from "./planner.js";
 import { ReachabilityTracker, type AsdReachability } from "./reachability.js";
 import { Throttle } from "./throttle.js";
@@ -56,6 +60,8 @@ export interface MaintenanceOptions {
   /** Fill spread (fraction) above which rebalance moves fragments (default 0.1). */
   rebalanceSpreadMax?: number;
   rebalanceMovesMax?: number;
+  /** Rewrite objects stored under a fallback policy once the best one fits again (default true). */
+  policyUpgradeEnabled?: boolean;
   /** Rebalance in the loop (default true). */
   rebalanceEnabled?: boolean;
   bytesPerSecondMax?: number;
@@ -74,6 +80,8 @@ export interface MaintenanceCounters {
   fragmentsRebuilt: number;
   /** Fragments copied intact to another ASD (decommission, rebalance). */
   fragmentsCopied: number;
+  /** Objects rewritten under a better policy of their preset (written under a fallback while ASDs were down). */
+  objectsUpgraded: number;
   /** Repairs dropped because the object changed meanwhile (the writer wins). */
   repairsDropped: number;
   /** Fragments read and checked by verify. */
@@ -136,6 +144,8 @@ export interface VerifyReport {
 
 export interface RepairSummary {
   objectsRepaired: number;
+  /** Objects rewritten under a better policy (after the repairs). */
+  objectsUpgraded: number;
   fragmentsRebuilt: number;
   fragmentsCopied: number;
   dropped: number;
@@ -182,7 +192,7 @@ export class MaintenanceAgent {
   private readonly random: RandomSource;
   private readonly settings: {
     clusterSecret: string; probeIntervalMs: number; passIntervalMs: number; uploadGraceMs: number; rebalanceSpreadMax: number; rebalanceMovesMax: number;
-    rebalanceEnabled: boolean; requestTimeoutMs: number;
+    rebalanceEnabled: boolean; policyUpgradeEnabled: boolean; requestTimeoutMs: number;
   };
   private readonly tracker: ReachabilityTracker;
   private readonly throttle: Throttle;
@@ -197,7 +207,7 @@ export class MaintenanceAgent {
   private readonly verifyQueue: string[] = [];
   private readonly draining = new Set<string>();
   private readonly counters: MaintenanceCounters = {
-    objectsRepaired: 0, fragmentsRebuilt: 0, fragmentsCopied: 0, repairsDropped: 0, fragmentsVerified: 0, badFragmentsFound: 0, fragmentsCollected: 0,
+    objectsRepaired: 0, objectsUpgraded: 0, fragmentsRebuilt: 0, fragmentsCopied: 0, repairsDropped: 0, fragmentsVerified: 0, badFragmentsFound: 0, fragmentsCollected: 0,
     orphansCollected: 0, gcRecordsCollected: 0, fragmentsMoved: 0, repairQueueOverflows: 0,
   };
   private readonly lastErrors: MaintenanceError[] = [];
@@ -223,6 +233,7 @@ export class MaintenanceAgent {
       rebalanceSpreadMax: options.rebalanceSpreadMax ?? limits.rebalanceSpreadMaxDefault,
       rebalanceMovesMax: options.rebalanceMovesMax ?? limits.rebalanceMovesMaxDefault,
       rebalanceEnabled: options.rebalanceEnabled ?? true,
+      policyUpgradeEnabled: options.policyUpgradeEnabled ?? true,
       requestTimeoutMs: options.requestTimeoutMs ?? limits.requestTimeoutMsDefault,
     };
     this.tracker = new ReachabilityTracker(options.failAfterMs ?? limits.failAfterMsDefault);
@@ -389,13 +400,21 @@ export class MaintenanceAgent {
   async repair(): Promise<RepairSummary> {
     return this.exclusive("repair", "scanning", async () => {
       await this.ensureProbed();
-      const summary: RepairSummary = { objectsRepaired: 0, fragmentsRebuilt: 0, fragmentsCopied: 0, dropped: 0, remaining: 0 };
+      const summary: RepairSummary = { objectsRepaired: 0, objectsUpgraded: 0, fragmentsRebuilt: 0, fragmentsCopied: 0, dropped: 0, remaining: 0 };
       type Candidate = RepairCandidate & { context: NamespaceContext; objectId: string; bad: Set<string> };
       const candidates: Candidate[] = [];
       const queued = new Map(this.repairQueue);
       this.repairQueue.clear();
+      const presets = new Map((await this.manager.listPresets()).map((preset) => [preset.name, preset]));
+      const upgrades: Array<{ context: NamespaceContext; name: string; objectId: string; policyIndex: number; preset: PresetRecord }> = [];
       for (const context of await this.namespaces()) {
         await this.forEachManifest(context, (name, read) => {
+          const preset = presets.get(read.manifest.presetName);
+          if (this.settings.policyUpgradeEnabled && read.manifest.policyIndex > 0 && preset !== undefined && upgrades.length < limits.upgradeBatchMax) {
+            const sizeBytes = Math.min(read.manifest.sizeBytes, preset.fragmentSizeMaxBytes);
+            const policyIndex = upgradePolicyIndex(read.manifest, preset.policies, this.candidates(sizeBytes));
+            if (policyIndex !== undefined && read.manifest.sizeBytes <= limits.upgradeObjectBytesMax) upgrades.push({ context, name, objectId: read.manifest.objectId, policyIndex, preset });
+          }
           const entry = queued.get(`${context.record.name}\u0000${name}`);
           const bad = entry !== undefined && (entry.objectId === undefined || entry.objectId === read.manifest.objectId) ? entry.bad : new Set<string>();
           const assessment = assessManifest(read.manifest, (asdId) => this.healthOf(asdId), bad);
@@ -424,6 +443,19 @@ export class MaintenanceAgent {
           summary.remaining++;
           this.noteError("repair", error);
           for (const id of candidate.bad) this.requeue(candidate.namespace, candidate.name, candidate.objectId, id);
+        }
+      }
+      for (const upgrade of upgrades) {
+        if (this.closed) break;
+        if (ordered.some((candidate) => candidate.namespace === upgrade.context.record.name && candidate.name === upgrade.name)) continue; // repaired first; next pass
+        this.setDetail(`${upgrade.context.record.name}/${upgrade.name}: policy ${upgrade.policyIndex}`);
+        try {
+          if (await this.upgradeObject(upgrade.context, upgrade.name, upgrade.objectId, upgrade.policyIndex, upgrade.preset)) summary.objectsUpgraded++;
+          else summary.dropped++;
+        } catch (error) {
+          if (isOvsError(error, "CLOSED")) throw error;
+          summary.remaining++;
+          this.noteError("repair", error);
         }
       }
       return summary;
@@ -475,6 +507,82 @@ export class MaintenanceAgent {
     this.counters.fragmentsRebuilt += rebuilt;
     this.counters.fragmentsCopied += copied;
     return { rebuilt, copied, incomplete };
+  }
+
+  /**
+   * Rewrites an object under the better policy `policyIndex` of its preset, as an upload would (new object
+   * id, an upload record first, every fragment placed), and commits it asserting the manifest read: the
+   * old object becomes garbage. False when the object changed meanwhile (the new upload is abandoned).
+   */
+  private async upgradeObject(context: NamespaceContext, name: string, scannedObjectId: string, policyIndex: number, preset: PresetRecord): Promise<boolean> {
+    const namespaceId = context.record.namespaceId;
+    const read = await context.nsm.getManifest(namespaceId, name);
+    if (read === undefined || read.manifest.objectId !== scannedObjectId) return false;
+    const old = read.manifest;
+    const data = await this.readObject(context, old);
+    const policy = preset.policies[policyIndex]!;
+    const coding: CodingPreset = {
+      k: policy.k, m: policy.m, fragmentSizeMaxBytes: preset.fragmentSizeMaxBytes, compression: preset.compression, encryption: preset.encryption, checksum: preset.fragmentChecksum,
+    };
+    if (preset.encryptionKeyHex !== undefined) coding.encryptionKey = Buffer.from(preset.encryptionKeyHex, "hex");
+    const pipeline = this.pipeline(coding, preset.encryptionKeyHex);
+    const objectId = randomBytes(16).toString("hex");
+    await context.nsm.beginUpload(namespaceId, objectId, this.nowMs());
+    try {
+      const chunks: Manifest["chunks"] = [];
+      let offsetBytes = 0;
+      for (const [chunkIndex, sizeBytes] of chunkSizesBytesFor(data.length, pipeline.chunkSizeMaxBytes).entries()) {
+        const encoded = pipeline.encodeChunk(data.subarray(offsetBytes, offsetBytes + sizeBytes));
+        offsetBytes += sizeBytes;
+        const slots = new Array<undefined>(policy.k + policy.m).fill(undefined);
+        const targets = planChunkTargets(policy, slots, slots.map((_slot, index) => index), this.candidates(encoded.fragmentSizeBytes), this.random);
+        if (targets.size < policy.k + policy.m) throw new OvsError("UNAVAILABLE", `Only ${targets.size} of ${policy.k + policy.m} fragments of ${name} could be placed under the better policy.`);
+        const fragments = await Promise.all(
+          encoded.fragments.map(async (fragment, fragmentIndex) => {
+            const asdId = targets.get(fragmentIndex)!;
+            const version = await this.writeFragment(asdId, namespaceId, objectId, chunkIndex, fragmentIndex, 0, packedFragmentBytes(fragment));
+            return { asdId, version, checksumValue: fragment.checksumValue, packedSizeBytes: fragment.packedSizeBytes };
+          }),
+        );
+        chunks.push({ chunkSizeBytes: encoded.chunkSizeBytes, fragments });
+      }
+      const next: Manifest = {
+        ...old, objectId, presetVersion: preset.version, policy: { ...policy }, policyIndex, fragmentSizeMaxBytes: preset.fragmentSizeMaxBytes, compression: preset.compression,
+        encryption: preset.encryption, fragmentChecksum: preset.fragmentChecksum, timestampMs: this.nowMs(), chunks,
+      };
+      delete next.encryptionKeySha256;
+      if (preset.encryptionKeyHex !== undefined) next.encryptionKeySha256 = createHash("sha256").update(Buffer.from(preset.encryptionKeyHex, "hex")).digest("hex");
+      await context.nsm.commit(namespaceId, [{ name, previous: read, next: { bytes: encodeManifest(next), manifest: next, strays: [] } }], this.nowMs());
+      this.counters.objectsUpgraded++;
+      return true;
+    } catch (error) {
+      await context.nsm.abandonUpload(namespaceId, objectId, this.nowMs()).catch(() => undefined);
+      if (!isOvsError(error, "ASSERT_FAILED") && !isOvsError(error, "NOT_FOUND")) throw error;
+      this.counters.repairsDropped++;
+      return false;
+    }
+  }
+
+  /** The whole object, decoded from verified fragments and checked against its CRC32C. */
+  private async readObject(context: NamespaceContext, manifest: Manifest): Promise<Buffer> {
+    const pipeline = await this.pipelineFor(manifest);
+    const parts: Buffer[] = [];
+    for (let chunkIndex = 0; chunkIndex < manifest.chunks.length; chunkIndex++) {
+      const chunk = manifest.chunks[chunkIndex]!;
+      const packed = await Promise.all(
+        chunk.fragments.map(async (fragment, fragmentIndex) => {
+          if (fragment === undefined) return undefined;
+          const result = await this.fetchFragment(context.record.namespaceId, manifest, chunkIndex, fragmentIndex, pipeline);
+          return result.status === "ok" ? result.value : undefined;
+        }),
+      );
+      parts.push(pipeline.decodeChunk(packed).data);
+    }
+    const data = Buffer.concat(parts);
+    if (data.length !== manifest.sizeBytes || crc32c(data) !== manifest.objectCrc32c) {
+      throw new OvsError("CHECKSUM_MISMATCH", `Object ${manifest.name} fails its CRC32C after decoding.`, { name: manifest.name });
+    }
+    return data;
   }
 
   /**
@@ -1079,7 +1187,11 @@ export class MaintenanceAgent {
       if (preset.encryptionKeyHex === undefined) throw new OvsError("NOT_FOUND", `The preset ${preset.name} has no key for ${manifest.name}.`);
       coding.encryptionKey = Buffer.from(preset.encryptionKeyHex, "hex");
     }
-    const id = `${coding.k}/${coding.m}/${coding.fragmentSizeMaxBytes}/${coding.compression}/${coding.encryption}/${coding.checksum}/${preset.encryptionKeyHex ?? ""}`;
+    return this.pipeline(coding, preset.encryptionKeyHex);
+  }
+
+  private pipeline(coding: CodingPreset, keyHex: string | undefined): FragmentPipeline {
+    const id = `${coding.k}/${coding.m}/${coding.fragmentSizeMaxBytes}/${coding.compression}/${coding.encryption}/${coding.checksum}/${coding.encryption === "none" ? "" : (keyHex ?? "")}`;
     let pipeline = this.pipelines.get(id);
     if (pipeline === undefined) {
       pipeline = new FragmentPipeline(coding);

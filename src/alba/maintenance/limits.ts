@@ -27,6 +27,10 @@ export const maintenanceLimits = {
   requestTimeoutMsDefault: 10_000,
   /** Objects repaired per pass (the least safe first); the rest wait for the next pass. */
   repairBatchMax: 1024,
+  /** Objects rewritten under a better policy per pass (after the repairs). */
+  upgradeBatchMax: 64,
+  /** Larger objects are not rewritten under a better policy (the rewrite holds the object in memory). */
+  upgradeObjectBytesMax: 64 * MiB,
   /** Objects queued for repair by verify or reads (beyond this, new reports are dropped and counted). */
   repairQueueMax: 4096,
   /** Bad fragments kept in one verify report (all are counted and queued for repair). */

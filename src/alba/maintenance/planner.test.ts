@@ -5,7 +5,7 @@ import { describe, expect, test } from "vitest";
 import type { Manifest, ManifestFragment } from "../manager/index.js";
 import { seededRandom, type PlacementCandidate, type Policy } from "../placement/index.js";
 import { gcDecision, OrphanTracker } from "./garbage.js";
-import { assessManifest, fragmentId, orderRepairs, planChunkMove, planChunkTargets, rebalanceClasses, type AsdFill, type AsdHealth } from "./planner.js";
+import { assessManifest, fragmentId, orderRepairs, planChunkMove, planChunkTargets, rebalanceClasses, upgradePolicyIndex, type AsdFill, type AsdHealth } from "./planner.js";
 import { ReachabilityTracker } from "./reachability.js";
 import { Throttle } from "./throttle.js";
 
@@ -95,6 +95,18 @@ describe("planChunkTargets", () => {
     const fragments = [undefined, fragment(0), undefined, undefined];
     const targets = planChunkTargets(policy, fragments, [0, 2, 3], candidates((index) => `node-${index}`, 3), seededRandom(5));
     expect([...targets.keys()]).toEqual([0, 2]);
+  });
+});
+
+describe("upgradePolicyIndex", () => {
+  test("picks the best policy the usable ASDs hold without holes, never a worse one", () => {
+    const policies = [{ k: 4, m: 2, c: 5, x: 6 }, { k: 2, m: 2, c: 3, x: 6 }];
+    const fallback = { ...manifestOf(policies[1]!, [[0, 1, 2, 3].map((index) => fragment(index))]), policyIndex: 1 };
+    expect(upgradePolicyIndex(fallback, policies, candidates(() => "node-1", 6))).toBe(0);
+    expect(upgradePolicyIndex(fallback, policies, candidates(() => "node-1", 6, (index) => index !== 5))).toBeUndefined(); // 5 would leave a hole
+    expect(upgradePolicyIndex({ ...fallback, policyIndex: 0 }, policies, candidates(() => "node-1", 6))).toBeUndefined();
+    // x per node counts: 3 nodes × 2 ASDs with x = 1 hold only 3 fragments.
+    expect(upgradePolicyIndex(fallback, [{ k: 4, m: 2, c: 5, x: 1 }, policies[1]!], candidates((index) => `node-${index % 3}`, 6))).toBeUndefined();
   });
 });
 

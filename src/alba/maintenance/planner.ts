@@ -11,6 +11,8 @@
 // - planChunkTargets: new ASDs for the fragments to rebuild, by the placement rules (x per node, failure
 //   domains, weighted by free space, never two fragments of a chunk on one ASD), counting the fragments
 //   kept (the ASD of a replaced fragment may take its new copy, if usable). Fragments that cannot be placed stay as they are (the next pass tries again).
+// - upgradePolicyIndex: an object written under a fallback policy (ASDs were down) is rewritten under
+//   the best policy of its preset that the usable ASDs can now hold in full (k+m fragments, no holes).
 // - rebalanceClasses / planChunkMove: ASDs above and below the mean fill when the spread (fullest −
 //   emptiest) passes a threshold; a move takes one fragment of a chunk from a high ASD to a low one that
 //   holds no fragment of the chunk, keeping x per node.
@@ -19,7 +21,7 @@
 
 import { assert } from "../../base/index.js";
 import type { Manifest, ManifestFragment } from "../manager/index.js";
-import { placeMore, type PlacementCandidate, type Policy, type RandomSource } from "../placement/index.js";
+import { placeableCount, placeMore, type PlacementCandidate, type Policy, type RandomSource } from "../placement/index.js";
 
 export type AsdHealth = "ok" | "unreachable" | "failed" | "decommissioned" | "unknown";
 
@@ -134,6 +136,18 @@ export function planChunkTargets(
   }
   assert(new Set(targets.values()).size === targets.size, "repair targets are distinct");
   return targets;
+}
+
+/**
+ * The index of a better policy of `policies` (the object's preset's, best first) than the manifest's,
+ * which the usable candidates can hold without holes; undefined when there is none.
+ */
+export function upgradePolicyIndex(manifest: Manifest, policies: readonly Policy[], candidates: readonly PlacementCandidate[]): number | undefined {
+  for (let index = 0; index < Math.min(manifest.policyIndex, policies.length); index++) {
+    const policy = policies[index]!;
+    if (placeableCount(policy, candidates) >= policy.k + policy.m) return index;
+  }
+  return undefined;
 }
 
 export interface AsdFill {
