@@ -1,5 +1,5 @@
 // Test helpers of the ALBA client: a local cluster of real ASDs (in-process, 127.0.0.1, free ports, temp
-// dirs), an EmbeddedStore in a temp dir with an AlbaManager and the single-node default preset, and the
+// dirs), an EmbeddedStore in a temp dir (or a given ClusterStore, which close() closes) with an AlbaManager and the single-node default preset, and the
 // ASDs claimed for the backend. ASDs can be stopped and started again on their port and directory, and
 // each has a settable statfs (to make it look full). Imported only by src/alba/client/*.test.ts.
 // Limits: everything created is removed by close(); waits are bounded by the ASD and store timeouts.
@@ -8,7 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { silentLogger } from "../../base/index.js";
-import { EmbeddedStore } from "../../store/index.js";
+import { EmbeddedStore, type ClusterStore } from "../../store/index.js";
 import { AsdServer, runAsd, type FilesystemSpace } from "../asd/index.js";
 import { AlbaManager, singleNodePreset } from "../manager/index.js";
 import { AlbaBackend, type AlbaBackendOptions } from "./alba-backend.js";
@@ -34,7 +34,7 @@ export interface TestAsd {
 
 export interface TestCluster {
   root: string;
-  store: EmbeddedStore;
+  store: ClusterStore;
   manager: AlbaManager;
   asds: TestAsd[];
   backend(options?: Partial<AlbaBackendOptions>): Promise<AlbaBackend>;
@@ -47,10 +47,10 @@ export interface TestCluster {
  * Starts `asdCount` ASDs on one node and a manager with the single-node default preset, and claims the
  * ASDs. With `settableStatfs`, every ASD reads its disk space from a SettableStatfs (no caching).
  */
-export async function startTestCluster(options: { asdCount?: number; settableStatfs?: boolean } = {}): Promise<TestCluster> {
+export async function startTestCluster(options: { asdCount?: number; settableStatfs?: boolean; store?: ClusterStore } = {}): Promise<TestCluster> {
   const asdCount = options.asdCount ?? 6;
   const root = await mkdtemp(path.join(os.tmpdir(), "ovs-alba-client-"));
-  const store = await EmbeddedStore.open({ dir: path.join(root, "store") });
+  const store = options.store ?? (await EmbeddedStore.open({ dir: path.join(root, "store") }));
   const manager = await AlbaManager.open({ store });
   await manager.createPreset(singleNodePreset());
   const asds: TestAsd[] = [];
