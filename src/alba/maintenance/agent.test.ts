@@ -207,7 +207,7 @@ describe("MaintenanceAgent", () => {
     expect(readCount).toBeGreaterThan(0);
     const fresh = await cluster.backend();
     expect((await fresh.get("ns", "file")).equals(file)).toBe(true);
-    expect(fresh.statistics().chunkRebuilds).toBe(0); // every data fragment verifies again
+    expect(fresh.statistics().badFragments).toBe(0); // every fragment verifies again
   });
 
   test("a bad fragment a reader finds is queued for repair and fixed", async () => {
@@ -285,6 +285,27 @@ describe("MaintenanceAgent", () => {
     const counters = agent.status().counters;
     expect(counters.gcRecordsCollected).toBe(2);
     expect(counters.orphansCollected).toBe(1);
+  });
+
+  test("a manifest that does not decode keeps its namespace's fragments from the orphan scan", async () => {
+    cluster = await TestCluster.start(6);
+    const backend = await cluster.backend();
+    await backend.createNamespace("ns");
+    for (let index = 0; index < 3; index++) await backend.put("ns", `obj-${index}`, randomBytes(20_000));
+    const namespace = (await cluster.manager.getNamespace("ns"))!;
+    const nsm = await cluster.manager.nsm(namespace.nsmId);
+    const key = nsm.keys.object(namespace.namespaceId, "obj-1");
+    const bytes = (await cluster.store.get(key))!;
+    bytes[20] = bytes[20]! ^ 0xff;
+    await cluster.store.put(key, bytes);
+    const agent = cluster.agent({ orphanGraceMs: 0 });
+    const summary = await agent.collectGarbage();
+    expect(summary.orphansDeleted).toBe(0);
+    let keyCount = 0;
+    for (let index = 0; index < 6; index++) keyCount += fragmentKeysOf(await cluster.keysOn(index)).length;
+    expect(keyCount).toBe(18);
+    expect(agent.status().lastErrors.some((error) => /corrupt/i.test(error.message))).toBe(true);
+    expect((await agent.repair()).objectsRepaired).toBe(0); // the others are fine and still seen
   });
 
   test("a deleted namespace's fragments are collected", async () => {

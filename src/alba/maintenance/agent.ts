@@ -814,7 +814,7 @@ export class MaintenanceAgent {
         const liveNamespaces = new Map(namespaces.map((context) => [context.record.namespaceId, context]));
         const pendingNamespaceIds = new Set((await this.manager.listDeletedNamespaces()).map((item) => item.namespaceId));
         for (const context of namespaces) {
-          await this.forEachManifest(context, (_name, read) => {
+          const complete = await this.forEachManifest(context, (_name, read) => {
             read.manifest.chunks.forEach((chunk, chunkIndex) =>
               chunk.fragments.forEach((fragment, fragmentIndex) => {
                 if (fragment !== undefined) covered.add(orphanId(fragment.asdId, fragmentKey(context.record.namespaceId, read.manifest.objectId, chunkIndex, fragmentIndex, fragment.version)));
@@ -826,7 +826,9 @@ export class MaintenanceAgent {
             const record = parseGcRecord(entry.value, entry.key);
             if (record !== undefined) covered.add(`${context.record.namespaceId}/${record.objectId}`);
           }
-          if (records.more) covered.add(`${context.record.namespaceId}/*`); // too many records to tell: no orphans here this pass
+          // Too many records to tell, or a manifest that does not decode (its fragments must stay for a
+          // recovery): no orphans in this namespace this pass.
+          if (records.more || !complete) covered.add(`${context.record.namespaceId}/*`);
         }
         const orphans: string[] = [];
         for (const [asdId, keys] of scan) {
@@ -1147,9 +1149,14 @@ export class MaintenanceAgent {
     }
   }
 
-  /** Calls `visit` for every manifest of the namespace (paged; a manifest that fails to decode is noted). */
-  private async forEachManifest(context: NamespaceContext, visit: (name: string, read: ManifestRead) => void): Promise<void> {
+  /**
+   * Calls `visit` for every manifest of the namespace (paged). A manifest that fails to decode is noted
+   * in lastErrors and skipped; the result is false then, so that callers (the orphan scan) know they did
+   * not see every live fragment.
+   */
+  private async forEachManifest(context: NamespaceContext, visit: (name: string, read: ManifestRead) => void): Promise<boolean> {
     const namespaceId = context.record.namespaceId;
+    let complete = true;
     let after: string | undefined;
     for (;;) {
       const page = await context.nsm.listNames(namespaceId, { prefix: "", after, limit: 1000 });
@@ -1160,14 +1167,24 @@ export class MaintenanceAgent {
           reads = await context.nsm.getManifests(namespaceId, batch);
         } catch (error) {
           if (!isOvsError(error, "CORRUPT")) throw error;
-          this.noteError("repair", error);
-          continue;
+          // One bad manifest spoils the batch: read them one by one.
+          reads = [];
+          for (const name of batch) {
+            try {
+              reads.push(await context.nsm.getManifest(namespaceId, name));
+            } catch (single) {
+              if (!isOvsError(single, "CORRUPT")) throw single;
+              this.noteError("repair", single);
+              complete = false;
+              reads.push(undefined);
+            }
+          }
         }
         reads.forEach((read, index) => {
           if (read !== undefined) visit(batch[index]!, read);
         });
       }
-      if (!page.more || page.names.length === 0) return;
+      if (!page.more || page.names.length === 0) return complete;
       after = page.names[page.names.length - 1]!;
     }
   }
