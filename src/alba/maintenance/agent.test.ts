@@ -308,6 +308,25 @@ describe("MaintenanceAgent", () => {
     expect((await agent.repair()).objectsRepaired).toBe(0); // the others are fine and still seen
   });
 
+  test("an upload marked abandoned whose commit did land keeps its fragments", async () => {
+    cluster = await TestCluster.start(6);
+    const backend = await cluster.backend();
+    await backend.createNamespace("ns");
+    const data = randomBytes(30_000);
+    await backend.put("ns", "obj", data);
+    const manifest = (await backend.manifest("ns", "obj"))!;
+    const namespace = (await cluster.manager.getNamespace("ns"))!;
+    const nsm = await cluster.manager.nsm(namespace.nsmId);
+    await nsm.abandonUpload(namespace.namespaceId, manifest.objectId, Date.now()); // as if the commit's reply was lost
+    const agent = cluster.agent();
+    const summary = await agent.collectGarbage();
+    expect(summary.fragmentsDeleted).toBe(0);
+    expect(summary.recordsCollected).toBe(1); // the wrong record goes, the fragments stay
+    expect((await nsm.listGarbage(namespace.namespaceId, { limit: 10 })).entries).toEqual([]);
+    expect(agent.status().lastErrors.some((error) => error.task === "gc" && /live object/.test(error.message))).toBe(true);
+    expect((await (await cluster.backend()).get("ns", "obj")).equals(data)).toBe(true);
+  });
+
   test("a deleted namespace's fragments are collected", async () => {
     cluster = await TestCluster.start(6);
     const backend = await cluster.backend();

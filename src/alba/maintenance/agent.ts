@@ -767,7 +767,24 @@ export class MaintenanceAgent {
       // 1. The orphan scan lists ASD keys first (before manifests and records are read: garbage.ts).
       const scan = await this.listFragmentKeys();
       const namespaces = await this.namespaces();
-      // 2. Garbage records.
+      // 2. Every manifest: the fragment keys they reference, and the live object ids.
+      this.setDetail("manifest scan");
+      const covered = new Set<string>();
+      const live = new Set<string>();
+      for (const context of namespaces) {
+        const namespaceId = context.record.namespaceId;
+        const complete = await this.forEachManifest(context, (_name, read) => {
+          live.add(`${namespaceId}/${read.manifest.objectId}`);
+          read.manifest.chunks.forEach((chunk, chunkIndex) =>
+            chunk.fragments.forEach((fragment, fragmentIndex) => {
+              if (fragment !== undefined) covered.add(orphanId(fragment.asdId, fragmentKey(namespaceId, read.manifest.objectId, chunkIndex, fragmentIndex, fragment.version)));
+            }),
+          );
+        });
+        // A manifest that does not decode: its fragments must stay for a recovery (no orphans here this pass).
+        if (!complete) covered.add(`${namespaceId}/*`);
+      }
+      // 3. Garbage records.
       for (const context of namespaces) {
         const prefix = context.nsm.keys.gcPrefix(context.record.namespaceId);
         let after: string | undefined;
@@ -781,7 +798,15 @@ export class MaintenanceAgent {
               continue;
             }
             this.setDetail(`${context.record.name} ${record.kind} ${record.objectId}`);
-            const outcome = await this.collectRecord(context.record.namespaceId, record);
+            if (record.kind !== "strays" && live.has(`${context.record.namespaceId}/${record.objectId}`)) {
+              // A manifest references the object: an upload marked abandoned whose commit did land (a
+              // reply lost after the store applied it), or a record that is wrong. Never delete live data.
+              this.noteError("gc", new OvsError("CONFLICT", `Garbage record ${entry.key} names a live object; its fragments are kept.`, { key: entry.key }));
+              if (record.kind === "upload" && (await context.nsm.forgetGarbage(entry.key, entry.value))) summary.recordsCollected++;
+              else summary.recordsWaiting++;
+              continue;
+            }
+            const outcome = await this.collectRecord(context.record.namespaceId, record, covered);
             summary.fragmentsDeleted += outcome.deleted;
             if (!outcome.complete) {
               summary.recordsWaiting++;
@@ -796,7 +821,7 @@ export class MaintenanceAgent {
           after = page.entries[page.entries.length - 1]!.key;
         }
       }
-      // 3. Deleted namespaces: every key under their id on every ASD.
+      // 4. Deleted namespaces: every key under their id on every ASD.
       for (const deleted of await this.manager.listDeletedNamespaces()) {
         this.setDetail(`deleted namespace ${deleted.name}`);
         const prefix = namespaceFragmentPrefix(deleted.namespaceId);
@@ -807,28 +832,18 @@ export class MaintenanceAgent {
           summary.namespacesPurged++;
         }
       }
-      // 4. Orphans.
+      // 5. Orphans: keys of the ASD scan that no manifest (step 2) references and no record left covers.
       if (scan !== undefined) {
         this.setDetail("orphan scan");
-        const covered = new Set<string>();
         const liveNamespaces = new Map(namespaces.map((context) => [context.record.namespaceId, context]));
         const pendingNamespaceIds = new Set((await this.manager.listDeletedNamespaces()).map((item) => item.namespaceId));
         for (const context of namespaces) {
-          const complete = await this.forEachManifest(context, (_name, read) => {
-            read.manifest.chunks.forEach((chunk, chunkIndex) =>
-              chunk.fragments.forEach((fragment, fragmentIndex) => {
-                if (fragment !== undefined) covered.add(orphanId(fragment.asdId, fragmentKey(context.record.namespaceId, read.manifest.objectId, chunkIndex, fragmentIndex, fragment.version)));
-              }),
-            );
-          });
           const records = await context.nsm.store.prefix(context.nsm.keys.gcPrefix(context.record.namespaceId), { limit: rangeLimitMax });
           for (const entry of records.entries) {
             const record = parseGcRecord(entry.value, entry.key);
             if (record !== undefined) covered.add(`${context.record.namespaceId}/${record.objectId}`);
           }
-          // Too many records to tell, or a manifest that does not decode (its fragments must stay for a
-          // recovery): no orphans in this namespace this pass.
-          if (records.more || !complete) covered.add(`${context.record.namespaceId}/*`);
+          if (records.more) covered.add(`${context.record.namespaceId}/*`); // too many records to tell: none this pass
         }
         const orphans: string[] = [];
         for (const [asdId, keys] of scan) {
@@ -866,10 +881,13 @@ export class MaintenanceAgent {
   }
 
   /** Deletes a record's fragments; complete when none can be left on an ASD that is not failed. */
-  private async collectRecord(namespaceId: number, record: GcRecord): Promise<{ deleted: number; complete: boolean }> {
+  private async collectRecord(namespaceId: number, record: GcRecord, covered: ReadonlySet<string>): Promise<{ deleted: number; complete: boolean }> {
     if (record.kind === "strays") {
-      const deleted = await this.deleteStrays(namespaceId, record.objectId, record.fragments);
-      return deleted;
+      // A stray key a manifest references again is kept (never the case through this agent: versions rise).
+      const strays = record.fragments.filter(
+        (fragment) => !covered.has(orphanId(fragment.asdId, fragmentKey(namespaceId, record.objectId, fragment.chunkIndex, fragment.fragmentIndex, fragment.version))),
+      );
+      return this.deleteStrays(namespaceId, record.objectId, strays);
     }
     const asdIds = record.kind === "object" ? record.asdIds : [...this.records.keys()];
     return this.deleteRangeEverywhere(objectFragmentPrefix(namespaceId, record.objectId), asdIds);
