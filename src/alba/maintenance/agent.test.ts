@@ -233,6 +233,46 @@ describe("MaintenanceAgent", () => {
     expect((await agent.repair()).objectsRepaired).toBe(0);
   });
 
+  test("an overwrite during a repair wins: the repair is dropped and its new fragment deleted", async () => {
+    cluster = await TestCluster.start(6);
+    const backend = await cluster.backend({ random: seededRandom(17) });
+    await backend.createNamespace("ns");
+    await cluster.stopAsd(0);
+    await backend.put("ns", "obj", randomBytes(60_000));
+    const old = (await backend.manifest("ns", "obj"))!;
+    await cluster.startAsd(0);
+    const agent = cluster.agent({ random: seededRandom(18) });
+    await agent.probe();
+    cluster.asds[0]!.server!.setFaults({ delayMs: 800 }); // the repair's write to ASD 0 (the only place for the hole) is slow
+    const repairing = agent.repair();
+    await sleep(100);
+    const fresh = randomBytes(60_000);
+    await backend.put("ns", "obj", fresh); // commits while the repair still writes
+    const summary = await repairing;
+    expect(summary).toMatchObject({ objectsRepaired: 0, dropped: 1 });
+    expect(agent.status().counters.repairsDropped).toBe(1);
+    const now = (await backend.manifest("ns", "obj"))!;
+    expect(now.objectId).not.toBe(old.objectId);
+    expect((await backend.get("ns", "obj")).equals(fresh)).toBe(true);
+    cluster.asds[0]!.server!.setFaults({});
+    const namespaceId = await cluster.namespaceId("ns");
+    const holeIndex = old.chunks[0]!.fragments.findIndex((fragment) => fragment === undefined);
+    expect(await cluster.keysOn(0)).not.toContain(fragmentKey(namespaceId, old.objectId, 0, holeIndex, 1).toString("hex"));
+  });
+
+  test("verify is throttled to bytesPerSecondMax", async () => {
+    cluster = await TestCluster.start(6);
+    const backend = await cluster.backend();
+    await backend.createNamespace("ns");
+    await backend.put("ns", "obj", randomBytes(1 * MiB)); // 6 fragments of 256 KiB: 1.5 MiB to read
+    const agent = cluster.agent({ bytesPerSecondMax: 512 * 1024 });
+    const startMs = Date.now();
+    const report = await agent.verifyNamespace("ns");
+    const elapsedMs = Date.now() - startMs;
+    expect(report.fragmentsChecked).toBe(6);
+    expect(elapsedMs).toBeGreaterThanOrEqual(1_500); // the first 512 KiB are in the bucket, 1 MiB more takes 2 s
+  });
+
   test("the fragments of an upload killed halfway, of an overwrite and an orphan are collected after their grace periods", async () => {
     cluster = await TestCluster.start(6);
     const backend = await cluster.backend({ random: seededRandom(7) });
