@@ -22,11 +22,13 @@
 // - rebalance: moves fragments from fuller to emptier ASDs while the fill spread passes the threshold.
 // - decommission: marks the ASD decommissioned (no new fragments) and repairs its fragments away.
 //
-// Invariants: a manifest is only ever changed by an asserted commit of a manifest with the same object
-// id; a fragment the agent writes is either committed or deleted (or, after a crash, an orphan that the
+// Invariants: a manifest is only ever changed by a commit asserting the bytes read (repair and rebalance
+// keep the object id and raise fragment versions; a policy upgrade is a new upload); GC deletes nothing a
+// manifest read in the same pass references; a fragment the agent writes is either committed or deleted (or, after a crash, an orphan that the
 // orphan scan removes); fragments are verified before they are copied or used to rebuild; one task at
 // a time, and one agent per backend (running two is safe for data but wastes work).
 // Throttling: bytes read and written go through a token bucket (bytesPerSecondMax).
+// Buffers: nothing is handed out; fragment values read are the agent's only while one object is worked on.
 // Limits: limits.ts (queue sizes, batch sizes, report sizes, retries).
 
 import { createHash, randomBytes } from "node:crypto";
