@@ -5,3 +5,4 @@ export * from "./units.js";
 export * from "./checksum.js";
 export * from "./log.js";
 export * from "./isal.js";
+export * from "./chunk-queue.js";

@@ -31,6 +31,36 @@ describe("Uploader", () => {
     await uploader.stop();
   });
 
+  it("stores a TLog only after the SCOs queued before it, while later SCOs go ahead", async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "ovs-upl-"));
+    dirs.push(dir);
+    const backend = new MemoryBackend();
+    await backend.createNamespace("ns");
+    const tlogFile = path.join(dir, "tlog_a");
+    await fsp.writeFile(tlogFile, "tlog");
+    const stored: string[] = [];
+    const put = backend.put.bind(backend);
+    backend.put = async (namespace, name, data) => {
+      await put(namespace, name, data);
+      stored.push(name);
+    };
+    let releaseFirst!: () => void;
+    const first = new Promise<void>((resolve) => (releaseFirst = resolve));
+    const tlogsStored: number[] = [];
+    const uploader = new Uploader({ backend, namespace: "ns", log: silentLogger(), onTlogStored: async (seq) => void tlogsStored.push(seq) });
+    const data = randomBytes(4096);
+    uploader.enqueueSco({ scoNumber: 1, file: "/nonexistent", expectedCrc: crc32c(data), ready: first, data });
+    uploader.enqueueTlog(1, "tlog_a", tlogFile, [1]);
+    uploader.enqueueSco({ scoNumber: 2, file: "/nonexistent", expectedCrc: crc32c(data), ready: Promise.resolve(), data });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(stored).toEqual(["00_00000002_00"]); // the later SCO did not wait; the TLog did
+    releaseFirst();
+    await uploader.idle();
+    expect(stored).toEqual(["00_00000002_00", "00_00000001_00", "tlog_a"]);
+    expect(tlogsStored).toEqual([1]);
+    await uploader.stop();
+  });
+
   it("waits for an item's ready promise before storing it", async () => {
     const backend = new MemoryBackend();
     await backend.createNamespace("ns");

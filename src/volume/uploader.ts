@@ -1,6 +1,7 @@
 // Background uploads of a volume's SCOs and TLogs to the object backend, in order (DESIGN.md §4.3):
-// SCOs upload in parallel (at most uploadsInFlightMax), a TLog is a barrier: it starts only when every
-// item queued before it is stored, so a TLog on the backend never names a SCO that is not there.
+// SCOs upload in parallel (at most uploadsInFlightMax); a TLog starts only when every SCO queued before
+// it and the TLog before it are stored, so a TLog on the backend never names a SCO that is not there and
+// TLogs are stored in their order. SCOs queued after a TLog do not wait for it.
 // Failed uploads are retried with backoff until they succeed or the uploader stops; nothing is dropped.
 // A SCO is checked against its CRC before every put (from memory or re-read from its file), so a file
 // still being written never reaches the backend; an item may also wait for a `ready` promise first.
@@ -12,8 +13,8 @@ import type { ObjectBackend } from "../backend/index.js";
 import { scoName } from "./sco-name.js";
 
 type Item =
-  | { kind: "sco"; scoNumber: number; file: string; data: Buffer | undefined; expectedCrc: number; ready: Promise<void> }
-  | { kind: "tlog"; seq: number; id: string; file: string; scoNumbers: number[] };
+  | { kind: "sco"; queueSeq: number; scoNumber: number; file: string; data: Buffer | undefined; expectedCrc: number; ready: Promise<void> }
+  | { kind: "tlog"; queueSeq: number; seq: number; id: string; file: string; scoNumbers: number[] };
 
 export const uploaderLimits = {
   uploadsInFlightMax: 4,
@@ -24,6 +25,10 @@ export const uploaderLimits = {
 export class Uploader {
   private readonly queue: Item[] = [];
   private inFlight = 0;
+  private tlogInFlight = false;
+  private nextQueueSeq = 1;
+  /** Queue sequence numbers of SCOs queued or in flight (a TLog waits for those before it). */
+  private readonly outstandingScoSeqs = new Set<number>();
   private stopped = false;
   private idleWaiters: Array<() => void> = [];
   private readonly running = new Set<Promise<void>>();
@@ -45,12 +50,14 @@ export class Uploader {
    */
   enqueueSco(sco: { scoNumber: number; file: string; expectedCrc: number; ready: Promise<void>; data?: Buffer }): void {
     const keep = sco.data !== undefined && this.queue.length < uploaderLimits.uploadsInFlightMax * 2;
-    this.queue.push({ kind: "sco", scoNumber: sco.scoNumber, file: sco.file, expectedCrc: sco.expectedCrc, ready: sco.ready, data: keep ? sco.data : undefined });
+    const queueSeq = this.nextQueueSeq++;
+    this.outstandingScoSeqs.add(queueSeq);
+    this.queue.push({ kind: "sco", queueSeq, scoNumber: sco.scoNumber, file: sco.file, expectedCrc: sco.expectedCrc, ready: sco.ready, data: keep ? sco.data : undefined });
     this.pump();
   }
 
   enqueueTlog(seq: number, id: string, file: string, scoNumbers: number[]): void {
-    this.queue.push({ kind: "tlog", seq, id, file, scoNumbers: [...scoNumbers] });
+    this.queue.push({ kind: "tlog", queueSeq: this.nextQueueSeq++, seq, id, file, scoNumbers: [...scoNumbers] });
     this.pump();
   }
 
@@ -72,20 +79,37 @@ export class Uploader {
   }
 
   private pump(): void {
-    while (!this.stopped && this.queue.length > 0 && this.inFlight < uploaderLimits.uploadsInFlightMax) {
-      const item = this.queue[0]!;
-      if (item.kind === "tlog" && this.inFlight > 0) break; // barrier: wait for everything before it
-      this.queue.shift();
-      this.inFlight++;
-      const run = this.upload(item).finally(() => {
-        this.running.delete(run);
-        this.inFlight--;
-        this.pump();
-        if (this.queue.length === 0 && this.inFlight === 0) for (const waiter of this.idleWaiters.splice(0)) waiter();
-      });
-      this.running.add(run);
-      if (item.kind === "tlog") break; // and nothing after it starts until it is stored
+    // SCOs upload as soon as there is room; a TLog waits only for what it depends on: every SCO queued
+    // before it (the SCOs it names are among them) and the TLog before it (TLogs are stored in order).
+    // SCOs queued after a TLog do not wait for it, so a slow TLog cycle never idles the uploads.
+    let oldestScoSeq = Number.MAX_SAFE_INTEGER;
+    for (const seq of this.outstandingScoSeqs) oldestScoSeq = Math.min(oldestScoSeq, seq);
+    let tlogBefore = this.tlogInFlight;
+    for (let index = 0; index < this.queue.length && !this.stopped && this.inFlight < uploaderLimits.uploadsInFlightMax; ) {
+      const item = this.queue[index]!;
+      if (item.kind === "tlog" && (tlogBefore || oldestScoSeq < item.queueSeq)) {
+        tlogBefore = true;
+        index++;
+        continue;
+      }
+      this.queue.splice(index, 1);
+      if (item.kind === "tlog") tlogBefore = true;
+      this.start(item);
     }
+  }
+
+  private start(item: Item): void {
+    this.inFlight++;
+    if (item.kind === "tlog") this.tlogInFlight = true;
+    const run = this.upload(item).finally(() => {
+      this.running.delete(run);
+      this.inFlight--;
+      if (item.kind === "sco") this.outstandingScoSeqs.delete(item.queueSeq);
+      else this.tlogInFlight = false;
+      this.pump();
+      if (this.queue.length === 0 && this.inFlight === 0) for (const waiter of this.idleWaiters.splice(0)) waiter();
+    });
+    this.running.add(run);
   }
 
   private async upload(item: Item): Promise<void> {

@@ -163,6 +163,7 @@ export class Volume {
   private scoNumberReservedEnd = 0;
   private scoNumberReserved: Promise<void> = Promise.resolve();
   private committing: Promise<void> = Promise.resolve();
+  private housekeeping: Promise<void> = Promise.resolve();
   private throttleWaiters: Array<() => void> = [];
   private halted: OvsError | undefined;
   private closing = false;
@@ -359,6 +360,7 @@ export class Volume {
   /** Waits until everything closed so far is on the backend (tests, migration, clean shutdown). */
   async waitForUploads(): Promise<void> {
     await this.uploader.idle();
+    await this.housekeeping;
   }
 
   /** Closes the current SCO and TLog and waits until everything written so far is on the backend. */
@@ -368,6 +370,7 @@ export class Volume {
     else if (this.currentTlog.entryCount > 0) this.rollTlog();
     await this.sync();
     await this.uploader.idle();
+    await this.housekeeping;
   }
 
   async close(): Promise<void> {
@@ -381,6 +384,7 @@ export class Volume {
     }
     await this.committing;
     await this.uploader.stop();
+    await this.housekeeping;
     for (const waiter of this.throttleWaiters.splice(0)) waiter();
     for (const sco of this.memoryScos.values()) if (sco.fd !== undefined) await closeFile(sco.fd);
     for (const fd of this.tlogFds.values()) await closeFile(fd);
@@ -400,6 +404,7 @@ export class Volume {
     while (this.syncing) await new Promise((resolve) => setTimeout(resolve, 1));
     await this.committing;
     await this.uploader.stop();
+    await this.housekeeping;
     for (const sco of this.memoryScos.values()) if (sco.fd !== undefined) await closeFile(sco.fd);
     for (const fd of this.tlogFds.values()) await closeFile(fd);
     for (const file of await fsp.readdir(this.scoDir).catch(() => [])) scoReadFds.forget(path.join(this.scoDir, file));
@@ -586,7 +591,11 @@ export class Volume {
     this.openSco = this.newMemorySco();
     this.changedSinceSync = true;
     this.scoRollsSinceSync++;
-    if (closeTlog || this.currentTlog.scoNumbers.length >= this.config.tlogMultiplier) {
+    // Under write pressure the TLog closes early: its SCOs become disposable (and writes may go on)
+    // only once it is stored, so with 64 MiB TLogs and a 96 MiB write buffer at most one TLog cycle
+    // would overlap the next; shorter TLogs keep several in flight.
+    const underPressure = this.nonDisposableBytes() >= this.nonDisposableLimitBytes() / 2 && this.currentTlog.scoNumbers.length >= 4;
+    if (closeTlog || underPressure || this.currentTlog.scoNumbers.length >= this.config.tlogMultiplier) {
       this.rollTlog();
       this.backgroundSync();
     } else if (this.scoRollsSinceSync >= volumeLimits.scoRollsPerBackgroundSync) {
@@ -879,9 +888,14 @@ export class Volume {
       const sco = this.localScos.get(scoNumber);
       if (sco) sco.disposable = true;
     }
-    await this.evictScos();
-    await this.removeStoredTlogFiles();
     for (const waiter of this.throttleWaiters.splice(0)) waiter();
+    // Housekeeping off the uploader's path (the uploader waits for this function before its next item).
+    this.housekeeping = this.housekeeping
+      .then(async () => {
+        await this.evictScos();
+        await this.removeStoredTlogFiles();
+      })
+      .catch((error: unknown) => this.log.warn({ err: error }, "write buffer housekeeping failed"));
   }
 
   /** Drops disposable SCOs (oldest first) while the local SCO bytes exceed the cache size. */

@@ -19,7 +19,7 @@
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { assert, crc32c, OvsError, silentLogger, type ErrorCode, type Logger } from "../../base/index.js";
-import { ChunkQueue } from "./chunk-queue.js";
+import { ChunkQueue } from "../../base/index.js";
 import { asdLimits } from "./limits.js";
 import {
   ASD_ID_BYTES, AUTH_BACKEND_REFUSED, AUTH_BAD_PROOF, AUTH_FLAG_CLAIMED_BY_YOU, AUTH_OK, AUTH_REPLY_FIXED_BYTES, CLIENT_HELLO_BYTES, clientProof,

@@ -17,7 +17,7 @@
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
 import { AssertionError, OvsError, type Logger } from "../../base/index.js";
-import { ChunkQueue } from "./chunk-queue.js";
+import { ChunkQueue } from "../../base/index.js";
 import { asdLimits } from "./limits.js";
 import {
   AUTH_BACKEND_REFUSED, AUTH_BAD_PROOF, AUTH_FLAG_CLAIMED_BY_YOU, AUTH_FLAG_UNCLAIMED, AUTH_MALFORMED, AUTH_OK, CLIENT_AUTH_FIXED_BYTES,

@@ -11,7 +11,7 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { silentLogger } from "../../base/index.js";
 import { AsdClient, type AsdClientOptions } from "./asd-client.js";
-import { ChunkQueue } from "./chunk-queue.js";
+import { ChunkQueue } from "../../base/index.js";
 import { AsdServer, type AsdServerOptions } from "./asd-server.js";
 import type { FilesystemSpace } from "./asd-store.js";
 import {

@@ -26,7 +26,7 @@
 
 import type { Socket } from "node:net";
 import { assert, type Logger } from "../../base/index.js";
-import { ChunkQueue } from "./chunk-queue.js";
+import { ChunkQueue } from "../../base/index.js";
 import { HandshakeSession, SERVER_HANDSHAKE_FLAGS, type HandshakeOptions, type HandshakeStep } from "./handshake.js";
 import { nbdLimits } from "./limits.js";
 import { nbdErrorOf, type NbdExport } from "./nbd-export.js";

@@ -1,7 +1,7 @@
 // The pure parts of the NBD server: request validation, the handshake core, the chunk queue.
 import { describe, expect, test } from "vitest";
 import { OvsError } from "../../base/index.js";
-import { ChunkQueue } from "./chunk-queue.js";
+import { ChunkQueue } from "../../base/index.js";
 import { HandshakeSession } from "./handshake.js";
 import { nbdLimits } from "./limits.js";
 import { MemoryExport, StaticExportProvider } from "./memory-export.js";

@@ -1,12 +1,11 @@
-// A FIFO of socket chunks that the NBD connection parses from without needless copies: a header
-// that lies within one chunk is read in place, a payload within one chunk is handed out as a view,
-// and only what spans chunks is copied.
-// Imported only by src/frontend/nbd/.
+// A FIFO of socket chunks that binary-protocol connections (the NBD server, the ASD server and client)
+// parse from without needless copies: a header that lies within one chunk is read in place, a payload
+// within one chunk is handed out as a view, and only what spans chunks is copied.
 // Buffers: push() takes ownership of the chunk (the caller must not modify it afterwards; Node's
 // socket chunks are never reused). Views returned by take() share memory with those chunks.
 // Limits: the queue holds what the socket delivered; the connection bounds it by pausing the socket.
 
-import { assert } from "../../base/index.js";
+import { assert } from "./assert.js";
 
 export class ChunkQueue {
   private chunks: Array<Buffer | undefined> = [];
