@@ -487,11 +487,7 @@ export class Volume {
 
   private zeroClusters(firstCluster: number, clusterCount: number): void {
     const end = firstCluster + clusterCount;
-    const addresses = new Set<number>();
-    for (const key of this.metadataKeysInRange(firstCluster, end)) addresses.add(key);
-    for (const [address, entry] of this.dirty) {
-      if (address >= firstCluster && address < end && entry.location.scoNumber !== 0) addresses.add(address);
-    }
+    const addresses = this.mappedClustersInRange(firstCluster, end);
     if (addresses.size === 0) return;
     const tlog = this.currentTlog;
     // One Trim entry per 2^32-1 clusters at most (its count field is 32 bits).
@@ -503,9 +499,16 @@ export class Volume {
     this.changedSinceSync = true;
   }
 
-  private metadataKeysInRange(first: number, end: number): Iterable<number> {
-    // An LMDB range scan over committed entries: thin volumes have keys only for written clusters.
-    return this.metadata.writtenClustersInRange(first, end);
+  /**
+   * Clusters in [first, end) that are mapped (committed in LMDB or written in memory): an LMDB range scan
+   * plus the in-memory layer, so unmapping a range costs its written clusters, not its size.
+   */
+  private mappedClustersInRange(first: number, end: number): Set<number> {
+    const addresses = new Set<number>(this.metadata.writtenClustersInRange(first, end));
+    for (const [address, entry] of this.dirty) {
+      if (address >= first && address < end && entry.location.scoNumber !== 0) addresses.add(address);
+    }
+    return addresses;
   }
 
   private scheduleScoWrite(sco: MemorySco): Promise<void> {
@@ -923,7 +926,7 @@ export class Volume {
       if (total <= cap && toFreeBytes <= 0) break;
       if (!sco.disposable) continue;
       toFreeBytes -= sco.sizeBytes;
-      const file = path.join(this.scoDir, scoName({ cloneId: 0, scoNumber, version: 0 }));
+      const file = this.scoPath(scoNumber);
       scoReadFds.forget(file);
       await fsp.rm(file, { force: true });
       this.localScos.delete(scoNumber);
@@ -1077,11 +1080,7 @@ export class Volume {
   }
 
   private replayTrim(first: number, count: number, tlogSeq: number, entryIndex: number): void {
-    const end = first + count;
-    const addresses = new Set<number>();
-    for (const key of this.metadataKeysInRange(first, end)) addresses.add(key);
-    for (const [address] of this.dirty) if (address >= first && address < end) addresses.add(address);
-    for (const address of addresses) this.setDirty(address, zeroLocation, tlogSeq, entryIndex);
+    for (const address of this.mappedClustersInRange(first, first + count)) this.setDirty(address, zeroLocation, tlogSeq, entryIndex);
   }
 
   /** Closes the SCO that was open at a crash: cut at its last referenced cluster, record its CRC. */
