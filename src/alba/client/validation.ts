@@ -1,43 +1,11 @@
-// Argument checks of the ObjectBackend calls that backend/index.ts does not export (list options, byte
-// ranges, assert and update shapes), so AlbaBackend refuses the same input as LocalBackend with the same
+// Argument checks of the ObjectBackend calls (list options and byte ranges from backend/, assert and
+// update shapes here), so AlbaBackend refuses the same input as LocalBackend with the same
 // INVALID_ARGUMENT. Imported by alba-backend.ts only. Pure functions.
 
 import { OvsError } from "../../base/index.js";
-import { listLimitMax, nameBytesMax, validateName, type ByteRange, type ListOptions, type ObjectAssert, type ObjectUpdate } from "../../backend/index.js";
+import { validateName, type ObjectAssert, type ObjectUpdate } from "../../backend/index.js";
 
-const prefixPattern = /^[A-Za-z0-9._-]*$/;
-
-export interface CheckedListOptions {
-  prefix: string;
-  after: string | undefined;
-  limit: number;
-}
-
-export function checkListOptions(options: ListOptions | undefined): CheckedListOptions {
-  const prefix = options?.prefix ?? "";
-  const after = options?.after;
-  const limit = options?.limit ?? listLimitMax;
-  if (typeof prefix !== "string" || prefix.length > nameBytesMax || !prefixPattern.test(prefix)) {
-    throw new OvsError("INVALID_ARGUMENT", `list prefix ${JSON.stringify(prefix)} is invalid: use name characters only.`);
-  }
-  if (after !== undefined && (typeof after !== "string" || after.length > nameBytesMax || !prefixPattern.test(after))) {
-    throw new OvsError("INVALID_ARGUMENT", `list "after" ${JSON.stringify(after)} is invalid: use name characters only.`);
-  }
-  if (!Number.isSafeInteger(limit) || limit < 1) throw new OvsError("INVALID_ARGUMENT", `list limit ${String(limit)} is invalid: use a positive integer.`);
-  return { prefix, after, limit: Math.min(limit, listLimitMax) };
-}
-
-export function validateRanges(ranges: readonly ByteRange[], rangeCountMax: number): void {
-  if (!Array.isArray(ranges)) throw new OvsError("INVALID_ARGUMENT", "ranges must be an array.");
-  if (ranges.length > rangeCountMax) throw new OvsError("INVALID_ARGUMENT", `${ranges.length} ranges in one call; at most ${rangeCountMax} are allowed.`);
-  for (const range of ranges) {
-    const offsetBytes = range?.offsetBytes;
-    const lengthBytes = range?.lengthBytes;
-    if (!Number.isSafeInteger(offsetBytes) || offsetBytes < 0 || !Number.isSafeInteger(lengthBytes) || lengthBytes < 0) {
-      throw new OvsError("INVALID_ARGUMENT", `range {offsetBytes: ${String(offsetBytes)}, lengthBytes: ${String(lengthBytes)}} is invalid: use non-negative integers.`);
-    }
-  }
-}
+export { checkListOptions, validateRanges, type CheckedListOptions } from "../../backend/index.js";
 
 export function validateAsserts(asserts: readonly ObjectAssert[]): void {
   if (!Array.isArray(asserts)) throw new OvsError("INVALID_ARGUMENT", "asserts must be an array.");
