@@ -42,7 +42,8 @@ export class PlatformNode {
   constructor(private readonly options: NodeOptions) {}
 
   async start(): Promise<NodeInfo> {
-    const { dataDir, log } = this.options;
+    const { log } = this.options;
+    const dataDir = path.resolve(this.options.dataDir);
     try {
       await fsp.mkdir(dataDir, { recursive: true });
       this.store = await openStore(parseStoreUrl(this.options.store ?? "embedded", dataDir), log);
@@ -60,7 +61,7 @@ export class PlatformNode {
       this.info = {
         version: this.options.version,
         nodeId: this.options.nodeId,
-        dataDir: path.resolve(dataDir),
+        dataDir,
         store: this.store.description,
         backend: this.backend.description,
         nbd: { host: this.options.nbdHost, port: nbdPort },
