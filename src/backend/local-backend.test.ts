@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { afterAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 
 import { crc32c, isOvsError } from "../base/index.js";
 import { LocalBackend, type ApplyCrashPoint } from "./local-backend.js";
@@ -115,6 +115,10 @@ describe("LocalBackend corruption", () => {
     backend = await LocalBackend.open({ dir });
     await backend.createNamespace("ns");
     await backend.put("ns", "obj", data);
+  });
+
+  afterEach(async () => {
+    await backend.close(); // releases its cached file handles
   });
 
   it("fails get and the damaged block's getRanges, and still serves the other blocks", async () => {
@@ -330,6 +334,7 @@ describe("LocalBackend handle cache", () => {
     await expectOvsError(read(backend, "a"), "NOT_FOUND");
     await backend.put("ns", "a", Buffer.alloc(8192, 5));
     expect(await read(backend, "a")).toBe(5);
+    await backend.close();
   });
 
   it("stays correct when reads, overwrites and evictions interleave", async () => {
@@ -350,6 +355,7 @@ describe("LocalBackend handle cache", () => {
       await Promise.all(reads);
       for (const other of names) expect(await read(backend, other)).toBe(version.get(other));
     }
+    await backend.close();
   });
 });
 
