@@ -10,20 +10,15 @@ import os from "node:os";
 import path from "node:path";
 import { silentLogger } from "../../base/index.js";
 import { EmbeddedStore } from "../../store/index.js";
-import { AsdClient, AsdServer, type FilesystemSpace } from "../asd/index.js";
+import { AsdClient, AsdServer } from "../asd/index.js";
 import { AlbaBackend, type AlbaBackendOptions } from "../client/index.js";
 import { AlbaManager, fragmentKey, singleNodePreset, type Manifest } from "../manager/index.js";
 import { MaintenanceAgent, type MaintenanceOptions } from "./agent.js";
+import { SettableStatfs } from "../client/test-support.js";
 
 export const testClusterSecret = "alba-maintenance-test-secret";
 
-export class SettableStatfs {
-  space: FilesystemSpace = { totalBytes: 100 * 2 ** 30, freeBytes: 90 * 2 ** 30 };
-  readonly source = async (_dir: string): Promise<FilesystemSpace> => ({ ...this.space });
-  fill(fraction: number): void {
-    this.space = { totalBytes: this.space.totalBytes, freeBytes: Math.round(this.space.totalBytes * (1 - fraction)) };
-  }
-}
+export { SettableStatfs } from "../client/test-support.js";
 
 export interface TestAsd {
   dir: string;
