@@ -14,6 +14,8 @@ import { assert } from "../base/index.js";
 import { zeroLocation, type ClusterLocation, type Cork } from "./metadata-store.js";
 
 const initialCapacity = 4096;
+/** Capacity kept at least (rows of 36 bytes: 2.4 MB), once grown to it. */
+const shrinkAboveRows = 65_536;
 
 export class DirtyMap {
   /** Row number (global, ≥ base) of the newest update of each address. */
@@ -119,7 +121,9 @@ export class DirtyMap {
     }
     this.base += count;
     this.length = rest;
-    if (this.capacity > initialCapacity && rest < this.capacity / 4) this.resize(Math.max(initialCapacity, this.capacity / 2));
+    // Shrink only from a large capacity that is mostly unused: resizing in step with every commit would
+    // reallocate the columns (external memory, which makes V8 collect) over and over.
+    if (this.capacity > shrinkAboveRows && rest < this.capacity / 8) this.resize(Math.max(shrinkAboveRows, this.capacity / 2));
   }
 
   private columns(): Array<Float64Array | Uint32Array | Uint16Array> {
