@@ -8,6 +8,7 @@
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { OvsError } from "../base/index.js";
+import type { PresetRecord } from "../alba/index.js";
 import { objectPageMax, type AlbaService } from "./alba-service.js";
 
 const AsdIdParams = Type.Object({ asdId: Type.String({ pattern: "^[0-9a-f]{32}$", description: "32 lowercase hex digits" }) });
@@ -28,10 +29,11 @@ const AddPresetBody = Type.Object(
     name: Type.String({ minLength: 1, maxLength: 255 }),
     policies: Type.Array(PolicySchema, { minItems: 1, maxItems: 16 }),
     fragmentSizeMaxBytes: Type.Optional(Type.Integer({ minimum: 16 })),
-    compression: Type.Optional(Type.Union([Type.Literal("none"), Type.Literal("lz4"), Type.Literal("zstd")])),
-    encryption: Type.Optional(Type.Union([Type.Literal("none"), Type.Literal("aes-256-gcm")])),
-    encryptionKeyHex: Type.Optional(Type.String({ pattern: "^[0-9a-f]{64}$" })),
-    fragmentChecksum: Type.Optional(Type.Union([Type.Literal("none"), Type.Literal("crc32c")])),
+    // The kinds are checked by validatePreset, whose messages name what is accepted.
+    compression: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
+    encryption: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
+    encryptionKeyHex: Type.Optional(Type.String({ maxLength: 128 })),
+    fragmentChecksum: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
   },
   { additionalProperties: false },
 );
@@ -70,10 +72,10 @@ export function registerAlbaRoutes(app: FastifyInstance, alba: AlbaService | und
       name: body.name,
       policies: body.policies,
       fragmentSizeMaxBytes: body.fragmentSizeMaxBytes ?? 1024 * 1024,
-      compression: body.compression ?? "none",
-      encryption: body.encryption ?? "none",
+      compression: (body.compression ?? "none") as PresetRecord["compression"],
+      encryption: (body.encryption ?? "none") as PresetRecord["encryption"],
       ...(body.encryptionKeyHex === undefined ? {} : { encryptionKeyHex: body.encryptionKeyHex }),
-      fragmentChecksum: body.fragmentChecksum ?? "crc32c",
+      fragmentChecksum: (body.fragmentChecksum ?? "crc32c") as PresetRecord["fragmentChecksum"],
     });
     return reply.status(201).send(preset);
   });

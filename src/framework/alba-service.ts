@@ -179,7 +179,8 @@ export class AlbaService {
       client = await AsdClient.connect({ host, port, clusterSecret: this.supervisor!.clusterSecret, backendId: manager.backendId, reconnect: false, connectTimeoutMs: 5_000 });
     } catch (error) {
       if (isOvsError(error, "CONFLICT")) throw new OvsError("CONFLICT", `The ASD at ${host}:${port} is claimed by another backend.`);
-      throw new OvsError("UNAVAILABLE", `Cannot reach an ASD at ${host}:${port} with this backend's cluster secret: ${(error as Error).message}`);
+      const reason = (error as Error).message.replace(/\.$/, "");
+      throw new OvsError("UNAVAILABLE", `No ASD with this backend's cluster secret answers at ${host}:${port} (${reason}).`);
     }
     try {
       const asdId = client.asdId;
