@@ -194,9 +194,10 @@ vdisk
   .command("create <name>")
   .description("create a thin vDisk")
   .requiredOption("--size <size>", "size, e.g. 10G (binary units)", sizeOption)
+  .option("--sco-cache-max <size>", "keep at most this much of its data in local SCO files once it is on the backend (default: no cap)", sizeOption)
   .option("--json", "print JSON")
-  .action(async (name: string, options: { size: string; json?: boolean }) => {
-    const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", { name, size: options.size });
+  .action(async (name: string, options: { size: string; scoCacheMax?: string; json?: boolean }) => {
+    const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", { name, size: options.size, ...(options.scoCacheMax === undefined ? {} : { scoCacheMax: options.scoCacheMax }) });
     if (options.json) printJson(info);
     else process.stdout.write(`created vDisk ${info.name} (${info.size})\n`);
   });
@@ -352,14 +353,14 @@ function table(header: string[], rows: string[][]): void {
 }
 
 function asdIdArgument(value: string): string {
-  if (!/^[0-9a-f]{32}$/.test(value)) throw new InvalidArgumentError("an ASD id is 32 lowercase hex digits (see ovs alba asd list).");
+  if (!/^[0-9a-f]{32}$/.test(value)) throw new CliError(`"${value}" is not an ASD id: an ASD id is 32 lowercase hex digits (see ovs alba asd list).`);
   return value;
 }
 
 function hostPortArgument(value: string): { host: string; port: number } {
   const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
   const port = match ? Number(match[2]) : NaN;
-  if (!match || port < 1 || port > 65535) throw new InvalidArgumentError("give the ASD's address as HOST:PORT, e.g. 10.0.0.5:8600.");
+  if (!match || port < 1 || port > 65535) throw new CliError(`"${value}" is not an address: give the ASD's address as HOST:PORT, e.g. 10.0.0.5:8600.`);
   return { host: match[1]!.replace(/^\[|\]$/g, ""), port };
 }
 

@@ -27,7 +27,10 @@ export interface NodeInfo {
 const Size = Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 1 })], {
   description: "bytes, or a size with a binary unit such as 10G",
 });
-const CreateBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }), size: Size }, { additionalProperties: false });
+const CreateBody = Type.Object(
+  { name: Type.String({ minLength: 1, maxLength: 64 }), size: Size, scoCacheMax: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 0 })])) },
+  { additionalProperties: false },
+);
 const ResizeBody = Type.Object({ size: Size }, { additionalProperties: false });
 const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }) });
 const DeleteQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
@@ -69,7 +72,8 @@ export async function buildApi(options: { vdisks: VDiskService; store: ClusterSt
   app.get("/api/v1/vdisks", async () => ({ vdisks: options.vdisks.list() }));
 
   app.post<{ Body: Static<typeof CreateBody> }>("/api/v1/vdisks", { schema: { body: CreateBody } }, async (request, reply) => {
-    const info = await options.vdisks.create(request.body.name, sizeOf(request.body.size));
+    const { scoCacheMax } = request.body;
+    const info = await options.vdisks.create(request.body.name, sizeOf(request.body.size), scoCacheMax === undefined ? {} : { scoCacheMaxBytes: scoCacheMax === 0 || scoCacheMax === "0" ? 0 : sizeOf(scoCacheMax) });
     return reply.status(201).send(info);
   });
 
