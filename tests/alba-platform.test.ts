@@ -35,6 +35,18 @@ async function ovsJson<T>(args: string[]): Promise<T> {
   return JSON.parse(result.stdout) as T;
 }
 
+/** GET on the node's API (for polling loops, where starting the CLI each time would be slow). */
+async function apiJson<T>(apiPath: string): Promise<T> {
+  const response = await fetch(`${node.apiUrl}/api/v1${apiPath}`);
+  if (!response.ok) throw new Error(`GET ${apiPath}: ${response.status} ${await response.text()}`);
+  return (await response.json()) as T;
+}
+
+async function fragmentAsds(namespace: string, name: string): Promise<string[]> {
+  const shown = await apiJson<{ fragments: Array<{ asdId?: string }> }>(`/alba/namespaces/${encodeURIComponent(namespace)}/objects/${encodeURIComponent(name)}`);
+  return shown.fragments.flatMap((f) => (f.asdId === undefined ? [] : [f.asdId]));
+}
+
 async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
@@ -70,7 +82,7 @@ function alive(pid: number): boolean {
 /** Waits until every local ASD runs again under a pid not in `dead`. */
 async function asdsBack(dead: readonly number[]): Promise<AsdView[]> {
   return until("the supervisor restarts the killed ASDs", 60_000, async () => {
-    const asds = await localAsds();
+    const asds = (await apiJson<{ asds: AsdView[] }>("/alba/asds")).asds.filter((asd) => asd.local !== undefined);
     return asds.length === 6 && asds.every((asd) => asd.local!.process === "running" && asd.local!.pid !== null && !dead.includes(asd.local!.pid) && asd.health === "ok") ? asds : undefined;
   });
 }
@@ -245,7 +257,7 @@ describe("ovs up on ALBA", () => {
     for (const victim of victims) expect(back.find((asd) => asd.asdId === victim.asdId)!.local!.restarts).toBeGreaterThanOrEqual(1);
     // fio's verify pass read what it wrote; now the backend must hold every SCO at full redundancy again.
     await until("every upload done", 60_000, async () => {
-      const info = await ovsJson<{ stats: { pendingUploads: number } }>(["vdisk", "info", "kill1"]);
+      const info = await apiJson<{ stats: { pendingUploads: number } }>("/vdisks/kill1");
       return info.stats.pendingUploads === 0 ? true : undefined;
     });
     const objects = await fullyRedundant(namespace);
@@ -264,7 +276,7 @@ describe("ovs up on ALBA", () => {
     const image = randomBytes(72 * MiB);
     await writeImage("flip1", image);
     await until("uploads done and the write buffer trimmed", 90_000, async () => {
-      const info = await ovsJson<{ stats: { pendingUploads: number; localScoBytes: number } }>(["vdisk", "info", "flip1"]);
+      const info = await apiJson<{ stats: { pendingUploads: number; localScoBytes: number } }>("/vdisks/flip1");
       return info.stats.pendingUploads === 0 && info.stats.localScoBytes <= 16 * MiB ? true : undefined;
     });
     // Flip one byte in the middle of every value file this vDisk's uploads wrote on one ASD.
@@ -314,11 +326,11 @@ describe("ovs up on ALBA", () => {
     const image = randomBytes(48 * MiB);
     await writeImage("fill1", image);
     await until("every upload done", 90_000, async () => {
-      const info = await ovsJson<{ stats: { pendingUploads: number } }>(["vdisk", "info", "fill1"]);
+      const info = await apiJson<{ stats: { pendingUploads: number } }>("/vdisks/fill1");
       return info.stats.pendingUploads === 0 ? true : undefined;
     });
     const view = await until("the small ASD reports itself full", 30_000, async () => {
-      const asd = (await ovsJson<AsdView[]>(["alba", "asd", "list"])).find((a) => a.asdId === asdId)!;
+      const asd = (await apiJson<{ asds: AsdView[] }>("/alba/asds")).asds.find((a) => a.asdId === asdId)!;
       return asd.capacityBytes > 0 && asd.usedBytes >= 0.9 * asd.capacityBytes ? asd : undefined;
     });
     expect(view.capacityBytes).toBe(12 * MiB);
@@ -331,10 +343,7 @@ describe("ovs up on ALBA", () => {
     objects = await fullyRedundant(namespace);
     for (const object of objects) expect(object).toMatchObject({ holeCount: 0, fragmentCount: 6 });
     let onSmall = 0;
-    for (const object of objects.filter((o) => /^00_/.test(o.name))) {
-      const shown = await ovsJson<{ fragments: Array<{ asdId: string }> }>(["alba", "object", "show", namespace, object.name]);
-      onSmall += shown.fragments.filter((f) => f.asdId === asdId).length;
-    }
+    for (const object of objects.filter((o) => /^00_/.test(o.name))) onSmall += (await fragmentAsds(namespace, object.name)).filter((id) => id === asdId).length;
     expect(onSmall).toBeGreaterThan(0);
     expect(onSmall).toBeLessThan(12);
     expect(await readImageSha("fill1", image.length)).toBe(sha256(image));
@@ -342,10 +351,8 @@ describe("ovs up on ALBA", () => {
     expectOk(await node.ovs(["alba", "asd", "decommission", asdId]), "decommission");
     await until("the small ASD drained", 180_000, async () => {
       expectOk(await node.ovs(["alba", "maintenance", "run"], 180_000), "maintenance run");
-      for (const object of await ovsJson<ObjectView[]>(["alba", "object", "list", namespace])) {
-        const shown = await ovsJson<{ fragments: Array<{ asdId: string }> }>(["alba", "object", "show", namespace, object.name]);
-        if (shown.fragments.some((f) => f.asdId === asdId)) return undefined;
-      }
+      const { objects: all } = await apiJson<{ objects: ObjectView[] }>(`/alba/namespaces/${namespace}/objects?limit=1000`);
+      for (const object of all) if ((await fragmentAsds(namespace, object.name)).includes(asdId)) return undefined;
       return true;
     });
     expect((await ovsJson<AsdView[]>(["alba", "asd", "list"])).find((asd) => asd.asdId === asdId)!.state).toBe("decommissioned");
@@ -358,7 +365,7 @@ describe("ovs up on ALBA", () => {
     const image = randomBytes(72 * MiB); // past one TLog: most reads come from the ASDs
     await writeImage("restart1", image);
     await until("the first TLog stored and its SCOs evicted", 90_000, async () => {
-      const info = await ovsJson<{ stats: { pendingUploads: number; localScoBytes: number } }>(["vdisk", "info", "restart1"]);
+      const info = await apiJson<{ stats: { pendingUploads: number; localScoBytes: number } }>("/vdisks/restart1");
       return info.stats.pendingUploads === 0 && info.stats.localScoBytes <= 16 * MiB ? true : undefined;
     });
     const before = await localAsds();
@@ -380,5 +387,26 @@ describe("ovs up on ALBA", () => {
     const last = after.map((asd) => asd.local!.pid!);
     expect(await node.stop("SIGTERM")).toBe(0);
     for (const pid of last) expect(alive(pid)).toBe(false);
+  });
+});
+
+describe("ovs up --backend local", () => {
+  it("serves vDisks from a directory, starts no ASD and says so to ovs alba", async () => {
+    const dir = await tempDir("ovs-local-backend-");
+    const local = await RunningNode.start(dir, { nbd: 0, api: 0 }, ["--backend", "local"]);
+    try {
+      expect(local.output).toMatch(/backend\s+local:/);
+      expect(local.output).not.toMatch(/^ {2}ASD /m);
+      expectOk(await local.ovs(["vdisk", "create", "l1", "--size", "16M"]), "create");
+      expectOk(await runTool("qemu-io", ["-f", "raw", local.uri("l1"), "-c", "write -P 0x3c 4096 1048576", "-c", "flush", "-c", "read -P 0x3c 4096 1048576"]), "qemu-io");
+      expectFailure(await local.ovs(["alba", "asd", "list"]), /^ovs: This node runs the local backend \(--backend local\)/, "alba on a local node");
+      await expect(fsp.stat(path.join(dir, "asds"))).rejects.toThrow(/ENOENT/);
+      const bad = await runTool(process.execPath, [ovsBin, "up", "--data-dir", dir, "--backend", "s3"]);
+      expect(bad.exitCode).not.toBe(0);
+      expect(bad.stderr).toMatch(/the backend is alba or local/);
+    } finally {
+      expect(await local.stop()).toBe(0);
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
   });
 });
