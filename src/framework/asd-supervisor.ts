@@ -135,7 +135,10 @@ export class AsdSupervisor {
       if (!Number.isInteger(count) || count < 1 || count > localAsdCountMax) throw new OvsError("INVALID_ARGUMENT", `A node runs 1 to ${localAsdCountMax} local ASDs; got ${count}.`);
       const host = options.host ?? "127.0.0.1";
       const ports = new Set<number>();
-      while (ports.size < count) ports.add(await freePort(host));
+      for (let attempt = 0; ports.size < count; attempt++) {
+        if (attempt >= count * 10) throw new OvsError("UNAVAILABLE", `Could not find ${count} free ports on ${host} for the local ASDs.`);
+        ports.add(await freePort(host));
+      }
       layout = { host, asds: [...ports].map((port, index) => ({ index, dir: `asd-${index}`, port, asdId: null })) };
       await writeAsdLayout(asdsDir, layout);
     }
