@@ -105,6 +105,8 @@ export class AsdSupervisor {
   private readonly slots: Slot[];
   private readonly settings: { restartDelayMsMin: number; restartDelayMsMax: number; stableRunMs: number; readyTimeoutMs: number; stopTimeoutMs: number };
   private stopping = false;
+  /** Layout writes, one at a time, each of the state when it runs (they share one temporary file name). */
+  private saving: Promise<void> = Promise.resolve();
 
   private constructor(private readonly options: AsdSupervisorOptions, asdsDir: string, secret: { secret: string; file: string }, layout: AsdLayout) {
     this.asdsDir = asdsDir;
@@ -168,6 +170,7 @@ export class AsdSupervisor {
           }),
       ),
     );
+    await this.saving;
     return this.list();
   }
 
@@ -181,6 +184,7 @@ export class AsdSupervisor {
   /** Stops every child: SIGTERM, then SIGKILL after stopTimeoutMs; no restart afterwards. */
   async stop(): Promise<void> {
     this.stopping = true;
+    await this.saving;
     await Promise.all(
       this.slots.map(async (slot) => {
         if (slot.timer !== undefined) clearTimeout(slot.timer);
@@ -278,12 +282,15 @@ export class AsdSupervisor {
     }, delayMs);
   }
 
-  private async saveLayout(): Promise<void> {
-    this.layout = { host: this.layout.host, asds: this.slots.map((slot) => ({ index: slot.index, dir: `asd-${slot.index}`, port: slot.port, asdId: slot.asdId })) };
-    try {
-      await writeAsdLayout(this.asdsDir, this.layout);
-    } catch (error) {
-      this.options.log.error({ err: error }, "saving the ASD layout failed");
-    }
+  private saveLayout(): Promise<void> {
+    this.saving = this.saving.then(async () => {
+      this.layout = { host: this.layout.host, asds: this.slots.map((slot) => ({ index: slot.index, dir: `asd-${slot.index}`, port: slot.port, asdId: slot.asdId })) };
+      try {
+        await writeAsdLayout(this.asdsDir, this.layout);
+      } catch (error) {
+        this.options.log.error({ err: error }, "saving the ASD layout failed");
+      }
+    });
+    return this.saving;
   }
 }
