@@ -7,8 +7,7 @@ import fsp from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { silentLogger } from "../src/base/index.js";
-import { AsdSupervisor, type LocalAsdInfo } from "../src/framework/asd-supervisor.js";
-import { readAsdLayout } from "../src/framework/asd-layout.js";
+import { AsdSupervisor, readAsdLayout, type LocalAsdInfo } from "../src/framework/index.js";
 import { assertBuilt, ovsBin, tempDir } from "./platform.js";
 
 const dirs: string[] = [];

@@ -65,6 +65,17 @@ export interface ObjectSummary {
   degraded: boolean;
 }
 
+/** Where one fragment of an object is (GET /api/v1/alba/namespaces/{ns}/objects/{name}). */
+export type FragmentLocation =
+  | { chunkIndex: number; fragmentIndex: number; hole: true }
+  | {
+      chunkIndex: number; fragmentIndex: number; kind: "data" | "parity"; asdId: string; version: number; packedSizeBytes: number; checksumValue: number;
+      /** host:port from the registry; null when the ASD is not registered. */
+      address: string | null; nodeId: string | null; asdState: string;
+      /** The ASD's directory when it is one of this node's local ASDs. */
+      localDir: string | null;
+    };
+
 interface DiscoveredRecord {
   asdId: string;
   host: string;
@@ -277,7 +288,7 @@ export class AlbaService {
   }
 
   /** An object's manifest with, per fragment, where it is (ASD address, node, local directory). */
-  async objectManifest(namespace: string, name: string): Promise<{ summary: ObjectSummary; manifest: Manifest; fragments: unknown[] }> {
+  async objectManifest(namespace: string, name: string): Promise<{ summary: ObjectSummary; manifest: Manifest; fragments: FragmentLocation[] }> {
     const manager = this.ready();
     const record = await manager.getNamespace(namespace);
     if (record === undefined) throw new OvsError("NOT_FOUND", `There is no namespace ${namespace}.`);
@@ -286,7 +297,7 @@ export class AlbaService {
     if (read === undefined) throw new OvsError("NOT_FOUND", `There is no object ${name} in namespace ${namespace}.`);
     const asds = new Map((await manager.listAsds()).map((asd) => [asd.asdId, asd]));
     const local = new Map(this.localAsds().filter((asd) => asd.asdId !== null).map((asd) => [asd.asdId!, asd]));
-    const fragments: unknown[] = [];
+    const fragments: FragmentLocation[] = [];
     read.manifest.chunks.forEach((chunk, chunkIndex) =>
       chunk.fragments.forEach((fragment, fragmentIndex) => {
         if (fragment === undefined) {
