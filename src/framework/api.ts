@@ -9,6 +9,8 @@ import { OvsError, isOvsError, parseSizeBytes, type Logger } from "../base/index
 import type { VDiskService } from "./vdisk-service.js";
 import type { ClusterStore } from "../store/index.js";
 import { registerConfigRoutes } from "./config-api.js";
+import { registerAlbaRoutes } from "./alba-api.js";
+import type { AlbaService } from "./alba-service.js";
 
 export interface NodeInfo {
   version: string;
@@ -18,12 +20,17 @@ export interface NodeInfo {
   backend: string;
   nbd: { host: string; port: number };
   api: { host: string; port: number };
+  /** The local ASD processes (ALBA backend), empty with --backend local. */
+  asds: Array<{ index: number; asdId: string | null; host: string; port: number; dir: string; pid: number | null }>;
 }
 
 const Size = Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 1 })], {
   description: "bytes, or a size with a binary unit such as 10G",
 });
-const CreateBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }), size: Size }, { additionalProperties: false });
+const CreateBody = Type.Object(
+  { name: Type.String({ minLength: 1, maxLength: 64 }), size: Size, scoCacheMax: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 0 })])) },
+  { additionalProperties: false },
+);
 const ResizeBody = Type.Object({ size: Size }, { additionalProperties: false });
 const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }) });
 const DeleteQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
@@ -32,7 +39,7 @@ function sizeOf(value: string | number): number {
   return typeof value === "number" ? value : parseSizeBytes(value);
 }
 
-export async function buildApi(options: { vdisks: VDiskService; store: ClusterStore; nodeInfo: () => NodeInfo; log: Logger }): Promise<FastifyInstance> {
+export async function buildApi(options: { vdisks: VDiskService; store: ClusterStore; alba?: AlbaService; nodeInfo: () => NodeInfo; log: Logger }): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: options.log as unknown as FastifyBaseLogger,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: false } },
@@ -56,12 +63,17 @@ export async function buildApi(options: { vdisks: VDiskService; store: ClusterSt
     reply.status(404).send({ error: { code: "NOT_FOUND", message: `no route ${request.method} ${request.url}` } });
   });
 
-  app.get("/api/v1/node", async () => options.nodeInfo());
+  app.get("/api/v1/node", async () => {
+    const info = options.nodeInfo();
+    const local = options.alba?.localAsds();
+    return local === undefined ? info : { ...info, asds: local.map((asd) => ({ index: asd.index, asdId: asd.asdId, host: asd.host, port: asd.port, dir: asd.dir, pid: asd.pid })) };
+  });
 
   app.get("/api/v1/vdisks", async () => ({ vdisks: options.vdisks.list() }));
 
   app.post<{ Body: Static<typeof CreateBody> }>("/api/v1/vdisks", { schema: { body: CreateBody } }, async (request, reply) => {
-    const info = await options.vdisks.create(request.body.name, sizeOf(request.body.size));
+    const { scoCacheMax } = request.body;
+    const info = await options.vdisks.create(request.body.name, sizeOf(request.body.size), scoCacheMax === undefined ? {} : { scoCacheMaxBytes: scoCacheMax === 0 || scoCacheMax === "0" ? 0 : sizeOf(scoCacheMax) });
     return reply.status(201).send(info);
   });
 
@@ -85,5 +97,6 @@ export async function buildApi(options: { vdisks: VDiskService; store: ClusterSt
   );
 
   registerConfigRoutes(app, options.store);
+  registerAlbaRoutes(app, options.alba);
   return app;
 }

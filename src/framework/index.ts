@@ -1,4 +1,7 @@
-// Public face of framework/: the single-node platform, its vDisk service and REST API.
+// Public face of framework/: the node (PlatformNode), its vDisk service, REST API, ALBA wiring and ASD supervisor.
 export { PlatformNode, type NodeOptions } from "./node.js";
 export { VDiskService, validateVDiskName, type VDiskInfo, type VDiskRecord } from "./vdisk-service.js";
 export { buildApi, type NodeInfo } from "./api.js";
+export { AlbaService, type AsdView, type FragmentLocation, type ObjectSummary } from "./alba-service.js";
+export { AsdSupervisor, type AsdCommand, type AsdSupervisorOptions, type LocalAsdInfo } from "./asd-supervisor.js";
+export { decodeAsdLayout, encodeAsdLayout, readAsdLayout, type AsdLayout } from "./asd-layout.js";
