@@ -32,6 +32,19 @@ export interface TlogRecord {
   stored: boolean; // on the backend
 }
 
+/** A snapshot as recorded in the local metadata (docs/formats/snapshots.md). */
+export interface SnapshotRecord {
+  number: number; // 1, 2, 3 ... in creation order; never reused while the volume lives
+  name: string;
+  createdAt: string;
+  /** Every TLog with seq <= tlogSeq belongs to the snapshot; the TLog after it starts the next one. */
+  tlogSeq: number;
+  sticky: boolean;
+  metadata?: string;
+  /** True once the snapshots object on the backend lists it (usable for rollback and clones). */
+  stored: boolean;
+}
+
 export interface Cork {
   /** Every entry of TLogs before `seq`, and the first `entryCount` entries of TLog `seq`, are in the map. */
   seq: number;
@@ -106,6 +119,16 @@ export class MetadataStore {
     return records;
   }
 
+  snapshotRecords(): SnapshotRecord[] {
+    const records: SnapshotRecord[] = [];
+    for (const { value } of this.meta.getRange({ start: "snap:", end: "snap;" })) records.push(JSON.parse(value) as SnapshotRecord);
+    return records;
+  }
+
+  getValue(key: string): string | undefined {
+    return this.meta.get(`value:${key}`);
+  }
+
   /** Number of written (non-zero) clusters committed in the map. */
   committedClusterCount(): number {
     return this.map.getCount();
@@ -121,6 +144,10 @@ export class MetadataStore {
     cork?: Cork;
     config?: unknown;
     scoNumberReservedEnd?: number;
+    snapshots?: Iterable<SnapshotRecord>;
+    deleteSnapshots?: Iterable<number>;
+    /** Small named values (owner tag, rollback intent); undefined removes one. */
+    values?: Record<string, string | undefined>;
   }): Promise<void> {
     // lmdb-js copies keys and values into its write buffer when put/remove is called, so one key and
     // one value buffer serve the whole batch.
@@ -146,6 +173,12 @@ export class MetadataStore {
       if (batch.cork) this.meta.put("cork", JSON.stringify(batch.cork));
       if (batch.config !== undefined) this.meta.put("config", JSON.stringify(batch.config));
       if (batch.scoNumberReservedEnd !== undefined) this.meta.put("scoNumberReservedEnd", String(batch.scoNumberReservedEnd));
+      for (const record of batch.snapshots ?? []) this.meta.put(snapshotKey(record.number), JSON.stringify(record));
+      for (const number of batch.deleteSnapshots ?? []) this.meta.remove(snapshotKey(number));
+      for (const [key, value] of Object.entries(batch.values ?? {})) {
+        if (value === undefined) this.meta.remove(`value:${key}`);
+        else this.meta.put(`value:${key}`, value);
+      }
     });
   }
 
@@ -161,6 +194,10 @@ export class MetadataStore {
 
 function tlogKey(seq: number): string {
   return `tlog:${seq.toString(16).padStart(12, "0")}`;
+}
+
+function snapshotKey(number: number): string {
+  return `snap:${number.toString(16).padStart(8, "0")}`;
 }
 
 function readKey(source: Buffer): number {

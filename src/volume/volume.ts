@@ -25,8 +25,19 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { assert, crc32c, crc32cBlocks, OvsError, type Logger } from "../base/index.js";
-import type { ObjectBackend } from "../backend/index.js";
-import { MetadataStore, zeroLocation, type ClusterLocation, type Cork, type TlogRecord } from "./metadata-store.js";
+import type { ObjectBackend, ObjectUpdate } from "../backend/index.js";
+import { MetadataStore, zeroLocation, type ClusterLocation, type Cork, type SnapshotRecord, type TlogRecord } from "./metadata-store.js";
+import {
+  decodeSnapshotsObject,
+  encodeOwnerTag,
+  encodeSnapshotsObject,
+  isValidSnapshotName,
+  ownerTagObjectName,
+  snapshotLimits,
+  snapshotsObjectName,
+  type SnapshotsObject,
+  type SnapshotsObjectTlog,
+} from "./snapshots-object.js";
 import { TlogWriter } from "./tlog-writer.js";
 import { EntryKind, parseTlog, clusterAddressMax, entriesCrcOf, tlogHeaderSizeBytes } from "./tlog-format.js";
 import { parseScoName, scoName } from "./sco-name.js";
@@ -131,6 +142,30 @@ export interface VolumeStats {
   /** Map updates held in memory, not yet committed to LMDB (bounded by the sync interval). */
   uncommittedClusterCount: number;
   halted: string | undefined;
+  /** True when another start of this vDisk took its owner tag: this instance refuses all I/O. */
+  fenced: boolean;
+  snapshotCount: number;
+}
+
+export interface SnapshotInfo {
+  number: number;
+  name: string;
+  createdAt: string;
+  sticky: boolean;
+  metadata?: string;
+  /** Last TLog of the snapshot (its cut in the TLog list). */
+  tlogSeq: number;
+  /** "stored": listed by the snapshots object on the backend (usable for rollback and clones). */
+  state: "stored" | "pending";
+}
+
+/** What a restart from the backend did (rebuilt the metadata by replaying the listed TLogs). */
+export interface RestoreReport {
+  tlogCount: number;
+  entryCount: number;
+  scoCount: number;
+  garbageObjectCount: number;
+  durationMs: number;
 }
 
 export class Volume {
@@ -166,7 +201,19 @@ export class Volume {
   private housekeeping: Promise<void> = Promise.resolve();
   private throttleWaiters: Array<() => void> = [];
   private halted: OvsError | undefined;
+  private fenced = false;
   private closing = false;
+  /** The owner tag this instance took at its start; every backend write asserts it (fencing). */
+  private ownerTag: Buffer = Buffer.alloc(0);
+  /** Snapshots, in creation (= TLog) order. */
+  private snapshots: SnapshotRecord[] = [];
+  /** TLogs listed by the snapshots object on the backend, in order. */
+  private backendTlogs: SnapshotsObjectTlog[] = [];
+  private snapshotsGeneration = 0;
+  private snapshotsObjectWrites: Promise<void> = Promise.resolve();
+  private garbageCollection: Promise<void> = Promise.resolve();
+  /** Set when the volume was opened by a restart from the backend. */
+  restoreReport: RestoreReport | undefined;
   private readonly counters = { reads: 0, writes: 0, readBytes: 0, writeBytes: 0, flushes: 0, syncs: 0, backendReads: 0, checksumErrors: 0 };
 
   private constructor(dir: string, backend: ObjectBackend, metadata: MetadataStore, config: VolumeConfig, log: Logger) {
@@ -184,6 +231,8 @@ export class Volume {
       namespace: config.namespace,
       log: this.log,
       onTlogStored: (seq, scoNumbers) => this.tlogStored(seq, scoNumbers),
+      put: (name, data) => this.fencedApply([{ kind: "put", name, data }]),
+      isFatal: () => this.fenced,
     });
   }
 
@@ -199,11 +248,13 @@ export class Volume {
       throw new OvsError("ALREADY_EXISTS", `a volume already exists in ${dir}`);
     }
     await backend.createNamespace(config.namespace);
-    await backend.put(config.namespace, "volume_configuration", Buffer.from(JSON.stringify(config, null, 2)));
     const firstTlog: TlogRecord = { seq: 1, id: `tlog_${randomUUID()}`, closed: false, stored: false };
     await metadata.commit({ config, tlogs: [firstTlog], cork: { seq: 1, entryCount: 0 } });
     await metadata.flushed();
     const volume = new Volume(dir, backend, metadata, config, log);
+    volume.ownerTag = await takeOwnerTag(backend, config);
+    await volume.fencedApply([{ kind: "put", name: "volume_configuration", data: encodeConfig(config) }]);
+    await volume.writeSnapshotsObject();
     volume.currentTlog = new TlogWriter({ seq: 1, id: firstTlog.id, clusterSizeBytes: config.clusterSizeBytes });
     volume.unsyncedTlogs.push(volume.currentTlog);
     volume.openSco = volume.newMemorySco();
@@ -220,8 +271,16 @@ export class Volume {
       await metadata.close();
       throw new OvsError("NOT_FOUND", `no volume in ${dir}`);
     }
+    const rollback = metadata.getValue("rollback");
+    if (rollback !== undefined) {
+      // A rollback was decided but may not have finished: finish it (it is idempotent).
+      await metadata.close();
+      return Volume.finishRollback({ dir, backend, log, config, tlogSeq: (JSON.parse(rollback) as { tlogSeq: number }).tlogSeq });
+    }
     const volume = new Volume(dir, backend, metadata, config, log);
     try {
+      volume.ownerTag = await takeOwnerTag(backend, config);
+      volume.loadBookkeeping();
       await volume.recover();
     } catch (error) {
       await volume.uploader.stop();
@@ -229,6 +288,110 @@ export class Volume {
       throw error;
     }
     volume.start();
+    return volume;
+  }
+
+  /**
+   * Restart from the backend: opens the volume of `namespace` in an empty `dir` from its namespace
+   * alone (configuration, snapshots object, TLogs, SCOs). Takes a new owner tag first (the previous
+   * owner is fenced), then rebuilds the metadata by replaying every listed TLog in order, committing
+   * after each TLog (memory bounded by one TLog). SCOs and TLogs the snapshots object does not reach
+   * (left by a crash or a rollback) are deleted in the background.
+   */
+  static async openFromBackend(options: { dir: string; backend: ObjectBackend; namespace: string; log: Logger }): Promise<Volume> {
+    const { dir, backend, namespace, log } = options;
+    const startedAt = performance.now();
+    const config = JSON.parse((await backend.get(namespace, "volume_configuration")).toString("utf8")) as VolumeConfig;
+    validateConfig(config);
+    if (config.namespace !== namespace) throw new OvsError("CORRUPT", `the configuration in namespace ${namespace} names namespace ${config.namespace}`);
+    const ownerTag = await takeOwnerTag(backend, config);
+    // Read after taking the tag: the previous owner can change nothing any more.
+    const decoded = decodeSnapshotsObject(await backend.get(namespace, snapshotsObjectName));
+    if (!decoded.ok) throw new OvsError("CORRUPT", `the snapshots object of ${namespace} is unreadable: ${decoded.reason}`);
+    const listed = decoded.value;
+    const objects = await listAll(backend, namespace);
+    let scoNumberMax = 0;
+    const scoObjects = new Map<number, string>();
+    const tlogObjects = new Set<string>();
+    for (const name of objects) {
+      const id = parseScoName(name);
+      if (id && id.cloneId === 0) {
+        scoNumberMax = Math.max(scoNumberMax, id.scoNumber);
+        scoObjects.set(id.scoNumber, name);
+      } else if (name.startsWith("tlog_")) {
+        tlogObjects.add(name);
+      }
+    }
+    await fsp.mkdir(path.join(dir, "sco"), { recursive: true });
+    await fsp.mkdir(path.join(dir, "tlog"), { recursive: true });
+    const metadata = MetadataStore.open(path.join(dir, "metadata"));
+    if (metadata.getConfig() !== undefined) {
+      await metadata.close();
+      throw new OvsError("ALREADY_EXISTS", `a volume already exists in ${dir}; a restart from the backend needs an empty directory`);
+    }
+    const lastSeq = listed.tlogs.at(-1)?.seq ?? 0;
+    const firstSeq = listed.tlogs[0]?.seq ?? lastSeq + 1;
+    await metadata.commit({
+      config,
+      tlogs: listed.tlogs.map((t) => ({ seq: t.seq, id: t.id, closed: true, stored: true })),
+      snapshots: listed.snapshots.map((snap) => ({ ...snap, stored: true })),
+      cork: { seq: firstSeq, entryCount: 0 },
+    });
+    const volume = new Volume(dir, backend, metadata, config, log);
+    volume.ownerTag = ownerTag;
+    volume.snapshotsGeneration = listed.generation;
+    const referenced = new Set<number>();
+    let entryCount = 0;
+    try {
+      for (const tlog of listed.tlogs) {
+        const parsed = parseTlog(await backend.get(namespace, tlog.id));
+        if (parsed.tailReason !== undefined || !parsed.closed) {
+          throw new OvsError("CORRUPT", `TLog ${tlog.id} on the backend is damaged: ${parsed.tailReason ?? "not closed"}`);
+        }
+        for (const [entryIndex, entry] of parsed.entries.entries()) {
+          if (entry.kind === EntryKind.Location) {
+            const { kind: _kind, clusterAddress, ...location } = entry;
+            volume.setDirty(clusterAddress, location, tlog.seq, entryIndex);
+            referenced.add(entry.scoNumber);
+          } else if (entry.kind === EntryKind.Trim) {
+            volume.replayTrim(entry.clusterAddress, entry.clusterCount, tlog.seq, entryIndex);
+          } else if (entry.kind === EntryKind.ScoCrc) {
+            referenced.add(entry.scoNumber);
+            scoNumberMax = Math.max(scoNumberMax, entry.scoNumber);
+          }
+        }
+        entryCount += parsed.entries.length;
+        await volume.commitMetadata({ seq: tlog.seq + 1, entryCount: 0 });
+      }
+      for (const scoNumber of referenced) {
+        if (!scoObjects.has(scoNumber)) throw new OvsError("CORRUPT", `SCO ${scoName({ cloneId: 0, scoNumber, version: 0 })} named by a stored TLog is missing from the backend`);
+      }
+      const nextScoNumber = scoNumberMax + 1;
+      const open: TlogRecord = { seq: lastSeq + 1, id: `tlog_${randomUUID()}`, closed: false, stored: false };
+      await metadata.commit({ tlogs: [open], cork: { seq: lastSeq + 1, entryCount: 0, nextScoNumber }, scoNumberReservedEnd: nextScoNumber });
+      await metadata.flushed();
+      volume.loadBookkeeping();
+      await volume.recover();
+    } catch (error) {
+      await volume.uploader.stop();
+      await metadata.close();
+      throw error;
+    }
+    const listedIds = new Set(listed.tlogs.map((t) => t.id));
+    const garbage = [
+      ...[...tlogObjects].filter((name) => !listedIds.has(name)),
+      ...[...scoObjects].filter(([number]) => !referenced.has(number)).map(([, name]) => name),
+    ];
+    volume.restoreReport = {
+      tlogCount: listed.tlogs.length,
+      entryCount,
+      scoCount: referenced.size,
+      garbageObjectCount: garbage.length,
+      durationMs: Math.round((performance.now() - startedAt) * 1000) / 1000,
+    };
+    volume.log.info(volume.restoreReport, "volume restarted from the backend");
+    volume.start();
+    if (garbage.length > 0) volume.garbageCollection = volume.collectGarbage(garbage);
     return volume;
   }
 
@@ -333,7 +496,7 @@ export class Volume {
     const config = { ...this.config, sizeBytes };
     await this.metadata.commit({ config });
     await this.metadata.flushed();
-    await this.backend.put(config.namespace, "volume_configuration", Buffer.from(JSON.stringify(config, null, 2)));
+    await this.fencedApply([{ kind: "put", name: "volume_configuration", data: encodeConfig(config) }]);
     this.config = config;
   }
 
@@ -354,7 +517,124 @@ export class Volume {
       nonDisposableBytes,
       uncommittedClusterCount: this.dirty.size,
       halted: this.halted?.message,
+      fenced: this.fenced,
+      snapshotCount: this.snapshots.length,
     };
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Snapshots (docs/formats/snapshots.md)
+
+  /**
+   * Takes a snapshot: a cut in the TLog list. The open SCO and the current TLog are closed (the TLog
+   * after the cut starts empty), the snapshot is recorded durably in the metadata, and the call returns
+   * once every write acknowledged before it is durable (a snapshot implies a flush). No data is copied:
+   * the cost is one SCO close, one sync and one metadata commit, whatever the volume's size. The
+   * snapshot is "pending" until its TLogs and then the snapshots object naming it are on the backend.
+   */
+  async createSnapshot(name: string, options: { metadata?: string; sticky?: boolean } = {}): Promise<SnapshotInfo> {
+    this.checkWritable();
+    if (!isValidSnapshotName(name)) {
+      throw new OvsError("INVALID_ARGUMENT", `"${String(name)}" is not a valid snapshot name: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit.`);
+    }
+    if (options.metadata !== undefined && (typeof options.metadata !== "string" || Buffer.byteLength(options.metadata) > snapshotLimits.metadataBytesMax)) {
+      throw new OvsError("INVALID_ARGUMENT", `snapshot metadata must be a string of at most ${snapshotLimits.metadataBytesMax} bytes`);
+    }
+    if (this.snapshots.some((snapshot) => snapshot.name === name)) throw new OvsError("ALREADY_EXISTS", `volume ${this.name} already has a snapshot named ${name}`);
+    if (this.snapshots.length >= snapshotLimits.snapshotCountMax) {
+      throw new OvsError("CONFLICT", `volume ${this.name} has ${this.snapshots.length} snapshots, the maximum; delete some first`);
+    }
+    // Synchronous up to the push: concurrent creates see each other's names, and the TLog cannot be
+    // stored (which marks snapshots stored) before the record is in the list.
+    if (this.openSco.clusterCount > 0) this.rollSco(true);
+    else this.rollTlog();
+    const record: SnapshotRecord = {
+      number: (this.snapshots.at(-1)?.number ?? 0) + 1,
+      name,
+      createdAt: new Date().toISOString(),
+      tlogSeq: this.currentTlog.seq - 1,
+      sticky: options.sticky === true,
+      ...(options.metadata !== undefined ? { metadata: options.metadata } : {}),
+      stored: false,
+    };
+    this.snapshots.push(record);
+    const committed = this.enqueueCommit(async () => {
+      await this.metadata.commit({ snapshots: [record] });
+      await this.metadata.flushed();
+    });
+    await Promise.all([this.sync(), committed]);
+    return snapshotInfo(record);
+  }
+
+  listSnapshots(): SnapshotInfo[] {
+    return this.snapshots.map(snapshotInfo);
+  }
+
+  /**
+   * Deletes a snapshot: only its cut goes; its TLogs now belong to the next snapshot (or to the
+   * current state). No data is freed here (scrubbing does that).
+   */
+  async deleteSnapshot(name: string): Promise<void> {
+    this.checkNotHalted();
+    const index = this.snapshots.findIndex((snapshot) => snapshot.name === name);
+    if (index === -1) throw new OvsError("NOT_FOUND", `volume ${this.name} has no snapshot named ${name}`);
+    const [record] = this.snapshots.splice(index, 1);
+    if (record!.stored) {
+      try {
+        await this.writeSnapshotsObject();
+      } catch (error) {
+        this.snapshots.splice(index, 0, record!);
+        throw error;
+      }
+    }
+    await this.enqueueCommit(async () => {
+      await this.metadata.commit({ deleteSnapshots: [record!.number] });
+      await this.metadata.flushed();
+    });
+  }
+
+  /**
+   * Rolls the volume back to a snapshot that is on the backend: later snapshots and TLogs are dropped,
+   * the metadata is rebuilt from the TLogs up to the snapshot (a restart from the backend), and the
+   * objects nothing names any more are deleted in the background. Writes not in the snapshot are lost,
+   * by request. This instance is closed; the returned one serves the volume. The caller makes sure no
+   * client is using the volume. A crash in the middle is finished at the next open (the intent is
+   * recorded durably first).
+   */
+  async rollback(name: string): Promise<Volume> {
+    this.checkNotHalted();
+    const record = this.snapshots.find((snapshot) => snapshot.name === name);
+    if (!record) throw new OvsError("NOT_FOUND", `volume ${this.name} has no snapshot named ${name}`);
+    if (!record.stored) throw new OvsError("CONFLICT", `snapshot ${name} of volume ${this.name} is not on the backend yet; retry once its state is "stored"`);
+    await this.enqueueCommit(async () => {
+      await this.metadata.commit({ values: { rollback: JSON.stringify({ snapshot: name, tlogSeq: record.tlogSeq }) } });
+      await this.metadata.flushed();
+    });
+    await this.close();
+    return Volume.finishRollback({ dir: this.dir, backend: this.backend, log: this.log, config: this.config, tlogSeq: record.tlogSeq });
+  }
+
+  private static async finishRollback(options: { dir: string; backend: ObjectBackend; log: Logger; config: VolumeConfig; tlogSeq: number }): Promise<Volume> {
+    const { dir, backend, log, config, tlogSeq } = options;
+    const ownerTag = await takeOwnerTag(backend, config);
+    const decoded = decodeSnapshotsObject(await backend.get(config.namespace, snapshotsObjectName));
+    if (!decoded.ok) throw new OvsError("CORRUPT", `the snapshots object of ${config.namespace} is unreadable: ${decoded.reason}`);
+    const listed = decoded.value;
+    if (!listed.tlogs.some((t) => t.seq === tlogSeq)) throw new OvsError("CORRUPT", `the snapshots object of ${config.namespace} lacks TLog ${tlogSeq}, the rollback target's last`);
+    const truncated: SnapshotsObject = {
+      ...listed,
+      generation: listed.generation + 1,
+      tlogs: listed.tlogs.filter((t) => t.seq <= tlogSeq),
+      snapshots: listed.snapshots.filter((snapshot) => snapshot.tlogSeq <= tlogSeq),
+    };
+    // The commit point of the rollback: from here on the backend says the volume is the snapshot.
+    await backend.apply(
+      config.namespace,
+      [{ kind: "equals", name: ownerTagObjectName, value: ownerTag }],
+      [{ kind: "put", name: snapshotsObjectName, data: encodeSnapshotsObject(truncated) }],
+    );
+    await fsp.rm(dir, { recursive: true, force: true });
+    return Volume.openFromBackend({ dir, backend, namespace: config.namespace, log });
   }
 
   /** Waits until everything closed so far is on the backend (tests, migration, clean shutdown). */
@@ -371,6 +651,7 @@ export class Volume {
     await this.sync();
     await this.uploader.idle();
     await this.housekeeping;
+    this.checkNotHalted(); // e.g. fenced while uploading
   }
 
   async close(): Promise<void> {
@@ -385,6 +666,8 @@ export class Volume {
     await this.committing;
     await this.uploader.stop();
     await this.housekeeping;
+    await this.snapshotsObjectWrites;
+    await this.garbageCollection;
     for (const waiter of this.throttleWaiters.splice(0)) waiter();
     for (const sco of this.memoryScos.values()) if (sco.fd !== undefined) await closeFile(sco.fd);
     for (const fd of this.tlogFds.values()) await closeFile(fd);
@@ -405,6 +688,8 @@ export class Volume {
     await this.committing;
     await this.uploader.stop();
     await this.housekeeping;
+    await this.snapshotsObjectWrites;
+    await this.garbageCollection;
     for (const sco of this.memoryScos.values()) if (sco.fd !== undefined) await closeFile(sco.fd);
     for (const fd of this.tlogFds.values()) await closeFile(fd);
     for (const file of await fsp.readdir(this.scoDir).catch(() => [])) scoReadFds.forget(path.join(this.scoDir, file));
@@ -883,10 +1168,21 @@ export class Volume {
   private async tlogStored(seq: number, scoNumbers: number[]): Promise<void> {
     const record = this.metadata.tlogRecords(seq).find((r) => r.seq === seq);
     assert(record !== undefined, `TLog ${seq} has no record`);
+    // Stored means listed by the snapshots object (a restart from the backend starts from that list).
+    if (!this.backendTlogs.some((t) => t.seq === seq)) {
+      assert(this.backendTlogs.length === 0 || this.backendTlogs.at(-1)!.seq < seq, "TLogs are stored in order");
+      this.backendTlogs.push({ seq, id: record.id });
+    }
+    await this.writeSnapshotsObject();
+    const nowStored = this.snapshots.filter((snapshot) => !snapshot.stored && snapshot.tlogSeq <= seq);
     await this.enqueueCommit(async () => {
-      await this.metadata.commit({ tlogs: [{ ...record, closed: true, stored: true }] });
+      await this.metadata.commit({
+        tlogs: [{ ...record, closed: true, stored: true }],
+        snapshots: nowStored.map((snapshot) => ({ ...snapshot, stored: true })),
+      });
       await this.metadata.flushed(); // "stored" must be durable before its SCOs may leave the disk
     });
+    for (const snapshot of nowStored) snapshot.stored = true;
     for (const scoNumber of scoNumbers) {
       const sco = this.localScos.get(scoNumber);
       if (sco) sco.disposable = true;
@@ -932,6 +1228,68 @@ export class Volume {
       this.localScos.delete(scoNumber);
       total -= sco.sizeBytes;
     }
+  }
+
+  /**
+   * Rewrites the snapshots object from the current state: the stored TLogs and the snapshots they
+   * cover. Writes are serialised; each one writes the state as of when it runs. Fenced.
+   */
+  private writeSnapshotsObject(): Promise<void> {
+    const write = this.snapshotsObjectWrites.then(async () => {
+      const lastSeq = this.backendTlogs.at(-1)?.seq ?? 0;
+      const value: SnapshotsObject = {
+        volumeId: this.config.id,
+        generation: this.snapshotsGeneration,
+        tlogs: this.backendTlogs,
+        snapshots: this.snapshots.filter((snapshot) => snapshot.tlogSeq <= lastSeq).map(({ stored: _stored, ...snapshot }) => snapshot),
+      };
+      await this.fencedApply([{ kind: "put", name: snapshotsObjectName, data: encodeSnapshotsObject(value) }]);
+    });
+    this.snapshotsObjectWrites = write.catch(() => undefined);
+    return write;
+  }
+
+  /**
+   * Applies backend updates under the owner tag this instance took: refused (ASSERT_FAILED) once
+   * another start took a newer tag, which fences this instance: it halts and refuses all I/O.
+   */
+  private async fencedApply(updates: ObjectUpdate[]): Promise<void> {
+    if (this.fenced) throw this.halted!;
+    try {
+      await this.backend.apply(this.config.namespace, [{ kind: "equals", name: ownerTagObjectName, value: this.ownerTag }], updates);
+    } catch (error) {
+      if (error instanceof OvsError && error.code === "ASSERT_FAILED") {
+        this.fence();
+        throw this.halted!;
+      }
+      throw error;
+    }
+  }
+
+  private fence(): void {
+    if (this.fenced) return;
+    this.fenced = true;
+    this.halted = new OvsError("IO_ERROR", `volume ${this.config.name} is fenced: a newer start of it took its owner tag, so this instance stopped; it serves no I/O`);
+    this.log.error("volume fenced: another start took its owner tag; halting");
+    for (const waiter of this.throttleWaiters.splice(0)) waiter();
+  }
+
+  /** Deletes objects nothing names any more (after a restart from the backend or a rollback). Fenced. */
+  private async collectGarbage(names: string[]): Promise<void> {
+    const batchCountMax = 32;
+    try {
+      for (let index = 0; index < names.length && !this.closing; index += batchCountMax) {
+        await this.fencedApply(names.slice(index, index + batchCountMax).map((name) => ({ kind: "delete", name })));
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, "garbage collection stopped; the objects left are retried at the next restart from the backend");
+    }
+  }
+
+  /** Snapshots and the TLogs on the backend, from the local metadata. */
+  private loadBookkeeping(): void {
+    this.snapshots = this.metadata.snapshotRecords();
+    this.backendTlogs = this.metadata.tlogRecords().filter((record) => record.stored).map((record) => ({ seq: record.seq, id: record.id }));
   }
 
   /** Local TLog files are removed once stored and behind a durable cork (a restart no longer needs them). */
@@ -1132,6 +1490,60 @@ export class Volume {
       throw new OvsError("OUT_OF_RANGE", `I/O at ${offsetBytes}+${lengthBytes} passes the end of the volume (${this.config.sizeBytes} bytes)`);
     }
     if (lengthBytes > lengthBytesMax) throw new OvsError("INVALID_ARGUMENT", `I/O length ${lengthBytes} is above ${lengthBytesMax}`);
+  }
+}
+
+function snapshotInfo(record: SnapshotRecord): SnapshotInfo {
+  return {
+    number: record.number,
+    name: record.name,
+    createdAt: record.createdAt,
+    sticky: record.sticky,
+    ...(record.metadata !== undefined ? { metadata: record.metadata } : {}),
+    tlogSeq: record.tlogSeq,
+    state: record.stored ? "stored" : "pending",
+  };
+}
+
+function encodeConfig(config: VolumeConfig): Buffer {
+  return Buffer.from(JSON.stringify(config, null, 2));
+}
+
+/**
+ * Takes a new owner tag for a start of the volume: compare-and-swap of the `owner_tag` object against
+ * what was read, so of two concurrent starts one fails; the instance holding the old tag is fenced.
+ */
+async function takeOwnerTag(backend: ObjectBackend, config: VolumeConfig): Promise<Buffer> {
+  let current: Buffer | undefined;
+  try {
+    current = await backend.get(config.namespace, ownerTagObjectName);
+  } catch (error) {
+    if (!(error instanceof OvsError && error.code === "NOT_FOUND")) throw error;
+  }
+  const tag = encodeOwnerTag({ tag: randomUUID(), volumeId: config.id, takenAt: new Date().toISOString() });
+  try {
+    await backend.apply(
+      config.namespace,
+      [current === undefined ? { kind: "absent", name: ownerTagObjectName } : { kind: "equals", name: ownerTagObjectName, value: current }],
+      [{ kind: "put", name: ownerTagObjectName, data: tag }],
+    );
+  } catch (error) {
+    if (error instanceof OvsError && error.code === "ASSERT_FAILED") {
+      throw new OvsError("CONFLICT", `volume ${config.name} is being started elsewhere at the same time (its owner tag changed); retry`, undefined, { cause: error });
+    }
+    throw error;
+  }
+  return tag;
+}
+
+async function listAll(backend: ObjectBackend, namespace: string): Promise<string[]> {
+  const names: string[] = [];
+  let after: string | undefined;
+  for (;;) {
+    const page = await backend.list(namespace, after === undefined ? {} : { after });
+    names.push(...page.names);
+    if (!page.more || page.names.length === 0) return names;
+    after = page.names.at(-1);
   }
 }
 
