@@ -80,6 +80,8 @@ export const volumeLimits = {
   /** SCO numbers reserved per durable metadata commit (one commit per this many SCOs). */
   scoNumberReservationCount: 256,
   ioLengthBytesMax: 32 * 1024 * 1024,
+  /** Map updates held in memory while a restart from the backend replays TLogs (then committed). */
+  replayUncommittedClusterCountMax: 256 * 1024,
   zeroChunkBytes: 1024 * 1024,
 } as const;
 
@@ -295,7 +297,7 @@ export class Volume {
    * Restart from the backend: opens the volume of `namespace` in an empty `dir` from its namespace
    * alone (configuration, snapshots object, TLogs, SCOs). Takes a new owner tag first (the previous
    * owner is fenced), then rebuilds the metadata by replaying every listed TLog in order, committing
-   * after each TLog (memory bounded by one TLog). SCOs and TLogs the snapshots object does not reach
+   * every replayUncommittedClusterCountMax updates (memory bounded by that, not by the volume). SCOs and TLogs the snapshots object does not reach
    * (left by a crash or a rollback) are deleted in the background.
    */
   static async openFromBackend(options: { dir: string; backend: ObjectBackend; namespace: string; log: Logger }): Promise<Volume> {
@@ -361,7 +363,10 @@ export class Volume {
           }
         }
         entryCount += parsed.entries.length;
-        await volume.commitMetadata({ seq: tlog.seq + 1, entryCount: 0 });
+        // Commit in batches: memory stays bounded by replayUncommittedClusterCountMax, not volume size.
+        if (volume.dirty.size >= volumeLimits.replayUncommittedClusterCountMax || tlog === listed.tlogs.at(-1)) {
+          await volume.commitMetadata({ seq: tlog.seq + 1, entryCount: 0 });
+        }
       }
       for (const scoNumber of referenced) {
         if (!scoObjects.has(scoNumber)) throw new OvsError("CORRUPT", `SCO ${scoName({ cloneId: 0, scoNumber, version: 0 })} named by a stored TLog is missing from the backend`);
@@ -579,7 +584,8 @@ export class Volume {
     const index = this.snapshots.findIndex((snapshot) => snapshot.name === name);
     if (index === -1) throw new OvsError("NOT_FOUND", `volume ${this.name} has no snapshot named ${name}`);
     const [record] = this.snapshots.splice(index, 1);
-    if (record!.stored) {
+    // Listed (or being listed) once its last TLog is: its "stored" flag may lag the object write.
+    if (record!.tlogSeq <= (this.backendTlogs.at(-1)?.seq ?? 0)) {
       try {
         await this.writeSnapshotsObject();
       } catch (error) {
