@@ -53,18 +53,32 @@ export interface Cork {
   nextScoNumber?: number;
 }
 
-const mapValueSizeBytes = 12;
+/** Map values are 16 bytes; 12-byte values (before snapshots existed) read as TLog seq 0. */
+const mapValueSizeBytes = 16;
+const legacyMapValueSizeBytes = 12;
+
+/** One update of a commit: the location (zeroLocation = reads as zeros) and the TLog seq that wrote it. */
+export type MapUpdate = [clusterAddress: number, location: ClusterLocation, tlogSeq: number];
 
 export class MetadataStore {
   private readonly root: RootDatabase;
   private readonly map: Database<Buffer, Buffer>;
   private readonly meta: Database<string, string>;
+  /**
+   * Older versions of clusters that snapshots still see: key = address (8 bytes BE) + last TLog seq in
+   * which the value was current (4 bytes BE); value = the map value it had. Written when a commit
+   * replaces a value that some snapshot lies between its writing and its replacement.
+   */
+  private readonly history: Database<Buffer, Buffer>;
   private readonly keyBuffer = Buffer.alloc(8);
+  private readonly historyStart = Buffer.alloc(12);
+  private readonly historyEnd = Buffer.alloc(12);
 
   private constructor(root: RootDatabase) {
     this.root = root;
     this.map = root.openDB<Buffer, Buffer>({ name: "map", keyEncoding: "binary", encoding: "binary" });
     this.meta = root.openDB<string, string>({ name: "meta", encoding: "string" });
+    this.history = root.openDB<Buffer, Buffer>({ name: "history", keyEncoding: "binary", encoding: "binary" });
   }
 
   static open(path: string): MetadataStore {
@@ -76,14 +90,36 @@ export class MetadataStore {
     writeKey(this.keyBuffer, clusterAddress);
     const value = this.map.getBinaryFast(this.keyBuffer);
     if (value === undefined) return undefined;
-    assert(value.length === mapValueSizeBytes, "corrupt map value");
-    return {
-      scoNumber: value.readUInt32LE(0),
-      offsetClusters: value.readUInt16LE(4),
-      cloneId: value.readUInt8(6),
-      scoVersion: value.readUInt8(7),
-      dataCrc: value.readUInt32LE(8),
-    };
+    return decodeLocation(value);
+  }
+
+  /**
+   * The location a cluster had right after TLog `tlogSeq` (a snapshot's last TLog), or undefined if it
+   * was not mapped then. Correct for any seq that was a snapshot when later values were committed.
+   */
+  lookupAsOf(clusterAddress: number, tlogSeq: number): ClusterLocation | undefined {
+    writeKey(this.historyStart, clusterAddress);
+    this.historyStart.writeUInt32BE(tlogSeq, 8);
+    writeKey(this.historyEnd, clusterAddress);
+    this.historyEnd.writeUInt32BE(0xffff_ffff, 8);
+    for (const { value } of this.history.getRange({ start: this.historyStart, end: this.historyEnd, limit: 1 })) {
+      // The first value that stopped being current at or after tlogSeq: current at tlogSeq if written by then.
+      return valueSeq(value) <= tlogSeq ? decodeLocation(value) : undefined;
+    }
+    writeKey(this.keyBuffer, clusterAddress);
+    const value = this.map.getBinaryFast(this.keyBuffer);
+    if (value === undefined || valueSeq(value) > tlogSeq) return undefined;
+    return decodeLocation(value);
+  }
+
+  /** Addresses in [first, end) mapped now or in any kept older version (a superset of "ever mapped"). */
+  *everMappedInRange(first: number, end: number): Generator<number> {
+    yield* this.writtenClustersInRange(first, end);
+    const start = Buffer.alloc(12);
+    const stop = Buffer.alloc(12);
+    writeKey(start, first);
+    writeKey(stop, end);
+    for (const key of this.history.getKeys({ start, end: stop })) yield readKey(key);
   }
 
   /** Addresses of committed (written) clusters in [first, end), in order. */
@@ -139,7 +175,14 @@ export class MetadataStore {
    * config. Resolves once committed; `flushed()` tells when it is on disk.
    */
   async commit(batch: {
-    updates?: Iterable<[number, ClusterLocation]>;
+    /**
+     * In order; one address may appear several times (oldest first). zeroLocation removes the key, or
+     * with keepZeros (clones: zeros must hide the parent) stores an explicit zero value.
+     */
+    updates?: Iterable<MapUpdate>;
+    keepZeros?: boolean;
+    /** Last TLog seqs of the snapshots, ascending: replaced values they see go to the history. */
+    snapshotSeqs?: readonly number[];
     tlogs?: Iterable<TlogRecord>;
     cork?: Cork;
     config?: unknown;
@@ -153,11 +196,21 @@ export class MetadataStore {
     // one value buffer serve the whole batch.
     const key = Buffer.allocUnsafe(8);
     const value = Buffer.allocUnsafe(mapValueSizeBytes);
+    const historyKey = Buffer.allocUnsafe(12);
+    const snapshotSeqs = batch.snapshotSeqs ?? [];
     await this.root.transaction(() => {
       if (batch.updates) {
-        for (const [address, location] of batch.updates) {
+        for (const [address, location, tlogSeq] of batch.updates) {
           writeKey(key, address);
-          if (location.scoNumber === 0) {
+          if (snapshotSeqs.length > 0) {
+            const old = this.map.getBinaryFast(key); // sees this transaction's earlier puts
+            if (old !== undefined && snapshotBetween(snapshotSeqs, valueSeq(old), tlogSeq - 1)) {
+              key.copy(historyKey, 0);
+              historyKey.writeUInt32BE(tlogSeq - 1, 8);
+              this.history.put(historyKey, normalizeValue(old));
+            }
+          }
+          if (location.scoNumber === 0 && !batch.keepZeros) {
             this.map.remove(key);
           } else {
             value.writeUInt32LE(location.scoNumber, 0);
@@ -165,6 +218,7 @@ export class MetadataStore {
             value.writeUInt8(location.cloneId, 6);
             value.writeUInt8(location.scoVersion, 7);
             value.writeUInt32LE(location.dataCrc, 8);
+            value.writeUInt32LE(tlogSeq, 12);
             this.map.put(key, value);
           }
         }
@@ -194,6 +248,44 @@ export class MetadataStore {
 
 function tlogKey(seq: number): string {
   return `tlog:${seq.toString(16).padStart(12, "0")}`;
+}
+
+function decodeLocation(value: Buffer): ClusterLocation {
+  assert(value.length === mapValueSizeBytes || value.length === legacyMapValueSizeBytes, "corrupt map value");
+  return {
+    scoNumber: value.readUInt32LE(0),
+    offsetClusters: value.readUInt16LE(4),
+    cloneId: value.readUInt8(6),
+    scoVersion: value.readUInt8(7),
+    dataCrc: value.readUInt32LE(8),
+  };
+}
+
+function valueSeq(value: Buffer): number {
+  return value.length >= mapValueSizeBytes ? value.readUInt32LE(12) : 0;
+}
+
+/** A copy of a map value in the 16-byte form. */
+function normalizeValue(value: Buffer): Buffer {
+  // Field by field: lmdb's getBinaryFast buffer is shared and refuses Buffer.copy past its value.
+  const copy = Buffer.alloc(mapValueSizeBytes);
+  copy.writeUInt32LE(value.readUInt32LE(0), 0);
+  copy.writeUInt32LE(value.readUInt32LE(4), 4);
+  copy.writeUInt32LE(value.readUInt32LE(8), 8);
+  copy.writeUInt32LE(valueSeq(value), 12);
+  return copy;
+}
+
+/** True if some seq in the ascending `seqs` lies in [low, high]. */
+function snapshotBetween(seqs: readonly number[], low: number, high: number): boolean {
+  let lo = 0;
+  let hi = seqs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (seqs[mid]! < low) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < seqs.length && seqs[lo]! <= high;
 }
 
 function snapshotKey(number: number): string {

@@ -190,3 +190,105 @@ describe("fencing", () => {
     expect(newer.stats().fenced).toBe(false);
   });
 });
+
+describe("clones", () => {
+  async function parentWithSnapshot(): Promise<{ parent: Volume; backend: MemoryBackend; resolve: (ns: string) => Volume | undefined; open: Map<string, Volume> }> {
+    const { volume: parent, backend } = await create();
+    await parent.write(0, fill(1, 16384));
+    await parent.write(4 * 1024 * 1024, fill(2));
+    await parent.createSnapshot("base");
+    await parent.syncToBackend();
+    // Later parent writes, overwrites and trims must not show in clones of "base".
+    await parent.write(0, fill(3));
+    await parent.trim(4 * 1024 * 1024, 8192);
+    await parent.write(8 * 1024 * 1024, fill(4));
+    await parent.createSnapshot("later");
+    await parent.write(8192, fill(5));
+    await parent.flush();
+    const open = new Map<string, Volume>([[parent.config.namespace, parent]]);
+    return { parent, backend, resolve: (ns) => open.get(ns), open };
+  }
+
+  function identity(name: string): Pick<VolumeConfig, "id" | "name" | "namespace" | "createdAt"> {
+    const id = randomUUID();
+    return { id, name, namespace: `vdisk-${id}`, createdAt: new Date().toISOString() };
+  }
+
+  const baseImage = (): Buffer => {
+    const image = Buffer.alloc(12 * 1024 * 1024);
+    fill(1, 16384).copy(image, 0);
+    fill(2).copy(image, 4 * 1024 * 1024);
+    return image;
+  };
+
+  it("reads the parent's snapshot through the parent's metadata, writes its own, hides trimmed parent data", async () => {
+    const { parent, backend, resolve, open } = await parentWithSnapshot();
+    const cloneDir = await tempDir();
+    const clone = track(await Volume.createClone({ dir: cloneDir, backend, parent, snapshot: "base", identity: identity("c1"), log, resolveParent: resolve }));
+    open.set(clone.config.namespace, clone);
+    expect(clone.cloneDepth).toBe(1);
+    expect((await clone.read(0, 12 * 1024 * 1024)).equals(baseImage())).toBe(true);
+    await clone.write(4096, fill(9, 4096));
+    await clone.trim(4 * 1024 * 1024, 4096);
+    await clone.writeZeroes(8192, 4096);
+    const expected = baseImage();
+    fill(9, 4096).copy(expected, 4096);
+    expected.fill(0, 4 * 1024 * 1024, 4 * 1024 * 1024 + 4096);
+    expected.fill(0, 8192, 12288);
+    expect((await clone.read(0, 12 * 1024 * 1024)).equals(expected)).toBe(true);
+    expect((await parent.read(0, 4096)).equals(fill(3, 4096))).toBe(true); // the parent is untouched
+    // After a local restart, a crash and a restart from the backend the clone reads the same.
+    await clone.close();
+    let again = track(await Volume.open({ dir: cloneDir, backend, log, resolveParent: resolve }));
+    expect((await again.read(0, 12 * 1024 * 1024)).equals(expected)).toBe(true);
+    await again.syncToBackend();
+    await again.crashForTest();
+    again = track(await Volume.openFromBackend({ dir: await tempDir(), backend, namespace: clone.config.namespace, log, resolveParent: resolve }));
+    open.set(clone.config.namespace, again);
+    expect((await again.read(0, 12 * 1024 * 1024)).equals(expected)).toBe(true);
+    // A clone of the clone (depth 2) sees the clone's snapshot.
+    await again.createSnapshot("c-snap");
+    await again.syncToBackend();
+    await again.write(0, fill(7));
+    const grandchild = track(await Volume.createClone({ dir: await tempDir(), backend, parent: again, snapshot: "c-snap", identity: identity("c2"), log, resolveParent: resolve }));
+    expect(grandchild.cloneDepth).toBe(2);
+    expect((await grandchild.read(0, 12 * 1024 * 1024)).equals(expected)).toBe(true);
+  });
+
+  it("sees the parent as of its snapshot even after the parent restarts from the backend", async () => {
+    const { parent, backend, resolve, open } = await parentWithSnapshot();
+    const clone = track(await Volume.createClone({ dir: await tempDir(), backend, parent, snapshot: "base", identity: identity("c1"), log, resolveParent: resolve }));
+    await parent.syncToBackend();
+    await parent.close();
+    const restarted = track(await Volume.openFromBackend({ dir: await tempDir(), backend, namespace: parent.config.namespace, log }));
+    open.set(parent.config.namespace, restarted);
+    expect((await clone.read(0, 12 * 1024 * 1024)).equals(baseImage())).toBe(true);
+  });
+
+  it("refuses a pending snapshot and an unknown one", async () => {
+    const { volume: parent, backend } = await create();
+    backend.failPuts = true;
+    await parent.createSnapshot("s");
+    for (const snapshot of ["s", "nope"]) {
+      const error = await Volume.createClone({ dir: await tempDir(), backend, parent, snapshot, identity: identity("c"), log, resolveParent: () => parent }).catch((e: unknown) => e);
+      expect(isOvsError(error, snapshot === "s" ? "CONFLICT" : "NOT_FOUND")).toBe(true);
+    }
+    backend.failPuts = false;
+  });
+
+  it("makes a template: read-only, one snapshot kept, clones made from it", async () => {
+    const { volume, backend } = await create();
+    await volume.write(0, fill(1));
+    await volume.createSnapshot("old");
+    await volume.write(8192, fill(2));
+    const info = await volume.setAsTemplate();
+    expect(info.state).toBe("stored");
+    expect(volume.isTemplate).toBe(true);
+    expect(volume.listSnapshots().map((s) => s.name)).toEqual([info.name]);
+    await expect(volume.write(0, fill(3))).rejects.toThrow(/template/);
+    await expect(volume.createSnapshot("x")).rejects.toThrow(/template/);
+    await expect(volume.deleteSnapshot(info.name)).rejects.toThrow(/template/);
+    const clone = track(await Volume.createClone({ dir: await tempDir(), backend, parent: volume, snapshot: info.name, identity: identity("from-template"), log, resolveParent: () => volume }));
+    expect((await clone.read(0, 16384)).equals(Buffer.concat([fill(1), fill(2)]))).toBe(true);
+  });
+});

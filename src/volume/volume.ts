@@ -26,7 +26,7 @@ import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { assert, crc32c, crc32cBlocks, OvsError, type Logger } from "../base/index.js";
 import type { ObjectBackend, ObjectUpdate } from "../backend/index.js";
-import { MetadataStore, zeroLocation, type ClusterLocation, type Cork, type SnapshotRecord, type TlogRecord } from "./metadata-store.js";
+import { MetadataStore, zeroLocation, type ClusterLocation, type Cork, type MapUpdate, type SnapshotRecord, type TlogRecord } from "./metadata-store.js";
 import {
   decodeSnapshotsObject,
   encodeOwnerTag,
@@ -58,7 +58,25 @@ export interface VolumeConfig {
    */
   scoCacheMaxBytes: number;
   createdAt: string;
+  /** Clones only: the parent's snapshot this volume was cloned from; reads of unwritten clusters go there. */
+  parent?: CloneParent;
+  /** A template is read-only and keeps exactly one snapshot, from which clones are made. */
+  template?: boolean;
 }
+
+export interface CloneParent {
+  namespace: string;
+  volumeId: string;
+  name: string;
+  /** The parent's snapshot: its name and its last TLog's seq (the clone sees the parent as of then). */
+  snapshot: string;
+  tlogSeq: number;
+  /** 1 for a clone of a volume that is no clone, 2 for a clone of such a clone, ... */
+  depth: number;
+}
+
+/** Finds the open volume of a namespace (a clone's parent); the caller (VDiskService) keeps them open. */
+export type ParentResolver = (namespace: string) => Volume | undefined;
 
 export const volumeLimits = {
   clusterSizeBytes: 4096,
@@ -80,6 +98,8 @@ export const volumeLimits = {
   /** SCO numbers reserved per durable metadata commit (one commit per this many SCOs). */
   scoNumberReservationCount: 256,
   ioLengthBytesMax: 32 * 1024 * 1024,
+  /** Clone chain length: every read of an unwritten cluster may walk it. */
+  cloneDepthMax: 32,
   /** Map updates held in memory while a restart from the backend replays TLogs (then committed). */
   replayUncommittedClusterCountMax: 256 * 1024,
   zeroChunkBytes: 1024 * 1024,
@@ -177,6 +197,7 @@ export class Volume {
   private readonly tlogDir: string;
   private readonly backend: ObjectBackend;
   private readonly log: Logger;
+  private readonly baseLog: Logger;
   private readonly metadata: MetadataStore;
   private readonly clustersPerSco: number;
   private readonly dirty = new Map<number, DirtyEntry>();
@@ -214,6 +235,8 @@ export class Volume {
   private snapshotsGeneration = 0;
   private snapshotsObjectWrites: Promise<void> = Promise.resolve();
   private garbageCollection: Promise<void> = Promise.resolve();
+  /** Finds a clone's parent volume (clones only). */
+  private resolveParent: ParentResolver | undefined;
   /** Set when the volume was opened by a restart from the backend. */
   restoreReport: RestoreReport | undefined;
   private readonly counters = { reads: 0, writes: 0, readBytes: 0, writeBytes: 0, flushes: 0, syncs: 0, backendReads: 0, checksumErrors: 0 };
@@ -225,6 +248,7 @@ export class Volume {
     this.backend = backend;
     this.metadata = metadata;
     this.config = config;
+    this.baseLog = log;
     this.log = log.child({ volume: config.name, namespace: config.namespace });
     this.clustersPerSco = config.scoSizeBytes / config.clusterSizeBytes;
     this.crcScratch = new Uint32Array(Math.max(this.clustersPerSco, volumeLimits.ioLengthBytesMax / config.clusterSizeBytes + 1));
@@ -239,7 +263,7 @@ export class Volume {
   }
 
   /** Creates a new volume in an empty `dir`, with its namespace on the backend. */
-  static async create(options: { dir: string; backend: ObjectBackend; config: VolumeConfig; log: Logger }): Promise<Volume> {
+  static async create(options: { dir: string; backend: ObjectBackend; config: VolumeConfig; log: Logger; resolveParent?: ParentResolver }): Promise<Volume> {
     const { dir, backend, config, log } = options;
     validateConfig(config);
     await fsp.mkdir(path.join(dir, "sco"), { recursive: true });
@@ -254,6 +278,7 @@ export class Volume {
     await metadata.commit({ config, tlogs: [firstTlog], cork: { seq: 1, entryCount: 0 } });
     await metadata.flushed();
     const volume = new Volume(dir, backend, metadata, config, log);
+    volume.resolveParent = options.resolveParent;
     volume.ownerTag = await takeOwnerTag(backend, config);
     await volume.fencedApply([{ kind: "put", name: "volume_configuration", data: encodeConfig(config) }]);
     await volume.writeSnapshotsObject();
@@ -265,7 +290,7 @@ export class Volume {
   }
 
   /** Opens an existing volume from its local directory (local restart), replaying TLogs after the cork. */
-  static async open(options: { dir: string; backend: ObjectBackend; log: Logger }): Promise<Volume> {
+  static async open(options: { dir: string; backend: ObjectBackend; log: Logger; resolveParent?: ParentResolver }): Promise<Volume> {
     const { dir, backend, log } = options;
     const metadata = MetadataStore.open(path.join(dir, "metadata"));
     const config = metadata.getConfig<VolumeConfig>();
@@ -277,9 +302,10 @@ export class Volume {
     if (rollback !== undefined) {
       // A rollback was decided but may not have finished: finish it (it is idempotent).
       await metadata.close();
-      return Volume.finishRollback({ dir, backend, log, config, tlogSeq: (JSON.parse(rollback) as { tlogSeq: number }).tlogSeq });
+      return Volume.finishRollback({ dir, backend, log, config, tlogSeq: (JSON.parse(rollback) as { tlogSeq: number }).tlogSeq, resolveParent: options.resolveParent });
     }
     const volume = new Volume(dir, backend, metadata, config, log);
+    volume.resolveParent = options.resolveParent;
     try {
       volume.ownerTag = await takeOwnerTag(backend, config);
       volume.loadBookkeeping();
@@ -300,7 +326,7 @@ export class Volume {
    * every replayUncommittedClusterCountMax updates (memory bounded by that, not by the volume). SCOs and TLogs the snapshots object does not reach
    * (left by a crash or a rollback) are deleted in the background.
    */
-  static async openFromBackend(options: { dir: string; backend: ObjectBackend; namespace: string; log: Logger }): Promise<Volume> {
+  static async openFromBackend(options: { dir: string; backend: ObjectBackend; namespace: string; log: Logger; resolveParent?: ParentResolver }): Promise<Volume> {
     const { dir, backend, namespace, log } = options;
     const startedAt = performance.now();
     const config = JSON.parse((await backend.get(namespace, "volume_configuration")).toString("utf8")) as VolumeConfig;
@@ -340,8 +366,10 @@ export class Volume {
       cork: { seq: firstSeq, entryCount: 0 },
     });
     const volume = new Volume(dir, backend, metadata, config, log);
+    volume.resolveParent = options.resolveParent;
     volume.ownerTag = ownerTag;
     volume.snapshotsGeneration = listed.generation;
+    volume.snapshots = metadata.snapshotRecords(); // replay keeps the versions these snapshots see
     const referenced = new Set<number>();
     let entryCount = 0;
     try {
@@ -549,6 +577,10 @@ export class Volume {
     if (this.snapshots.length >= snapshotLimits.snapshotCountMax) {
       throw new OvsError("CONFLICT", `volume ${this.name} has ${this.snapshots.length} snapshots, the maximum; delete some first`);
     }
+    return this.takeSnapshot(name, options);
+  }
+
+  private async takeSnapshot(name: string, options: { metadata?: string; sticky?: boolean }): Promise<SnapshotInfo> {
     // Synchronous up to the push: concurrent creates see each other's names, and the TLog cannot be
     // stored (which marks snapshots stored) before the record is in the list.
     if (this.openSco.clusterCount > 0) this.rollSco(true);
@@ -575,12 +607,84 @@ export class Volume {
     return this.snapshots.map(snapshotInfo);
   }
 
+  /** 0 for a volume that is no clone, else the length of its parent chain. */
+  get cloneDepth(): number {
+    return this.config.parent?.depth ?? 0;
+  }
+
+  get isTemplate(): boolean {
+    return this.config.template === true;
+  }
+
+  /**
+   * Creates a linked clone of a stored snapshot of `parent` in an empty `dir`, in its own namespace.
+   * Nothing of the parent is copied or replayed: the clone's reads of clusters it never wrote look
+   * through the parent's metadata as of the snapshot (and its parent's, and so on), so creation costs
+   * the same at any parent size. The parent must stay open on this node while the clone is.
+   */
+  static async createClone(options: {
+    dir: string;
+    backend: ObjectBackend;
+    parent: Volume;
+    snapshot: string;
+    identity: Pick<VolumeConfig, "id" | "name" | "namespace" | "createdAt">;
+    log: Logger;
+    resolveParent: ParentResolver;
+  }): Promise<Volume> {
+    const { parent } = options;
+    parent.checkNotHalted();
+    const snapshot = parent.snapshots.find((s) => s.name === options.snapshot);
+    if (!snapshot) throw new OvsError("NOT_FOUND", `volume ${parent.name} has no snapshot named ${options.snapshot}`);
+    if (!snapshot.stored) throw new OvsError("CONFLICT", `snapshot ${options.snapshot} of volume ${parent.name} is not on the backend yet; retry once its state is "stored"`);
+    const depth = parent.cloneDepth + 1;
+    if (depth > volumeLimits.cloneDepthMax) throw new OvsError("CONFLICT", `a clone of ${parent.name} would be ${depth} clones deep; the maximum is ${volumeLimits.cloneDepthMax}`);
+    const p = parent.config;
+    const config: VolumeConfig = {
+      ...options.identity,
+      sizeBytes: p.sizeBytes,
+      clusterSizeBytes: p.clusterSizeBytes,
+      scoSizeBytes: p.scoSizeBytes,
+      tlogMultiplier: p.tlogMultiplier,
+      scoCacheMaxBytes: p.scoCacheMaxBytes,
+      parent: { namespace: p.namespace, volumeId: p.id, name: p.name, snapshot: snapshot.name, tlogSeq: snapshot.tlogSeq, depth },
+    };
+    return Volume.create({ dir: options.dir, backend: options.backend, config, log: options.log, resolveParent: options.resolveParent });
+  }
+
+  /**
+   * Makes the volume a template: writes stop, one snapshot of the current state is taken and stored,
+   * every other snapshot is deleted, and the template flag is persisted (locally and in
+   * volume_configuration). The caller makes sure no clone depends on the snapshots deleted.
+   */
+  async setAsTemplate(): Promise<SnapshotInfo> {
+    this.checkWritable();
+    const before = this.config;
+    this.config = { ...before, template: true }; // writes are refused from here on
+    try {
+      let name = "template";
+      for (let n = 2; this.snapshots.some((s) => s.name === name); n++) name = `template-${n}`;
+      const info = await this.takeSnapshot(name, { sticky: true });
+      await this.syncToBackend();
+      for (const other of this.snapshots.filter((s) => s.name !== name)) await this.deleteSnapshot(other.name);
+      await this.enqueueCommit(async () => {
+        await this.metadata.commit({ config: this.config });
+        await this.metadata.flushed();
+      });
+      await this.fencedApply([{ kind: "put", name: "volume_configuration", data: encodeConfig(this.config) }]);
+      return { ...info, state: "stored" };
+    } catch (error) {
+      this.config = before;
+      throw error;
+    }
+  }
+
   /**
    * Deletes a snapshot: only its cut goes; its TLogs now belong to the next snapshot (or to the
    * current state). No data is freed here (scrubbing does that).
    */
   async deleteSnapshot(name: string): Promise<void> {
     this.checkNotHalted();
+    if (this.config.template && this.snapshots.length === 1) throw new OvsError("CONFLICT", `volume ${this.config.name} is a template: its one snapshot is kept`);
     const index = this.snapshots.findIndex((snapshot) => snapshot.name === name);
     if (index === -1) throw new OvsError("NOT_FOUND", `volume ${this.name} has no snapshot named ${name}`);
     const [record] = this.snapshots.splice(index, 1);
@@ -608,7 +712,7 @@ export class Volume {
    * recorded durably first).
    */
   async rollback(name: string): Promise<Volume> {
-    this.checkNotHalted();
+    this.checkWritable();
     const record = this.snapshots.find((snapshot) => snapshot.name === name);
     if (!record) throw new OvsError("NOT_FOUND", `volume ${this.name} has no snapshot named ${name}`);
     if (!record.stored) throw new OvsError("CONFLICT", `snapshot ${name} of volume ${this.name} is not on the backend yet; retry once its state is "stored"`);
@@ -617,10 +721,10 @@ export class Volume {
       await this.metadata.flushed();
     });
     await this.close();
-    return Volume.finishRollback({ dir: this.dir, backend: this.backend, log: this.log, config: this.config, tlogSeq: record.tlogSeq });
+    return Volume.finishRollback({ dir: this.dir, backend: this.backend, log: this.baseLog, config: this.config, tlogSeq: record.tlogSeq, resolveParent: this.resolveParent });
   }
 
-  private static async finishRollback(options: { dir: string; backend: ObjectBackend; log: Logger; config: VolumeConfig; tlogSeq: number }): Promise<Volume> {
+  private static async finishRollback(options: { dir: string; backend: ObjectBackend; log: Logger; config: VolumeConfig; tlogSeq: number; resolveParent: ParentResolver | undefined }): Promise<Volume> {
     const { dir, backend, log, config, tlogSeq } = options;
     const ownerTag = await takeOwnerTag(backend, config);
     const decoded = decodeSnapshotsObject(await backend.get(config.namespace, snapshotsObjectName));
@@ -640,7 +744,7 @@ export class Volume {
       [{ kind: "put", name: snapshotsObjectName, data: encodeSnapshotsObject(truncated) }],
     );
     await fsp.rm(dir, { recursive: true, force: true });
-    return Volume.openFromBackend({ dir, backend, namespace: config.namespace, log });
+    return Volume.openFromBackend({ dir, backend, namespace: config.namespace, log, resolveParent: options.resolveParent });
   }
 
   /** Waits until everything closed so far is on the backend (tests, migration, clean shutdown). */
@@ -796,6 +900,8 @@ export class Volume {
    */
   private mappedClustersInRange(first: number, end: number): Set<number> {
     const addresses = new Set<number>(this.metadata.writtenClustersInRange(first, end));
+    // A clone must hide its parent's clusters too: zero every address the parent chain may map.
+    if (this.config.parent) for (const address of this.parentVolume().everMappedInRange(first, end)) addresses.add(address);
     for (const [address, entry] of this.dirty) {
       if (address >= first && address < end && entry.location.scoNumber !== 0) addresses.add(address);
     }
@@ -1054,7 +1160,19 @@ export class Volume {
       while (entry && !covered(entry)) entry = entry.previous;
       if (entry) batch.push([address, entry]);
     }
-    await this.metadata.commit({ updates: batch.map(([address, entry]) => [address, entry.location]), cork });
+    const snapshotSeqs = this.snapshots.map((snapshot) => snapshot.tlogSeq);
+    const updates: MapUpdate[] = [];
+    for (const [address, entry] of batch) {
+      if (snapshotSeqs.length === 0 || entry.previous === undefined) {
+        updates.push([address, entry.location, entry.tlogSeq]);
+        continue;
+      }
+      // With snapshots, every replacement counts (one may cross a snapshot): oldest first.
+      const chain: DirtyEntry[] = [];
+      for (let e: DirtyEntry | undefined = entry; e; e = e.previous) chain.push(e);
+      for (let i = chain.length - 1; i >= 0; i--) updates.push([address, chain[i]!.location, chain[i]!.tlogSeq]);
+    }
+    await this.metadata.commit({ updates, cork, keepZeros: this.config.parent !== undefined, snapshotSeqs });
     // Drop what is now in LMDB: the committed update and everything older than it.
     for (const [address, committed] of batch) {
       let newer = this.dirty.get(address);
@@ -1085,21 +1203,57 @@ export class Volume {
   // ---------------------------------------------------------------------------------------------------
   // Read internals
 
+  /** undefined: not mapped in this volume (a clone reads its parent); SCO number 0: reads as zeros. */
   private lookup(address: number): ClusterLocation | undefined {
     const entry = this.dirty.get(address);
-    if (entry) return entry.location.scoNumber === 0 ? undefined : entry.location;
+    if (entry) return entry.location;
     return this.metadata.lookup(address);
   }
 
+  /**
+   * For clones of this volume: reads clusters as they were right after TLog `tlogSeq` (a stored
+   * snapshot's last TLog), from the committed map and its history, else from this volume's parent.
+   */
+  async readAsOf(firstCluster: number, clusterCount: number, target: Buffer, tlogSeq: number): Promise<void> {
+    if (this.closing) throw new OvsError("UNAVAILABLE", `volume ${this.config.name} (a clone's parent) is closed or restarting; retry`);
+    await this.readClusters(firstCluster, clusterCount, target, tlogSeq);
+  }
+
+  /** Addresses in [first, end) that may read as non-zero as of any snapshot (a superset), parents included. */
+  everMappedInRange(first: number, end: number): Set<number> {
+    if (this.closing) throw new OvsError("UNAVAILABLE", `volume ${this.config.name} (a clone's parent) is closed or restarting; retry`);
+    const addresses = new Set<number>(this.metadata.everMappedInRange(first, end));
+    if (this.config.parent) for (const address of this.parentVolume().everMappedInRange(first, end)) addresses.add(address);
+    return addresses;
+  }
+
+  private parentVolume(): Volume {
+    const parent = this.config.parent;
+    assert(parent !== undefined);
+    const volume = this.resolveParent?.(parent.namespace);
+    if (!volume) throw new OvsError("UNAVAILABLE", `the parent ${parent.name} of clone ${this.config.name} is not open on this node`);
+    return volume;
+  }
+
   /** Reads `clusterCount` clusters from `firstCluster` into `target`, verifying every cluster's CRC. */
-  private async readClusters(firstCluster: number, clusterCount: number, target: Buffer): Promise<void> {
+  private async readClusters(firstCluster: number, clusterCount: number, target: Buffer, asOfTlogSeq?: number): Promise<void> {
     const clusterSize = this.config.clusterSizeBytes;
     // Runs of clusters that are consecutive in one SCO file are read with one pread.
     let runs: Array<{ scoNumber: number; offsetClusters: number; targetIndex: number; locations: ClusterLocation[] }> | undefined;
+    // Clones: runs of clusters not mapped here, read from the parent as of the clone's snapshot.
+    let parentRuns: Array<{ targetIndex: number; clusterCount: number }> | undefined;
+    const hasParent = this.config.parent !== undefined;
     for (let i = 0; i < clusterCount; i++) {
-      const location = this.lookup(firstCluster + i);
+      const location = asOfTlogSeq === undefined ? this.lookup(firstCluster + i) : this.metadata.lookupAsOf(firstCluster + i, asOfTlogSeq);
       const slot = target.subarray(i * clusterSize, (i + 1) * clusterSize);
-      if (location === undefined) {
+      if (location === undefined && hasParent) {
+        parentRuns ??= [];
+        const last = parentRuns.at(-1);
+        if (last && last.targetIndex + last.clusterCount === i) last.clusterCount++;
+        else parentRuns.push({ targetIndex: i, clusterCount: 1 });
+        continue;
+      }
+      if (location === undefined || location.scoNumber === 0) {
         slot.fill(0);
         continue;
       }
@@ -1119,6 +1273,15 @@ export class Volume {
       } else {
         runs.push({ scoNumber: location.scoNumber, offsetClusters: location.offsetClusters, targetIndex: i, locations: [location] });
       }
+    }
+    if (parentRuns) {
+      const parent = this.parentVolume();
+      const parentSeq = this.config.parent!.tlogSeq;
+      await Promise.all(
+        parentRuns.map((run) =>
+          parent.readAsOf(firstCluster + run.targetIndex, run.clusterCount, target.subarray(run.targetIndex * clusterSize, (run.targetIndex + run.clusterCount) * clusterSize), parentSeq),
+        ),
+      );
     }
     if (!runs) return;
     await Promise.all(
@@ -1246,6 +1409,7 @@ export class Volume {
       const value: SnapshotsObject = {
         volumeId: this.config.id,
         generation: this.snapshotsGeneration,
+        ...(this.config.parent ? { parent: { namespace: this.config.parent.namespace, snapshot: this.config.parent.snapshot, tlogSeq: this.config.parent.tlogSeq } } : {}),
         tlogs: this.backendTlogs,
         snapshots: this.snapshots.filter((snapshot) => snapshot.tlogSeq <= lastSeq).map(({ stored: _stored, ...snapshot }) => snapshot),
       };
@@ -1485,6 +1649,7 @@ export class Volume {
 
   private checkWritable(): void {
     this.checkNotHalted();
+    if (this.config.template) throw new OvsError("CONFLICT", `volume ${this.config.name} is a template: it is read-only; clone it to write`);
   }
 
   private checkIo(offsetBytes: number, lengthBytes: number, lengthBytesMax: number = volumeLimits.ioLengthBytesMax): void {
