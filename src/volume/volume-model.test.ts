@@ -95,10 +95,94 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
   let snapshotCounter = 0;
   const snapshotCountMax = 6;
   let fill = 1;
+  /**
+   * A clone session: a linked clone of a random stored snapshot gets random writes, trims and
+   * write-zeroes interleaved with writes and snapshots on its parent (which must never show through),
+   * local restarts and restarts from the backend, and a clone of itself; every read is checked against
+   * the clone's own reference (the snapshot's image plus its writes). The clones are deleted after.
+   */
+  const exerciseClone = async (op: number): Promise<void> => {
+    const stored = volume.listSnapshots().filter((snapshot) => snapshot.state === "stored" && snapshotImages.has(snapshot.name));
+    if (stored.length === 0) return;
+    const snapshot = stored[int(stored.length)]!;
+    const open = new Map<string, Volume>([[config.namespace, volume]]);
+    const resolveParent = (namespace: string): Volume | undefined => open.get(namespace);
+    const identity = (name: string): Pick<VolumeConfig, "id" | "name" | "namespace" | "createdAt"> => {
+      const cloneId = randomUUID();
+      return { id: cloneId, name, namespace: `vdisk-${cloneId}`, createdAt: "" };
+    };
+    let cloneDir = await newDir();
+    let clone = await Volume.createClone({ dir: cloneDir, backend, parent: volume, snapshot: snapshot.name, identity: identity("clone"), log, resolveParent });
+    const cloneNamespace = clone.config.namespace;
+    open.set(cloneNamespace, clone);
+    const cloneReference = Buffer.from(snapshotImages.get(snapshot.name)!);
+    const namespaces = [cloneNamespace];
+    try {
+      for (let step = 0; step < 40; step++) {
+        const c = int(100);
+        const at = int(sizeBytes / sectorBytes) * sectorBytes;
+        const length = Math.min(sizeBytes - at, (1 + int(64)) * sectorBytes);
+        if (c < 35) {
+          const data = Buffer.alloc(length, fill++ & 0xff);
+          for (let i = 0; i < length; i += 512) data.writeUInt32LE(op * 100000 + 50000 + step * 100 + i / 512, i);
+          await clone.write(at, data);
+          data.copy(cloneReference, at);
+        } else if (c < 45) {
+          await clone.trim(at, length);
+          const first = Math.ceil(at / 4096) * 4096;
+          const end = Math.floor((at + length) / 4096) * 4096;
+          if (end > first) cloneReference.fill(0, first, end);
+        } else if (c < 50) {
+          await clone.writeZeroes(at, length, int(2) === 0);
+          cloneReference.fill(0, at, at + length);
+        } else if (c < 70) {
+          const data = Buffer.alloc(length, fill++ & 0xff);
+          for (let i = 0; i < length; i += 512) data.writeUInt32LE(op * 100000 + 70000 + step * 100 + i / 512, i);
+          await volume.write(at, data);
+          data.copy(reference, at);
+          remember(at, length);
+        } else if (c < 85) {
+          const got = await clone.read(at, length);
+          if (!got.equals(cloneReference.subarray(at, at + length))) throw new Error(`op ${op} clone step ${step}: read at ${at}+${length} differs from the clone's reference`);
+        } else if (c < 90) {
+          if (snapshotImages.size < snapshotCountMax) {
+            const name = `snap-${++snapshotCounter}`;
+            await volume.createSnapshot(name);
+            snapshotImages.set(name, Buffer.from(reference));
+            flushed = Buffer.from(reference);
+            pendingSectors.clear();
+          }
+        } else if (c < 95) {
+          await clone.close();
+          clone = await Volume.open({ dir: cloneDir, backend, log, resolveParent });
+          open.set(cloneNamespace, clone);
+        } else {
+          await clone.syncToBackend();
+          await clone.close();
+          cloneDir = await newDir();
+          clone = await Volume.openFromBackend({ dir: cloneDir, backend, namespace: cloneNamespace, log, resolveParent });
+          open.set(cloneNamespace, clone);
+        }
+      }
+      if (!(await clone.read(0, sizeBytes)).equals(cloneReference)) throw new Error(`op ${op}: the clone differs from its reference`);
+      // A clone of the clone sees the clone's snapshot, not its later writes.
+      await clone.createSnapshot("c");
+      await clone.syncToBackend();
+      await clone.write(0, Buffer.alloc(4096, 0xee));
+      const grandchild = await Volume.createClone({ dir: await newDir(), backend, parent: clone, snapshot: "c", identity: identity("grandchild"), log, resolveParent });
+      namespaces.push(grandchild.config.namespace);
+      const got = await grandchild.read(0, sizeBytes);
+      await grandchild.close();
+      if (!got.equals(cloneReference)) throw new Error(`op ${op}: the clone of the clone differs from the clone's snapshot`);
+    } finally {
+      await clone.close();
+      for (const namespace of namespaces) await backend.deleteNamespace(namespace);
+    }
+  };
   const profile: Record<string, { count: number; ms: number }> = {};
   try {
     for (let op = 0; op < operationCount; op++) {
-      const choice = int(100);
+      const choice = int(1000) / 10;
       const offset = int(sizeBytes / sectorBytes) * sectorBytes;
       const length = Math.min(sizeBytes - offset, (1 + int(64)) * sectorBytes);
       if (process.env.OVS_MODEL_TRACE) console.log(`op ${op} choice ${choice} offset ${offset} (sector ${offset / 512}) length ${length}`);
@@ -203,7 +287,7 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
         if (!after.equals(reference)) throw new Error(`op ${op}: after a restart from the backend the volume differs from the reference`);
         const listed = volume.listSnapshots().map((snapshot) => snapshot.name);
         if (listed.join() !== [...snapshotImages.keys()].join()) throw new Error(`op ${op}: snapshots ${listed.join()} after a restart from the backend`);
-      } else {
+      } else if (choice < 99.5) {
         // Node loss: crash, then restart from the backend elsewhere (what was not uploaded is gone).
         await volume.crashForTest();
         dir = await newDir();
@@ -215,8 +299,10 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
         const listed = new Set(volume.listSnapshots().map((snapshot) => snapshot.name));
         for (const name of [...snapshotImages.keys()]) if (!listed.has(name)) snapshotImages.delete(name); // pending ones are lost
         if (listed.size !== snapshotImages.size) throw new Error(`op ${op}: snapshots ${[...listed].join()} after a node loss`);
+      } else {
+        await exerciseClone(op);
       }
-      const kind = ["write", "zeroes", "trim", "read", "flush", "restart", "crash", "backend-sync", "snapshot", "delete-snapshot", "rollback", "restart-from-backend", "node-loss"][[50, 56, 61, 73, 80, 83, 86, 90, 94, 95, 97, 99, 100].findIndex((bound) => choice < bound)]!;
+      const kind = ["write", "zeroes", "trim", "read", "flush", "restart", "crash", "backend-sync", "snapshot", "delete-snapshot", "rollback", "restart-from-backend", "node-loss", "clone"][[50, 56, 61, 73, 80, 83, 86, 90, 94, 95, 97, 99, 99.5, 100].findIndex((bound) => choice < bound)]!;
       const entry = (profile[kind] ??= { count: 0, ms: 0 });
       entry.count++;
       entry.ms += performance.now() - opStartedAt;
