@@ -9,6 +9,7 @@ import { OvsError, isOvsError, parseSizeBytes, type Logger } from "../base/index
 import type { VDiskService } from "./vdisk-service.js";
 import type { ClusterStore } from "../store/index.js";
 import { registerConfigRoutes } from "./config-api.js";
+import { registerSnapshotRoutes } from "./snapshot-api.js";
 
 export interface NodeInfo {
   version: string;
@@ -85,5 +86,6 @@ export async function buildApi(options: { vdisks: VDiskService; store: ClusterSt
   );
 
   registerConfigRoutes(app, options.store);
+  registerSnapshotRoutes(app, options.vdisks);
   return app;
 }
