@@ -1113,6 +1113,7 @@ export class Volume {
         if (sco.fd !== undefined) await closeFile(sco.fd);
       }
     }
+    const closedTlogs: TlogWriter[] = [];
     while (this.unsyncedTlogs.length > 0) {
       const tlog = this.unsyncedTlogs[0]!;
       if (!tlog.closed || tlog.hasPending) break;
@@ -1122,13 +1123,16 @@ export class Volume {
         this.tlogFds.delete(tlog.seq);
         await closeFile(fd);
       }
-      this.uploader.enqueueTlog(tlog.seq, tlog.id, path.join(this.tlogDir, tlog.id), tlog.scoNumbers);
+      closedTlogs.push(tlog);
     }
     const last = tlogSlices.filter((s) => s.bytes.length > 0).at(-1);
     if (last) {
       const cork: Cork = { seq: last.tlog.seq, entryCount: last.entryCountAfter, nextScoNumber: this.nextScoNumber };
       void this.enqueueCommit(() => this.commitMetadata(cork)).catch((error: unknown) => this.log.error({ err: error }, "metadata commit failed"));
     }
+    // Queued after the map commit of their entries: a TLog's "stored" commit (which makes its snapshot
+    // usable by clones, who read the committed map as of it) always lands after that map commit.
+    for (const tlog of closedTlogs) this.uploader.enqueueTlog(tlog.seq, tlog.id, path.join(this.tlogDir, tlog.id), tlog.scoNumbers);
   }
 
   private async tlogFd(tlog: TlogWriter): Promise<number> {
