@@ -118,7 +118,7 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
     const cloneReference = Buffer.from(snapshotImages.get(snapshot.name)!);
     const namespaces = [cloneNamespace];
     try {
-      for (let step = 0; step < 40; step++) {
+      for (let step = 0; step < 25; step++) {
         const c = int(100);
         const at = int(sizeBytes / sectorBytes) * sectorBytes;
         const length = Math.min(sizeBytes - at, (1 + int(64)) * sectorBytes);
@@ -187,17 +187,17 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
       const length = Math.min(sizeBytes - offset, (1 + int(64)) * sectorBytes);
       if (process.env.OVS_MODEL_TRACE) console.log(`op ${op} choice ${choice} offset ${offset} (sector ${offset / 512}) length ${length}`);
       const opStartedAt = performance.now();
-      if (choice < 50) {
+      if (choice < 51) {
         const data = Buffer.alloc(length, fill++ & 0xff);
         for (let i = 0; i < length; i += 512) data.writeUInt32LE(op * 100000 + i, i);
         await volume.write(offset, data);
         data.copy(reference, offset);
         remember(offset, length);
-      } else if (choice < 56) {
+      } else if (choice < 57) {
         await volume.writeZeroes(offset, length, int(2) === 0);
         reference.fill(0, offset, offset + length);
         remember(offset, length);
-      } else if (choice < 61) {
+      } else if (choice < 62) {
         await volume.trim(offset, length);
         // Only whole clusters are discarded.
         const first = Math.ceil(offset / 4096) * 4096;
@@ -206,19 +206,19 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
           reference.fill(0, first, end);
           remember(first, end - first);
         }
-      } else if (choice < 73) {
+      } else if (choice < 76) {
         const data = await volume.read(offset, length);
         if (!data.equals(reference.subarray(offset, offset + length))) throw new Error(`op ${op}: read at ${offset}+${length} differs from the reference`);
-      } else if (choice < 80) {
+      } else if (choice < 82.5) {
         await volume.flush();
         flushed = Buffer.from(reference);
         pendingSectors.clear();
-      } else if (choice < 83) {
+      } else if (choice < 85.5) {
         await volume.close();
         volume = await Volume.open({ dir, backend, log });
         flushed = Buffer.from(reference); // a clean close syncs
         pendingSectors.clear();
-      } else if (choice < 86) {
+      } else if (choice < 88.5) {
         await volume.crashForTest();
         volume = await Volume.open({ dir, backend, log });
         const after = await volume.read(0, sizeBytes);
@@ -234,11 +234,11 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
         after.copy(reference);
         flushed = Buffer.from(reference); // recovery syncs what it replayed
         pendingSectors.clear();
-      } else if (choice < 90) {
+      } else if (choice < 92) {
         await volume.syncToBackend();
         backendSynced = Buffer.from(reference);
         pendingSinceBackendSync.clear();
-      } else if (choice < 94) {
+      } else if (choice < 95.5) {
         if (snapshotImages.size >= snapshotCountMax) {
           const oldest = [...snapshotImages.keys()][int(snapshotImages.size)]!;
           await volume.deleteSnapshot(oldest);
@@ -249,14 +249,14 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
         snapshotImages.set(name, Buffer.from(reference));
         flushed = Buffer.from(reference);
         pendingSectors.clear();
-      } else if (choice < 95) {
+      } else if (choice < 96.5) {
         const names = [...snapshotImages.keys()];
         if (names.length > 0) {
           const name = names[int(names.length)]!;
           await volume.deleteSnapshot(name);
           snapshotImages.delete(name);
         }
-      } else if (choice < 97) {
+      } else if (choice < 98) {
         const names = [...snapshotImages.keys()];
         if (names.length > 0) {
           const name = names[int(names.length)]!;
@@ -302,7 +302,7 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
       } else {
         await exerciseClone(op);
       }
-      const kind = ["write", "zeroes", "trim", "read", "flush", "restart", "crash", "backend-sync", "snapshot", "delete-snapshot", "rollback", "restart-from-backend", "node-loss", "clone"][[50, 56, 61, 73, 80, 83, 86, 90, 94, 95, 97, 99, 99.5, 100].findIndex((bound) => choice < bound)]!;
+      const kind = ["write", "zeroes", "trim", "read", "flush", "restart", "crash", "backend-sync", "snapshot", "delete-snapshot", "rollback", "restart-from-backend", "node-loss", "clone"][[51, 57, 62, 76, 82.5, 85.5, 88.5, 92, 95.5, 96.5, 98, 99, 99.5, 100].findIndex((bound) => choice < bound)]!;
       const entry = (profile[kind] ??= { count: 0, ms: 0 });
       entry.count++;
       entry.ms += performance.now() - opStartedAt;
@@ -320,7 +320,7 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
 describe("volume model", () => {
   const fixed = process.env.OVS_MODEL_SEED;
   const seedCount = Number(process.env.OVS_MODEL_SEEDS ?? 12);
-  const operationCount = Number(process.env.OVS_MODEL_OPS ?? 2000);
+  const operationCount = Number(process.env.OVS_MODEL_OPS ?? 1500);
   const seeds = fixed ? [Number(fixed)] : Array.from({ length: seedCount }, (_, i) => 1000 + i * 7919);
   for (const seed of seeds) {
     it(`matches the reference disk (seed ${seed})`, async () => {
