@@ -14,7 +14,6 @@
 //   client's page cache would change without notice.
 // - A vDisk whose local directory is gone (a lost disk, a new node) is restarted from the backend.
 
-import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
@@ -101,7 +100,7 @@ export class VDiskService implements NbdExportProvider {
       }
       const dir = this.volumeDir(record);
       let volume: Volume;
-      if (fs.existsSync(path.join(dir, "metadata"))) {
+      if (await Volume.hasLocalVolume(dir)) {
         volume = await Volume.open({ dir, backend: this.options.backend, log: this.options.log, resolveParent: this.resolveParent });
       } else {
         // The local data is gone (lost disk, new node): rebuild it from the backend.

@@ -96,6 +96,23 @@ describe("snapshots", () => {
     expect(names.filter((n) => n.startsWith("tlog_")).length).toBe(reopened.restoreReport?.tlogCount);
   });
 
+  it("finishes an interrupted rollback at the next open", async () => {
+    const { volume, dir, backend } = await create();
+    await volume.write(0, fill(1));
+    await volume.createSnapshot("one");
+    await volume.write(0, fill(2));
+    await volume.createSnapshot("two");
+    await volume.syncToBackend();
+    backend.failPuts = true; // the rollback stops after recording its intent and closing the volume
+    await expect(volume.rollback("one")).rejects.toThrow(/injected/);
+    backend.failPuts = false;
+    const reopened = track(await Volume.open({ dir, backend, log }));
+    expect((await reopened.read(0, 8192)).equals(fill(1))).toBe(true);
+    expect(reopened.listSnapshots().map((s) => s.name)).toEqual(["one"]);
+    await reopened.close();
+    expect(await Volume.hasLocalVolume(dir)).toBe(true);
+  });
+
   it("refuses to roll back to a snapshot that is not on the backend yet", async () => {
     const { volume, backend } = await create();
     await volume.write(0, fill(1));

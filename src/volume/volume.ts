@@ -24,7 +24,7 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { assert, crc32c, crc32cBlocks, OvsError, type Logger } from "../base/index.js";
+import { assert, crc32c, crc32cBlocks, OvsError, systemErrorCode, type Logger } from "../base/index.js";
 import type { ObjectBackend, ObjectUpdate } from "../backend/index.js";
 import { MetadataStore, zeroLocation, type ClusterLocation, type Cork, type MapUpdate, type SnapshotRecord, type TlogRecord } from "./metadata-store.js";
 import {
@@ -287,6 +287,20 @@ export class Volume {
     volume.openSco = volume.newMemorySco();
     volume.start();
     return volume;
+  }
+
+  /**
+   * True if `dir` holds a volume's local metadata (else only a restart from the backend can open it).
+   * Not while that volume is open in this process (LMDB environments are opened once per process).
+   */
+  static async hasLocalVolume(dir: string): Promise<boolean> {
+    if (!fs.existsSync(path.join(dir, "metadata"))) return false;
+    const metadata = MetadataStore.open(path.join(dir, "metadata"));
+    try {
+      return metadata.getConfig() !== undefined;
+    } finally {
+      await metadata.close();
+    }
   }
 
   /** Opens an existing volume from its local directory (local restart), replaying TLogs after the cork. */
@@ -743,7 +757,13 @@ export class Volume {
       [{ kind: "equals", name: ownerTagObjectName, value: ownerTag }],
       [{ kind: "put", name: snapshotsObjectName, data: encodeSnapshotsObject(truncated) }],
     );
-    await fsp.rm(dir, { recursive: true, force: true });
+    // Out of the way in one step (a crash during a recursive rm must not leave half a volume at `dir`).
+    const old = `${dir}.rolled-back`;
+    await fsp.rm(old, { recursive: true, force: true });
+    await fsp.rename(dir, old).catch((error: unknown) => {
+      if (systemErrorCode(error) !== "ENOENT") throw error;
+    });
+    await fsp.rm(old, { recursive: true, force: true });
     return Volume.openFromBackend({ dir, backend, namespace: config.namespace, log, resolveParent: options.resolveParent });
   }
 
