@@ -98,7 +98,8 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
   /**
    * A clone session: a linked clone of a random stored snapshot gets random writes, trims and
    * write-zeroes interleaved with writes and snapshots on its parent (which must never show through),
-   * local restarts and restarts from the backend, and a clone of itself; every read is checked against
+   * local restarts and restarts from the backend, and a clone of itself (half the time after it became
+   * a template); every read is checked against
    * the clone's own reference (the snapshot's image plus its writes). The clones are deleted after.
    */
   const exerciseClone = async (op: number): Promise<void> => {
@@ -165,11 +166,20 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
         }
       }
       if (!(await clone.read(0, sizeBytes)).equals(cloneReference)) throw new Error(`op ${op}: the clone differs from its reference`);
-      // A clone of the clone sees the clone's snapshot, not its later writes.
-      await clone.createSnapshot("c");
-      await clone.syncToBackend();
-      await clone.write(0, Buffer.alloc(4096, 0xee));
-      const grandchild = await Volume.createClone({ dir: await newDir(), backend, parent: clone, snapshot: "c", identity: identity("grandchild"), log, resolveParent });
+      // A clone of the clone sees the clone's snapshot, not its later writes; or the clone becomes a
+      // template (read-only, one snapshot) and the grandchild is made from that snapshot.
+      let snapshotName = "c";
+      if (int(2) === 0) {
+        await clone.createSnapshot("c");
+        await clone.syncToBackend();
+        await clone.write(0, Buffer.alloc(4096, 0xee));
+      } else {
+        snapshotName = (await clone.setAsTemplate()).name;
+        const refused = await clone.write(0, Buffer.alloc(4096, 0xee)).catch((e: unknown) => e);
+        if (!isOvsError(refused, "CONFLICT")) throw new Error(`op ${op}: a template accepted a write`);
+        if (clone.listSnapshots().length !== 1) throw new Error(`op ${op}: a template keeps ${clone.listSnapshots().length} snapshots`);
+      }
+      const grandchild = await Volume.createClone({ dir: await newDir(), backend, parent: clone, snapshot: snapshotName, identity: identity("grandchild"), log, resolveParent });
       namespaces.push(grandchild.config.namespace);
       const got = await grandchild.read(0, sizeBytes);
       await grandchild.close();
