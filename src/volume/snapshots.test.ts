@@ -309,3 +309,18 @@ describe("clones", () => {
     expect((await clone.read(0, 16384)).equals(Buffer.concat([fill(1), fill(2)]))).toBe(true);
   });
 });
+
+describe("snapshot numbers", () => {
+  it("never reuses a number while a delete of the last snapshot races a create (regression)", async () => {
+    const { volume, dir, backend } = await create();
+    await volume.createSnapshot("a");
+    await volume.waitForUploads();
+    const deleting = volume.deleteSnapshot("a");
+    const created = await volume.createSnapshot("b");
+    await deleting;
+    expect(created.number).toBe(2);
+    await volume.close();
+    const reopened = track(await Volume.open({ dir, backend, log }));
+    expect(reopened.listSnapshots().map((s) => s.name)).toEqual(["b"]);
+  });
+});

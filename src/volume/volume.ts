@@ -233,6 +233,8 @@ export class Volume {
   /** TLogs listed by the snapshots object on the backend, in order. */
   private backendTlogs: SnapshotsObjectTlog[] = [];
   private snapshotsGeneration = 0;
+  /** Never reused while the volume is open (a delete's commit may still be queued behind a create). */
+  private snapshotNumberNext = 1;
   private snapshotsObjectWrites: Promise<void> = Promise.resolve();
   private garbageCollection: Promise<void> = Promise.resolve();
   /** Finds a clone's parent volume (clones only). */
@@ -600,7 +602,7 @@ export class Volume {
     if (this.openSco.clusterCount > 0) this.rollSco(true);
     else this.rollTlog();
     const record: SnapshotRecord = {
-      number: (this.snapshots.at(-1)?.number ?? 0) + 1,
+      number: this.snapshotNumberNext++,
       name,
       createdAt: new Date().toISOString(),
       tlogSeq: this.currentTlog.seq - 1,
@@ -1483,6 +1485,7 @@ export class Volume {
   /** Snapshots and the TLogs on the backend, from the local metadata. */
   private loadBookkeeping(): void {
     this.snapshots = this.metadata.snapshotRecords();
+    this.snapshotNumberNext = (this.snapshots.at(-1)?.number ?? 0) + 1;
     this.backendTlogs = this.metadata.tlogRecords().filter((record) => record.stored).map((record) => ({ seq: record.seq, id: record.id }));
   }
 
