@@ -187,6 +187,12 @@ function printInfo(info: VDiskInfo): void {
     ["I/O", `${info.stats.reads} reads (${formatBytes(info.stats.readBytes)}), ${info.stats.writes} writes (${formatBytes(info.stats.writeBytes)}), ${info.stats.flushes} flushes`],
     ["checksum errors", String(info.stats.checksumErrors)],
   ];
+  rows.push(["state", info.state]);
+  if (info.parent) rows.push(["clone of", `${info.parent.name} at snapshot ${info.parent.snapshot} (depth ${info.cloneDepth})`]);
+  if (info.template) rows.push(["template", "yes (read-only; clone it with: ovs vdisk clone NAME NEW)"]);
+  if (info.clones.length > 0) rows.push(["clones", info.clones.join(", ")]);
+  rows.push(["snapshots", String(info.snapshotCount)]);
+  if (info.restore) rows.push(["restored", `from the backend: ${info.restore.tlogCount} TLogs, ${info.restore.entryCount} entries in ${info.restore.durationMs} ms`]);
   if (info.stats.halted) rows.push(["HALTED", info.stats.halted]);
   for (const [key, value] of rows) process.stdout.write(`${key.padEnd(16)}${value}\n`);
 }
@@ -245,6 +251,84 @@ vdisk
   .action(async (name: string, options: { force?: boolean }) => {
     await callApi(api(), "DELETE", `/api/v1/vdisks/${encodeURIComponent(name)}${options.force ? "?force=true" : ""}`);
     process.stdout.write(`deleted vDisk ${name}\n`);
+  });
+
+vdisk
+  .command("rollback <vdisk>")
+  .description("roll a vDisk back to a snapshot on the backend; later snapshots and writes are dropped (no NBD client may be connected)")
+  .requiredOption("--snapshot <name>", "the snapshot to roll back to")
+  .option("--json", "print JSON")
+  .action(async (name: string, options: { snapshot: string; json?: boolean }) => {
+    const info = await callApi<VDiskInfo>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/rollback`, { snapshot: options.snapshot });
+    if (options.json) printJson(info);
+    else process.stdout.write(`rolled vDisk ${name} back to snapshot ${options.snapshot}\n`);
+  });
+
+vdisk
+  .command("clone <vdisk> <new>")
+  .description("create a linked clone of a vDisk's snapshot (for a template, its snapshot is implied)")
+  .option("--snapshot <name>", "the snapshot to clone (must be on the backend)")
+  .option("--json", "print JSON")
+  .action(async (name: string, clone: string, options: { snapshot?: string; json?: boolean }) => {
+    const info = await callApi<VDiskInfo>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/clones`, { name: clone, ...(options.snapshot ? { snapshot: options.snapshot } : {}) });
+    if (options.json) printJson(info);
+    else process.stdout.write(`created vDisk ${info.name}, a clone of ${name} at snapshot ${info.parent?.snapshot ?? "?"}\n`);
+  });
+
+vdisk
+  .command("template <vdisk>")
+  .description("make a vDisk a template: read-only, one snapshot kept, to clone from")
+  .option("--json", "print JSON")
+  .action(async (name: string, options: { json?: boolean }) => {
+    const info = await callApi<VDiskInfo>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/template`);
+    if (options.json) printJson(info);
+    else process.stdout.write(`vDisk ${name} is now a template (clone it with: ovs vdisk clone ${name} NEW)\n`);
+  });
+
+interface SnapshotView {
+  number: number;
+  name: string;
+  createdAt: string;
+  sticky: boolean;
+  state: string;
+  metadata?: string;
+}
+
+const snapshot = program.command("snapshot").description("manage the snapshots of a vDisk");
+
+snapshot
+  .command("create <vdisk> <name>")
+  .description("take a snapshot (it can be rolled back to or cloned once its state is \"stored\")")
+  .option("--sticky", "keep it when automatic retention deletes old snapshots")
+  .option("--metadata <text>", "free text kept with the snapshot (at most 4096 bytes)")
+  .option("--json", "print JSON")
+  .action(async (vdiskName: string, name: string, options: { sticky?: boolean; metadata?: string; json?: boolean }) => {
+    const body = { name, ...(options.sticky ? { sticky: true } : {}), ...(options.metadata !== undefined ? { metadata: options.metadata } : {}) };
+    const info = await callApi<SnapshotView>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(vdiskName)}/snapshots`, body);
+    if (options.json) printJson(info);
+    else process.stdout.write(`created snapshot ${info.name} of vDisk ${vdiskName} (${info.state})\n`);
+  });
+
+snapshot
+  .command("list <vdisk>")
+  .description("list a vDisk's snapshots with their state (stored: on the backend; pending: not yet)")
+  .option("--json", "print JSON")
+  .action(async (vdiskName: string, options: { json?: boolean }) => {
+    const { snapshots } = await callApi<{ snapshots: SnapshotView[] }>(api(), "GET", `/api/v1/vdisks/${encodeURIComponent(vdiskName)}/snapshots`);
+    if (options.json) return printJson(snapshots);
+    if (snapshots.length === 0) return void process.stdout.write(`vDisk ${vdiskName} has no snapshots (take one with: ovs snapshot create ${vdiskName} NAME)\n`);
+    const header = ["NAME", "STATE", "STICKY", "CREATED"];
+    const rows = snapshots.map((s) => [s.name, s.state, s.sticky ? "yes" : "no", s.createdAt]);
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    for (const row of [header, ...rows]) process.stdout.write(row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd() + "\n");
+  });
+
+snapshot
+  .command("delete <vdisk> <name>")
+  .description("delete a snapshot (its data merges into the next one; refused while clones use it)")
+  .action(async (vdiskName: string, name: string) => {
+    await callApi(api(), "DELETE", `/api/v1/vdisks/${encodeURIComponent(vdiskName)}/snapshots/${encodeURIComponent(name)}`);
+    process.stdout.write(`deleted snapshot ${name} of vDisk ${vdiskName}\n`);
   });
 
 const config = program.command("config").description("read and change the cluster store's keys (as operators did with the original's ovs config)");

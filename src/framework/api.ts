@@ -11,6 +11,7 @@ import type { ClusterStore } from "../store/index.js";
 import { registerConfigRoutes } from "./config-api.js";
 import { registerAlbaRoutes } from "./alba-api.js";
 import type { AlbaService } from "./alba-service.js";
+import { registerSnapshotRoutes } from "./snapshot-api.js";
 
 export interface NodeInfo {
   version: string;
@@ -98,5 +99,6 @@ export async function buildApi(options: { vdisks: VDiskService; store: ClusterSt
 
   registerConfigRoutes(app, options.store);
   registerAlbaRoutes(app, options.alba);
+  registerSnapshotRoutes(app, options.vdisks);
   return app;
 }

@@ -7,6 +7,12 @@
 //   never leaves a half-deleted vDisk that looks alive.
 // - Operations on one vDisk are serialised (a per-name lock), so create/resize/delete never interleave.
 // - Bad input (name, size) is refused with INVALID_ARGUMENT before anything changes.
+// - Clones: a clone's record names its parent vDisk and snapshot. A vDisk with clones cannot be deleted,
+//   nor the snapshots its clones were made from (nor rolled back past them); parents are opened before
+//   their clones, and a clone finds its open parent through this service.
+// - Rollback needs the vDisk to have no NBD client (IN_USE otherwise): the data under a connected
+//   client's page cache would change without notice.
+// - A vDisk whose local directory is gone (a lost disk, a new node) is restarted from the backend.
 
 import fsp from "node:fs/promises";
 import path from "node:path";
@@ -14,7 +20,7 @@ import { randomUUID } from "node:crypto";
 import { OvsError, formatBytes, type Logger } from "../base/index.js";
 import type { ClusterStore } from "../store/index.js";
 import type { ObjectBackend } from "../backend/index.js";
-import { Volume, defaultVolumeSettings, validateConfig, type VolumeConfig } from "../volume/index.js";
+import { Volume, defaultVolumeSettings, validateConfig, type SnapshotInfo, type VolumeConfig } from "../volume/index.js";
 import { VolumeExport, type NbdExport, type NbdExportProvider } from "../frontend/index.js";
 
 export interface VDiskRecord {
@@ -26,12 +32,28 @@ export interface VDiskRecord {
   sizeBytes: number;
   createdAt: string;
   deleting?: boolean;
+  /** Clones only: the parent vDisk and the snapshot the clone was made from. */
+  parent?: { name: string; snapshot: string };
 }
 
 export interface VDiskInfo extends VDiskRecord {
   size: string;
   connectionCount: number;
+  /** "running", "halted" (a failed write; restart to recover) or "fenced" (another start owns it). */
+  state: "running" | "halted" | "fenced";
+  template: boolean;
+  /** 0 for a vDisk that is no clone, else the length of its parent chain. */
+  cloneDepth: number;
+  clones: string[];
+  snapshotCount: number;
   stats: ReturnType<Volume["stats"]>;
+  /** Set when the vDisk was last started by a restart from the backend. */
+  restore?: ReturnType<typeof restoreOf>;
+}
+
+function restoreOf(volume: Volume): { tlogCount: number; entryCount: number; durationMs: number } | undefined {
+  const report = volume.restoreReport;
+  return report && { tlogCount: report.tlogCount, entryCount: report.entryCount, durationMs: report.durationMs };
 }
 
 const registryPrefix = "ovs/vdisks/";
@@ -63,20 +85,42 @@ export class VDiskService implements NbdExportProvider {
 
   /** Opens every registered vDisk (local restart) and finishes interrupted deletes. */
   async start(): Promise<void> {
-    for (const record of await this.records()) {
-      if (record.nodeId !== this.options.nodeId) continue; // another node's vDisk
+    const records = (await this.records()).filter((record) => record.nodeId === this.options.nodeId); // not another node's
+    const byName = new Map(records.map((record) => [record.name, record]));
+    const depth = (record: VDiskRecord): number => {
+      let count = 0;
+      for (let r: VDiskRecord | undefined = record; r?.parent && count <= records.length; r = byName.get(r.parent.name)) count++;
+      return count;
+    };
+    // Parents before their clones (a clone's recovery may look through its parent).
+    for (const record of records.sort((a, b) => depth(a) - depth(b))) {
       if (record.deleting) {
         await this.finishDelete(record);
         continue;
       }
-      const volume = await Volume.open({ dir: this.volumeDir(record), backend: this.options.backend, log: this.options.log });
+      const dir = this.volumeDir(record);
+      let volume: Volume;
+      if (await Volume.hasLocalVolume(dir)) {
+        volume = await Volume.open({ dir, backend: this.options.backend, log: this.options.log, resolveParent: this.resolveParent });
+      } else {
+        // The local data is gone (lost disk, new node): rebuild it from the backend.
+        await fsp.rm(dir, { recursive: true, force: true });
+        volume = await Volume.openFromBackend({ dir, backend: this.options.backend, namespace: record.namespace, log: this.options.log, resolveParent: this.resolveParent });
+      }
       this.served.set(record.name, { record, volume, nbdExport: new VolumeExport(volume) });
-      this.options.log.info({ vdisk: record.name }, "vDisk started");
+      this.options.log.info({ vdisk: record.name, restore: volume.restoreReport }, "vDisk started");
     }
   }
 
+  /** A clone's open parent, by namespace (Volume's ParentResolver). */
+  private readonly resolveParent = (namespace: string): Volume | undefined => {
+    for (const served of this.served.values()) if (served.record.namespace === namespace) return served.volume;
+    return undefined;
+  };
+
   async stop(): Promise<void> {
-    for (const served of this.served.values()) {
+    // Clones before their parents (a clone's final sync may still look through its parent).
+    for (const served of [...this.served.values()].sort((a, b) => b.volume.cloneDepth - a.volume.cloneDepth)) {
       try {
         await served.volume.close();
       } catch (error) {
@@ -120,13 +164,121 @@ export class VDiskService implements NbdExportProvider {
 
   info(name: string): VDiskInfo {
     const served = this.get(name);
+    const stats = served.volume.stats();
+    const restore = restoreOf(served.volume);
     return {
       ...served.record,
       sizeBytes: served.volume.sizeBytes,
       size: formatBytes(served.volume.sizeBytes),
       connectionCount: served.nbdExport.connectionCount,
-      stats: served.volume.stats(),
+      state: stats.fenced ? "fenced" : stats.halted ? "halted" : "running",
+      template: served.volume.isTemplate,
+      cloneDepth: served.volume.cloneDepth,
+      clones: this.clonesOf(name).map((clone) => clone.name),
+      snapshotCount: stats.snapshotCount,
+      stats,
+      ...(restore ? { restore } : {}),
     };
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Snapshots, rollback, clones, templates
+
+  async createSnapshot(name: string, snapshot: string, options: { sticky?: boolean; metadata?: string } = {}): Promise<SnapshotInfo> {
+    return this.withLock(name, async () => {
+      const info = await this.get(name).volume.createSnapshot(snapshot, options);
+      this.options.log.info({ vdisk: name, snapshot }, "snapshot created");
+      return info;
+    });
+  }
+
+  listSnapshots(name: string): SnapshotInfo[] {
+    return this.get(name).volume.listSnapshots();
+  }
+
+  async deleteSnapshot(name: string, snapshot: string): Promise<void> {
+    await this.withLock(name, async () => {
+      const served = this.get(name);
+      const users = this.clonesOf(name).filter((clone) => clone.parent!.snapshot === snapshot);
+      if (users.length > 0) throw new OvsError("IN_USE", `snapshot ${snapshot} of vDisk ${name} has clones (${users.map((c) => c.name).join(", ")}); delete them first.`);
+      await served.volume.deleteSnapshot(snapshot);
+      this.options.log.info({ vdisk: name, snapshot }, "snapshot deleted");
+    });
+  }
+
+  /** Rolls a vDisk back to a stored snapshot. Refused while an NBD client is connected. */
+  async rollback(name: string, snapshot: string): Promise<VDiskInfo> {
+    return this.withLock(name, async () => {
+      const served = this.get(name);
+      const connections = served.nbdExport.connectionCount;
+      if (connections > 0) {
+        throw new OvsError("IN_USE", `vDisk ${name} has ${connections} NBD client${connections === 1 ? "" : "s"} connected; disconnect before a rollback (the data would change under ${connections === 1 ? "it" : "them"}).`);
+      }
+      const target = served.volume.listSnapshots().find((s) => s.name === snapshot);
+      if (target) {
+        const dropped = new Set(served.volume.listSnapshots().filter((s) => s.tlogSeq > target.tlogSeq).map((s) => s.name));
+        const users = this.clonesOf(name).filter((clone) => dropped.has(clone.parent!.snapshot));
+        if (users.length > 0) throw new OvsError("IN_USE", `rolling vDisk ${name} back to ${snapshot} would drop snapshots that clones use (${users.map((c) => c.name).join(", ")}).`);
+      }
+      const volume = await served.volume.rollback(snapshot);
+      this.served.set(name, { record: served.record, volume, nbdExport: new VolumeExport(volume) });
+      this.options.log.info({ vdisk: name, snapshot, restore: volume.restoreReport }, "vDisk rolled back");
+      return this.info(name);
+    });
+  }
+
+  /**
+   * Creates a linked clone `cloneName` of a stored snapshot of `name` (for a template, its snapshot
+   * when none is named).
+   */
+  async clone(name: string, snapshot: string | undefined, cloneName: string): Promise<VDiskInfo> {
+    validateVDiskName(cloneName);
+    const parent = this.get(name);
+    let snapshotName = snapshot;
+    if (snapshotName === undefined) {
+      if (!parent.volume.isTemplate) throw new OvsError("INVALID_ARGUMENT", `name the snapshot of vDisk ${name} to clone (--snapshot NAME); only a template's is implied.`);
+      snapshotName = parent.volume.listSnapshots()[0]!.name;
+    }
+    const chosen = snapshotName;
+    // Parent first, then the clone (always this order): the parent cannot be deleted meanwhile.
+    return this.withLock(name, () => this.withLock(cloneName, async () => {
+      const existing = await this.options.store.get(registryPrefix + cloneName);
+      if (this.served.has(cloneName) || existing !== undefined) throw new OvsError("ALREADY_EXISTS", `a vDisk named ${cloneName} already exists.`);
+      const id = randomUUID();
+      const record: VDiskRecord = {
+        id, name: cloneName, nodeId: this.options.nodeId, namespace: `vdisk-${id}`, sizeBytes: parent.volume.sizeBytes,
+        createdAt: new Date().toISOString(), parent: { name, snapshot: chosen },
+      };
+      const volume = await Volume.createClone({
+        dir: this.volumeDir(record), backend: this.options.backend, parent: this.get(name).volume, snapshot: chosen,
+        identity: { id, name: cloneName, namespace: record.namespace, createdAt: record.createdAt }, log: this.options.log, resolveParent: this.resolveParent,
+      }).catch(async (error: unknown) => {
+        await this.removeVolumeData(record);
+        throw error;
+      });
+      try {
+        await this.options.store.sequence([{ kind: "absent", key: registryPrefix + cloneName }], [{ kind: "put", key: registryPrefix + cloneName, value: encode(record) }]);
+      } catch (error) {
+        await volume.close();
+        await this.removeVolumeData(record);
+        throw error;
+      }
+      this.served.set(cloneName, { record, volume, nbdExport: new VolumeExport(volume) });
+      this.options.log.info({ vdisk: cloneName, parent: name, snapshot: chosen }, "vDisk cloned");
+      return this.info(cloneName);
+    }));
+  }
+
+  /** Makes a vDisk a template: read-only, one snapshot kept. Refused while it has clones. */
+  async setAsTemplate(name: string): Promise<VDiskInfo> {
+    return this.withLock(name, async () => {
+      const served = this.get(name);
+      const clones = this.clonesOf(name);
+      if (clones.length > 0) throw new OvsError("IN_USE", `vDisk ${name} has clones (${clones.map((c) => c.name).join(", ")}); a template keeps one snapshot only, so delete them first.`);
+      await served.volume.setAsTemplate();
+      this.options.log.info({ vdisk: name }, "vDisk set as template");
+      return this.info(name);
+    });
   }
 
   async resize(name: string, sizeBytes: number): Promise<VDiskInfo> {
@@ -143,6 +295,8 @@ export class VDiskService implements NbdExportProvider {
   async delete(name: string, force: boolean): Promise<void> {
     await this.withLock(name, async () => {
       const served = this.get(name);
+      const clones = this.clonesOf(name);
+      if (clones.length > 0) throw new OvsError("IN_USE", `vDisk ${name} has clones (${clones.map((c) => c.name).join(", ")}); delete them first.`);
       const connections = served.nbdExport.connectionCount;
       if (connections > 0 && !force) {
         throw new OvsError("IN_USE", `vDisk ${name} has ${connections} NBD client${connections === 1 ? "" : "s"} connected; disconnect ${connections === 1 ? "it" : "them"} or delete with --force.`);
@@ -164,6 +318,10 @@ export class VDiskService implements NbdExportProvider {
 
   openExport(name: string): NbdExport | undefined {
     return this.served.get(name)?.nbdExport;
+  }
+
+  private clonesOf(name: string): VDiskRecord[] {
+    return [...this.served.values()].map((s) => s.record).filter((record) => record.parent?.name === name);
   }
 
   private get(name: string): Served {

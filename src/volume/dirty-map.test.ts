@@ -28,9 +28,9 @@ describe("DirtyMap", () => {
     map.set(1, at(1, 2, 3), 2, 0);
     const count = map.coveredCount({ seq: 2, entryCount: 0 });
     expect(count).toBe(2);
-    const copied: Array<[number, ClusterLocation]> = [];
-    for (const [address, location] of map.updates(count)) copied.push([address, { ...location }]);
-    expect(copied).toEqual([[1, at(1, 0, 1)], [2, at(1, 1, 2)]]);
+    const copied: Array<[number, ClusterLocation, number]> = [];
+    for (const [address, location, tlogSeq] of map.updates(count)) copied.push([address, { ...location }, tlogSeq]);
+    expect(copied).toEqual([[1, at(1, 0, 1), 1], [2, at(1, 1, 2), 1]]);
     map.drop(count);
     expect(map.get(2)).toBeUndefined(); // committed: the metadata store has it now
     expect(map.get(1)).toEqual(at(1, 2, 3)); // newer than the commit

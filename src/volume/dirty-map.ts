@@ -9,9 +9,11 @@
 // as objects they lived about a second (until their commit), survived young-generation GCs and were
 // promoted, and old-generation GC took 10–15 % of the node's CPU. Here an update is a row in typed arrays
 // and the only per-address heap state is a Map from address to row number (a small integer).
+// A clone's unmapped cluster is an explicit zero (scoNumber 0) that hides its parent: get() returns
+// zeroLocation for it, and undefined only when the address has no uncommitted update at all.
 
 import { assert } from "../base/index.js";
-import { zeroLocation, type ClusterLocation, type Cork } from "./metadata-store.js";
+import { zeroLocation, type ClusterLocation, type Cork, type MapUpdate } from "./metadata-store.js";
 
 const initialCapacity = 4096;
 /** Capacity kept at least (rows of 36 bytes: 2.4 MB), once grown to it. */
@@ -31,7 +33,7 @@ export class DirtyMap {
   private tlogSeq = new Float64Array(initialCapacity);
   private entryIndex = new Uint32Array(initialCapacity);
   /** Reused by the commit iterator: its consumer must not keep it. */
-  private readonly scratch: [number, ClusterLocation] = [0, { cloneId: 0, scoNumber: 0, scoVersion: 0, offsetClusters: 0, dataCrc: 0 }];
+  private readonly scratch: MapUpdate = [0, { cloneId: 0, scoNumber: 0, scoVersion: 0, offsetClusters: 0, dataCrc: 0 }, 0];
 
   /** Addresses with an uncommitted update. */
   get size(): number {
@@ -89,10 +91,12 @@ export class DirtyMap {
   }
 
   /**
-   * The first `count` updates in order, as [address, location] (later ones win). The pair and the
-   * location are reused between steps: copy what must be kept.
+   * The first `count` updates in TLog order, as [address, location, TLog seq]: every replacement of an
+   * address, oldest first (later ones win; the metadata store moves replaced values that a snapshot
+   * still sees to its history). The triple and the location are reused between steps: copy what must
+   * be kept.
    */
-  *updates(count: number): Generator<[number, ClusterLocation]> {
+  *updates(count: number): Generator<MapUpdate> {
     assert(count <= this.length);
     const startBase = this.base;
     const location = this.scratch[1];
@@ -104,6 +108,7 @@ export class DirtyMap {
       location.dataCrc = this.dataCrc[row]!;
       location.cloneId = this.cloneVersion[row]! >> 8;
       location.scoVersion = this.cloneVersion[row]! & 0xff;
+      this.scratch[2] = this.tlogSeq[row]!;
       yield this.scratch;
     }
   }

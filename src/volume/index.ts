@@ -1,5 +1,17 @@
 // Public face of volume/: the volumedriver's volume and its formats.
-export { Volume, defaultVolumeSettings, validateConfig, volumeLimits, type VolumeConfig, type VolumeStats } from "./volume.js";
+export {
+  Volume,
+  defaultVolumeSettings,
+  validateConfig,
+  volumeLimits,
+  type CloneParent,
+  type ParentResolver,
+  type RestoreReport,
+  type SnapshotInfo,
+  type VolumeConfig,
+  type VolumeStats,
+} from "./volume.js";
+export { snapshotLimits, isValidSnapshotName } from "./snapshots-object.js";
 export { scoName, parseScoName, type ScoId } from "./sco-name.js";
 export * as tlogFormat from "./tlog-format.js";
 export { QosLimiter, noQosLimits, qosLimitKeys, validateQosLimits, type QosLimits, type QosKind } from "./qos.js";

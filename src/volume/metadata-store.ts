@@ -12,7 +12,7 @@
 //   interval and the SCO size).
 
 import { open, type Database, type RootDatabase } from "lmdb";
-import { assert, OvsError } from "../base/index.js";
+import { assert } from "../base/index.js";
 
 export interface ClusterLocation {
   cloneId: number;
@@ -32,6 +32,19 @@ export interface TlogRecord {
   stored: boolean; // on the backend
 }
 
+/** A snapshot as recorded in the local metadata (docs/formats/snapshots.md). */
+export interface SnapshotRecord {
+  number: number; // 1, 2, 3 ... in creation order; never reused while the volume lives
+  name: string;
+  createdAt: string;
+  /** Every TLog with seq <= tlogSeq belongs to the snapshot; the TLog after it starts the next one. */
+  tlogSeq: number;
+  sticky: boolean;
+  metadata?: string;
+  /** True once the snapshots object on the backend lists it (usable for rollback and clones). */
+  stored: boolean;
+}
+
 export interface Cork {
   /** Every entry of TLogs before `seq`, and the first `entryCount` entries of TLog `seq`, are in the map. */
   seq: number;
@@ -40,75 +53,82 @@ export interface Cork {
   nextScoNumber?: number;
 }
 
-/**
- * The map is stored in pages of `clustersPerPage` consecutive clusters: one LMDB value per page instead of
- * one per cluster, so that a 1 MiB read costs 4 LMDB lookups instead of 256 and a commit of a 1 MiB write
- * 4 puts instead of 256 (per-cluster lookups were 15 % of the node's CPU on 1 MiB reads). 64 slots of 12
- * bytes keep a page (768 bytes) inline in LMDB's 4 KiB leaf pages (larger values go to overflow pages).
- */
-export const clustersPerPage = 64;
-export const slotSizeBytes = 12;
-export const pageSizeBytes = clustersPerPage * slotSizeBytes;
-/** meta key "mapFormat": the map layout of this file; another value is refused (no silent misreading). */
-export const mapFormat = "pages-64x12";
+/** Map values are 16 bytes; 12-byte values (before snapshots existed) read as TLog seq 0. */
+const mapValueSizeBytes = 16;
+const legacyMapValueSizeBytes = 12;
+
+/** One update of a commit: the location (zeroLocation = reads as zeros) and the TLog seq that wrote it. */
+export type MapUpdate = [clusterAddress: number, location: ClusterLocation, tlogSeq: number];
 
 export class MetadataStore {
   private readonly root: RootDatabase;
-  private readonly pages: Database<Buffer, Buffer>;
+  private readonly map: Database<Buffer, Buffer>;
   private readonly meta: Database<string, string>;
+  /**
+   * Older versions of clusters that snapshots still see: key = address (8 bytes BE) + last TLog seq in
+   * which the value was current (4 bytes BE); value = the map value it had. Written when a commit
+   * replaces a value that some snapshot lies between its writing and its replacement.
+   */
+  private readonly history: Database<Buffer, Buffer>;
   private readonly keyBuffer = Buffer.alloc(8);
-  /** The last page read by lookup(), copied; dropped around every commit. */
-  private cachedPageNumber = -1;
-  private readonly cachedPage = Buffer.alloc(pageSizeBytes);
-  private cachedPagePresent = false;
+  private readonly historyStart = Buffer.alloc(12);
+  private readonly historyEnd = Buffer.alloc(12);
 
   private constructor(root: RootDatabase) {
     this.root = root;
-    this.pages = root.openDB<Buffer, Buffer>({ name: "map-pages", keyEncoding: "binary", encoding: "binary" });
+    this.map = root.openDB<Buffer, Buffer>({ name: "map", keyEncoding: "binary", encoding: "binary" });
     this.meta = root.openDB<string, string>({ name: "meta", encoding: "string" });
+    this.history = root.openDB<Buffer, Buffer>({ name: "history", keyEncoding: "binary", encoding: "binary" });
   }
 
   static open(path: string): MetadataStore {
-    const store = new MetadataStore(open({ path, maxDbs: 4, compression: false }));
-    const format = store.meta.get("mapFormat");
-    if (store.meta.get("config") !== undefined && format !== mapFormat) {
-      void store.close();
-      throw new OvsError("INVALID_ARGUMENT", `the volume metadata in ${path} has map format ${format ?? "(none, an early version)"}, this version reads ${mapFormat}; rebuild it from the TLogs (restart from the backend).`);
-    }
-    return store;
+    return new MetadataStore(open({ path, maxDbs: 4, compression: false }));
   }
 
   /** The committed location of a cluster, or undefined if unwritten. Synchronous (LMDB read). */
   lookup(clusterAddress: number): ClusterLocation | undefined {
-    const pageNumber = Math.floor(clusterAddress / clustersPerPage);
-    if (pageNumber !== this.cachedPageNumber) {
-      writeKey(this.keyBuffer, pageNumber);
-      const value = this.pages.getBinary(this.keyBuffer);
-      this.cachedPageNumber = pageNumber;
-      this.cachedPagePresent = value !== undefined;
-      if (value !== undefined) {
-        assert(value.length === pageSizeBytes, "corrupt map page");
-        this.cachedPage.set(value);
-      }
+    writeKey(this.keyBuffer, clusterAddress);
+    const value = this.map.getBinaryFast(this.keyBuffer);
+    if (value === undefined) return undefined;
+    return decodeLocation(value);
+  }
+
+  /**
+   * The location a cluster had right after TLog `tlogSeq` (a snapshot's last TLog), or undefined if it
+   * was not mapped then. Correct for any seq that was a snapshot when later values were committed.
+   */
+  lookupAsOf(clusterAddress: number, tlogSeq: number): ClusterLocation | undefined {
+    writeKey(this.historyStart, clusterAddress);
+    this.historyStart.writeUInt32BE(tlogSeq, 8);
+    writeKey(this.historyEnd, clusterAddress);
+    this.historyEnd.writeUInt32BE(0xffff_ffff, 8);
+    for (const { value } of this.history.getRange({ start: this.historyStart, end: this.historyEnd, limit: 1 })) {
+      // The first value that stopped being current at or after tlogSeq: current at tlogSeq if written by then.
+      return valueSeq(value) <= tlogSeq ? decodeLocation(value) : undefined;
     }
-    if (!this.cachedPagePresent) return undefined;
-    return readSlot(this.cachedPage, clusterAddress % clustersPerPage);
+    writeKey(this.keyBuffer, clusterAddress);
+    const value = this.map.getBinaryFast(this.keyBuffer);
+    if (value === undefined || valueSeq(value) > tlogSeq) return undefined;
+    return decodeLocation(value);
+  }
+
+  /** Addresses in [first, end) mapped now or in any kept older version (a superset of "ever mapped"). */
+  *everMappedInRange(first: number, end: number): Generator<number> {
+    yield* this.writtenClustersInRange(first, end);
+    const start = Buffer.alloc(12);
+    const stop = Buffer.alloc(12);
+    writeKey(start, first);
+    writeKey(stop, end);
+    for (const key of this.history.getKeys({ start, end: stop })) yield readKey(key);
   }
 
   /** Addresses of committed (written) clusters in [first, end), in order. */
   *writtenClustersInRange(first: number, end: number): Generator<number> {
-    if (end <= first) return;
     const start = Buffer.allocUnsafe(8);
     const stop = Buffer.allocUnsafe(8);
-    writeKey(start, Math.floor(first / clustersPerPage));
-    writeKey(stop, Math.floor((end - 1) / clustersPerPage) + 1);
-    for (const { key, value } of this.pages.getRange({ start, end: stop })) {
-      const base = readKey(key) * clustersPerPage;
-      for (let slot = 0; slot < clustersPerPage; slot++) {
-        const address = base + slot;
-        if (address >= first && address < end && value.readUInt32LE(slot * slotSizeBytes) !== 0) yield address;
-      }
-    }
+    writeKey(start, first);
+    writeKey(stop, end);
+    for (const key of this.map.getKeys({ start, end: stop })) yield readKey(key);
   }
 
   getConfig<T>(): T | undefined {
@@ -135,9 +155,19 @@ export class MetadataStore {
     return records;
   }
 
+  snapshotRecords(): SnapshotRecord[] {
+    const records: SnapshotRecord[] = [];
+    for (const { value } of this.meta.getRange({ start: "snap:", end: "snap;" })) records.push(JSON.parse(value) as SnapshotRecord);
+    return records;
+  }
+
+  getValue(key: string): string | undefined {
+    return this.meta.get(`value:${key}`);
+  }
+
   /** Number of written (non-zero) clusters committed in the map. */
   committedClusterCount(): number {
-    return Number(this.meta.get("mapClusterCount") ?? "0");
+    return this.map.getCount();
   }
 
   /**
@@ -145,54 +175,65 @@ export class MetadataStore {
    * config. Resolves once committed; `flushed()` tells when it is on disk.
    */
   async commit(batch: {
-    updates?: Iterable<[number, ClusterLocation]>;
+    /**
+     * In order; one address may appear several times (oldest first). zeroLocation removes the key, or
+     * with keepZeros (clones: zeros must hide the parent) stores an explicit zero value.
+     */
+    updates?: Iterable<MapUpdate>;
+    keepZeros?: boolean;
+    /** Last TLog seqs of the snapshots, ascending: replaced values they see go to the history. */
+    snapshotSeqs?: readonly number[];
     tlogs?: Iterable<TlogRecord>;
     cork?: Cork;
     config?: unknown;
     scoNumberReservedEnd?: number;
+    snapshots?: Iterable<SnapshotRecord>;
+    deleteSnapshots?: Iterable<number>;
+    /** Small named values (owner tag, rollback intent); undefined removes one. */
+    values?: Record<string, string | undefined>;
   }): Promise<void> {
-    // Each touched page is read once, updated in a copy (the last update per address wins) and put once.
-    // The updates are consumed inside the transaction and not kept: the caller may reuse the pair and
-    // the location between steps (DirtyMap does). lmdb-js copies keys and values when put is called.
+    // lmdb-js copies keys and values into its write buffer when put/remove is called, so one key and
+    // one value buffer serve the whole batch.
     const key = Buffer.allocUnsafe(8);
-    this.cachedPageNumber = -1;
-    try {
-      await this.root.transaction(() => {
-        let countDelta = 0;
-        const touched = new Map<number, Buffer>();
-        for (const [address, location] of batch.updates ?? []) {
-          const pageNumber = Math.floor(address / clustersPerPage);
-          let page = touched.get(pageNumber);
-          if (page === undefined) {
-            writeKey(key, pageNumber);
-            const current = this.pages.getBinary(key);
-            page = Buffer.alloc(pageSizeBytes);
-            if (current !== undefined) page.set(current);
-            touched.set(pageNumber, page);
+    const value = Buffer.allocUnsafe(mapValueSizeBytes);
+    const historyKey = Buffer.allocUnsafe(12);
+    const snapshotSeqs = batch.snapshotSeqs ?? [];
+    await this.root.transaction(() => {
+      if (batch.updates) {
+        for (const [address, location, tlogSeq] of batch.updates) {
+          writeKey(key, address);
+          if (snapshotSeqs.length > 0) {
+            const old = this.map.getBinaryFast(key); // sees this transaction's earlier puts
+            if (old !== undefined && snapshotBetween(snapshotSeqs, valueSeq(old), tlogSeq - 1)) {
+              key.copy(historyKey, 0);
+              historyKey.writeUInt32BE(tlogSeq - 1, 8);
+              this.history.put(historyKey, normalizeValue(old));
+            }
           }
-          const offset = (address % clustersPerPage) * slotSizeBytes;
-          const wasWritten = page.readUInt32LE(offset) !== 0;
-          writeSlot(page, offset, location);
-          countDelta += (location.scoNumber !== 0 ? 1 : 0) - (wasWritten ? 1 : 0);
+          if (location.scoNumber === 0 && !batch.keepZeros) {
+            this.map.remove(key);
+          } else {
+            value.writeUInt32LE(location.scoNumber, 0);
+            value.writeUInt16LE(location.offsetClusters, 4);
+            value.writeUInt8(location.cloneId, 6);
+            value.writeUInt8(location.scoVersion, 7);
+            value.writeUInt32LE(location.dataCrc, 8);
+            value.writeUInt32LE(tlogSeq, 12);
+            this.map.put(key, value);
+          }
         }
-        for (const [pageNumber, page] of touched) {
-          writeKey(key, pageNumber);
-          if (isZero(page)) this.pages.remove(key);
-          else this.pages.put(key, page);
-        }
-        if (countDelta !== 0) this.meta.put("mapClusterCount", String(this.committedClusterCount() + countDelta));
-        for (const record of batch.tlogs ?? []) this.meta.put(tlogKey(record.seq), JSON.stringify(record));
-        if (batch.cork) this.meta.put("cork", JSON.stringify(batch.cork));
-        if (batch.config !== undefined) {
-          this.meta.put("config", JSON.stringify(batch.config));
-          this.meta.put("mapFormat", mapFormat);
-        }
-        if (batch.scoNumberReservedEnd !== undefined) this.meta.put("scoNumberReservedEnd", String(batch.scoNumberReservedEnd));
-      });
-    } finally {
-      // A lookup during the commit may have cached the page as it was before.
-      this.cachedPageNumber = -1;
-    }
+      }
+      for (const record of batch.tlogs ?? []) this.meta.put(tlogKey(record.seq), JSON.stringify(record));
+      if (batch.cork) this.meta.put("cork", JSON.stringify(batch.cork));
+      if (batch.config !== undefined) this.meta.put("config", JSON.stringify(batch.config));
+      if (batch.scoNumberReservedEnd !== undefined) this.meta.put("scoNumberReservedEnd", String(batch.scoNumberReservedEnd));
+      for (const record of batch.snapshots ?? []) this.meta.put(snapshotKey(record.number), JSON.stringify(record));
+      for (const number of batch.deleteSnapshots ?? []) this.meta.remove(snapshotKey(number));
+      for (const [key, value] of Object.entries(batch.values ?? {})) {
+        if (value === undefined) this.meta.remove(`value:${key}`);
+        else this.meta.put(`value:${key}`, value);
+      }
+    });
   }
 
   /** Resolves when every committed transaction is durable on disk. */
@@ -209,44 +250,54 @@ function tlogKey(seq: number): string {
   return `tlog:${seq.toString(16).padStart(12, "0")}`;
 }
 
-/** Decodes map slot `slot` of `page` (docs/formats/volume-metadata.md); undefined when unwritten. */
-export function readSlot(page: Buffer, slot: number): ClusterLocation | undefined {
-  const offset = slot * slotSizeBytes;
-  const scoNumber = page.readUInt32LE(offset);
-  if (scoNumber === 0) return undefined;
+function decodeLocation(value: Buffer): ClusterLocation {
+  assert(value.length === mapValueSizeBytes || value.length === legacyMapValueSizeBytes, "corrupt map value");
   return {
-    scoNumber,
-    offsetClusters: page.readUInt16LE(offset + 4),
-    cloneId: page.readUInt8(offset + 6),
-    scoVersion: page.readUInt8(offset + 7),
-    dataCrc: page.readUInt32LE(offset + 8),
+    scoNumber: value.readUInt32LE(0),
+    offsetClusters: value.readUInt16LE(4),
+    cloneId: value.readUInt8(6),
+    scoVersion: value.readUInt8(7),
+    dataCrc: value.readUInt32LE(8),
   };
 }
 
-/** Encodes `location` at byte `offset` of a page; zeroLocation (SCO number 0) clears the slot. */
-export function writeSlot(page: Buffer, offset: number, location: ClusterLocation): void {
-  if (location.scoNumber === 0) {
-    page.fill(0, offset, offset + slotSizeBytes);
-    return;
-  }
-  page.writeUInt32LE(location.scoNumber, offset);
-  page.writeUInt16LE(location.offsetClusters, offset + 4);
-  page.writeUInt8(location.cloneId, offset + 6);
-  page.writeUInt8(location.scoVersion, offset + 7);
-  page.writeUInt32LE(location.dataCrc, offset + 8);
+function valueSeq(value: Buffer): number {
+  return value.length >= mapValueSizeBytes ? value.readUInt32LE(12) : 0;
 }
 
-function isZero(page: Buffer): boolean {
-  for (let offset = 0; offset < page.length; offset += slotSizeBytes) if (page.readUInt32LE(offset) !== 0) return false;
-  return true;
+/** A copy of a map value in the 16-byte form. */
+function normalizeValue(value: Buffer): Buffer {
+  // Field by field: lmdb's getBinaryFast buffer is shared and refuses Buffer.copy past its value.
+  const copy = Buffer.alloc(mapValueSizeBytes);
+  copy.writeUInt32LE(value.readUInt32LE(0), 0);
+  copy.writeUInt32LE(value.readUInt32LE(4), 4);
+  copy.writeUInt32LE(value.readUInt32LE(8), 8);
+  copy.writeUInt32LE(valueSeq(value), 12);
+  return copy;
+}
+
+/** True if some seq in the ascending `seqs` lies in [low, high]. */
+function snapshotBetween(seqs: readonly number[], low: number, high: number): boolean {
+  let lo = 0;
+  let hi = seqs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (seqs[mid]! < low) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < seqs.length && seqs[lo]! <= high;
+}
+
+function snapshotKey(number: number): string {
+  return `snap:${number.toString(16).padStart(8, "0")}`;
 }
 
 function readKey(source: Buffer): number {
   return source.readUInt32BE(0) * 2 ** 32 + source.readUInt32BE(4);
 }
 
-function writeKey(target: Buffer, pageNumber: number): void {
+function writeKey(target: Buffer, clusterAddress: number): void {
   // Big-endian, so that LMDB's byte order is address order.
-  target.writeUInt32BE(Math.floor(pageNumber / 2 ** 32), 0);
-  target.writeUInt32BE(pageNumber % 2 ** 32, 4);
+  target.writeUInt32BE(Math.floor(clusterAddress / 2 ** 32), 0);
+  target.writeUInt32BE(clusterAddress % 2 ** 32, 4);
 }

@@ -40,6 +40,10 @@ export class Uploader {
       namespace: string;
       log: Logger;
       onTlogStored: (seq: number, scoNumbers: number[]) => Promise<void>;
+      /** Stores an object (the volume's fenced put: it asserts the owner tag); default backend.put. */
+      put?: (name: string, data: Uint8Array) => Promise<void>;
+      /** An error after which retrying is pointless (the volume was fenced): the item is dropped. */
+      isFatal?: (error: unknown) => boolean;
     },
   ) {}
 
@@ -114,6 +118,7 @@ export class Uploader {
 
   private async upload(item: Item): Promise<void> {
     const { backend, namespace, log } = this.options;
+    const put = this.options.put ?? ((name: string, data: Uint8Array) => backend.put(namespace, name, data));
     let delayMs: number = uploaderLimits.retryDelayMsMin;
     while (!this.stopped) {
       try {
@@ -136,16 +141,20 @@ export class Uploader {
           }
           // Never store anything but the SCO's final content (a file still being written reads short).
           if (check && crc32c(data) !== item.expectedCrc) throw new OvsError("CHECKSUM_MISMATCH", `SCO ${name} does not match its CRC yet`);
-          await backend.put(namespace, name, data);
+          await put(name, data);
           this.counters.scoUploads++;
         } else {
-          await backend.put(namespace, item.id, await fsp.readFile(item.file));
+          await put(item.id, await fsp.readFile(item.file));
           this.counters.tlogUploads++;
           await this.options.onTlogStored(item.seq, item.scoNumbers);
         }
         return;
       } catch (error) {
         this.counters.failures++;
+        if (this.options.isFatal?.(error)) {
+          log.error({ err: error, item: item.kind === "sco" ? item.scoNumber : item.id }, "upload refused for good; dropped");
+          return;
+        }
         log.warn({ err: error, item: item.kind === "sco" ? item.scoNumber : item.id, retryInMs: delayMs }, "upload failed; retrying");
         await new Promise((resolve) => setTimeout(resolve, delayMs));
         delayMs = Math.min(delayMs * 2, uploaderLimits.retryDelayMsMax);

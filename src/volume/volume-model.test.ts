@@ -1,15 +1,18 @@
 // Seeded model-based test of the volume engine: random writes (aligned and not), trims, write-zeroes,
-// flushes, clean restarts, crashes (stop without sync, as kill -9) and uploads with eviction, against an
-// in-memory reference disk. After a crash every cluster must hold its last flushed value or a value
-// written after that flush; everything else must match exactly. A failure prints its seed; replay with
-// OVS_MODEL_SEED=<seed>. OVS_MODEL_SEEDS / OVS_MODEL_OPS run more by hand.
+// flushes, clean restarts, crashes (stop without sync, as kill -9), uploads with eviction, snapshots,
+// deletes of snapshots, rollbacks, restarts from the backend on an empty directory and node losses
+// (a crash, then a restart from the backend elsewhere), against an in-memory reference disk. After a
+// crash every sector must hold its last flushed value or a value written after that flush; after a node
+// loss, its value at the last full backend sync or one written since; everything else (every read, every
+// rollback to a snapshot, every restart from the backend after a full sync) must match exactly. A
+// failure prints its seed; replay with OVS_MODEL_SEED=<seed>. OVS_MODEL_SEEDS / OVS_MODEL_OPS run more.
 
 import { afterEach, describe, expect, it } from "vitest";
 import fsp from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { silentLogger } from "../base/index.js";
+import { isOvsError, silentLogger } from "../base/index.js";
 import { Volume, defaultVolumeSettings, type VolumeConfig } from "./volume.js";
 import { MemoryBackend } from "./testing/memory-backend.js";
 
@@ -37,8 +40,12 @@ afterEach(async () => {
 async function runSeed(seed: number, operationCount: number): Promise<void> {
   const random = rng(seed);
   const int = (max: number): number => Math.floor(random() * max);
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "ovs-model-"));
-  dirs.push(dir);
+  const newDir = async (): Promise<string> => {
+    const made = await fsp.mkdtemp(path.join(os.tmpdir(), "ovs-model-"));
+    dirs.push(made);
+    return made;
+  };
+  let dir = await newDir();
   const backend = new MemoryBackend();
   const id = randomUUID();
   const config: VolumeConfig = {
@@ -52,31 +59,155 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
   const reference = Buffer.alloc(sizeBytes);
   let flushed = Buffer.alloc(sizeBytes);
   const pendingSectors = new Map<number, Buffer[]>();
+  // The same since the last full backend sync (for node losses).
+  let backendSynced = Buffer.alloc(sizeBytes);
+  const pendingSinceBackendSync = new Map<number, Buffer[]>();
   const remember = (offset: number, length: number): void => {
     for (let s = offset / sectorBytes; s < (offset + length) / sectorBytes; s++) {
-      const list = pendingSectors.get(s) ?? [];
-      list.push(Buffer.from(reference.subarray(s * sectorBytes, (s + 1) * sectorBytes)));
-      pendingSectors.set(s, list);
+      const value = Buffer.from(reference.subarray(s * sectorBytes, (s + 1) * sectorBytes));
+      for (const pending of [pendingSectors, pendingSinceBackendSync]) {
+        const list = pending.get(s) ?? [];
+        list.push(value);
+        pending.set(s, list);
+      }
     }
   };
+  /** Everything is now both flushed and on the backend, exactly as the reference. */
+  const allSynced = (): void => {
+    flushed = Buffer.from(reference);
+    pendingSectors.clear();
+    backendSynced = Buffer.from(reference);
+    pendingSinceBackendSync.clear();
+  };
+  /** Checks a whole-volume image against "its last durable value or one written since", sector by sector. */
+  const checkAllowed = (op: number, what: string, got: Buffer, durableImage: Buffer, pending: Map<number, Buffer[]>): void => {
+    for (let s = 0; s < sizeBytes / sectorBytes; s++) {
+      const value = got.subarray(s * sectorBytes, (s + 1) * sectorBytes);
+      const durable = durableImage.subarray(s * sectorBytes, (s + 1) * sectorBytes);
+      const allowed = [durable, ...(pending.get(s) ?? [])];
+      if (!allowed.some((candidate) => candidate.equals(value))) {
+        throw new Error(`op ${op}: after ${what} sector ${s} holds a value never written there since: got ${value.readUInt32LE(0)}/${value[4]} durable ${durable.readUInt32LE(0)}/${durable[4]} pending ${(pending.get(s) ?? []).map((v) => v.readUInt32LE(0)).join(",")}`);
+      }
+    }
+  };
+  // Snapshots: name → the image they must read as after a rollback (a snapshot implies a flush).
+  const snapshotImages = new Map<string, Buffer>();
+  let snapshotCounter = 0;
+  const snapshotCountMax = 6;
   let fill = 1;
+  /**
+   * A clone session: a linked clone of a random stored snapshot gets random writes, trims and
+   * write-zeroes interleaved with writes and snapshots on its parent (which must never show through),
+   * local restarts and restarts from the backend, and a clone of itself (half the time after it became
+   * a template); every read is checked against
+   * the clone's own reference (the snapshot's image plus its writes). The clones are deleted after.
+   */
+  const exerciseClone = async (op: number): Promise<void> => {
+    const stored = volume.listSnapshots().filter((snapshot) => snapshot.state === "stored" && snapshotImages.has(snapshot.name));
+    if (stored.length === 0) return;
+    const snapshot = stored[int(stored.length)]!;
+    const open = new Map<string, Volume>([[config.namespace, volume]]);
+    const resolveParent = (namespace: string): Volume | undefined => open.get(namespace);
+    const identity = (name: string): Pick<VolumeConfig, "id" | "name" | "namespace" | "createdAt"> => {
+      const cloneId = randomUUID();
+      return { id: cloneId, name, namespace: `vdisk-${cloneId}`, createdAt: "" };
+    };
+    let cloneDir = await newDir();
+    let clone = await Volume.createClone({ dir: cloneDir, backend, parent: volume, snapshot: snapshot.name, identity: identity("clone"), log, resolveParent });
+    const cloneNamespace = clone.config.namespace;
+    open.set(cloneNamespace, clone);
+    const cloneReference = Buffer.from(snapshotImages.get(snapshot.name)!);
+    const namespaces = [cloneNamespace];
+    try {
+      for (let step = 0; step < 25; step++) {
+        const c = int(100);
+        const at = int(sizeBytes / sectorBytes) * sectorBytes;
+        const length = Math.min(sizeBytes - at, (1 + int(64)) * sectorBytes);
+        if (c < 35) {
+          const data = Buffer.alloc(length, fill++ & 0xff);
+          for (let i = 0; i < length; i += 512) data.writeUInt32LE(op * 100000 + 50000 + step * 100 + i / 512, i);
+          await clone.write(at, data);
+          data.copy(cloneReference, at);
+        } else if (c < 45) {
+          await clone.trim(at, length);
+          const first = Math.ceil(at / 4096) * 4096;
+          const end = Math.floor((at + length) / 4096) * 4096;
+          if (end > first) cloneReference.fill(0, first, end);
+        } else if (c < 50) {
+          await clone.writeZeroes(at, length, int(2) === 0);
+          cloneReference.fill(0, at, at + length);
+        } else if (c < 70) {
+          const data = Buffer.alloc(length, fill++ & 0xff);
+          for (let i = 0; i < length; i += 512) data.writeUInt32LE(op * 100000 + 70000 + step * 100 + i / 512, i);
+          await volume.write(at, data);
+          data.copy(reference, at);
+          remember(at, length);
+        } else if (c < 85) {
+          const got = await clone.read(at, length);
+          if (!got.equals(cloneReference.subarray(at, at + length))) throw new Error(`op ${op} clone step ${step}: read at ${at}+${length} differs from the clone's reference`);
+        } else if (c < 90) {
+          if (snapshotImages.size < snapshotCountMax) {
+            const name = `snap-${++snapshotCounter}`;
+            await volume.createSnapshot(name);
+            snapshotImages.set(name, Buffer.from(reference));
+            flushed = Buffer.from(reference);
+            pendingSectors.clear();
+          }
+        } else if (c < 95) {
+          await clone.close();
+          clone = await Volume.open({ dir: cloneDir, backend, log, resolveParent });
+          open.set(cloneNamespace, clone);
+        } else {
+          await clone.syncToBackend();
+          await clone.close();
+          cloneDir = await newDir();
+          clone = await Volume.openFromBackend({ dir: cloneDir, backend, namespace: cloneNamespace, log, resolveParent });
+          open.set(cloneNamespace, clone);
+        }
+      }
+      if (!(await clone.read(0, sizeBytes)).equals(cloneReference)) throw new Error(`op ${op}: the clone differs from its reference`);
+      // A clone of the clone sees the clone's snapshot, not its later writes; or the clone becomes a
+      // template (read-only, one snapshot) and the grandchild is made from that snapshot.
+      let snapshotName = "c";
+      if (int(2) === 0) {
+        await clone.createSnapshot("c");
+        await clone.syncToBackend();
+        await clone.write(0, Buffer.alloc(4096, 0xee));
+      } else {
+        snapshotName = (await clone.setAsTemplate()).name;
+        const refused = await clone.write(0, Buffer.alloc(4096, 0xee)).catch((e: unknown) => e);
+        if (!isOvsError(refused, "CONFLICT")) throw new Error(`op ${op}: a template accepted a write`);
+        if (clone.listSnapshots().length !== 1) throw new Error(`op ${op}: a template keeps ${clone.listSnapshots().length} snapshots`);
+      }
+      const grandchild = await Volume.createClone({ dir: await newDir(), backend, parent: clone, snapshot: snapshotName, identity: identity("grandchild"), log, resolveParent });
+      namespaces.push(grandchild.config.namespace);
+      const got = await grandchild.read(0, sizeBytes);
+      await grandchild.close();
+      if (!got.equals(cloneReference)) throw new Error(`op ${op}: the clone of the clone differs from the clone's snapshot`);
+    } finally {
+      await clone.close();
+      for (const namespace of namespaces) await backend.deleteNamespace(namespace);
+    }
+  };
+  const profile: Record<string, { count: number; ms: number }> = {};
   try {
     for (let op = 0; op < operationCount; op++) {
-      const choice = int(100);
+      const choice = int(1000) / 10;
       const offset = int(sizeBytes / sectorBytes) * sectorBytes;
       const length = Math.min(sizeBytes - offset, (1 + int(64)) * sectorBytes);
       if (process.env.OVS_MODEL_TRACE) console.log(`op ${op} choice ${choice} offset ${offset} (sector ${offset / 512}) length ${length}`);
-      if (choice < 55) {
+      const opStartedAt = performance.now();
+      if (choice < 51) {
         const data = Buffer.alloc(length, fill++ & 0xff);
         for (let i = 0; i < length; i += 512) data.writeUInt32LE(op * 100000 + i, i);
         await volume.write(offset, data);
         data.copy(reference, offset);
         remember(offset, length);
-      } else if (choice < 62) {
+      } else if (choice < 57) {
         await volume.writeZeroes(offset, length, int(2) === 0);
         reference.fill(0, offset, offset + length);
         remember(offset, length);
-      } else if (choice < 67) {
+      } else if (choice < 62) {
         await volume.trim(offset, length);
         // Only whole clusters are discarded.
         const first = Math.ceil(offset / 4096) * 4096;
@@ -85,35 +216,108 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
           reference.fill(0, first, end);
           remember(first, end - first);
         }
-      } else if (choice < 80) {
+      } else if (choice < 76) {
         const data = await volume.read(offset, length);
         if (!data.equals(reference.subarray(offset, offset + length))) throw new Error(`op ${op}: read at ${offset}+${length} differs from the reference`);
-      } else if (choice < 88) {
+      } else if (choice < 82.5) {
         await volume.flush();
         flushed = Buffer.from(reference);
         pendingSectors.clear();
-      } else if (choice < 92) {
+      } else if (choice < 85.5) {
         await volume.close();
         volume = await Volume.open({ dir, backend, log });
         flushed = Buffer.from(reference); // a clean close syncs
         pendingSectors.clear();
-      } else if (choice < 96) {
+      } else if (choice < 88.5) {
         await volume.crashForTest();
         volume = await Volume.open({ dir, backend, log });
         const after = await volume.read(0, sizeBytes);
+        checkAllowed(op, "a crash", after, flushed, pendingSectors);
         for (let s = 0; s < sizeBytes / sectorBytes; s++) {
-          const got = after.subarray(s * sectorBytes, (s + 1) * sectorBytes);
-          const durable = flushed.subarray(s * sectorBytes, (s + 1) * sectorBytes);
-          const allowed = [durable, ...(pendingSectors.get(s) ?? [])];
-          if (!allowed.some((value) => value.equals(got))) throw new Error(`op ${op}: after a crash sector ${s} holds a value never written there since the last flush: got ${got.readUInt32LE(0)}/${got[4]} durable ${durable.readUInt32LE(0)}/${durable[4]} pending ${(pendingSectors.get(s) ?? []).map((v) => v.readUInt32LE(0)).join(",")}`);
+          // A value lost in the crash never reaches the backend: it is no longer allowed after a node loss.
+          if (!after.subarray(s * sectorBytes, (s + 1) * sectorBytes).equals(reference.subarray(s * sectorBytes, (s + 1) * sectorBytes))) {
+            const list = pendingSinceBackendSync.get(s) ?? [];
+            list.push(Buffer.from(after.subarray(s * sectorBytes, (s + 1) * sectorBytes)));
+            pendingSinceBackendSync.set(s, list);
+          }
         }
         after.copy(reference);
         flushed = Buffer.from(reference); // recovery syncs what it replayed
         pendingSectors.clear();
-      } else {
+      } else if (choice < 92) {
         await volume.syncToBackend();
+        backendSynced = Buffer.from(reference);
+        pendingSinceBackendSync.clear();
+      } else if (choice < 95.5) {
+        if (snapshotImages.size >= snapshotCountMax) {
+          const oldest = [...snapshotImages.keys()][int(snapshotImages.size)]!;
+          await volume.deleteSnapshot(oldest);
+          snapshotImages.delete(oldest);
+        }
+        const name = `snap-${++snapshotCounter}`;
+        await volume.createSnapshot(name, { sticky: int(2) === 0 });
+        snapshotImages.set(name, Buffer.from(reference));
+        flushed = Buffer.from(reference);
+        pendingSectors.clear();
+      } else if (choice < 96.5) {
+        const names = [...snapshotImages.keys()];
+        if (names.length > 0) {
+          const name = names[int(names.length)]!;
+          await volume.deleteSnapshot(name);
+          snapshotImages.delete(name);
+        }
+      } else if (choice < 98) {
+        const names = [...snapshotImages.keys()];
+        if (names.length > 0) {
+          const name = names[int(names.length)]!;
+          const stored = volume.listSnapshots().find((snapshot) => snapshot.name === name)!.state === "stored";
+          if (!stored) {
+            const error = await volume.rollback(name).catch((e: unknown) => e);
+            if (!isOvsError(error, "CONFLICT")) throw new Error(`op ${op}: rollback to pending snapshot ${name} did not fail with CONFLICT`);
+          } else {
+            volume = await volume.rollback(name);
+            snapshotImages.get(name)!.copy(reference);
+            allSynced();
+            const kept = names.slice(0, names.indexOf(name) + 1);
+            for (const dropped of names) if (!kept.includes(dropped)) snapshotImages.delete(dropped);
+            const after = await volume.read(0, sizeBytes);
+            if (!after.equals(reference)) throw new Error(`op ${op}: after a rollback to ${name} the volume differs from the snapshot`);
+          }
+          const listed = volume.listSnapshots().map((snapshot) => snapshot.name);
+          if (listed.join() !== [...snapshotImages.keys()].join()) throw new Error(`op ${op}: snapshots ${listed.join()} instead of ${[...snapshotImages.keys()].join()}`);
+        }
+      } else if (choice < 99) {
+        // Restart from the backend on an empty directory, after a full sync: nothing may be lost.
+        await volume.syncToBackend();
+        await volume.close();
+        dir = await newDir();
+        volume = await Volume.openFromBackend({ dir, backend, namespace: config.namespace, log });
+        allSynced();
+        const after = await volume.read(0, sizeBytes);
+        if (!after.equals(reference)) throw new Error(`op ${op}: after a restart from the backend the volume differs from the reference`);
+        const listed = volume.listSnapshots().map((snapshot) => snapshot.name);
+        if (listed.join() !== [...snapshotImages.keys()].join()) throw new Error(`op ${op}: snapshots ${listed.join()} after a restart from the backend`);
+      } else if (choice < 99.5) {
+        // Node loss: crash, then restart from the backend elsewhere (what was not uploaded is gone).
+        await volume.crashForTest();
+        dir = await newDir();
+        volume = await Volume.openFromBackend({ dir, backend, namespace: config.namespace, log });
+        const after = await volume.read(0, sizeBytes);
+        checkAllowed(op, "a node loss", after, backendSynced, pendingSinceBackendSync);
+        after.copy(reference);
+        allSynced();
+        const listed = new Set(volume.listSnapshots().map((snapshot) => snapshot.name));
+        for (const name of [...snapshotImages.keys()]) if (!listed.has(name)) snapshotImages.delete(name); // pending ones are lost
+        if (listed.size !== snapshotImages.size) throw new Error(`op ${op}: snapshots ${[...listed].join()} after a node loss`);
+      } else {
+        await exerciseClone(op);
       }
+      const kind = ["write", "zeroes", "trim", "read", "flush", "restart", "crash", "backend-sync", "snapshot", "delete-snapshot", "rollback", "restart-from-backend", "node-loss", "clone"][[51, 57, 62, 76, 82.5, 85.5, 88.5, 92, 95.5, 96.5, 98, 99, 99.5, 100].findIndex((bound) => choice < bound)]!;
+      const entry = (profile[kind] ??= { count: 0, ms: 0 });
+      entry.count++;
+      entry.ms += performance.now() - opStartedAt;
     }
+    if (process.env.OVS_MODEL_PROFILE) console.log(JSON.stringify(profile));
     const all = await volume.read(0, sizeBytes);
     if (!all.equals(reference)) throw new Error("final read differs from the reference");
   } catch (error) {
@@ -126,7 +330,7 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
 describe("volume model", () => {
   const fixed = process.env.OVS_MODEL_SEED;
   const seedCount = Number(process.env.OVS_MODEL_SEEDS ?? 12);
-  const operationCount = Number(process.env.OVS_MODEL_OPS ?? 2000);
+  const operationCount = Number(process.env.OVS_MODEL_OPS ?? 1500);
   const seeds = fixed ? [Number(fixed)] : Array.from({ length: seedCount }, (_, i) => 1000 + i * 7919);
   for (const seed of seeds) {
     it(`matches the reference disk (seed ${seed})`, async () => {

@@ -24,9 +24,20 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { assert, Crc32cCombiner, crc32c, crc32cBlocks, OvsError, type Logger } from "../base/index.js";
-import type { ObjectBackend } from "../backend/index.js";
-import { MetadataStore, zeroLocation, type ClusterLocation, type Cork, type TlogRecord } from "./metadata-store.js";
+import { assert, Crc32cCombiner, crc32c, crc32cBlocks, OvsError, systemErrorCode, type Logger } from "../base/index.js";
+import type { ObjectBackend, ObjectUpdate } from "../backend/index.js";
+import { MetadataStore, zeroLocation, type ClusterLocation, type Cork, type SnapshotRecord, type TlogRecord } from "./metadata-store.js";
+import {
+  decodeSnapshotsObject,
+  encodeOwnerTag,
+  encodeSnapshotsObject,
+  isValidSnapshotName,
+  ownerTagObjectName,
+  snapshotLimits,
+  snapshotsObjectName,
+  type SnapshotsObject,
+  type SnapshotsObjectTlog,
+} from "./snapshots-object.js";
 import { TlogWriter } from "./tlog-writer.js";
 import { EntryKind, parseTlog, clusterAddressMax, entriesCrcOf, tlogHeaderSizeBytes } from "./tlog-format.js";
 import { parseScoName, scoName } from "./sco-name.js";
@@ -48,7 +59,25 @@ export interface VolumeConfig {
    */
   scoCacheMaxBytes: number;
   createdAt: string;
+  /** Clones only: the parent's snapshot this volume was cloned from; reads of unwritten clusters go there. */
+  parent?: CloneParent;
+  /** A template is read-only and keeps exactly one snapshot, from which clones are made. */
+  template?: boolean;
 }
+
+export interface CloneParent {
+  namespace: string;
+  volumeId: string;
+  name: string;
+  /** The parent's snapshot: its name and its last TLog's seq (the clone sees the parent as of then). */
+  snapshot: string;
+  tlogSeq: number;
+  /** 1 for a clone of a volume that is no clone, 2 for a clone of such a clone, ... */
+  depth: number;
+}
+
+/** Finds the open volume of a namespace (a clone's parent); the caller (VDiskService) keeps them open. */
+export type ParentResolver = (namespace: string) => Volume | undefined;
 
 export const volumeLimits = {
   clusterSizeBytes: 4096,
@@ -70,6 +99,10 @@ export const volumeLimits = {
   /** SCO numbers reserved per durable metadata commit (one commit per this many SCOs). */
   scoNumberReservationCount: 256,
   ioLengthBytesMax: 32 * 1024 * 1024,
+  /** Clone chain length: every read of an unwritten cluster may walk it. */
+  cloneDepthMax: 32,
+  /** Map updates held in memory while a restart from the backend replays TLogs (then committed). */
+  replayUncommittedClusterCountMax: 256 * 1024,
   zeroChunkBytes: 1024 * 1024,
 } as const;
 
@@ -77,6 +110,7 @@ export const volumeLimits = {
 export function defaultVolumeSettings(): Pick<VolumeConfig, "clusterSizeBytes" | "scoSizeBytes" | "tlogMultiplier" | "scoCacheMaxBytes"> {
   return { clusterSizeBytes: 4096, scoSizeBytes: 4 * 1024 * 1024, tlogMultiplier: 16, scoCacheMaxBytes: 0 };
 }
+
 
 /** A SCO with a memory copy: the open one, and closed ones until they are synced. */
 class MemorySco {
@@ -122,6 +156,30 @@ export interface VolumeStats {
   /** Map updates held in memory, not yet committed to LMDB (bounded by the sync interval). */
   uncommittedClusterCount: number;
   halted: string | undefined;
+  /** True when another start of this vDisk took its owner tag: this instance refuses all I/O. */
+  fenced: boolean;
+  snapshotCount: number;
+}
+
+export interface SnapshotInfo {
+  number: number;
+  name: string;
+  createdAt: string;
+  sticky: boolean;
+  metadata?: string;
+  /** Last TLog of the snapshot (its cut in the TLog list). */
+  tlogSeq: number;
+  /** "stored": listed by the snapshots object on the backend (usable for rollback and clones). */
+  state: "stored" | "pending";
+}
+
+/** What a restart from the backend did (rebuilt the metadata by replaying the listed TLogs). */
+export interface RestoreReport {
+  tlogCount: number;
+  entryCount: number;
+  scoCount: number;
+  garbageObjectCount: number;
+  durationMs: number;
 }
 
 export class Volume {
@@ -131,6 +189,7 @@ export class Volume {
   private readonly tlogDir: string;
   private readonly backend: ObjectBackend;
   private readonly log: Logger;
+  private readonly baseLog: Logger;
   private readonly metadata: MetadataStore;
   private readonly clustersPerSco: number;
   private readonly dirty = new DirtyMap();
@@ -158,7 +217,23 @@ export class Volume {
   private housekeeping: Promise<void> = Promise.resolve();
   private throttleWaiters: Array<() => void> = [];
   private halted: OvsError | undefined;
+  private fenced = false;
   private closing = false;
+  /** The owner tag this instance took at its start; every backend write asserts it (fencing). */
+  private ownerTag: Buffer = Buffer.alloc(0);
+  /** Snapshots, in creation (= TLog) order. */
+  private snapshots: SnapshotRecord[] = [];
+  /** TLogs listed by the snapshots object on the backend, in order. */
+  private backendTlogs: SnapshotsObjectTlog[] = [];
+  private snapshotsGeneration = 0;
+  /** Never reused while the volume is open (a delete's commit may still be queued behind a create). */
+  private snapshotNumberNext = 1;
+  private snapshotsObjectWrites: Promise<void> = Promise.resolve();
+  private garbageCollection: Promise<void> = Promise.resolve();
+  /** Finds a clone's parent volume (clones only). */
+  private resolveParent: ParentResolver | undefined;
+  /** Set when the volume was opened by a restart from the backend. */
+  restoreReport: RestoreReport | undefined;
   private readonly counters = { reads: 0, writes: 0, readBytes: 0, writeBytes: 0, flushes: 0, syncs: 0, backendReads: 0, checksumErrors: 0 };
 
   private constructor(dir: string, backend: ObjectBackend, metadata: MetadataStore, config: VolumeConfig, log: Logger) {
@@ -168,6 +243,7 @@ export class Volume {
     this.backend = backend;
     this.metadata = metadata;
     this.config = config;
+    this.baseLog = log;
     this.log = log.child({ volume: config.name, namespace: config.namespace });
     this.clustersPerSco = config.scoSizeBytes / config.clusterSizeBytes;
     this.crcCombiner = Crc32cCombiner.forLength(config.clusterSizeBytes);
@@ -177,11 +253,13 @@ export class Volume {
       namespace: config.namespace,
       log: this.log,
       onTlogStored: (seq, scoNumbers) => this.tlogStored(seq, scoNumbers),
+      put: (name, data) => this.fencedApply([{ kind: "put", name, data }]),
+      isFatal: () => this.fenced,
     });
   }
 
   /** Creates a new volume in an empty `dir`, with its namespace on the backend. */
-  static async create(options: { dir: string; backend: ObjectBackend; config: VolumeConfig; log: Logger }): Promise<Volume> {
+  static async create(options: { dir: string; backend: ObjectBackend; config: VolumeConfig; log: Logger; resolveParent?: ParentResolver }): Promise<Volume> {
     const { dir, backend, config, log } = options;
     validateConfig(config);
     await fsp.mkdir(path.join(dir, "sco"), { recursive: true });
@@ -192,11 +270,14 @@ export class Volume {
       throw new OvsError("ALREADY_EXISTS", `a volume already exists in ${dir}`);
     }
     await backend.createNamespace(config.namespace);
-    await backend.put(config.namespace, "volume_configuration", Buffer.from(JSON.stringify(config, null, 2)));
     const firstTlog: TlogRecord = { seq: 1, id: `tlog_${randomUUID()}`, closed: false, stored: false };
     await metadata.commit({ config, tlogs: [firstTlog], cork: { seq: 1, entryCount: 0 } });
     await metadata.flushed();
     const volume = new Volume(dir, backend, metadata, config, log);
+    volume.resolveParent = options.resolveParent;
+    volume.ownerTag = await takeOwnerTag(backend, config);
+    await volume.fencedApply([{ kind: "put", name: "volume_configuration", data: encodeConfig(config) }]);
+    await volume.writeSnapshotsObject();
     volume.currentTlog = new TlogWriter({ seq: 1, id: firstTlog.id, clusterSizeBytes: config.clusterSizeBytes });
     volume.unsyncedTlogs.push(volume.currentTlog);
     volume.openSco = volume.newMemorySco();
@@ -204,8 +285,22 @@ export class Volume {
     return volume;
   }
 
+  /**
+   * True if `dir` holds a volume's local metadata (else only a restart from the backend can open it).
+   * Not while that volume is open in this process (LMDB environments are opened once per process).
+   */
+  static async hasLocalVolume(dir: string): Promise<boolean> {
+    if (!fs.existsSync(path.join(dir, "metadata"))) return false;
+    const metadata = MetadataStore.open(path.join(dir, "metadata"));
+    try {
+      return metadata.getConfig() !== undefined;
+    } finally {
+      await metadata.close();
+    }
+  }
+
   /** Opens an existing volume from its local directory (local restart), replaying TLogs after the cork. */
-  static async open(options: { dir: string; backend: ObjectBackend; log: Logger }): Promise<Volume> {
+  static async open(options: { dir: string; backend: ObjectBackend; log: Logger; resolveParent?: ParentResolver }): Promise<Volume> {
     const { dir, backend, log } = options;
     const metadata = MetadataStore.open(path.join(dir, "metadata"));
     const config = metadata.getConfig<VolumeConfig>();
@@ -213,8 +308,17 @@ export class Volume {
       await metadata.close();
       throw new OvsError("NOT_FOUND", `no volume in ${dir}`);
     }
+    const rollback = metadata.getValue("rollback");
+    if (rollback !== undefined) {
+      // A rollback was decided but may not have finished: finish it (it is idempotent).
+      await metadata.close();
+      return Volume.finishRollback({ dir, backend, log, config, tlogSeq: (JSON.parse(rollback) as { tlogSeq: number }).tlogSeq, resolveParent: options.resolveParent });
+    }
     const volume = new Volume(dir, backend, metadata, config, log);
+    volume.resolveParent = options.resolveParent;
     try {
+      volume.ownerTag = await takeOwnerTag(backend, config);
+      volume.loadBookkeeping();
       await volume.recover();
     } catch (error) {
       await volume.uploader.stop();
@@ -222,6 +326,115 @@ export class Volume {
       throw error;
     }
     volume.start();
+    return volume;
+  }
+
+  /**
+   * Restart from the backend: opens the volume of `namespace` in an empty `dir` from its namespace
+   * alone (configuration, snapshots object, TLogs, SCOs). Takes a new owner tag first (the previous
+   * owner is fenced), then rebuilds the metadata by replaying every listed TLog in order, committing
+   * every replayUncommittedClusterCountMax updates (memory bounded by that, not by the volume). SCOs and TLogs the snapshots object does not reach
+   * (left by a crash or a rollback) are deleted in the background.
+   */
+  static async openFromBackend(options: { dir: string; backend: ObjectBackend; namespace: string; log: Logger; resolveParent?: ParentResolver }): Promise<Volume> {
+    const { dir, backend, namespace, log } = options;
+    const startedAt = performance.now();
+    const config = JSON.parse((await backend.get(namespace, "volume_configuration")).toString("utf8")) as VolumeConfig;
+    validateConfig(config);
+    if (config.namespace !== namespace) throw new OvsError("CORRUPT", `the configuration in namespace ${namespace} names namespace ${config.namespace}`);
+    const ownerTag = await takeOwnerTag(backend, config);
+    // Read after taking the tag: the previous owner can change nothing any more.
+    const decoded = decodeSnapshotsObject(await backend.get(namespace, snapshotsObjectName));
+    if (!decoded.ok) throw new OvsError("CORRUPT", `the snapshots object of ${namespace} is unreadable: ${decoded.reason}`);
+    const listed = decoded.value;
+    const objects = await listAll(backend, namespace);
+    let scoNumberMax = 0;
+    const scoObjects = new Map<number, string>();
+    const tlogObjects = new Set<string>();
+    for (const name of objects) {
+      const id = parseScoName(name);
+      if (id && id.cloneId === 0) {
+        scoNumberMax = Math.max(scoNumberMax, id.scoNumber);
+        scoObjects.set(id.scoNumber, name);
+      } else if (name.startsWith("tlog_")) {
+        tlogObjects.add(name);
+      }
+    }
+    await fsp.mkdir(path.join(dir, "sco"), { recursive: true });
+    await fsp.mkdir(path.join(dir, "tlog"), { recursive: true });
+    const metadata = MetadataStore.open(path.join(dir, "metadata"));
+    if (metadata.getConfig() !== undefined) {
+      await metadata.close();
+      throw new OvsError("ALREADY_EXISTS", `a volume already exists in ${dir}; a restart from the backend needs an empty directory`);
+    }
+    const lastSeq = listed.tlogs.at(-1)?.seq ?? 0;
+    const firstSeq = listed.tlogs[0]?.seq ?? lastSeq + 1;
+    await metadata.commit({
+      config,
+      tlogs: listed.tlogs.map((t) => ({ seq: t.seq, id: t.id, closed: true, stored: true })),
+      snapshots: listed.snapshots.map((snap) => ({ ...snap, stored: true })),
+      cork: { seq: firstSeq, entryCount: 0 },
+    });
+    const volume = new Volume(dir, backend, metadata, config, log);
+    volume.resolveParent = options.resolveParent;
+    volume.ownerTag = ownerTag;
+    volume.snapshotsGeneration = listed.generation;
+    volume.snapshots = metadata.snapshotRecords(); // replay keeps the versions these snapshots see
+    const referenced = new Set<number>();
+    let entryCount = 0;
+    try {
+      for (const tlog of listed.tlogs) {
+        const parsed = parseTlog(await backend.get(namespace, tlog.id));
+        if (parsed.tailReason !== undefined || !parsed.closed) {
+          throw new OvsError("CORRUPT", `TLog ${tlog.id} on the backend is damaged: ${parsed.tailReason ?? "not closed"}`);
+        }
+        for (const [entryIndex, entry] of parsed.entries.entries()) {
+          if (entry.kind === EntryKind.Location) {
+            const { kind: _kind, clusterAddress, ...location } = entry;
+            volume.setDirty(clusterAddress, location, tlog.seq, entryIndex);
+            referenced.add(entry.scoNumber);
+          } else if (entry.kind === EntryKind.Trim) {
+            volume.replayTrim(entry.clusterAddress, entry.clusterCount, tlog.seq, entryIndex);
+          } else if (entry.kind === EntryKind.ScoCrc) {
+            referenced.add(entry.scoNumber);
+            scoNumberMax = Math.max(scoNumberMax, entry.scoNumber);
+          }
+        }
+        entryCount += parsed.entries.length;
+        // Commit in batches: memory stays bounded by replayUncommittedClusterCountMax, not volume size.
+        if (volume.dirty.size >= volumeLimits.replayUncommittedClusterCountMax || tlog === listed.tlogs.at(-1)) {
+          await volume.commitMetadata({ seq: tlog.seq + 1, entryCount: 0 });
+        }
+      }
+      for (const scoNumber of referenced) {
+        if (!scoObjects.has(scoNumber)) throw new OvsError("CORRUPT", `SCO ${scoName({ cloneId: 0, scoNumber, version: 0 })} named by a stored TLog is missing from the backend`);
+      }
+      const nextScoNumber = scoNumberMax + 1;
+      const open: TlogRecord = { seq: lastSeq + 1, id: `tlog_${randomUUID()}`, closed: false, stored: false };
+      await metadata.commit({ tlogs: [open], cork: { seq: lastSeq + 1, entryCount: 0, nextScoNumber }, scoNumberReservedEnd: nextScoNumber });
+      await metadata.flushed();
+      volume.loadBookkeeping();
+      await volume.recover();
+    } catch (error) {
+      await volume.uploader.stop();
+      await metadata.close();
+      throw error;
+    }
+    const listedIds = new Set(listed.tlogs.map((t) => t.id));
+    const garbage = [
+      ...[...tlogObjects].filter((name) => !listedIds.has(name)),
+      ...[...scoObjects].filter(([number]) => !referenced.has(number)).map(([, name]) => name),
+    ];
+    volume.restoreReport = {
+      tlogCount: listed.tlogs.length,
+      entryCount,
+      scoCount: referenced.size,
+      garbageObjectCount: garbage.length,
+      durationMs: Math.round((performance.now() - startedAt) * 1000) / 1000,
+    };
+    volume.log.info(volume.restoreReport, "volume restarted from the backend");
+    volume.start();
+    if (garbage.length > 0) volume.garbageCollection = volume.collectGarbage(garbage);
     return volume;
   }
 
@@ -326,7 +539,7 @@ export class Volume {
     const config = { ...this.config, sizeBytes };
     await this.metadata.commit({ config });
     await this.metadata.flushed();
-    await this.backend.put(config.namespace, "volume_configuration", Buffer.from(JSON.stringify(config, null, 2)));
+    await this.fencedApply([{ kind: "put", name: "volume_configuration", data: encodeConfig(config) }]);
     this.config = config;
   }
 
@@ -347,7 +560,207 @@ export class Volume {
       nonDisposableBytes,
       uncommittedClusterCount: this.dirty.size,
       halted: this.halted?.message,
+      fenced: this.fenced,
+      snapshotCount: this.snapshots.length,
     };
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Snapshots (docs/formats/snapshots.md)
+
+  /**
+   * Takes a snapshot: a cut in the TLog list. The open SCO and the current TLog are closed (the TLog
+   * after the cut starts empty), the snapshot is recorded durably in the metadata, and the call returns
+   * once every write acknowledged before it is durable (a snapshot implies a flush). No data is copied:
+   * the cost is one SCO close, one sync and one metadata commit, whatever the volume's size. The
+   * snapshot is "pending" until its TLogs and then the snapshots object naming it are on the backend.
+   */
+  async createSnapshot(name: string, options: { metadata?: string; sticky?: boolean } = {}): Promise<SnapshotInfo> {
+    this.checkWritable();
+    if (!isValidSnapshotName(name)) {
+      throw new OvsError("INVALID_ARGUMENT", `"${String(name)}" is not a valid snapshot name: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit.`);
+    }
+    if (options.metadata !== undefined && (typeof options.metadata !== "string" || Buffer.byteLength(options.metadata) > snapshotLimits.metadataBytesMax)) {
+      throw new OvsError("INVALID_ARGUMENT", `snapshot metadata must be a string of at most ${snapshotLimits.metadataBytesMax} bytes`);
+    }
+    if (this.snapshots.some((snapshot) => snapshot.name === name)) throw new OvsError("ALREADY_EXISTS", `volume ${this.name} already has a snapshot named ${name}`);
+    if (this.snapshots.length >= snapshotLimits.snapshotCountMax) {
+      throw new OvsError("CONFLICT", `volume ${this.name} has ${this.snapshots.length} snapshots, the maximum; delete some first`);
+    }
+    return this.takeSnapshot(name, options);
+  }
+
+  private async takeSnapshot(name: string, options: { metadata?: string; sticky?: boolean }): Promise<SnapshotInfo> {
+    // Synchronous up to the push: concurrent creates see each other's names, and the TLog cannot be
+    // stored (which marks snapshots stored) before the record is in the list.
+    if (this.openSco.clusterCount > 0) this.rollSco(true);
+    else this.rollTlog();
+    const record: SnapshotRecord = {
+      number: this.snapshotNumberNext++,
+      name,
+      createdAt: new Date().toISOString(),
+      tlogSeq: this.currentTlog.seq - 1,
+      sticky: options.sticky === true,
+      ...(options.metadata !== undefined ? { metadata: options.metadata } : {}),
+      stored: false,
+    };
+    this.snapshots.push(record);
+    const committed = this.enqueueCommit(async () => {
+      await this.metadata.commit({ snapshots: [record] });
+      await this.metadata.flushed();
+    });
+    await Promise.all([this.sync(), committed]);
+    return snapshotInfo(record);
+  }
+
+  listSnapshots(): SnapshotInfo[] {
+    return this.snapshots.map(snapshotInfo);
+  }
+
+  /** 0 for a volume that is no clone, else the length of its parent chain. */
+  get cloneDepth(): number {
+    return this.config.parent?.depth ?? 0;
+  }
+
+  get isTemplate(): boolean {
+    return this.config.template === true;
+  }
+
+  /**
+   * Creates a linked clone of a stored snapshot of `parent` in an empty `dir`, in its own namespace.
+   * Nothing of the parent is copied or replayed: the clone's reads of clusters it never wrote look
+   * through the parent's metadata as of the snapshot (and its parent's, and so on), so creation costs
+   * the same at any parent size. The parent must stay open on this node while the clone is.
+   */
+  static async createClone(options: {
+    dir: string;
+    backend: ObjectBackend;
+    parent: Volume;
+    snapshot: string;
+    identity: Pick<VolumeConfig, "id" | "name" | "namespace" | "createdAt">;
+    log: Logger;
+    resolveParent: ParentResolver;
+  }): Promise<Volume> {
+    const { parent } = options;
+    parent.checkNotHalted();
+    const snapshot = parent.snapshots.find((s) => s.name === options.snapshot);
+    if (!snapshot) throw new OvsError("NOT_FOUND", `volume ${parent.name} has no snapshot named ${options.snapshot}`);
+    if (!snapshot.stored) throw new OvsError("CONFLICT", `snapshot ${options.snapshot} of volume ${parent.name} is not on the backend yet; retry once its state is "stored"`);
+    const depth = parent.cloneDepth + 1;
+    if (depth > volumeLimits.cloneDepthMax) throw new OvsError("CONFLICT", `a clone of ${parent.name} would be ${depth} clones deep; the maximum is ${volumeLimits.cloneDepthMax}`);
+    const p = parent.config;
+    const config: VolumeConfig = {
+      ...options.identity,
+      sizeBytes: p.sizeBytes,
+      clusterSizeBytes: p.clusterSizeBytes,
+      scoSizeBytes: p.scoSizeBytes,
+      tlogMultiplier: p.tlogMultiplier,
+      scoCacheMaxBytes: p.scoCacheMaxBytes,
+      parent: { namespace: p.namespace, volumeId: p.id, name: p.name, snapshot: snapshot.name, tlogSeq: snapshot.tlogSeq, depth },
+    };
+    return Volume.create({ dir: options.dir, backend: options.backend, config, log: options.log, resolveParent: options.resolveParent });
+  }
+
+  /**
+   * Makes the volume a template: writes stop, one snapshot of the current state is taken and stored,
+   * every other snapshot is deleted, and the template flag is persisted (locally and in
+   * volume_configuration). The caller makes sure no clone depends on the snapshots deleted.
+   */
+  async setAsTemplate(): Promise<SnapshotInfo> {
+    this.checkWritable();
+    const before = this.config;
+    this.config = { ...before, template: true }; // writes are refused from here on
+    try {
+      let name = "template";
+      for (let n = 2; this.snapshots.some((s) => s.name === name); n++) name = `template-${n}`;
+      const info = await this.takeSnapshot(name, { sticky: true });
+      await this.syncToBackend();
+      for (const other of this.snapshots.filter((s) => s.name !== name)) await this.deleteSnapshot(other.name);
+      await this.enqueueCommit(async () => {
+        await this.metadata.commit({ config: this.config });
+        await this.metadata.flushed();
+      });
+      await this.fencedApply([{ kind: "put", name: "volume_configuration", data: encodeConfig(this.config) }]);
+      return { ...info, state: "stored" };
+    } catch (error) {
+      this.config = before;
+      throw error;
+    }
+  }
+
+  /**
+   * Deletes a snapshot: only its cut goes; its TLogs now belong to the next snapshot (or to the
+   * current state). No data is freed here (scrubbing does that).
+   */
+  async deleteSnapshot(name: string): Promise<void> {
+    this.checkNotHalted();
+    if (this.config.template && this.snapshots.length === 1) throw new OvsError("CONFLICT", `volume ${this.config.name} is a template: its one snapshot is kept`);
+    const index = this.snapshots.findIndex((snapshot) => snapshot.name === name);
+    if (index === -1) throw new OvsError("NOT_FOUND", `volume ${this.name} has no snapshot named ${name}`);
+    const [record] = this.snapshots.splice(index, 1);
+    // Listed (or being listed) once its last TLog is: its "stored" flag may lag the object write.
+    if (record!.tlogSeq <= (this.backendTlogs.at(-1)?.seq ?? 0)) {
+      try {
+        await this.writeSnapshotsObject();
+      } catch (error) {
+        this.snapshots.splice(index, 0, record!);
+        throw error;
+      }
+    }
+    await this.enqueueCommit(async () => {
+      await this.metadata.commit({ deleteSnapshots: [record!.number] });
+      await this.metadata.flushed();
+    });
+  }
+
+  /**
+   * Rolls the volume back to a snapshot that is on the backend: later snapshots and TLogs are dropped,
+   * the metadata is rebuilt from the TLogs up to the snapshot (a restart from the backend), and the
+   * objects nothing names any more are deleted in the background. Writes not in the snapshot are lost,
+   * by request. This instance is closed; the returned one serves the volume. The caller makes sure no
+   * client is using the volume. A crash in the middle is finished at the next open (the intent is
+   * recorded durably first).
+   */
+  async rollback(name: string): Promise<Volume> {
+    this.checkWritable();
+    const record = this.snapshots.find((snapshot) => snapshot.name === name);
+    if (!record) throw new OvsError("NOT_FOUND", `volume ${this.name} has no snapshot named ${name}`);
+    if (!record.stored) throw new OvsError("CONFLICT", `snapshot ${name} of volume ${this.name} is not on the backend yet; retry once its state is "stored"`);
+    await this.enqueueCommit(async () => {
+      await this.metadata.commit({ values: { rollback: JSON.stringify({ snapshot: name, tlogSeq: record.tlogSeq }) } });
+      await this.metadata.flushed();
+    });
+    await this.close();
+    return Volume.finishRollback({ dir: this.dir, backend: this.backend, log: this.baseLog, config: this.config, tlogSeq: record.tlogSeq, resolveParent: this.resolveParent });
+  }
+
+  private static async finishRollback(options: { dir: string; backend: ObjectBackend; log: Logger; config: VolumeConfig; tlogSeq: number; resolveParent: ParentResolver | undefined }): Promise<Volume> {
+    const { dir, backend, log, config, tlogSeq } = options;
+    const ownerTag = await takeOwnerTag(backend, config);
+    const decoded = decodeSnapshotsObject(await backend.get(config.namespace, snapshotsObjectName));
+    if (!decoded.ok) throw new OvsError("CORRUPT", `the snapshots object of ${config.namespace} is unreadable: ${decoded.reason}`);
+    const listed = decoded.value;
+    if (!listed.tlogs.some((t) => t.seq === tlogSeq)) throw new OvsError("CORRUPT", `the snapshots object of ${config.namespace} lacks TLog ${tlogSeq}, the rollback target's last`);
+    const truncated: SnapshotsObject = {
+      ...listed,
+      generation: listed.generation + 1,
+      tlogs: listed.tlogs.filter((t) => t.seq <= tlogSeq),
+      snapshots: listed.snapshots.filter((snapshot) => snapshot.tlogSeq <= tlogSeq),
+    };
+    // The commit point of the rollback: from here on the backend says the volume is the snapshot.
+    await backend.apply(
+      config.namespace,
+      [{ kind: "equals", name: ownerTagObjectName, value: ownerTag }],
+      [{ kind: "put", name: snapshotsObjectName, data: encodeSnapshotsObject(truncated) }],
+    );
+    // Out of the way in one step (a crash during a recursive rm must not leave half a volume at `dir`).
+    const old = `${dir}.rolled-back`;
+    await fsp.rm(old, { recursive: true, force: true });
+    await fsp.rename(dir, old).catch((error: unknown) => {
+      if (systemErrorCode(error) !== "ENOENT") throw error;
+    });
+    await fsp.rm(old, { recursive: true, force: true });
+    return Volume.openFromBackend({ dir, backend, namespace: config.namespace, log, resolveParent: options.resolveParent });
   }
 
   /** Waits until everything closed so far is on the backend (tests, migration, clean shutdown). */
@@ -364,6 +777,7 @@ export class Volume {
     await this.sync();
     await this.uploader.idle();
     await this.housekeeping;
+    this.checkNotHalted(); // e.g. fenced while uploading
   }
 
   async close(): Promise<void> {
@@ -378,6 +792,8 @@ export class Volume {
     await this.committing;
     await this.uploader.stop();
     await this.housekeeping;
+    await this.snapshotsObjectWrites;
+    await this.garbageCollection;
     for (const waiter of this.throttleWaiters.splice(0)) waiter();
     for (const sco of this.memoryScos.values()) if (sco.fd !== undefined) await closeFile(sco.fd);
     for (const fd of this.tlogFds.values()) await closeFile(fd);
@@ -398,6 +814,8 @@ export class Volume {
     await this.committing;
     await this.uploader.stop();
     await this.housekeeping;
+    await this.snapshotsObjectWrites;
+    await this.garbageCollection;
     for (const sco of this.memoryScos.values()) if (sco.fd !== undefined) await closeFile(sco.fd);
     for (const fd of this.tlogFds.values()) await closeFile(fd);
     for (const file of await fsp.readdir(this.scoDir).catch(() => [])) scoReadFds.forget(path.join(this.scoDir, file));
@@ -499,10 +917,11 @@ export class Volume {
    */
   private mappedClustersInRange(first: number, end: number): Set<number> {
     const addresses = new Set<number>(this.metadata.writtenClustersInRange(first, end));
+    // A clone must hide its parent's clusters too: zero every address the parent chain may map.
+    if (this.config.parent) for (const address of this.parentVolume().everMappedInRange(first, end)) addresses.add(address);
     for (const address of this.dirty.mappedAddressesInRange(first, end)) addresses.add(address);
     return addresses;
   }
-
 
   private scheduleScoWrite(sco: MemorySco): Promise<void> {
     sco.dirtySinceSync = true;
@@ -709,6 +1128,7 @@ export class Volume {
         if (sco.fd !== undefined) await closeFile(sco.fd);
       }
     }
+    const closedTlogs: TlogWriter[] = [];
     while (this.unsyncedTlogs.length > 0) {
       const tlog = this.unsyncedTlogs[0]!;
       if (!tlog.closed || tlog.hasPending) break;
@@ -718,13 +1138,16 @@ export class Volume {
         this.tlogFds.delete(tlog.seq);
         await closeFile(fd);
       }
-      this.uploader.enqueueTlog(tlog.seq, tlog.id, path.join(this.tlogDir, tlog.id), tlog.scoNumbers);
+      closedTlogs.push(tlog);
     }
     const last = tlogSlices.filter((s) => s.bytes.length > 0).at(-1);
     if (last) {
       const cork: Cork = { seq: last.tlog.seq, entryCount: last.entryCountAfter, nextScoNumber: this.nextScoNumber };
       void this.enqueueCommit(() => this.commitMetadata(cork)).catch((error: unknown) => this.log.error({ err: error }, "metadata commit failed"));
     }
+    // Queued after the map commit of their entries: a TLog's "stored" commit (which makes its snapshot
+    // usable by clones, who read the committed map as of it) always lands after that map commit.
+    for (const tlog of closedTlogs) this.uploader.enqueueTlog(tlog.seq, tlog.id, path.join(this.tlogDir, tlog.id), tlog.scoNumbers);
   }
 
   private async tlogFd(tlog: TlogWriter): Promise<number> {
@@ -750,7 +1173,8 @@ export class Volume {
   /** Commits the map entries covered by `cork` (durable TLog entries) and moves the cork. */
   private async commitMetadata(cork: Cork): Promise<void> {
     const count = this.dirty.coveredCount(cork);
-    await this.metadata.commit({ updates: this.dirty.updates(count), cork });
+    const snapshotSeqs = this.snapshots.map((snapshot) => snapshot.tlogSeq);
+    await this.metadata.commit({ updates: this.dirty.updates(count), cork, keepZeros: this.config.parent !== undefined, snapshotSeqs });
     this.dirty.drop(count); // now in LMDB
   }
 
@@ -770,26 +1194,58 @@ export class Volume {
     this.dirty.set(address, location, tlogSeq, entryIndex);
   }
 
-
   // ---------------------------------------------------------------------------------------------------
   // Read internals
 
+  /** undefined: not mapped in this volume (a clone reads its parent); SCO number 0: reads as zeros. */
   private lookup(address: number): ClusterLocation | undefined {
-    const location = this.dirty.get(address);
-    if (location !== undefined) return location.scoNumber === 0 ? undefined : location;
-    return this.metadata.lookup(address);
+    return this.dirty.get(address) ?? this.metadata.lookup(address);
   }
 
+  /**
+   * For clones of this volume: reads clusters as they were right after TLog `tlogSeq` (a stored
+   * snapshot's last TLog), from the committed map and its history, else from this volume's parent.
+   */
+  async readAsOf(firstCluster: number, clusterCount: number, target: Buffer, tlogSeq: number): Promise<void> {
+    if (this.closing) throw new OvsError("UNAVAILABLE", `volume ${this.config.name} (a clone's parent) is closed or restarting; retry`);
+    await this.readClusters(firstCluster, clusterCount, target, tlogSeq);
+  }
+
+  /** Addresses in [first, end) that may read as non-zero as of any snapshot (a superset), parents included. */
+  everMappedInRange(first: number, end: number): Set<number> {
+    if (this.closing) throw new OvsError("UNAVAILABLE", `volume ${this.config.name} (a clone's parent) is closed or restarting; retry`);
+    const addresses = new Set<number>(this.metadata.everMappedInRange(first, end));
+    if (this.config.parent) for (const address of this.parentVolume().everMappedInRange(first, end)) addresses.add(address);
+    return addresses;
+  }
+
+  private parentVolume(): Volume {
+    const parent = this.config.parent;
+    assert(parent !== undefined);
+    const volume = this.resolveParent?.(parent.namespace);
+    if (!volume) throw new OvsError("UNAVAILABLE", `the parent ${parent.name} of clone ${this.config.name} is not open on this node`);
+    return volume;
+  }
 
   /** Reads `clusterCount` clusters from `firstCluster` into `target`, verifying every cluster's CRC. */
-  private async readClusters(firstCluster: number, clusterCount: number, target: Buffer): Promise<void> {
+  private async readClusters(firstCluster: number, clusterCount: number, target: Buffer, asOfTlogSeq?: number): Promise<void> {
     const clusterSize = this.config.clusterSizeBytes;
     // Runs of clusters that are consecutive in one SCO file are read with one pread.
     let runs: Array<{ scoNumber: number; offsetClusters: number; targetIndex: number; locations: ClusterLocation[] }> | undefined;
+    // Clones: runs of clusters not mapped here, read from the parent as of the clone's snapshot.
+    let parentRuns: Array<{ targetIndex: number; clusterCount: number }> | undefined;
+    const hasParent = this.config.parent !== undefined;
     for (let i = 0; i < clusterCount; i++) {
-      const location = this.lookup(firstCluster + i);
+      const location = asOfTlogSeq === undefined ? this.lookup(firstCluster + i) : this.metadata.lookupAsOf(firstCluster + i, asOfTlogSeq);
       const slot = target.subarray(i * clusterSize, (i + 1) * clusterSize);
-      if (location === undefined) {
+      if (location === undefined && hasParent) {
+        parentRuns ??= [];
+        const last = parentRuns.at(-1);
+        if (last && last.targetIndex + last.clusterCount === i) last.clusterCount++;
+        else parentRuns.push({ targetIndex: i, clusterCount: 1 });
+        continue;
+      }
+      if (location === undefined || location.scoNumber === 0) {
         slot.fill(0);
         continue;
       }
@@ -809,6 +1265,15 @@ export class Volume {
       } else {
         runs.push({ scoNumber: location.scoNumber, offsetClusters: location.offsetClusters, targetIndex: i, locations: [location] });
       }
+    }
+    if (parentRuns) {
+      const parent = this.parentVolume();
+      const parentSeq = this.config.parent!.tlogSeq;
+      await Promise.all(
+        parentRuns.map((run) =>
+          parent.readAsOf(firstCluster + run.targetIndex, run.clusterCount, target.subarray(run.targetIndex * clusterSize, (run.targetIndex + run.clusterCount) * clusterSize), parentSeq),
+        ),
+      );
     }
     if (!runs) return;
     await Promise.all(
@@ -864,10 +1329,21 @@ export class Volume {
   private async tlogStored(seq: number, scoNumbers: number[]): Promise<void> {
     const record = this.metadata.tlogRecords(seq).find((r) => r.seq === seq);
     assert(record !== undefined, `TLog ${seq} has no record`);
+    // Stored means listed by the snapshots object (a restart from the backend starts from that list).
+    if (!this.backendTlogs.some((t) => t.seq === seq)) {
+      assert(this.backendTlogs.length === 0 || this.backendTlogs.at(-1)!.seq < seq, "TLogs are stored in order");
+      this.backendTlogs.push({ seq, id: record.id });
+    }
+    await this.writeSnapshotsObject();
+    const nowStored = this.snapshots.filter((snapshot) => !snapshot.stored && snapshot.tlogSeq <= seq);
     await this.enqueueCommit(async () => {
-      await this.metadata.commit({ tlogs: [{ ...record, closed: true, stored: true }] });
+      await this.metadata.commit({
+        tlogs: [{ ...record, closed: true, stored: true }],
+        snapshots: nowStored.map((snapshot) => ({ ...snapshot, stored: true })),
+      });
       await this.metadata.flushed(); // "stored" must be durable before its SCOs may leave the disk
     });
+    for (const snapshot of nowStored) snapshot.stored = true;
     for (const scoNumber of scoNumbers) {
       const sco = this.localScos.get(scoNumber);
       if (sco) sco.disposable = true;
@@ -913,6 +1389,70 @@ export class Volume {
       this.localScos.delete(scoNumber);
       total -= sco.sizeBytes;
     }
+  }
+
+  /**
+   * Rewrites the snapshots object from the current state: the stored TLogs and the snapshots they
+   * cover. Writes are serialised; each one writes the state as of when it runs. Fenced.
+   */
+  private writeSnapshotsObject(): Promise<void> {
+    const write = this.snapshotsObjectWrites.then(async () => {
+      const lastSeq = this.backendTlogs.at(-1)?.seq ?? 0;
+      const value: SnapshotsObject = {
+        volumeId: this.config.id,
+        generation: this.snapshotsGeneration,
+        ...(this.config.parent ? { parent: { namespace: this.config.parent.namespace, snapshot: this.config.parent.snapshot, tlogSeq: this.config.parent.tlogSeq } } : {}),
+        tlogs: this.backendTlogs,
+        snapshots: this.snapshots.filter((snapshot) => snapshot.tlogSeq <= lastSeq).map(({ stored: _stored, ...snapshot }) => snapshot),
+      };
+      await this.fencedApply([{ kind: "put", name: snapshotsObjectName, data: encodeSnapshotsObject(value) }]);
+    });
+    this.snapshotsObjectWrites = write.catch(() => undefined);
+    return write;
+  }
+
+  /**
+   * Applies backend updates under the owner tag this instance took: refused (ASSERT_FAILED) once
+   * another start took a newer tag, which fences this instance: it halts and refuses all I/O.
+   */
+  private async fencedApply(updates: ObjectUpdate[]): Promise<void> {
+    if (this.fenced) throw this.halted!;
+    try {
+      await this.backend.apply(this.config.namespace, [{ kind: "equals", name: ownerTagObjectName, value: this.ownerTag }], updates);
+    } catch (error) {
+      if (error instanceof OvsError && error.code === "ASSERT_FAILED") {
+        this.fence();
+        throw this.halted!;
+      }
+      throw error;
+    }
+  }
+
+  private fence(): void {
+    if (this.fenced) return;
+    this.fenced = true;
+    this.halted = new OvsError("IO_ERROR", `volume ${this.config.name} is fenced: a newer start of it took its owner tag, so this instance stopped; it serves no I/O`);
+    this.log.error("volume fenced: another start took its owner tag; halting");
+    for (const waiter of this.throttleWaiters.splice(0)) waiter();
+  }
+
+  /** Deletes objects nothing names any more (after a restart from the backend or a rollback). Fenced. */
+  private async collectGarbage(names: string[]): Promise<void> {
+    const batchCountMax = 32;
+    try {
+      for (let index = 0; index < names.length && !this.closing; index += batchCountMax) {
+        await this.fencedApply(names.slice(index, index + batchCountMax).map((name) => ({ kind: "delete", name })));
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, "garbage collection stopped; the objects left are retried at the next restart from the backend");
+    }
+  }
+
+  /** Snapshots and the TLogs on the backend, from the local metadata. */
+  private loadBookkeeping(): void {
+    this.snapshots = this.metadata.snapshotRecords();
+    this.snapshotNumberNext = (this.snapshots.at(-1)?.number ?? 0) + 1;
+    this.backendTlogs = this.metadata.tlogRecords().filter((record) => record.stored).map((record) => ({ seq: record.seq, id: record.id }));
   }
 
   /** Local TLog files are removed once stored and behind a durable cork (a restart no longer needs them). */
@@ -1102,6 +1642,7 @@ export class Volume {
 
   private checkWritable(): void {
     this.checkNotHalted();
+    if (this.config.template) throw new OvsError("CONFLICT", `volume ${this.config.name} is a template: it is read-only; clone it to write`);
   }
 
   private checkIo(offsetBytes: number, lengthBytes: number, lengthBytesMax: number = volumeLimits.ioLengthBytesMax): void {
@@ -1113,6 +1654,60 @@ export class Volume {
       throw new OvsError("OUT_OF_RANGE", `I/O at ${offsetBytes}+${lengthBytes} passes the end of the volume (${this.config.sizeBytes} bytes)`);
     }
     if (lengthBytes > lengthBytesMax) throw new OvsError("INVALID_ARGUMENT", `I/O length ${lengthBytes} is above ${lengthBytesMax}`);
+  }
+}
+
+function snapshotInfo(record: SnapshotRecord): SnapshotInfo {
+  return {
+    number: record.number,
+    name: record.name,
+    createdAt: record.createdAt,
+    sticky: record.sticky,
+    ...(record.metadata !== undefined ? { metadata: record.metadata } : {}),
+    tlogSeq: record.tlogSeq,
+    state: record.stored ? "stored" : "pending",
+  };
+}
+
+function encodeConfig(config: VolumeConfig): Buffer {
+  return Buffer.from(JSON.stringify(config, null, 2));
+}
+
+/**
+ * Takes a new owner tag for a start of the volume: compare-and-swap of the `owner_tag` object against
+ * what was read, so of two concurrent starts one fails; the instance holding the old tag is fenced.
+ */
+async function takeOwnerTag(backend: ObjectBackend, config: VolumeConfig): Promise<Buffer> {
+  let current: Buffer | undefined;
+  try {
+    current = await backend.get(config.namespace, ownerTagObjectName);
+  } catch (error) {
+    if (!(error instanceof OvsError && error.code === "NOT_FOUND")) throw error;
+  }
+  const tag = encodeOwnerTag({ tag: randomUUID(), volumeId: config.id, takenAt: new Date().toISOString() });
+  try {
+    await backend.apply(
+      config.namespace,
+      [current === undefined ? { kind: "absent", name: ownerTagObjectName } : { kind: "equals", name: ownerTagObjectName, value: current }],
+      [{ kind: "put", name: ownerTagObjectName, data: tag }],
+    );
+  } catch (error) {
+    if (error instanceof OvsError && error.code === "ASSERT_FAILED") {
+      throw new OvsError("CONFLICT", `volume ${config.name} is being started elsewhere at the same time (its owner tag changed); retry`, undefined, { cause: error });
+    }
+    throw error;
+  }
+  return tag;
+}
+
+async function listAll(backend: ObjectBackend, namespace: string): Promise<string[]> {
+  const names: string[] = [];
+  let after: string | undefined;
+  for (;;) {
+    const page = await backend.list(namespace, after === undefined ? {} : { after });
+    names.push(...page.names);
+    if (!page.more || page.names.length === 0) return names;
+    after = page.names.at(-1);
   }
 }
 

@@ -8,7 +8,10 @@ import type { QosLimiter, Volume } from "../../volume/index.js";
 import type { NbdExport } from "./nbd-export.js";
 
 export class VolumeExport implements NbdExport {
-  readonly readOnly = false;
+  /** A template is read-only (new connections see NBD_FLAG_READ_ONLY). */
+  get readOnly(): boolean {
+    return this.volume.isTemplate;
+  }
   readonly flushSemanticsAcrossConnections = true;
   private attachedCount = 0;
 

@@ -58,6 +58,8 @@ export class MemoryBackend implements ObjectBackend {
   }
   async apply(namespace: string, asserts: readonly ObjectAssert[], updates: readonly ObjectUpdate[]): Promise<void> {
     const objects = this.ns(namespace);
+    if (this.failPuts && updates.some((u) => u.kind === "put")) throw new OvsError("UNAVAILABLE", "injected put failure");
+    this.putCount += updates.filter((u) => u.kind === "put").length;
     for (const a of asserts) {
       const value = objects.get(a.name);
       if (a.kind === "absent" ? value !== undefined : !value || !value.equals(a.value)) throw new OvsError("ASSERT_FAILED", `assert on ${a.name} failed`);

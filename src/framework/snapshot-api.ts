@@ -1,0 +1,62 @@
+// REST routes for snapshots, rollback, clones and templates of a vDisk (one plugin, registered by
+// api.ts; errors go through api.ts's handler: JSON { error: { code, message } }, bad bodies → 400 with
+// nothing changed).
+//
+//   GET    /api/v1/vdisks/:name/snapshots              list, with state "stored" | "pending"
+//   POST   /api/v1/vdisks/:name/snapshots              { name, sticky?, metadata? } → 201
+//   DELETE /api/v1/vdisks/:name/snapshots/:snapshot    → 204
+//   POST   /api/v1/vdisks/:name/rollback               { snapshot } (no NBD client may be connected)
+//   POST   /api/v1/vdisks/:name/clones                 { name, snapshot? } → 201 (snapshot implied for a template)
+//   POST   /api/v1/vdisks/:name/template               set as template
+
+import type { FastifyInstance } from "fastify";
+import { Type, type Static } from "@sinclair/typebox";
+import { snapshotLimits } from "../volume/index.js";
+import type { VDiskService } from "./vdisk-service.js";
+
+const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }) });
+const SnapshotParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }), snapshot: Type.String({ minLength: 1, maxLength: 64 }) });
+const SnapshotName = Type.String({ minLength: 1, maxLength: snapshotLimits.nameBytesMax });
+const CreateSnapshotBody = Type.Object(
+  { name: SnapshotName, sticky: Type.Optional(Type.Boolean()), metadata: Type.Optional(Type.String({ maxLength: snapshotLimits.metadataBytesMax })) },
+  { additionalProperties: false },
+);
+const RollbackBody = Type.Object({ snapshot: SnapshotName }, { additionalProperties: false });
+const CloneBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }), snapshot: Type.Optional(SnapshotName) }, { additionalProperties: false });
+
+export function registerSnapshotRoutes(app: FastifyInstance, vdisks: VDiskService): void {
+  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name/snapshots", { schema: { params: NameParams } }, async (request) => ({
+    snapshots: vdisks.listSnapshots(request.params.name),
+  }));
+
+  app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof CreateSnapshotBody> }>(
+    "/api/v1/vdisks/:name/snapshots",
+    { schema: { params: NameParams, body: CreateSnapshotBody } },
+    async (request, reply) => {
+      const { name, sticky, metadata } = request.body;
+      const info = await vdisks.createSnapshot(request.params.name, name, { ...(sticky !== undefined ? { sticky } : {}), ...(metadata !== undefined ? { metadata } : {}) });
+      return reply.status(201).send(info);
+    },
+  );
+
+  app.delete<{ Params: Static<typeof SnapshotParams> }>("/api/v1/vdisks/:name/snapshots/:snapshot", { schema: { params: SnapshotParams } }, async (request, reply) => {
+    await vdisks.deleteSnapshot(request.params.name, request.params.snapshot);
+    return reply.status(204).send();
+  });
+
+  app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof RollbackBody> }>(
+    "/api/v1/vdisks/:name/rollback",
+    { schema: { params: NameParams, body: RollbackBody } },
+    async (request) => vdisks.rollback(request.params.name, request.body.snapshot),
+  );
+
+  app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof CloneBody> }>(
+    "/api/v1/vdisks/:name/clones",
+    { schema: { params: NameParams, body: CloneBody } },
+    async (request, reply) => reply.status(201).send(await vdisks.clone(request.params.name, request.body.snapshot, request.body.name)),
+  );
+
+  app.post<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name/template", { schema: { params: NameParams } }, async (request) =>
+    vdisks.setAsTemplate(request.params.name),
+  );
+}
