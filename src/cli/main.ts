@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `ovs` command. `ovs up` runs the single-node platform in the foreground; the other commands talk to
-// its REST API (--api URL, else $OVS_API_URL, else http://127.0.0.1:8080). Errors are one sentence on
-// stderr and a non-zero exit, never a stack trace.
+// its REST API (--api URL, else $OVS_API_URL, else http://127.0.0.1:8080) with the token of `ovs login`
+// (or $OVS_TOKEN). Errors are one sentence on stderr and a non-zero exit, never a stack trace.
 
 import fs from "node:fs";
 import os from "node:os";
@@ -10,6 +10,7 @@ import path from "node:path";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { createLogger, formatBytes, isOvsError, parseSizeBytes } from "../base/index.js";
 import { PlatformNode, type NodeInfo, type VDiskInfo } from "../framework/index.js";
+import { registerAuthCommands } from "./auth-commands.js";
 import { runAsd } from "../alba/index.js";
 import { CliError, callApi, resolveApiUrl, streamApi } from "./api-client.js";
 
@@ -68,15 +69,18 @@ function nodeCommand(name: string, description: string): Command {
     .option("--nbd-port <port>", "NBD port", portOption, 10809)
     .option("--nbd-host <host>", "address the NBD server listens on", "127.0.0.1")
     .option("--api-port <port>", "REST API port", portOption, 8080)
-    .option("--api-host <host>", "address the REST API listens on (it has no authentication yet: keep it local)", "127.0.0.1")
+    .option("--api-host <host>", "address the REST API listens on (plain HTTP: put TLS in front of it before exposing it)", "127.0.0.1")
     .action(runNode);
 }
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const log = createLogger("ovs");
-  const node = new PlatformNode({ ...options, log, version });
+  // OVS_ADMIN_PASSWORD: the first admin's password at a cluster's first start (automation, tests);
+  // without it one is generated. Either way it is printed once, at that first start only.
+  const node = new PlatformNode({ ...options, log, version, adminPassword: process.env.OVS_ADMIN_PASSWORD });
   const info = await node.start();
-  printStarted(info);
+  printStarted(info, node.firstAdmin);
+  node.firstAdmin = undefined;
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
@@ -114,8 +118,16 @@ program
 nodeCommand("up", "start the single-node platform in the foreground on embedded defaults (Ctrl-C stops it)");
 nodeCommand("node", "run a storage node in the foreground, e.g. on an etcd cluster: --store etcd://h1:2379,h2:2379");
 
-function printStarted(info: NodeInfo): void {
+function printStarted(info: NodeInfo, firstAdmin: PlatformNode["firstAdmin"]): void {
   const nbdHost = info.nbd.host.includes(":") ? `[${info.nbd.host}]` : info.nbd.host;
+  const apiFlag = info.api.port === 8080 ? "" : ` --api http://${info.api.host}:${info.api.port}`;
+  const admin = firstAdmin === undefined ? [] : [
+    ``,
+    firstAdmin.generated
+      ? `First start: created the user ${firstAdmin.username} with password ${firstAdmin.password}`
+      : `First start: created the user ${firstAdmin.username} with the password from OVS_ADMIN_PASSWORD`,
+    `  (shown only this once; change it with: ovs user passwd ${firstAdmin.username})`,
+  ];
   const lines = [
     `openvstorage ${info.version}: node ${info.nodeId} is up`,
     `  data dir   ${info.dataDir}`,
@@ -123,8 +135,10 @@ function printStarted(info: NodeInfo): void {
     `  backend    ${info.backend}`,
     `  REST API   http://${info.api.host}:${info.api.port}/api/v1`,
     `  NBD        nbd://${nbdHost}:${info.nbd.port}/<vdisk>`,
+    ...admin,
     ``,
-    `Create a vDisk:  ovs vdisk create disk1 --size 10G${info.api.port === 8080 ? "" : ` --api http://${info.api.host}:${info.api.port}`}`,
+    `Log in:          ovs${apiFlag} login --user admin`,
+    `Create a vDisk:  ovs${apiFlag} vdisk create disk1 --size 10G`,
     `Use it:          qemu-img info nbd://${nbdHost}:${info.nbd.port}/disk1`,
     `Stop with Ctrl-C.`,
   ];
@@ -306,6 +320,8 @@ config
     for (const alarm of status.alarms) process.stdout.write(`ALARM    ${alarm}\n`);
     if (status.recovery) process.stdout.write(`recovery ${status.recovery}\n`);
   });
+
+registerAuthCommands(program, api, printJson);
 
 try {
   await program.parseAsync(process.argv);

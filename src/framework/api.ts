@@ -1,14 +1,21 @@
-// The REST API (minimal, foundation issue): node information and the vDisk lifecycle under /api/v1.
-// Errors are JSON { error: { code, message } } with the catalogue's stable code and HTTP status; every
-// body is validated by its schema first (bad input → 400, nothing changed). Authentication and the
-// full resource set come with the framework issue.
+// The REST API under /api/v1: node information, the vDisk lifecycle, the store's keys (config-api.ts)
+// and auth (auth/). Errors are JSON { error: { code, message } } with the catalogue's stable code and
+// HTTP status; every body, query and path parameter is validated by its schema first (bad input → 400
+// naming the field, nothing changed). Every route is protected by the auth hooks (auth/auth-plugin.ts),
+// installed before any route: a route declares its role in `config.role`, else GET/HEAD need read and
+// other methods write; only the token endpoint and the liveness probe are public.
 
+import swagger from "@fastify/swagger";
 import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { OvsError, isOvsError, parseSizeBytes, type Logger } from "../base/index.js";
 import type { VDiskService } from "./vdisk-service.js";
 import type { ClusterStore } from "../store/index.js";
 import { registerConfigRoutes } from "./config-api.js";
+import { registerAuth, defaultRole, type RouteAccess } from "./auth/auth-plugin.js";
+import { registerAuthRoutes } from "./auth/auth-api.js";
+import type { AuthService } from "./auth/auth-service.js";
+import type { AuditLog } from "./auth/audit-log.js";
 
 export interface NodeInfo {
   version: string;
@@ -32,7 +39,31 @@ function sizeOf(value: string | number): number {
   return typeof value === "number" ? value : parseSizeBytes(value);
 }
 
-export async function buildApi(options: { vdisks: VDiskService; store: ClusterStore; nodeInfo: () => NodeInfo; log: Logger }): Promise<FastifyInstance> {
+export interface ApiOptions {
+  vdisks: VDiskService;
+  store: ClusterStore;
+  auth: AuthService;
+  /** Where changes are recorded; none in unit tests that do not look at it. */
+  audit?: AuditLog;
+  nodeInfo: () => NodeInfo;
+  log: Logger;
+  version?: string;
+  /** Milliseconds since the epoch; tests pass a controllable clock. */
+  now?: () => number;
+}
+
+/** One sentence naming the field that failed validation (fastify/ajv reports the first error). */
+export function validationMessage(error: FastifyError): string {
+  const first = error.validation?.[0] as { instancePath?: string; message?: string; params?: Record<string, unknown> } | undefined;
+  const where = `${error.validationContext ?? "request"}${first?.instancePath ? first.instancePath.replace(/\//g, ".") : ""}`;
+  if (first?.params?.additionalProperty !== undefined) return `invalid request: ${where} has an unknown field "${String(first.params.additionalProperty)}".`;
+  if (first?.params?.missingProperty !== undefined) return `invalid request: ${where} needs the field "${String(first.params.missingProperty)}".`;
+  if (first?.message) return `invalid request: ${where} ${first.message}.`;
+  return `invalid request: ${error.message}.`;
+}
+
+export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
+  const now = options.now ?? Date.now;
   const app = Fastify({
     loggerInstance: options.log as unknown as FastifyBaseLogger,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: false } },
@@ -40,11 +71,12 @@ export async function buildApi(options: { vdisks: VDiskService; store: ClusterSt
 
   app.setErrorHandler((error: FastifyError | OvsError | Error, request, reply) => {
     if (isOvsError(error)) {
+      if (error.code === "UNAUTHENTICATED") reply.header("www-authenticate", 'Bearer realm="openvstorage"');
       return reply.status(error.httpStatus).send({ error: { code: error.code, message: error.message } });
     }
     const fastifyError = error as FastifyError;
     if (fastifyError.validation) {
-      return reply.status(400).send({ error: { code: "INVALID_ARGUMENT", message: `invalid request: ${fastifyError.message}` } });
+      return reply.status(400).send({ error: { code: "INVALID_ARGUMENT", message: validationMessage(fastifyError) } });
     }
     if (fastifyError.statusCode !== undefined && fastifyError.statusCode < 500) {
       return reply.status(fastifyError.statusCode).send({ error: { code: "INVALID_ARGUMENT", message: fastifyError.message } });
@@ -55,6 +87,25 @@ export async function buildApi(options: { vdisks: VDiskService; store: ClusterSt
   app.setNotFoundHandler((request, reply) => {
     reply.status(404).send({ error: { code: "NOT_FOUND", message: `no route ${request.method} ${request.url}` } });
   });
+
+  // Before any route: every route added after this, here or in any plugin, is protected and documented.
+  registerAuth(app, { auth: options.auth, audit: options.audit });
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.0.3",
+      info: { title: "openvstorage API", version: options.version ?? "unknown", description: "Every route but the token endpoint and the liveness probe needs a bearer token from POST /api/v1/oauth/token; x-ovs-role is the role it needs." },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+    },
+    transform: ({ schema, url, route }) => {
+      const methods = Array.isArray(route.method) ? route.method : [route.method];
+      const access: RouteAccess = (route.config as { role?: RouteAccess } | undefined)?.role ?? defaultRole(methods[0]!);
+      const documented = { ...(schema ?? {}), ...(access === "public" ? { security: [] } : { security: [{ bearer: [] }] }), "x-ovs-role": access };
+      return { schema: documented, url };
+    },
+  });
+  app.get("/api/openapi.json", { schema: { tags: ["meta"], summary: "this OpenAPI document" } }, async () => app.swagger());
+
+  app.get("/api/v1/health/live", { config: { role: "public" }, schema: { tags: ["health"], summary: "liveness: the API answers (no token needed)" } }, async () => ({ status: "ok" }));
 
   app.get("/api/v1/node", async () => options.nodeInfo());
 
@@ -85,5 +136,6 @@ export async function buildApi(options: { vdisks: VDiskService; store: ClusterSt
   );
 
   registerConfigRoutes(app, options.store);
+  registerAuthRoutes(app, options.auth, now);
   return app;
 }

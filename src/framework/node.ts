@@ -4,6 +4,9 @@
 //   <dataDir>/store     embedded ClusterStore (LMDB), when the store is embedded
 //   <dataDir>/backend   local object backend
 //   <dataDir>/volumes   one directory per vDisk (write buffer, TLogs, metadata)
+//   <dataDir>/audit.log the audit log of changes made through this node's API
+// At the first start of a cluster the first admin is created (auth/auth-service.ts bootstrap); its
+// password is handed out once through `firstAdmin` for the CLI to print.
 // start() brings them up in dependency order; stop() takes them down in reverse, syncing every vDisk.
 
 import path from "node:path";
@@ -16,6 +19,11 @@ import { LocalBackend, type ObjectBackend } from "../backend/index.js";
 import { NbdServer } from "../frontend/index.js";
 import { VDiskService } from "./vdisk-service.js";
 import { buildApi, type NodeInfo } from "./api.js";
+import { AuthService } from "./auth/auth-service.js";
+import { AuditLog } from "./auth/audit-log.js";
+
+/** How often a node deletes expired token records. */
+const tokenSweepIntervalMs = 10 * 60_000;
 
 export interface NodeOptions {
   dataDir: string;
@@ -29,6 +37,8 @@ export interface NodeOptions {
   apiPort: number;
   log: Logger;
   version: string;
+  /** The first admin's password at the first start of a cluster (OVS_ADMIN_PASSWORD); generated when absent. */
+  adminPassword?: string;
 }
 
 export class PlatformNode {
@@ -38,6 +48,10 @@ export class PlatformNode {
   private nbd: NbdServer | undefined;
   private api: FastifyInstance | undefined;
   private info: NodeInfo | undefined;
+  private audit: AuditLog | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  /** Set by start() when this start created the first admin: print it once, then forget it. */
+  firstAdmin: { username: string; password: string; generated: boolean } | undefined;
 
   constructor(private readonly options: NodeOptions) {}
 
@@ -54,7 +68,17 @@ export class PlatformNode {
       const nbdPort = await this.nbd.listen();
       const nbd = this.nbd;
       this.vdisks.disconnect = (name) => nbd.disconnectExport(name);
-      this.api = await buildApi({ vdisks: this.vdisks, store: this.store, nodeInfo: () => this.info!, log });
+      const auth = new AuthService({ store: this.store, log });
+      this.firstAdmin = await auth.bootstrap(this.options.adminPassword);
+      this.audit = AuditLog.inDataDir(dataDir);
+      this.api = await buildApi({ vdisks: this.vdisks, store: this.store, auth, audit: this.audit, nodeInfo: () => this.info!, log, version: this.options.version });
+      this.sweepTimer = setInterval(() => {
+        auth.sweepExpiredTokens().then(
+          (count) => count > 0 && log.info({ count }, "deleted expired tokens"),
+          (error: unknown) => log.warn({ err: error }, "deleting expired tokens failed"),
+        );
+      }, tokenSweepIntervalMs);
+      this.sweepTimer.unref();
       await this.api.listen({ host: this.options.apiHost, port: this.options.apiPort });
       const address = this.api.server.address();
       const apiPort = typeof address === "object" && address ? address.port : this.options.apiPort;
@@ -84,11 +108,13 @@ export class PlatformNode {
         log.error({ err: error }, `stopping ${what} failed`);
       }
     };
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
     await step("the API", this.api && (() => this.api!.close()));
+    await step("the audit log", this.audit && (() => this.audit!.close()));
     await step("the NBD server", this.nbd && (() => this.nbd!.close()));
     await step("the vDisks", this.vdisks && (() => this.vdisks!.stop()));
     await step("the backend", this.backend && (() => this.backend!.close()));
     await step("the store", this.store && (() => this.store!.close()));
-    this.api = this.nbd = this.vdisks = this.backend = this.store = undefined;
+    this.api = this.nbd = this.vdisks = this.backend = this.store = this.audit = this.sweepTimer = undefined;
   }
 }
