@@ -35,6 +35,12 @@ const ResizeBody = Type.Object({ size: Size }, { additionalProperties: false });
 const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }) });
 const DeleteQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 
+/** Every error reply (documented as each operation's default response). */
+export const ErrorReply = Type.Object(
+  { error: Type.Object({ code: Type.String({ description: "stable code from the error catalogue, e.g. INVALID_ARGUMENT, UNAUTHENTICATED, FORBIDDEN, NOT_FOUND" }), message: Type.String({ description: "one sentence" }) }) },
+  { description: "an error: a stable code and a one-sentence message" },
+);
+
 function sizeOf(value: string | number): number {
   return typeof value === "number" ? value : parseSizeBytes(value);
 }
@@ -99,7 +105,8 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     transform: ({ schema, url, route }) => {
       const methods = Array.isArray(route.method) ? route.method : [route.method];
       const access: RouteAccess = (route.config as { role?: RouteAccess } | undefined)?.role ?? defaultRole(methods[0]!);
-      const documented = { ...(schema ?? {}), ...(access === "public" ? { security: [] } : { security: [{ bearer: [] }] }), "x-ovs-role": access };
+      const response = { ...((schema?.response as Record<string, unknown> | undefined) ?? {}), default: ErrorReply };
+      const documented = { ...(schema ?? {}), response, ...(access === "public" ? { security: [] } : { security: [{ bearer: [] }] }), "x-ovs-role": access };
       return { schema: documented, url };
     },
   });
@@ -107,28 +114,28 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
 
   app.get("/api/v1/health/live", { config: { role: "public" }, schema: { tags: ["health"], summary: "liveness: the API answers (no token needed)" } }, async () => ({ status: "ok" }));
 
-  app.get("/api/v1/node", async () => options.nodeInfo());
+  app.get("/api/v1/node", { schema: { tags: ["node"], summary: "this node: version, id, store, backend and where it listens" } }, async () => options.nodeInfo());
 
-  app.get("/api/v1/vdisks", async () => ({ vdisks: options.vdisks.list() }));
+  app.get("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "list the vDisks this node serves, with live statistics" } }, async () => ({ vdisks: options.vdisks.list() }));
 
-  app.post<{ Body: Static<typeof CreateBody> }>("/api/v1/vdisks", { schema: { body: CreateBody } }, async (request, reply) => {
+  app.post<{ Body: Static<typeof CreateBody> }>("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "create a thin vDisk", body: CreateBody } }, async (request, reply) => {
     const info = await options.vdisks.create(request.body.name, sizeOf(request.body.size));
     return reply.status(201).send(info);
   });
 
-  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name", { schema: { params: NameParams } }, async (request) =>
+  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name", { schema: { tags: ["vdisks"], summary: "a vDisk with its live statistics", params: NameParams } }, async (request) =>
     options.vdisks.info(request.params.name),
   );
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ResizeBody> }>(
     "/api/v1/vdisks/:name/resize",
-    { schema: { params: NameParams, body: ResizeBody } },
+    { schema: { tags: ["vdisks"], summary: "grow a vDisk (clients see the new size when they reconnect)", params: NameParams, body: ResizeBody } },
     async (request) => options.vdisks.resize(request.params.name, sizeOf(request.body.size)),
   );
 
   app.delete<{ Params: Static<typeof NameParams>; Querystring: Static<typeof DeleteQuery> }>(
     "/api/v1/vdisks/:name",
-    { schema: { params: NameParams, querystring: DeleteQuery } },
+    { schema: { tags: ["vdisks"], summary: "delete a vDisk and its data (refused while a client is connected, unless force)", params: NameParams, querystring: DeleteQuery } },
     async (request, reply) => {
       await options.vdisks.delete(request.params.name, request.query.force === true);
       return reply.status(204).send();

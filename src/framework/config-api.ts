@@ -35,33 +35,33 @@ function present(key: string, value: Buffer): ConfigValue {
 const manage = { role: "manage" } as const;
 
 export function registerConfigRoutes(app: FastifyInstance, store: ClusterStore): void {
-  app.get("/api/v1/config/status", { config: manage }, async () => store.status());
+  app.get("/api/v1/config/status", { config: manage, schema: { tags: ["config"], summary: "the cluster store's members, leader, size and alarms" } }, async () => store.status());
 
-  app.get<{ Querystring: Static<typeof KeyQuery> }>("/api/v1/config/value", { config: manage, schema: { querystring: KeyQuery } }, async (request) => {
+  app.get<{ Querystring: Static<typeof KeyQuery> }>("/api/v1/config/value", { config: manage, schema: { tags: ["config"], summary: "a key's value", querystring: KeyQuery } }, async (request) => {
     const value = await store.get(request.query.key);
     if (value === undefined) throw new OvsError("NOT_FOUND", `there is no key ${request.query.key}.`);
     return present(request.query.key, value);
   });
 
-  app.get<{ Querystring: Static<typeof ListQuery> }>("/api/v1/config", { config: manage, schema: { querystring: ListQuery } }, async (request) => {
+  app.get<{ Querystring: Static<typeof ListQuery> }>("/api/v1/config", { config: manage, schema: { tags: ["config"], summary: "keys and values under a prefix, one page at a time", querystring: ListQuery } }, async (request) => {
     const page = await store.prefix(request.query.prefix ?? "", { after: request.query.after, limit: request.query.limit ?? 100 });
     return { entries: page.entries.map((e) => present(e.key, e.value)), more: page.more };
   });
 
-  app.put<{ Body: Static<typeof SetBody> }>("/api/v1/config", { config: manage, schema: { body: SetBody } }, async (request, reply) => {
+  app.put<{ Body: Static<typeof SetBody> }>("/api/v1/config", { config: manage, schema: { tags: ["config"], summary: "set a key", body: SetBody } }, async (request, reply) => {
     const { key, value, encoding } = request.body;
     const bytes = encoding === "base64" ? Buffer.from(value, "base64") : Buffer.from(value, "utf8");
     await store.put(key, bytes);
     return reply.status(204).send();
   });
 
-  app.delete<{ Querystring: Static<typeof KeyQuery> }>("/api/v1/config", { config: manage, schema: { querystring: KeyQuery } }, async (request, reply) => {
+  app.delete<{ Querystring: Static<typeof KeyQuery> }>("/api/v1/config", { config: manage, schema: { tags: ["config"], summary: "delete a key", querystring: KeyQuery } }, async (request, reply) => {
     if (!(await store.delete(request.query.key))) throw new OvsError("NOT_FOUND", `there is no key ${request.query.key}.`);
     return reply.status(204).send();
   });
 
   // One JSON line per change under the prefix, until the client goes away.
-  app.get<{ Querystring: Static<typeof WatchQuery> }>("/api/v1/config/watch", { config: manage, schema: { querystring: WatchQuery } }, async (request, reply) => {
+  app.get<{ Querystring: Static<typeof WatchQuery> }>("/api/v1/config/watch", { config: manage, schema: { tags: ["config"], summary: "every change under a prefix as NDJSON lines, until the client goes away", querystring: WatchQuery } }, async (request, reply) => {
     reply.hijack();
     reply.raw.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-cache" });
     reply.raw.write(JSON.stringify({ type: "watching", prefix: request.query.prefix }) + "\n");

@@ -21,12 +21,22 @@ declare module "fastify" {
     /** What a caller needs for this route (see auth-plugin.ts); default read for GET/HEAD, else write. */
     role?: RouteAccess;
   }
+  interface FastifyInstance {
+    /** Every route added after registerAuth, with the access it needs (tests, documentation). */
+    ovsRoutes: RouteEntry[];
+  }
   interface FastifyRequest {
     /** The authenticated caller; undefined on public routes. */
     principal: Principal | undefined;
     /** Who the audit log names for a request without a principal (the token endpoint sets it). */
     auditSubject: string | undefined;
   }
+}
+
+export interface RouteEntry {
+  method: string;
+  url: string;
+  access: RouteAccess;
 }
 
 const readMethods = new Set(["GET", "HEAD", "OPTIONS"]);
@@ -44,10 +54,15 @@ export function registerAuth(app: FastifyInstance, options: { auth: AuthService;
   app.decorateRequest("principal", undefined);
   app.decorateRequest("auditSubject", undefined);
 
+  const routes: RouteEntry[] = [];
+  app.decorate("ovsRoutes", routes);
   app.addHook("onRoute", (route) => {
     const role = (route.config as { role?: unknown } | undefined)?.role;
     if (role !== undefined && role !== "public" && !(roleNames as readonly unknown[]).includes(role)) {
       throw new Error(`route ${String(route.method)} ${route.url} declares an unknown role ${String(role)}`);
+    }
+    for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
+      routes.push({ method, url: route.url, access: (role as RouteAccess | undefined) ?? defaultRole(method) });
     }
   });
 
