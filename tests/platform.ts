@@ -33,6 +33,8 @@ export class RunningNode {
   nbdPort = 0;
   apiPort = 0;
   output = "";
+  /** Everything the node wrote to stderr (its JSON log lines). */
+  stderr = "";
   adminPassword = "";
   /** The admin's bearer token, from the token endpoint after start. */
   token = "";
@@ -64,12 +66,11 @@ export class RunningNode {
       env: { ...cleanEnv(), OVS_LOG_LEVEL: process.env.OVS_LOG_LEVEL ?? "warn", ...env },
     });
     const node = new RunningNode(dataDir, child);
-    let stderr = "";
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (node.stderr += d.toString()));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         node.kill("SIGKILL");
-        reject(new Error(`ovs up did not start within ${startTimeoutMs} ms; stderr: ${stderr}`));
+        reject(new Error(`ovs up did not start within ${startTimeoutMs} ms; stderr: ${node.stderr}`));
       }, startTimeoutMs);
       child.stdout!.on("data", (d: Buffer) => {
         node.output += d.toString();
@@ -84,7 +85,7 @@ export class RunningNode {
       });
       child.on("exit", (code) => {
         clearTimeout(timer);
-        reject(new Error(`ovs up exited with ${code} before it was up; stderr: ${stderr}`));
+        reject(new Error(`ovs up exited with ${code} before it was up; stderr: ${node.stderr}`));
       });
     });
     const printed = /created the user admin with password (\S+)/.exec(node.output)?.[1];

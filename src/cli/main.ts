@@ -11,6 +11,7 @@ import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { createLogger, formatBytes, isOvsError, parseSizeBytes } from "../base/index.js";
 import { PlatformNode, type NodeInfo, type VDiskInfo } from "../framework/index.js";
 import { registerAuthCommands } from "./auth-commands.js";
+import { registerHealthCommands } from "./health-commands.js";
 import { runAsd } from "../alba/index.js";
 import { CliError, callApi, resolveApiUrl, streamApi } from "./api-client.js";
 
@@ -322,6 +323,7 @@ config
   });
 
 registerAuthCommands(program, api, printJson);
+registerHealthCommands(program, api, printJson);
 
 try {
   await program.parseAsync(process.argv);

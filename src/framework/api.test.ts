@@ -15,6 +15,7 @@ import { silentLogger } from "../base/index.js";
 import { VDiskService } from "./vdisk-service.js";
 import { AuthService } from "./auth/auth-service.js";
 import { buildApi } from "./api.js";
+import { NodeMetrics } from "./metrics/metrics.js";
 
 let dir: string;
 let store: EmbeddedStore;
@@ -35,7 +36,7 @@ beforeAll(async () => {
   await auth.bootstrap("admin password");
   await auth.createUser("reader", "reader password", "read");
   await auth.createUser("writer", "writer password", "write");
-  app = await buildApi({ vdisks, store, auth, log, now: () => nowMs, nodeInfo: () => ({ version: "t", nodeId: "n1", dataDir: dir, store: "s", backend: "b", nbd: { host: "h", port: 1 }, api: { host: "h", port: 2 } }) });
+  app = await buildApi({ vdisks, store, backend, auth, metrics: new NodeMetrics({ nodeId: "n1", processMetrics: false }), log, now: () => nowMs, nodeInfo: () => ({ version: "t", nodeId: "n1", dataDir: dir, store: "s", backend: "b", nbd: { host: "127.0.0.1", port: 1 }, api: { host: "h", port: 2 } }) });
   // Another component's plugin, registered after buildApi with no auth configuration at all.
   await app.register(async (plugin) => {
     plugin.get("/api/v1/later", { schema: { summary: "a route added later" } }, async () => ({ ok: true }));

@@ -11,6 +11,10 @@ import { Type, type Static } from "@sinclair/typebox";
 import { OvsError, isOvsError, parseSizeBytes, type Logger } from "../base/index.js";
 import type { VDiskService } from "./vdisk-service.js";
 import type { ClusterStore } from "../store/index.js";
+import type { ObjectBackend } from "../backend/index.js";
+import { registerHealthRoutes } from "./health/health-api.js";
+import type { NodeMetrics } from "./metrics/metrics.js";
+import { randomUUID } from "node:crypto";
 import { registerConfigRoutes } from "./config-api.js";
 import { registerAuth, defaultRole, type RouteAccess } from "./auth/auth-plugin.js";
 import { registerAuthRoutes } from "./auth/auth-api.js";
@@ -48,7 +52,10 @@ function sizeOf(value: string | number): number {
 export interface ApiOptions {
   vdisks: VDiskService;
   store: ClusterStore;
+  backend: ObjectBackend;
   auth: AuthService;
+  /** Served at GET /metrics; none in unit tests that do not look at it. */
+  metrics?: NodeMetrics;
   /** Where changes are recorded; none in unit tests that do not look at it. */
   audit?: AuditLog;
   nodeInfo: () => NodeInfo;
@@ -73,6 +80,16 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: options.log as unknown as FastifyBaseLogger,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: false } },
+    // The request id of every log line (reqId) and audit entry: the caller's X-Request-Id when it sends a
+    // sane one, else a UUID; echoed in the reply so a client can quote it.
+    requestIdHeader: false,
+    genReqId: (raw) => {
+      const given = raw.headers["x-request-id"];
+      return typeof given === "string" && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
+    },
+  });
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-request-id", request.id);
   });
 
   app.setErrorHandler((error: FastifyError | OvsError | Error, request, reply) => {
@@ -112,7 +129,20 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   });
   app.get("/api/openapi.json", { schema: { tags: ["meta"], summary: "this OpenAPI document" } }, async () => app.swagger());
 
-  app.get("/api/v1/health/live", { config: { role: "public" }, schema: { tags: ["health"], summary: "liveness: the API answers (no token needed)" } }, async () => ({ status: "ok" }));
+  app.get("/api/v1/health/live", { config: { role: "public" }, logLevel: "warn", schema: { tags: ["health"], summary: "liveness: the API answers (no token needed)" } }, async () => ({ status: "ok" }));
+
+  const metrics = options.metrics;
+  if (metrics !== undefined) {
+    app.addHook("onResponse", async (request, reply) => {
+      const route = request.routeOptions.url ?? "unmatched";
+      metrics.apiRequests.inc({ method: request.method, route, status: reply.statusCode });
+      metrics.apiDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+    });
+    app.get("/metrics", { logLevel: "warn", schema: { tags: ["metrics"], summary: "Prometheus metrics of this node (text format 0.0.4)" } }, async (_request, reply) => {
+      reply.header("content-type", metrics.contentType());
+      return metrics.text();
+    });
+  }
 
   app.get("/api/v1/node", { schema: { tags: ["node"], summary: "this node: version, id, store, backend and where it listens" } }, async () => options.nodeInfo());
 
@@ -144,5 +174,9 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
 
   registerConfigRoutes(app, options.store);
   registerAuthRoutes(app, options.auth, now);
+  registerHealthRoutes(app, () => {
+    const info = options.nodeInfo();
+    return { nodeId: info.nodeId, dataDir: info.dataDir, store: options.store, backend: options.backend, vdisks: () => options.vdisks.list(), nbd: () => info.nbd };
+  });
   return app;
 }

@@ -21,6 +21,7 @@ import { VDiskService } from "./vdisk-service.js";
 import { buildApi, type NodeInfo } from "./api.js";
 import { AuthService } from "./auth/auth-service.js";
 import { AuditLog } from "./auth/audit-log.js";
+import { NodeMetrics } from "./metrics/metrics.js";
 
 /** How often a node deletes expired token records. */
 const tokenSweepIntervalMs = 10 * 60_000;
@@ -62,7 +63,8 @@ export class PlatformNode {
       await fsp.mkdir(dataDir, { recursive: true });
       this.store = await openStore(parseStoreUrl(this.options.store ?? "embedded", dataDir), log);
       this.backend = await LocalBackend.open({ dir: path.join(dataDir, "backend") });
-      this.vdisks = new VDiskService({ dataDir, nodeId: this.options.nodeId, store: this.store, backend: this.backend, log });
+      const metrics = new NodeMetrics({ nodeId: this.options.nodeId });
+      this.vdisks = new VDiskService({ dataDir, nodeId: this.options.nodeId, store: this.store, backend: this.backend, log, metrics });
       await this.vdisks.start();
       this.nbd = new NbdServer({ provider: this.vdisks, host: this.options.nbdHost, port: this.options.nbdPort, logger: log });
       const nbdPort = await this.nbd.listen();
@@ -71,7 +73,7 @@ export class PlatformNode {
       const auth = new AuthService({ store: this.store, log });
       this.firstAdmin = await auth.bootstrap(this.options.adminPassword);
       this.audit = AuditLog.inDataDir(dataDir);
-      this.api = await buildApi({ vdisks: this.vdisks, store: this.store, auth, audit: this.audit, nodeInfo: () => this.info!, log, version: this.options.version });
+      this.api = await buildApi({ vdisks: this.vdisks, store: this.store, backend: this.backend, auth, audit: this.audit, metrics, nodeInfo: () => this.info!, log, version: this.options.version });
       this.sweepTimer = setInterval(() => {
         auth.sweepExpiredTokens().then(
           (count) => count > 0 && log.info({ count }, "deleted expired tokens"),

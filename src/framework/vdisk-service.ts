@@ -16,6 +16,7 @@ import type { ClusterStore } from "../store/index.js";
 import type { ObjectBackend } from "../backend/index.js";
 import { Volume, defaultVolumeSettings, validateConfig, type VolumeConfig } from "../volume/index.js";
 import { VolumeExport, type NbdExport, type NbdExportProvider } from "../frontend/index.js";
+import type { NodeMetrics } from "./metrics/metrics.js";
 
 export interface VDiskRecord {
   id: string;
@@ -49,6 +50,8 @@ interface Served {
   record: VDiskRecord;
   volume: Volume;
   nbdExport: VolumeExport;
+  /** What NBD connections use: nbdExport with its I/O counted when the node has metrics. */
+  served: NbdExport;
 }
 
 export class VDiskService implements NbdExportProvider {
@@ -58,8 +61,18 @@ export class VDiskService implements NbdExportProvider {
   disconnect: (name: string) => void = () => undefined;
 
   constructor(
-    private readonly options: { dataDir: string; nodeId: string; store: ClusterStore; backend: ObjectBackend; log: Logger },
-  ) {}
+    private readonly options: { dataDir: string; nodeId: string; store: ClusterStore; backend: ObjectBackend; log: Logger; metrics?: NodeMetrics },
+  ) {
+    options.metrics?.setScrapeSource((name) => {
+      const served = this.served.get(name);
+      return served && { stats: served.volume.stats(), sizeBytes: served.volume.sizeBytes, connectionCount: served.nbdExport.connectionCount };
+    });
+  }
+
+  private serve(record: VDiskRecord, volume: Volume): void {
+    const nbdExport = new VolumeExport(volume);
+    this.served.set(record.name, { record, volume, nbdExport, served: this.options.metrics?.meter(nbdExport) ?? nbdExport });
+  }
 
   /** Opens every registered vDisk (local restart) and finishes interrupted deletes. */
   async start(): Promise<void> {
@@ -70,7 +83,7 @@ export class VDiskService implements NbdExportProvider {
         continue;
       }
       const volume = await Volume.open({ dir: this.volumeDir(record), backend: this.options.backend, log: this.options.log });
-      this.served.set(record.name, { record, volume, nbdExport: new VolumeExport(volume) });
+      this.serve(record, volume);
       this.options.log.info({ vdisk: record.name }, "vDisk started");
     }
   }
@@ -106,7 +119,7 @@ export class VDiskService implements NbdExportProvider {
         await this.removeVolumeData(record);
         throw error;
       }
-      this.served.set(name, { record, volume, nbdExport: new VolumeExport(volume) });
+      this.serve(record, volume);
       this.options.log.info({ vdisk: name, sizeBytes }, "vDisk created");
       return this.info(name);
     });
@@ -148,6 +161,7 @@ export class VDiskService implements NbdExportProvider {
       const record = { ...served.record, deleting: true };
       await this.options.store.put(registryPrefix + name, encode(record));
       this.served.delete(name);
+      this.options.metrics?.forget(name);
       if (connections > 0) this.disconnect(name);
       await served.volume.close();
       await this.finishDelete(record);
@@ -161,7 +175,7 @@ export class VDiskService implements NbdExportProvider {
   }
 
   openExport(name: string): NbdExport | undefined {
-    return this.served.get(name)?.nbdExport;
+    return this.served.get(name)?.served;
   }
 
   private get(name: string): Served {
