@@ -55,7 +55,13 @@ export class AuditLog {
     } catch {
       this.sizeBytes = 0;
     }
-    this.stream = fs.createWriteStream(this.filePath, { flags: "a", mode: 0o600 });
+    this.stream = this.openStream();
+  }
+
+  /** Opened synchronously, so the file exists (and can be renamed) as soon as this returns. */
+  private openStream(): fs.WriteStream {
+    const fd = fs.openSync(this.filePath, "a", 0o600);
+    return fs.createWriteStream(this.filePath, { fd });
   }
 
   private rotate(): void {
@@ -63,7 +69,7 @@ export class AuditLog {
     old.end();
     // The old stream keeps its descriptor until its pending lines are written, so none is lost.
     fs.renameSync(this.filePath, `${this.filePath}.1`);
-    this.stream = fs.createWriteStream(this.filePath, { flags: "a", mode: 0o600 });
+    this.stream = this.openStream();
     this.sizeBytes = 0;
   }
 }
