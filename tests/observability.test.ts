@@ -156,3 +156,39 @@ describe("logs", () => {
     expectOk(await node.ovs(["vdisk", "delete", "logged"]), "cleanup");
   });
 });
+
+describe("ovs schedule", () => {
+  it("lists, changes, runs and records the scheduled tasks; bad input changes nothing", async () => {
+    const list = await node.ovs(["schedule", "list"]);
+    expectOk(list, "schedule list");
+    expect(list.stdout).toMatch(/^TASK\s+SCHEDULE\s+LAST SLOT\s+NEXT RUN\s+DESCRIPTION\n/);
+    expect(list.stdout).toMatch(/\nauth\.sweep-tokens\s+every 10m\s/);
+    expect(list.stdout).toMatch(/\nhealth\.check\s+every 1h \+5m\s/);
+    const set = await node.ovs(["schedule", "set", "health.check", "--every", "1d", "--offset", "3h"]);
+    expectOk(set, "schedule set");
+    expect(set.stdout).toMatch(/^health\.check: every 1d \+3h, next run \d{4}-\d\d-\d\dT03:00:00\.000Z\n$/);
+    for (const [args, message] of [
+      [["schedule", "set", "health.check", "--every", "10s"], /interval|must be >= 60/],
+      [["schedule", "set", "health.check", "--every", "1h", "--offset", "2h"], /offset of health\.check must be 0 to 3599 seconds/],
+      [["schedule", "set", "nosuch", "--off"], /no scheduled task nosuch/],
+      [["schedule", "set", "health.check"], /exactly one of --every INTERVAL, --off or --default/],
+    ] as const) {
+      const result = await node.ovs([...args]);
+      expect(result.exitCode, args.join(" ")).not.toBe(0);
+      expect(result.stderr).toMatch(message);
+    }
+    expect((await node.ovs(["schedule", "list"])).stdout).toMatch(/\nhealth\.check\s+every 1d \+3h\s/);
+    expectOk(await node.ovs(["schedule", "set", "health.check", "--off"]), "off");
+    expect((await node.ovs(["schedule", "list"])).stdout).toMatch(/\nhealth\.check\s+off\s/);
+    expectOk(await node.ovs(["schedule", "set", "health.check", "--default"]), "default");
+    const run = await node.ovs(["schedule", "run", "health.check"]);
+    expectOk(run, "schedule run");
+    expect(run.stdout).toMatch(/^health\.check: SUCCESS in \d+ ms: SUCCESS \d+, WARNING \d+, FAILED 0, SKIPPED 1, EXCEPTION 0\n$/);
+    const history = JSON.parse((await node.ovs(["schedule", "history", "health.check", "--json"])).stdout) as Array<{ task: string; trigger: string; state: string; node: string }>;
+    expect(history[0]).toMatchObject({ task: "health.check", trigger: "manual", state: "SUCCESS", node: nodeId });
+    const viewer = await node.ovs(["user", "create", "scheduler-viewer", "--role", "read", "--json"]);
+    const token = await node.login("scheduler-viewer", (JSON.parse(viewer.stdout) as { password: string }).password);
+    const refused = await node.ovs(["schedule", "set", "health.check", "--off"], 60_000, { env: { OVS_TOKEN: token } });
+    expect(refused.stderr).toBe("ovs: role manage required (user scheduler-viewer has read).\n");
+  });
+});

@@ -12,6 +12,7 @@ import { createLogger, formatBytes, isOvsError, parseSizeBytes } from "../base/i
 import { PlatformNode, type NodeInfo, type VDiskInfo } from "../framework/index.js";
 import { registerAuthCommands } from "./auth-commands.js";
 import { registerHealthCommands } from "./health-commands.js";
+import { registerScheduleCommands } from "./schedule-commands.js";
 import { runAsd } from "../alba/index.js";
 import { CliError, callApi, resolveApiUrl, streamApi } from "./api-client.js";
 
@@ -324,6 +325,7 @@ config
 
 registerAuthCommands(program, api, printJson);
 registerHealthCommands(program, api, printJson);
+registerScheduleCommands(program, api, printJson);
 
 try {
   await program.parseAsync(process.argv);

@@ -14,6 +14,8 @@ import type { ClusterStore } from "../store/index.js";
 import type { ObjectBackend } from "../backend/index.js";
 import { registerHealthRoutes } from "./health/health-api.js";
 import type { NodeMetrics } from "./metrics/metrics.js";
+import type { Scheduler } from "./scheduler/scheduler.js";
+import { registerSchedulerRoutes } from "./scheduler/scheduler-api.js";
 import { randomUUID } from "node:crypto";
 import { registerConfigRoutes } from "./config-api.js";
 import { registerAuth, defaultRole, type RouteAccess } from "./auth/auth-plugin.js";
@@ -54,6 +56,8 @@ export interface ApiOptions {
   store: ClusterStore;
   backend: ObjectBackend;
   auth: AuthService;
+  /** The scheduled tasks (routes under /api/v1/schedule); none in unit tests that do not look at it. */
+  scheduler?: Scheduler;
   /** Served at GET /metrics; none in unit tests that do not look at it. */
   metrics?: NodeMetrics;
   /** Where changes are recorded; none in unit tests that do not look at it. */
@@ -174,6 +178,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
 
   registerConfigRoutes(app, options.store);
   registerAuthRoutes(app, options.auth, now);
+  if (options.scheduler !== undefined) registerSchedulerRoutes(app, options.scheduler);
   registerHealthRoutes(app, () => {
     const info = options.nodeInfo();
     return { nodeId: info.nodeId, dataDir: info.dataDir, store: options.store, backend: options.backend, vdisks: () => options.vdisks.list(), nbd: () => info.nbd };

@@ -22,9 +22,9 @@ import { buildApi, type NodeInfo } from "./api.js";
 import { AuthService } from "./auth/auth-service.js";
 import { AuditLog } from "./auth/audit-log.js";
 import { NodeMetrics } from "./metrics/metrics.js";
-
-/** How often a node deletes expired token records. */
-const tokenSweepIntervalMs = 10 * 60_000;
+import { Scheduler } from "./scheduler/scheduler.js";
+import { frameworkTasks } from "./scheduler/tasks.js";
+import type { HealthContext } from "./health/healthcheck.js";
 
 export interface NodeOptions {
   dataDir: string;
@@ -50,7 +50,7 @@ export class PlatformNode {
   private api: FastifyInstance | undefined;
   private info: NodeInfo | undefined;
   private audit: AuditLog | undefined;
-  private sweepTimer: NodeJS.Timeout | undefined;
+  private scheduler: Scheduler | undefined;
   /** Set by start() when this start created the first admin: print it once, then forget it. */
   firstAdmin: { username: string; password: string; generated: boolean } | undefined;
 
@@ -73,14 +73,13 @@ export class PlatformNode {
       const auth = new AuthService({ store: this.store, log });
       this.firstAdmin = await auth.bootstrap(this.options.adminPassword);
       this.audit = AuditLog.inDataDir(dataDir);
-      this.api = await buildApi({ vdisks: this.vdisks, store: this.store, backend: this.backend, auth, audit: this.audit, metrics, nodeInfo: () => this.info!, log, version: this.options.version });
-      this.sweepTimer = setInterval(() => {
-        auth.sweepExpiredTokens().then(
-          (count) => count > 0 && log.info({ count }, "deleted expired tokens"),
-          (error: unknown) => log.warn({ err: error }, "deleting expired tokens failed"),
-        );
-      }, tokenSweepIntervalMs);
-      this.sweepTimer.unref();
+      const vdisks = this.vdisks;
+      const store = this.store;
+      const backend = this.backend;
+      const health = (): HealthContext => ({ nodeId: this.options.nodeId, dataDir, store, backend, vdisks: () => vdisks.list(), nbd: () => this.info?.nbd });
+      this.scheduler = new Scheduler({ store, nodeId: this.options.nodeId, log, tasks: frameworkTasks({ auth, health }) });
+      this.api = await buildApi({ scheduler: this.scheduler, vdisks: this.vdisks, store: this.store, backend: this.backend, auth, audit: this.audit, metrics, nodeInfo: () => this.info!, log, version: this.options.version });
+      await this.scheduler.start();
       await this.api.listen({ host: this.options.apiHost, port: this.options.apiPort });
       const address = this.api.server.address();
       const apiPort = typeof address === "object" && address ? address.port : this.options.apiPort;
@@ -110,13 +109,13 @@ export class PlatformNode {
         log.error({ err: error }, `stopping ${what} failed`);
       }
     };
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    await step("the scheduler", this.scheduler && (() => this.scheduler!.stop()));
     await step("the API", this.api && (() => this.api!.close()));
     await step("the audit log", this.audit && (() => this.audit!.close()));
     await step("the NBD server", this.nbd && (() => this.nbd!.close()));
     await step("the vDisks", this.vdisks && (() => this.vdisks!.stop()));
     await step("the backend", this.backend && (() => this.backend!.close()));
     await step("the store", this.store && (() => this.store!.close()));
-    this.api = this.nbd = this.vdisks = this.backend = this.store = this.audit = this.sweepTimer = undefined;
+    this.api = this.nbd = this.vdisks = this.backend = this.store = this.audit = this.scheduler = undefined;
   }
 }
