@@ -28,21 +28,22 @@ interface Report {
 }
 
 describe("ovs healthcheck and /api/v1/health", () => {
-  it("reports every module of a healthy node, alba SKIPPED on the local backend", async () => {
+  it("reports every module of a healthy node, alba SKIPPED without an ALBA backend", async () => {
     const text = await node.ovs(["healthcheck"]);
     expectOk(text, "healthcheck");
     expect(text.stdout).toMatch(/^\[SUCCESS\] store\.health\s+STO0001\s+the embedded store is healthy/m);
     expect(text.stdout).toMatch(/^\[SUCCESS\] store\.read-write\s+STO0010 /m);
-    expect(text.stdout).toMatch(/^\[SKIPPED\] alba\.backend\s+ALBA0001\s+this node's backend is local/m);
+    expect(text.stdout).toMatch(/^\[SKIPPED\] alba\.backend\s+ALBA0001\s+no ALBA backend is registered; this node's backend is local:/m);
+    expect(text.stdout).toMatch(/^\[SKIPPED\] alba\.asds\s+ALBA0001 /m);
     expect(text.stdout).toMatch(/^\[SUCCESS\] node\.nbd\s+NODE0010\s+the NBD server accepts connections/m);
-    expect(text.stdout).toMatch(/^recap: SUCCESS \d+, WARNING \d+, FAILED 0, SKIPPED 1, EXCEPTION 0\n$/m);
+    expect(text.stdout).toMatch(/^recap: SUCCESS \d+, WARNING \d+, FAILED 0, SKIPPED 2, EXCEPTION 0\n$/m);
     const json = await node.ovs(["healthcheck", "--json"]);
     expectOk(json, "healthcheck --json");
     const report = JSON.parse(json.stdout) as Report;
     expect(Object.keys(report.result)).toEqual([
-      "store.health", "store.read-write", "alba.backend", "volumedriver.halted", "volumedriver.checksums", "volumedriver.registry", "node.disk-space", "node.nbd", "node.memory",
+      "store.health", "store.read-write", "alba.backend", "alba.asds", "volumedriver.halted", "volumedriver.checksums", "volumedriver.registry", "node.disk-space", "node.nbd", "node.memory",
     ]);
-    expect(Object.values(report.recap).reduce((a, b) => a + b, 0)).toBe(9);
+    expect(Object.values(report.recap).reduce((a, b) => a + b, 0)).toBe(10);
     for (const [name, result] of Object.entries(report.result)) {
       const codes = Object.values(result.messages).flat().map((m) => m.code);
       expect(codes.length, name).toBeGreaterThan(0);
@@ -183,7 +184,7 @@ describe("ovs schedule", () => {
     expectOk(await node.ovs(["schedule", "set", "health.check", "--default"]), "default");
     const run = await node.ovs(["schedule", "run", "health.check"]);
     expectOk(run, "schedule run");
-    expect(run.stdout).toMatch(/^health\.check: SUCCESS in \d+ ms: SUCCESS \d+, WARNING \d+, FAILED 0, SKIPPED 1, EXCEPTION 0\n$/);
+    expect(run.stdout).toMatch(/^health\.check: SUCCESS in \d+ ms: SUCCESS \d+, WARNING \d+, FAILED 0, SKIPPED 2, EXCEPTION 0\n$/);
     const history = JSON.parse((await node.ovs(["schedule", "history", "health.check", "--json"])).stdout) as Array<{ task: string; trigger: string; state: string; node: string }>;
     expect(history[0]).toMatchObject({ task: "health.check", trigger: "manual", state: "SUCCESS", node: nodeId });
     const viewer = await node.ovs(["user", "create", "scheduler-viewer", "--role", "read", "--json"]);

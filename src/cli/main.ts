@@ -79,7 +79,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
   const log = createLogger("ovs");
   // OVS_ADMIN_PASSWORD: the first admin's password at a cluster's first start (automation, tests);
   // without it one is generated. Either way it is printed once, at that first start only.
-  const node = new PlatformNode({ ...options, log, version, adminPassword: process.env.OVS_ADMIN_PASSWORD });
+  const node = new PlatformNode({ ...options, log, version, adminPassword: process.env.OVS_ADMIN_PASSWORD, clusterSecret: process.env.OVS_CLUSTER_SECRET });
   const info = await node.start();
   printStarted(info, node.firstAdmin);
   node.firstAdmin = undefined;

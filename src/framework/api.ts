@@ -65,6 +65,8 @@ export interface ApiOptions {
   nodeInfo: () => NodeInfo;
   log: Logger;
   version?: string;
+  /** The cluster secret ASDs check, for the health check's ASD probes. */
+  clusterSecret?: string;
   /** Milliseconds since the epoch; tests pass a controllable clock. */
   now?: () => number;
 }
@@ -181,7 +183,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   if (options.scheduler !== undefined) registerSchedulerRoutes(app, options.scheduler);
   registerHealthRoutes(app, () => {
     const info = options.nodeInfo();
-    return { nodeId: info.nodeId, dataDir: info.dataDir, store: options.store, backend: options.backend, vdisks: () => options.vdisks.list(), nbd: () => info.nbd };
+    return { nodeId: info.nodeId, dataDir: info.dataDir, store: options.store, backend: options.backend, vdisks: () => options.vdisks.list(), nbd: () => info.nbd, alba: { clusterSecret: options.clusterSecret } };
   });
   return app;
 }

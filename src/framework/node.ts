@@ -38,6 +38,8 @@ export interface NodeOptions {
   apiPort: number;
   log: Logger;
   version: string;
+  /** The cluster secret ASDs check (OVS_CLUSTER_SECRET), for the health check's ASD probes. */
+  clusterSecret?: string;
   /** The first admin's password at the first start of a cluster (OVS_ADMIN_PASSWORD); generated when absent. */
   adminPassword?: string;
 }
@@ -76,9 +78,9 @@ export class PlatformNode {
       const vdisks = this.vdisks;
       const store = this.store;
       const backend = this.backend;
-      const health = (): HealthContext => ({ nodeId: this.options.nodeId, dataDir, store, backend, vdisks: () => vdisks.list(), nbd: () => this.info?.nbd });
+      const health = (): HealthContext => ({ nodeId: this.options.nodeId, dataDir, store, backend, vdisks: () => vdisks.list(), nbd: () => this.info?.nbd, alba: { clusterSecret: this.options.clusterSecret } });
       this.scheduler = new Scheduler({ store, nodeId: this.options.nodeId, log, tasks: frameworkTasks({ auth, health }) });
-      this.api = await buildApi({ scheduler: this.scheduler, vdisks: this.vdisks, store: this.store, backend: this.backend, auth, audit: this.audit, metrics, nodeInfo: () => this.info!, log, version: this.options.version });
+      this.api = await buildApi({ scheduler: this.scheduler, vdisks: this.vdisks, store: this.store, backend: this.backend, auth, audit: this.audit, metrics, nodeInfo: () => this.info!, log, version: this.options.version, clusterSecret: this.options.clusterSecret });
       await this.scheduler.start();
       await this.api.listen({ host: this.options.apiHost, port: this.options.apiPort });
       const address = this.api.server.address();

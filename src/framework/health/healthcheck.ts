@@ -3,7 +3,7 @@
 // messages that carry stable codes (docs/healthcheck.md lists them; never renumber a code). Served by
 // GET /api/v1/health and printed by `ovs healthcheck`.
 //
-// Modules: store (the cluster store), alba (SKIPPED while the node's backend is local), volumedriver
+// Modules: store (the cluster store), alba (SKIPPED while no ALBA backend is registered), volumedriver
 // (the vDisks this node serves), node (data dir space, the NBD server). Every test is bounded in time
 // (testTimeoutMs): a test that hangs ends as EXCEPTION, so the check always answers.
 
@@ -12,6 +12,7 @@ import net from "node:net";
 import { OvsError } from "../../base/index.js";
 import type { ClusterStore } from "../../store/index.js";
 import type { ObjectBackend } from "../../backend/index.js";
+import { AsdClient, managerKeys, type AsdRecord, type BackendRecord } from "../../alba/index.js";
 import type { VDiskInfo, VDiskRecord } from "../vdisk-service.js";
 
 export const healthStates = ["SUCCESS", "WARNING", "FAILED", "SKIPPED", "EXCEPTION"] as const;
@@ -41,6 +42,8 @@ export interface HealthContext {
   backend: ObjectBackend;
   vdisks: () => VDiskInfo[];
   nbd: () => { host: string; port: number } | undefined;
+  /** The ALBA manager's root in the store (default ovs/alba/) and the cluster secret ASDs check. */
+  alba?: { root?: string; clusterSecret?: string };
 }
 
 /** A test adds messages; its state is the worst level it reported. */
@@ -100,13 +103,65 @@ async function storeRoundTrip(context: HealthContext, out: Recorder): Promise<vo
   else out.failure("STO0011", "a value written to the store did not read back unchanged.");
 }
 
-async function albaBackend(context: HealthContext, out: Recorder): Promise<void> {
-  if (context.backend.description.startsWith("local:")) {
-    out.skip("ALBA0001", `this node's backend is local (${context.backend.description}), not ALBA.`);
-    return;
+/** Fill level of an ASD above which alba.asds warns (it refuses writes at its own threshold, 99 %). */
+export const asdFillRatioWarning = 0.9;
+const asdProbeTimeoutMs = 3000;
+
+/** The ALBA backend record and its ASDs, or undefined when no ALBA backend is registered. */
+async function albaRegistry(context: HealthContext): Promise<{ backend: BackendRecord; asds: AsdRecord[] } | undefined> {
+  const keys = managerKeys(context.alba?.root ?? "ovs/alba/");
+  const backend = await context.store.get(keys.backend);
+  if (backend === undefined) return undefined;
+  const asds: AsdRecord[] = [];
+  let after: string | undefined;
+  for (;;) {
+    const page = await context.store.prefix(keys.asdPrefix, { after, limit: 1000 });
+    for (const entry of page.entries) asds.push(JSON.parse(entry.value.toString("utf8")) as AsdRecord);
+    if (!page.more || page.entries.length === 0) break;
+    after = page.entries.at(-1)!.key;
   }
-  // An ALBA backend: a namespace round trip proves the proxy, the manager and enough ASDs work.
-  out.skip("ALBA0002", `backend ${context.backend.description}: no ALBA checks yet.`);
+  return { backend: JSON.parse(backend.toString("utf8")) as BackendRecord, asds };
+}
+
+function skipLocal(context: HealthContext, out: Recorder): void {
+  out.skip("ALBA0001", `no ALBA backend is registered; this node's backend is ${context.backend.description}.`);
+}
+
+async function albaBackend(context: HealthContext, out: Recorder): Promise<void> {
+  const registry = await albaRegistry(context);
+  if (registry === undefined) return skipLocal(context, out);
+  const claimed = registry.asds.filter((asd) => asd.state === "claimed").length;
+  if (claimed === 0) out.failure("ALBA0003", `ALBA backend ${registry.backend.backendId} has no claimed ASD: nothing can be stored.`);
+  else out.success("ALBA0002", `ALBA backend ${registry.backend.backendId} with ${claimed} claimed ASD${claimed === 1 ? "" : "s"}.`);
+}
+
+/** Asks every claimed ASD for its disk usage: one that does not answer, or is full, is reported by id. */
+async function albaAsds(context: HealthContext, out: Recorder): Promise<void> {
+  const registry = await albaRegistry(context);
+  if (registry === undefined) return skipLocal(context, out);
+  const claimed = registry.asds.filter((asd) => asd.state === "claimed");
+  let healthy = 0;
+  await Promise.all(claimed.map(async (asd) => {
+    const where = `ASD ${asd.asdId} (node ${asd.nodeId}, ${asd.host}:${asd.port})`;
+    let client: AsdClient | undefined;
+    try {
+      client = await AsdClient.connect({
+        host: asd.host, port: asd.port, clusterSecret: context.alba?.clusterSecret, backendId: registry.backend.backendId, expectedAsdId: asd.asdId,
+        connectTimeoutMs: asdProbeTimeoutMs, requestTimeoutMs: asdProbeTimeoutMs, reconnect: false,
+      });
+      const usage = await client.diskUsage();
+      const fill = usage.totalBytes > 0 ? usage.usedBytes / usage.totalBytes : 0;
+      const percent = `${(fill * 100).toFixed(1)} %`;
+      if (usage.refusingWrites) out.failure("ALBA0012", `${where} is full (${percent} used): it refuses writes; add capacity or let maintenance rebalance.`);
+      else if (fill >= asdFillRatioWarning) out.warning("ALBA0013", `${where} is ${percent} full; it refuses writes at ${(usage.fullThresholdPpm / 10_000).toFixed(0)} %.`);
+      else healthy++;
+    } catch (error) {
+      out.failure("ALBA0011", `${where} does not answer (${error instanceof Error ? error.message : String(error)}); maintenance repairs its fragments away after 900 s.`);
+    } finally {
+      await client?.close().catch(() => undefined);
+    }
+  }));
+  if (healthy > 0 || claimed.length === 0) out.success("ALBA0010", `${healthy} of ${claimed.length} claimed ASD${claimed.length === 1 ? "" : "s"} answer with room to write.`);
 }
 
 async function volumesHalted(context: HealthContext, out: Recorder): Promise<void> {
@@ -189,7 +244,7 @@ async function nodeMemory(_context: HealthContext, out: Recorder): Promise<void>
 /** Every module and its tests, in the order they run and print. */
 export const healthModules: Record<string, Record<string, HealthTest>> = {
   store: { health: storeHealth, "read-write": storeRoundTrip },
-  alba: { backend: albaBackend },
+  alba: { backend: albaBackend, asds: albaAsds },
   volumedriver: { halted: volumesHalted, checksums: volumesChecksums, registry: volumesRegistry },
   node: { "disk-space": nodeDiskSpace, nbd: nodeNbd, memory: nodeMemory },
 };
