@@ -22,6 +22,7 @@ import { buildApi, type NodeInfo } from "./api.js";
 import { AuthService } from "./auth/auth-service.js";
 import { AuditLog } from "./auth/audit-log.js";
 import { NodeMetrics } from "./metrics/metrics.js";
+import { AsdProbes } from "./metrics/asd-metrics.js";
 import { Scheduler } from "./scheduler/scheduler.js";
 import { frameworkTasks } from "./scheduler/tasks.js";
 import type { HealthContext } from "./health/healthcheck.js";
@@ -65,7 +66,7 @@ export class PlatformNode {
       await fsp.mkdir(dataDir, { recursive: true });
       this.store = await openStore(parseStoreUrl(this.options.store ?? "embedded", dataDir), log);
       this.backend = await LocalBackend.open({ dir: path.join(dataDir, "backend") });
-      const metrics = new NodeMetrics({ nodeId: this.options.nodeId });
+      const metrics = new NodeMetrics({ nodeId: this.options.nodeId, asds: new AsdProbes({ store: this.store, clusterSecret: this.options.clusterSecret }) });
       this.vdisks = new VDiskService({ dataDir, nodeId: this.options.nodeId, store: this.store, backend: this.backend, log, metrics });
       await this.vdisks.start();
       this.nbd = new NbdServer({ provider: this.vdisks, host: this.options.nbdHost, port: this.options.nbdPort, logger: log });

@@ -15,11 +15,14 @@
 //   ovs_vdisk_pending_uploads, ovs_vdisk_halted, ovs_vdisk_backend_reads_total,
 //   ovs_vdisk_checksum_errors_total, ovs_vdisk_uploads_total{vdisk,kind}
 //   ovs_api_requests_total{method,route,status}, ovs_api_request_duration_seconds{method,route}
+//   ovs_asd_up, ovs_asd_capacity_bytes, ovs_asd_used_bytes, ovs_asd_values, ovs_asd_refusing_writes,
+//   ovs_asd_operations_total{asd,op}, ovs_asd_errors_total, ovs_asd_latency_seconds_total (asd-metrics.ts)
 //   process_*, nodejs_* (prom-client defaults)
 
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { NbdExport } from "../../frontend/index.js";
 import type { VolumeStats } from "../../volume/index.js";
+import type { AsdProbes } from "./asd-metrics.js";
 
 export const vdiskOps = ["read", "write", "flush", "trim", "write_zeroes"] as const;
 export type VDiskOp = (typeof vdiskOps)[number];
@@ -166,7 +169,7 @@ export class NodeMetrics {
   readonly apiRequests: Counter<"method" | "route" | "status">;
   readonly apiDuration: Histogram<"method" | "route">;
 
-  constructor(options: { nodeId: string; processMetrics?: boolean }) {
+  constructor(options: { nodeId: string; processMetrics?: boolean; asds?: AsdProbes }) {
     this.registry.setDefaultLabels({ node: options.nodeId });
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
     this.apiRequests = new Counter({ name: "ovs_api_requests_total", help: "REST API requests by route pattern and status", labelNames: ["method", "route", "status"], registers: [this.registry] });
@@ -214,6 +217,7 @@ export class NodeMetrics {
         return samples;
       }));
     };
+    for (const family of options.asds?.families() ?? []) this.registry.registerMetric(family as unknown as Parameters<Registry["registerMetric"]>[0]);
     perVDisk("ovs_vdisk_size_bytes", "vDisk size", "gauge", (s) => [[{}, s.sizeBytes]]);
     perVDisk("ovs_vdisk_connections", "NBD connections using the vDisk", "gauge", (s) => [[{}, s.connectionCount]]);
     perVDisk("ovs_vdisk_write_buffer_bytes", "SCO bytes in the local write buffer: all of them (local), and those not yet safe on the backend (not_disposable; writes are throttled above the limit)", "gauge", (s) => [
