@@ -2,7 +2,7 @@
 // own error messages are passed through as they are, except 401, which always says how to log in.
 // Every request carries the bearer token of `ovs login` (credentials.ts), or $OVS_TOKEN when set.
 
-import { tokenFor } from "./credentials.js";
+import { storedLoginFor, tokenFor } from "./credentials.js";
 
 export class CliError extends Error {
   override name = "CliError";
@@ -29,10 +29,12 @@ function unreachable(baseUrl: string, error: unknown): CliError {
 }
 
 /** The sentence for a failed reply: 401 says how to log in, the rest pass the API's message through. */
-function failure(response: Response, parsed: unknown, anonymous: boolean): CliError {
+function failure(baseUrl: string, response: Response, parsed: unknown, anonymous: boolean): CliError {
   const message = (parsed as { error?: { message?: string } } | undefined)?.error?.message;
   if (response.status === 401 && !anonymous) {
-    if (message !== undefined && /expired/.test(message)) return new CliError("your login has expired: run `ovs login`.");
+    const stored = storedLoginFor(baseUrl);
+    const storedExpired = stored !== undefined && Date.parse(stored.expiresAt) <= Date.now();
+    if (storedExpired || (message !== undefined && /expired/.test(message))) return new CliError("your login has expired: run `ovs login`.");
     if (message !== undefined && /no longer valid/.test(message)) return new CliError(`${message.replace(/\.$/, "")}: run \`ovs login\`.`);
     return new CliError("not logged in: run `ovs login`.");
   }
@@ -65,10 +67,10 @@ export async function callApi<T>(baseUrl: string, method: string, path: string, 
   try {
     parsed = text.length > 0 ? JSON.parse(text) : undefined;
   } catch {
-    if (!response.ok) throw failure(response, undefined, anonymous);
+    if (!response.ok) throw failure(baseUrl, response, undefined, anonymous);
     throw new CliError(`the API at ${baseUrl} answered ${response.status} with a body that is not JSON.`);
   }
-  if (!response.ok) throw failure(response, parsed, anonymous);
+  if (!response.ok) throw failure(baseUrl, response, parsed, anonymous);
   return parsed as T;
 }
 
@@ -88,7 +90,7 @@ export async function fetchText(baseUrl: string, path: string): Promise<string> 
     } catch {
       parsed = undefined;
     }
-    throw failure(response, parsed, false);
+    throw failure(baseUrl, response, parsed, false);
   }
   return text;
 }
@@ -109,7 +111,7 @@ export async function streamApi(baseUrl: string, path: string, onLine: (line: st
     } catch {
       parsed = undefined;
     }
-    throw failure(response, parsed, false);
+    throw failure(baseUrl, response, parsed, false);
   }
   const decoder = new TextDecoder();
   let pending = "";

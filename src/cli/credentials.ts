@@ -50,6 +50,13 @@ export function tokenFor(apiUrl: string): string | undefined {
   return readFile().logins[apiUrl]?.token;
 }
 
+/** The login stored for `apiUrl` when it is what the CLI sends (no $OVS_TOKEN). */
+export function storedLoginFor(apiUrl: string): Login | undefined {
+  const fromEnv = process.env.OVS_TOKEN;
+  if (fromEnv !== undefined && fromEnv !== "") return undefined;
+  return readFile().logins[apiUrl];
+}
+
 export function saveLogin(apiUrl: string, login: Login): string {
   const file = readFile();
   file.logins[apiUrl] = login;

@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { EmbeddedStore } from "../../store/index.js";
 import { silentLogger } from "../../base/index.js";
-import { AuthService, tokenHash, type UserRecord, type TokenRecord } from "./auth-service.js";
+import { AuthService, expiredTokenKeepMs, tokenHash, type UserRecord, type TokenRecord } from "./auth-service.js";
 import { hashPassword, verifyPassword } from "./passwords.js";
 import { RateLimiter } from "./rate-limiter.js";
 
@@ -76,9 +76,12 @@ describe("AuthService", () => {
     expect(await auth.authenticate(access_token)).toEqual({ kind: "user", name: "admin", roles: ["read", "write", "manage"] });
     nowMs += 1;
     await expect(auth.authenticate(access_token)).rejects.toThrow(/expired/);
+    await expect(auth.authenticate(access_token)).rejects.toThrow(/expired/); // still said an hour later
     const second = await auth.issueForPassword("admin", "admin password");
     const third = await auth.issueForPassword("admin", "admin password");
-    nowMs += 60_000;
+    nowMs += 60_000 + expiredTokenKeepMs - 1;
+    expect(await auth.sweepExpiredTokens()).toBe(1); // the first one only
+    nowMs += 1;
     expect(await auth.sweepExpiredTokens()).toBe(2);
     await expect(auth.authenticate(second.access_token)).rejects.toThrow(/not valid/);
     await expect(auth.authenticate(third.access_token)).rejects.toThrow(/not valid/);

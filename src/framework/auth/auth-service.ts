@@ -9,7 +9,8 @@
 //   subject's current roles (narrowed by the token's scope).
 // - Every change is one store sequence with asserts (optimistic concurrency): a create never overwrites,
 //   a password change never loses a concurrent one, and the last user with role manage cannot be deleted.
-// - Time comes from options.now (milliseconds), so tests can control expiry.
+// - Time comes from options.now (milliseconds), so tests can control expiry. Expired records stay an
+//   hour (expiredTokenKeepMs) so a late request is told "expired", then the sweep task deletes them.
 // Imported by the auth plugin and routes in this folder and by node.ts.
 
 import { createHash, randomBytes } from "node:crypto";
@@ -104,6 +105,8 @@ const namePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const tokenPattern = /^ovs_[A-Za-z0-9_-]{43}$/;
 /** Most users or clients listed (and scanned for the last-manager check); far above any real cluster. */
 export const subjectsMax = 10_000;
+/** Expired token records are kept this long, so a late request still hears "expired", then swept. */
+export const expiredTokenKeepMs = 3600_000;
 /** Most tokens deleted per sweep page. */
 const sweepPageSize = 500;
 
@@ -232,10 +235,7 @@ export class AuthService {
     const value = await this.store.get(key);
     if (value === undefined) throw new OvsError("UNAUTHENTICATED", "the bearer token is not valid (unknown or revoked).");
     const record = decode<TokenRecord>(value);
-    if (this.now() >= record.expiresAtMs) {
-      await this.store.delete(key).catch(() => false);
-      throw new OvsError("UNAUTHENTICATED", "the bearer token has expired.");
-    }
+    if (this.now() >= record.expiresAtMs) throw new OvsError("UNAUTHENTICATED", "the bearer token has expired.");
     const subjectValue = await this.store.get((record.kind === "user" ? usersPrefix : clientsPrefix) + record.name);
     const subject = subjectValue === undefined ? undefined : decode<UserRecord | ClientRecord>(subjectValue);
     if (subject === undefined || subject.tokenGeneration !== record.tokenGeneration) {
@@ -250,7 +250,7 @@ export class AuthService {
     return this.store.delete(tokensPrefix + tokenHash(token));
   }
 
-  /** Deletes expired token records (every node runs this now and then); returns how many. */
+  /** Deletes token records expired for over expiredTokenKeepMs (a scheduled task); returns how many. */
   async sweepExpiredTokens(): Promise<number> {
     let deleted = 0;
     let after: string | undefined;
@@ -258,7 +258,7 @@ export class AuthService {
     for (;;) {
       const page = await this.store.prefix(tokensPrefix, { after, limit: sweepPageSize });
       for (const entry of page.entries) {
-        if (decode<TokenRecord>(entry.value).expiresAtMs <= nowMs && (await this.store.testAndSet(entry.key, entry.value, undefined))) deleted++;
+        if (decode<TokenRecord>(entry.value).expiresAtMs + expiredTokenKeepMs <= nowMs && (await this.store.testAndSet(entry.key, entry.value, undefined))) deleted++;
       }
       if (!page.more || page.entries.length === 0) return deleted;
       after = page.entries.at(-1)!.key;
