@@ -6,6 +6,7 @@
 // every run, the medians and the ratios to each reference.
 //
 // Usage: npm run build && node dist/bench/nbd.js [--dir DIR] [--runtime-s 15] [--reps 3] [--size-gib 1]
+//        [--backend alba|local]   (the vDisk's backend: `ovs up`'s default ALBA on 6 local ASDs, or a directory)
 
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
@@ -20,6 +21,7 @@ interface Options {
   runtimeS: number;
   reps: number;
   sizeGiB: number;
+  backend: string;
 }
 
 function parseArgs(): Options {
@@ -33,6 +35,7 @@ function parseArgs(): Options {
     runtimeS: Number(value("--runtime-s", "15")),
     reps: Number(value("--reps", "3")),
     sizeGiB: Number(value("--size-gib", "1")),
+    backend: value("--backend", "alba"),
   };
 }
 
@@ -107,15 +110,15 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-async function startOurs(dir: string, sizeBytes: number): Promise<Target> {
+async function startOurs(dir: string, sizeBytes: number, backend: string): Promise<Target> {
   const dataDir = path.join(dir, "ovs-data");
   const [nbdPort, apiPort] = [await freePort(), await freePort()];
   const bin = path.join(root, "dist/src/cli/main.js");
-  const child = spawn(process.execPath, [bin, "up", "--data-dir", dataDir, "--nbd-port", String(nbdPort), "--api-port", String(apiPort)], {
+  const child = spawn(process.execPath, [bin, "up", "--data-dir", dataDir, "--nbd-port", String(nbdPort), "--api-port", String(apiPort), "--backend", backend], {
     stdio: ["ignore", "ignore", "inherit"],
     env: { ...process.env, OVS_LOG_LEVEL: "warn" },
   });
-  await waitForPort(apiPort, 30_000);
+  await waitForPort(apiPort, 90_000);
   const created = await run(process.execPath, [bin, "--api", `http://127.0.0.1:${apiPort}`, "vdisk", "create", "bench", "--size", String(sizeBytes)], 60_000);
   if (created.code !== 0) throw new Error(`vdisk create failed: ${created.stderr}`);
   return { name: "ovs", uri: `nbd://127.0.0.1:${nbdPort}/bench`, stop: () => stopChild(child) };
@@ -192,7 +195,7 @@ async function main(): Promise<void> {
   const sizeBytes = Math.max(4, options.sizeGiB) * 1024 ** 3;
   const targets: Target[] = [];
   try {
-    targets.push(await startOurs(dir, sizeBytes));
+    targets.push(await startOurs(dir, sizeBytes, options.backend));
     targets.push(await startQemuNbd(dir, sizeBytes));
     const nbdServer = await startNbdServer(dir, sizeBytes);
     if (nbdServer) targets.push(nbdServer);

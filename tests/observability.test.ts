@@ -28,15 +28,14 @@ interface Report {
 }
 
 describe("ovs healthcheck and /api/v1/health", () => {
-  it("reports every module of a healthy node, alba SKIPPED without an ALBA backend", async () => {
+  it("reports every module of a healthy node, its 6 ASDs included", async () => {
     const text = await node.ovs(["healthcheck"]);
     expectOk(text, "healthcheck");
     expect(text.stdout).toMatch(/^\[SUCCESS\] store\.health\s+STO0001\s+the embedded store is healthy/m);
     expect(text.stdout).toMatch(/^\[SUCCESS\] store\.read-write\s+STO0010 /m);
-    expect(text.stdout).toMatch(/^\[SKIPPED\] alba\.backend\s+ALBA0001\s+no ALBA backend is registered; this node's backend is local:/m);
-    expect(text.stdout).toMatch(/^\[SKIPPED\] alba\.asds\s+ALBA0001 /m);
+    expect(text.stdout).toMatch(/^\[SUCCESS\] alba\.backend\s+ALBA0002\s+ALBA backend alba-[0-9a-f]{16} with 6 claimed ASDs\.$/m);
     expect(text.stdout).toMatch(/^\[SUCCESS\] node\.nbd\s+NODE0010\s+the NBD server accepts connections/m);
-    expect(text.stdout).toMatch(/^recap: SUCCESS \d+, WARNING \d+, FAILED 0, SKIPPED 2, EXCEPTION 0\n$/m);
+    expect(text.stdout).toMatch(/^recap: SUCCESS \d+, WARNING \d+, FAILED 0, SKIPPED 0, EXCEPTION 0\n$/m);
     const json = await node.ovs(["healthcheck", "--json"]);
     expectOk(json, "healthcheck --json");
     const report = JSON.parse(json.stdout) as Report;
@@ -49,6 +48,11 @@ describe("ovs healthcheck and /api/v1/health", () => {
       expect(codes.length, name).toBeGreaterThan(0);
       for (const code of codes) expect(code).toMatch(/^(STO|ALBA|VOL|NODE|HC)\d{4}$/);
     }
+    // Every one of the node's 6 ASDs answers (with room, or over 90 % full on a crowded test disk).
+    const asds = report.result["alba.asds"]!;
+    expect(asds.messages.error).toBeUndefined();
+    expect(Object.values(asds.messages).flat().map((m) => m.code).every((code) => code === "ALBA0010" || code === "ALBA0013")).toBe(true);
+    if (asds.state === "SUCCESS") expect(asds.messages.success![0]!.message).toBe("6 of 6 claimed ASDs answer with room to write.");
     // The disk may be fuller on some machines: then the state and its code must agree.
     const disk = report.result["node.disk-space"]!;
     expect({ SUCCESS: "NODE0001", WARNING: "NODE0002", FAILED: "NODE0003" }[disk.state]).toBe(Object.values(disk.messages).flat()[0]!.code);
@@ -114,6 +118,10 @@ describe("GET /metrics", () => {
     expect(sampleValue(after, "ovs_vdisk_latency_seconds_count", { ...labels, op: "write" })).toBe(sampleValue(after, "ovs_vdisk_operations_total", { ...labels, op: "write" }));
     for (const state of ["local", "not_disposable"]) expect(sampleValue(after, "ovs_vdisk_write_buffer_bytes", { ...labels, state })).toBeGreaterThanOrEqual(0);
     expect(sampleValue(after, "ovs_api_requests_total", { method: "POST", route: "/api/v1/vdisks", status: "201" })).toBeGreaterThanOrEqual(1);
+    const up = after.get("ovs_asd_up")!.samples;
+    expect(up).toHaveLength(6);
+    expect(up.every((sample) => sample.value === 1)).toBe(true);
+    expect(after.get("ovs_asd_capacity_bytes")!.samples).toHaveLength(6);
     // The Grafana dashboard asks only for families this node exports.
     const dashboard = await fsp.readFile(path.resolve("docs/grafana/openvstorage.json"), "utf8");
     const asked = new Set([...dashboard.matchAll(/\b((?:ovs|process|nodejs)_[a-z0-9_]+)/g)].map((m) => m[1]!.replace(/_bucket$/, "")));
@@ -134,6 +142,8 @@ describe("GET /api/openapi.json", () => {
       ["/api/v1/vdisks", "post", "write"], ["/api/v1/vdisks/{name}", "delete", "write"], ["/api/v1/vdisks/{name}/resize", "post", "write"],
       ["/api/v1/users", "post", "manage"], ["/api/v1/users/{username}/password", "put", "read"], ["/api/v1/clients/{clientId}", "delete", "manage"],
       ["/api/v1/config", "get", "manage"], ["/api/v1/auth/settings", "patch", "manage"], ["/api/openapi.json", "get", "read"],
+      ["/api/v1/alba/asds", "get", "read"], ["/api/v1/alba/asds", "post", "manage"], ["/api/v1/alba/asds/{asdId}/decommission", "post", "manage"],
+      ["/api/v1/alba/maintenance/pass", "post", "write"],
     ] as const) {
       expect(doc.paths[route]?.[method]?.["x-ovs-role"], `${method} ${route}`).toBe(role);
     }
@@ -184,7 +194,7 @@ describe("ovs schedule", () => {
     expectOk(await node.ovs(["schedule", "set", "health.check", "--default"]), "default");
     const run = await node.ovs(["schedule", "run", "health.check"]);
     expectOk(run, "schedule run");
-    expect(run.stdout).toMatch(/^health\.check: SUCCESS in \d+ ms: SUCCESS \d+, WARNING \d+, FAILED 0, SKIPPED 2, EXCEPTION 0\n$/);
+    expect(run.stdout).toMatch(/^health\.check: SUCCESS in \d+ ms: SUCCESS \d+, WARNING \d+, FAILED 0, SKIPPED 0, EXCEPTION 0\n$/);
     const history = JSON.parse((await node.ovs(["schedule", "history", "health.check", "--json"])).stdout) as Array<{ task: string; trigger: string; state: string; node: string }>;
     expect(history[0]).toMatchObject({ task: "health.check", trigger: "manual", state: "SUCCESS", node: nodeId });
     const viewer = await node.ovs(["user", "create", "scheduler-viewer", "--role", "read", "--json"]);

@@ -9,7 +9,9 @@
 // Limits: objectSizeBytesMax (1 GiB) keeps the table and every offset far below 2^32.
 // Buffers: encoders write into buffers the caller owns; decoders keep no reference to their input.
 
-import { assert, crc32c, GiB } from "../base/index.js";
+import { assert, crc32c, crc32cBlocks, GiB } from "../base/index.js";
+
+const littleEndianHost = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 import { isValidName } from "./names.js";
 
 export const objectMagic = 0x4c53564f; // "OVSL" read as a little-endian u32
@@ -54,11 +56,13 @@ export function encodeObjectPrefix(data: Uint8Array, out: Buffer): void {
   out.writeBigUInt64LE(BigInt(dataBytes), 8);
   out.fill(0, 16, headerCrcOffset);
   out.writeUInt32LE(crc32c(out.subarray(0, headerCrcOffset)), headerCrcOffset);
-  for (let blockIndex = 0; blockIndex < blockCount; blockIndex += 1) {
-    const start = blockIndex * objectBlockBytes;
-    const end = Math.min(start + objectBlockBytes, dataBytes);
-    out.writeUInt32LE(crc32c(data.subarray(start, end)), objectHeaderBytes + objectChecksumBytes * blockIndex);
-  }
+  // Full blocks in one call (one N-API crossing per object, not per 4 KiB block), then the short tail.
+  const fullBlocks = Math.floor(dataBytes / objectBlockBytes);
+  const inPlace = littleEndianHost && (out.byteOffset + objectHeaderBytes) % 4 === 0;
+  const table = inPlace ? new Uint32Array(out.buffer, out.byteOffset + objectHeaderBytes, blockCount) : new Uint32Array(blockCount);
+  if (fullBlocks > 0) crc32cBlocks(data.subarray(0, fullBlocks * objectBlockBytes), objectBlockBytes, table);
+  if (fullBlocks < blockCount) table[fullBlocks] = crc32c(data.subarray(fullBlocks * objectBlockBytes));
+  if (!inPlace) for (let i = 0; i < blockCount; i++) out.writeUInt32LE(table[i]!, objectHeaderBytes + objectChecksumBytes * i);
 }
 
 export type HeaderDecodeResult =

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { crc32c as nodeRsCrc32c } from "@node-rs/crc32";
-import { crc32c, crc32cBlocks, crc32cRange } from "./checksum.js";
+import { Crc32cCombiner, crc32c, crc32cBlocks, crc32cRange } from "./checksum.js";
 
 describe("crc32c", () => {
   it("matches the CRC32C check value", () => {
@@ -28,5 +28,24 @@ describe("crc32c", () => {
     for (let i = 0; i < 16; i++) expect(out[i + 1]).toBe(nodeRsCrc32c(data.subarray(i * 4096, (i + 1) * 4096)) >>> 0);
     expect(out[0]).toBe(0);
     expect(() => crc32cBlocks(data.subarray(0, 5000), 4096, out)).toThrow();
+  });
+});
+
+describe("Crc32cCombiner", () => {
+  it("gives the CRC32C of a concatenation from the CRCs of its fixed-length pieces", () => {
+    for (const pieceBytes of [1, 7, 4096]) {
+      const combiner = new Crc32cCombiner(pieceBytes);
+      const data = randomBytes(pieceBytes * 9);
+      let running = 0; // the CRC32C of nothing
+      for (let i = 0; i < 9; i++) {
+        running = combiner.combine(running, crc32c(data.subarray(i * pieceBytes, (i + 1) * pieceBytes)));
+        expect(running).toBe(crc32c(data.subarray(0, (i + 1) * pieceBytes)));
+      }
+    }
+    // A prefix of any length followed by one piece.
+    const combiner = new Crc32cCombiner(4096);
+    const data = randomBytes(1000 + 4096);
+    expect(combiner.combine(crc32c(data.subarray(0, 1000)), crc32c(data.subarray(1000)))).toBe(crc32c(data));
+    expect(combiner.combine(0x12345678, crc32c(Buffer.alloc(4096)))).not.toBe(crc32c(Buffer.alloc(4096)));
   });
 });

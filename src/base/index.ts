@@ -6,3 +6,4 @@ export * from "./checksum.js";
 export * from "./log.js";
 export * from "./isal.js";
 export * from "./chunk-queue.js";
+export * from "./buffer-pool.js";

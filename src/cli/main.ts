@@ -15,6 +15,7 @@ import { registerHealthCommands } from "./health-commands.js";
 import { registerScheduleCommands } from "./schedule-commands.js";
 import { runAsd } from "../alba/index.js";
 import { CliError, callApi, resolveApiUrl, streamApi } from "./api-client.js";
+import { registerAlbaCommands } from "./alba-commands.js";
 
 const version = readVersion();
 
@@ -53,6 +54,8 @@ program
 
 interface NodeCommandOptions {
   dataDir: string;
+  backend: "alba" | "local";
+  asdCapacity?: string;
   store: string;
   nodeId: string;
   nbdPort: number;
@@ -72,14 +75,30 @@ function nodeCommand(name: string, description: string): Command {
     .option("--nbd-host <host>", "address the NBD server listens on", "127.0.0.1")
     .option("--api-port <port>", "REST API port", portOption, 8080)
     .option("--api-host <host>", "address the REST API listens on (plain HTTP: put TLS in front of it before exposing it)", "127.0.0.1")
+    .option("--backend <kind>", "object backend: alba (6 local ASD processes under the data dir) or local (a directory)", backendOption, "alba")
+    .option("--asd-capacity <size>", "cap each local ASD at this size, e.g. 256M (small test and demo nodes)", sizeOption)
     .action(runNode);
+}
+
+function backendOption(value: string): "alba" | "local" {
+  if (value !== "alba" && value !== "local") throw new InvalidArgumentError("the backend is alba or local.");
+  return value;
 }
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const log = createLogger("ovs");
+  const { asdCapacity, ...rest } = options;
   // OVS_ADMIN_PASSWORD: the first admin's password at a cluster's first start (automation, tests);
   // without it one is generated. Either way it is printed once, at that first start only.
-  const node = new PlatformNode({ ...options, log, version, adminPassword: process.env.OVS_ADMIN_PASSWORD, clusterSecret: process.env.OVS_CLUSTER_SECRET });
+  const node = new PlatformNode({
+    ...rest,
+    log,
+    version,
+    asdCommand: { execPath: process.execPath, args: [fileURLToPath(import.meta.url), "asd"] },
+    ...(asdCapacity === undefined ? {} : { asdCapacityBytes: parseSizeBytes(asdCapacity) }),
+    adminPassword: process.env.OVS_ADMIN_PASSWORD,
+    clusterSecret: process.env.OVS_CLUSTER_SECRET,
+  });
   const info = await node.start();
   printStarted(info, node.firstAdmin);
   node.firstAdmin = undefined;
@@ -106,15 +125,30 @@ program
   .option("--port <port>", "TCP port (8600 + n by convention)", portOption, 8600)
   .option("--host <host>", "address to listen on", "127.0.0.1")
   .option("--secret-file <file>", "file whose first line is the cluster secret (else $OVS_CLUSTER_SECRET)")
-  .action(async (options: { dir: string; port: number; host: string; secretFile?: string }) => {
+  .option("--capacity <size>", "report at most this size as the ASD's capacity (it refuses writes at 99 % of it), e.g. 64M", sizeOption)
+  .option("--exit-with-stdin", "stop when standard input closes (how a supervising node makes sure its ASDs never outlive it)")
+  .action(async (options: { dir: string; port: number; host: string; secretFile?: string; capacity?: string; exitWithStdin?: boolean }) => {
     const clusterSecret = options.secretFile !== undefined ? fs.readFileSync(options.secretFile, "utf8").split("\n")[0]! : process.env.OVS_CLUSTER_SECRET;
-    const handle = await runAsd({ dir: options.dir, host: options.host, port: options.port, clusterSecret, logger: createLogger("asd") });
+    const capacityBytes = options.capacity === undefined ? undefined : parseSizeBytes(options.capacity);
+    const handle = await runAsd({ dir: options.dir, host: options.host, port: options.port, clusterSecret, logger: createLogger("asd"), capacityBytes });
     process.stdout.write(`ASD ${handle.asdId} listening on ${options.host}:${handle.port} (${options.dir})\n`);
     await new Promise<void>((resolve) => {
-      const stop = (): void => void handle.close().then(resolve);
+      let stopping = false;
+      const stop = (): void => {
+        if (stopping) return;
+        stopping = true;
+        void handle.close().then(resolve);
+      };
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
+      if (options.exitWithStdin) {
+        process.stdin.on("end", stop);
+        process.stdin.on("close", stop);
+        process.stdin.on("error", stop);
+        process.stdin.resume();
+      }
     });
+    process.stdin.destroy();
   });
 
 nodeCommand("up", "start the single-node platform in the foreground on embedded defaults (Ctrl-C stops it)");
@@ -137,6 +171,7 @@ function printStarted(info: NodeInfo, firstAdmin: PlatformNode["firstAdmin"]): v
     `  backend    ${info.backend}`,
     `  REST API   http://${info.api.host}:${info.api.port}/api/v1`,
     `  NBD        nbd://${nbdHost}:${info.nbd.port}/<vdisk>`,
+    ...info.asds.map((asd) => `  ASD ${String(asd.index).padEnd(6)} ${asd.host}:${asd.port}  ${asd.asdId ?? "(id unknown)"}  pid ${asd.pid ?? "-"}  ${asd.dir}`),
     ...admin,
     ``,
     `Log in:          ovs${apiFlag} login --user admin`,
@@ -178,9 +213,10 @@ vdisk
   .command("create <name>")
   .description("create a thin vDisk")
   .requiredOption("--size <size>", "size, e.g. 10G (binary units)", sizeOption)
+  .option("--sco-cache-max <size>", "keep at most this much of its data in local SCO files once it is on the backend (default: no cap)", sizeOption)
   .option("--json", "print JSON")
-  .action(async (name: string, options: { size: string; json?: boolean }) => {
-    const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", { name, size: options.size });
+  .action(async (name: string, options: { size: string; scoCacheMax?: string; json?: boolean }) => {
+    const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", { name, size: options.size, ...(options.scoCacheMax === undefined ? {} : { scoCacheMax: options.scoCacheMax }) });
     if (options.json) printJson(info);
     else process.stdout.write(`created vDisk ${info.name} (${info.size})\n`);
   });
@@ -326,6 +362,7 @@ config
 registerAuthCommands(program, api, printJson);
 registerHealthCommands(program, api, printJson);
 registerScheduleCommands(program, api, printJson);
+registerAlbaCommands(program, { api, printJson });
 
 try {
   await program.parseAsync(process.argv);

@@ -36,7 +36,7 @@ beforeAll(async () => {
   await auth.bootstrap("admin password");
   await auth.createUser("reader", "reader password", "read");
   await auth.createUser("writer", "writer password", "write");
-  app = await buildApi({ vdisks, store, backend, auth, metrics: new NodeMetrics({ nodeId: "n1", processMetrics: false }), log, now: () => nowMs, nodeInfo: () => ({ version: "t", nodeId: "n1", dataDir: dir, store: "s", backend: "b", nbd: { host: "127.0.0.1", port: 1 }, api: { host: "h", port: 2 } }) });
+  app = await buildApi({ vdisks, store, backend, auth, metrics: new NodeMetrics({ nodeId: "n1", processMetrics: false }), log, now: () => nowMs, nodeInfo: () => ({ version: "t", nodeId: "n1", dataDir: dir, store: "s", backend: "b", nbd: { host: "127.0.0.1", port: 1 }, api: { host: "h", port: 2 }, asds: [] }) });
   // Another component's plugin, registered after buildApi with no auth configuration at all.
   await app.register(async (plugin) => {
     plugin.get("/api/v1/later", { schema: { summary: "a route added later" } }, async () => ({ ok: true }));

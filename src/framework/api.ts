@@ -22,6 +22,8 @@ import { registerAuth, defaultRole, type RouteAccess } from "./auth/auth-plugin.
 import { registerAuthRoutes } from "./auth/auth-api.js";
 import type { AuthService } from "./auth/auth-service.js";
 import type { AuditLog } from "./auth/audit-log.js";
+import { registerAlbaRoutes } from "./alba-api.js";
+import type { AlbaService } from "./alba-service.js";
 
 export interface NodeInfo {
   version: string;
@@ -31,12 +33,17 @@ export interface NodeInfo {
   backend: string;
   nbd: { host: string; port: number };
   api: { host: string; port: number };
+  /** The local ASD processes (ALBA backend), empty with --backend local. */
+  asds: Array<{ index: number; asdId: string | null; host: string; port: number; dir: string; pid: number | null }>;
 }
 
 const Size = Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 1 })], {
   description: "bytes, or a size with a binary unit such as 10G",
 });
-const CreateBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }), size: Size }, { additionalProperties: false });
+const CreateBody = Type.Object(
+  { name: Type.String({ minLength: 1, maxLength: 64 }), size: Size, scoCacheMax: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 0 })])) },
+  { additionalProperties: false },
+);
 const ResizeBody = Type.Object({ size: Size }, { additionalProperties: false });
 const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }) });
 const DeleteQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
@@ -55,6 +62,8 @@ export interface ApiOptions {
   vdisks: VDiskService;
   store: ClusterStore;
   backend: ObjectBackend;
+  /** The ALBA backend's operations (routes under /api/v1/alba); none with --backend local. */
+  alba?: AlbaService;
   auth: AuthService;
   /** The scheduled tasks (routes under /api/v1/schedule); none in unit tests that do not look at it. */
   scheduler?: Scheduler;
@@ -150,12 +159,17 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     });
   }
 
-  app.get("/api/v1/node", { schema: { tags: ["node"], summary: "this node: version, id, store, backend and where it listens" } }, async () => options.nodeInfo());
+  app.get("/api/v1/node", { schema: { tags: ["node"], summary: "this node: version, id, store, backend, where it listens and its local ASDs" } }, async () => {
+    const info = options.nodeInfo();
+    const local = options.alba?.localAsds();
+    return local === undefined ? info : { ...info, asds: local.map((asd) => ({ index: asd.index, asdId: asd.asdId, host: asd.host, port: asd.port, dir: asd.dir, pid: asd.pid })) };
+  });
 
   app.get("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "list the vDisks this node serves, with live statistics" } }, async () => ({ vdisks: options.vdisks.list() }));
 
   app.post<{ Body: Static<typeof CreateBody> }>("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "create a thin vDisk", body: CreateBody } }, async (request, reply) => {
-    const info = await options.vdisks.create(request.body.name, sizeOf(request.body.size));
+    const { scoCacheMax } = request.body;
+    const info = await options.vdisks.create(request.body.name, sizeOf(request.body.size), scoCacheMax === undefined ? {} : { scoCacheMaxBytes: scoCacheMax === 0 || scoCacheMax === "0" ? 0 : sizeOf(scoCacheMax) });
     return reply.status(201).send(info);
   });
 
@@ -179,6 +193,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   );
 
   registerConfigRoutes(app, options.store);
+  registerAlbaRoutes(app, options.alba);
   registerAuthRoutes(app, options.auth, now);
   if (options.scheduler !== undefined) registerSchedulerRoutes(app, options.scheduler);
   registerHealthRoutes(app, () => {

@@ -1,24 +1,28 @@
 // A storage node (`ovs up`, `ovs node`): the cluster store (embedded, or etcd for several nodes), the
-// local object backend, the vDisks, the NBD server and the REST API, all in this process, under one data
+// object backend (ALBA by default: local ASD child processes, the ALBA client and maintenance, see
+// alba-service.ts; or `--backend local`), the vDisks, the NBD server and the REST API, under one data
 // directory:
 //   <dataDir>/store     embedded ClusterStore (LMDB), when the store is embedded
-//   <dataDir>/backend   local object backend
+//   <dataDir>/asds      ALBA: the local ASDs (asd-N), their layout and the cluster secret (docs/formats/asd-layout.md)
+//   <dataDir>/backend   local object backend (--backend local)
 //   <dataDir>/volumes   one directory per vDisk (write buffer, TLogs, metadata)
 //   <dataDir>/audit.log the audit log of changes made through this node's API
 // At the first start of a cluster the first admin is created (auth/auth-service.ts bootstrap); its
 // password is handed out once through `firstAdmin` for the CLI to print.
-// start() brings them up in dependency order; stop() takes them down in reverse, syncing every vDisk.
+// start() brings them up in dependency order; stop() takes them down in reverse: API, NBD, maintenance,
+// every vDisk synced, the backend client, the ASD children (SIGTERM, then SIGKILL), the store.
 
 import path from "node:path";
 import fsp from "node:fs/promises";
 import type { FastifyInstance } from "fastify";
-import type { Logger } from "../base/index.js";
+import { OvsError, type Logger } from "../base/index.js";
 import type { ClusterStore } from "../store/index.js";
 import { openStore, parseStoreUrl } from "./store-url.js";
 import { LocalBackend, type ObjectBackend } from "../backend/index.js";
 import { NbdServer } from "../frontend/index.js";
 import { VDiskService } from "./vdisk-service.js";
 import { buildApi, type NodeInfo } from "./api.js";
+import { AlbaService } from "./alba-service.js";
 import { AuthService } from "./auth/auth-service.js";
 import { AuditLog } from "./auth/audit-log.js";
 import { NodeMetrics } from "./metrics/metrics.js";
@@ -26,6 +30,9 @@ import { AsdProbes } from "./metrics/asd-metrics.js";
 import { Scheduler } from "./scheduler/scheduler.js";
 import { frameworkTasks } from "./scheduler/tasks.js";
 import type { HealthContext } from "./health/healthcheck.js";
+import type { AsdCommand } from "./asd-supervisor.js";
+
+export type BackendKind = "alba" | "local";
 
 export interface NodeOptions {
   dataDir: string;
@@ -39,7 +46,16 @@ export interface NodeOptions {
   apiPort: number;
   log: Logger;
   version: string;
-  /** The cluster secret ASDs check (OVS_CLUSTER_SECRET), for the health check's ASD probes. */
+  /** `--backend`: alba (default: local ASD processes) or local (a directory). */
+  backend?: BackendKind;
+  /** How to start an ASD process (the CLI passes itself: [main.js, "asd"]); needed for alba. */
+  asdCommand?: AsdCommand;
+  /** Local ASDs at the first start (default 6). */
+  asdCount?: number;
+  /** Capacity cap of each local ASD (small test and demo nodes). */
+  asdCapacityBytes?: number;
+  maintenancePassIntervalMs?: number;
+  /** The cluster secret of ASDs this node probes (OVS_CLUSTER_SECRET); default: the local ASDs' secret. */
   clusterSecret?: string;
   /** The first admin's password at the first start of a cluster (OVS_ADMIN_PASSWORD); generated when absent. */
   adminPassword?: string;
@@ -48,6 +64,7 @@ export interface NodeOptions {
 export class PlatformNode {
   private store: ClusterStore | undefined;
   private backend: ObjectBackend | undefined;
+  private alba: AlbaService | undefined;
   private vdisks: VDiskService | undefined;
   private nbd: NbdServer | undefined;
   private api: FastifyInstance | undefined;
@@ -65,8 +82,18 @@ export class PlatformNode {
     try {
       await fsp.mkdir(dataDir, { recursive: true });
       this.store = await openStore(parseStoreUrl(this.options.store ?? "embedded", dataDir), log);
-      this.backend = await LocalBackend.open({ dir: path.join(dataDir, "backend") });
-      const metrics = new NodeMetrics({ nodeId: this.options.nodeId, asds: new AsdProbes({ store: this.store, clusterSecret: this.options.clusterSecret }) });
+      if ((this.options.backend ?? "alba") === "alba") {
+        if (this.options.asdCommand === undefined) throw new OvsError("INVALID_ARGUMENT", "The ALBA backend needs the command that starts an ASD (asdCommand).");
+        this.alba = new AlbaService({
+          dataDir, store: this.store, nodeId: this.options.nodeId, log, asdCommand: this.options.asdCommand, asdCount: this.options.asdCount,
+          asdCapacityBytes: this.options.asdCapacityBytes, maintenancePassIntervalMs: this.options.maintenancePassIntervalMs,
+        });
+        this.backend = await this.alba.start();
+      } else {
+        this.backend = await LocalBackend.open({ dir: path.join(dataDir, "backend") });
+      }
+      const clusterSecret = this.options.clusterSecret ?? this.alba?.clusterSecret;
+      const metrics = new NodeMetrics({ nodeId: this.options.nodeId, asds: new AsdProbes({ store: this.store, clusterSecret }) });
       this.vdisks = new VDiskService({ dataDir, nodeId: this.options.nodeId, store: this.store, backend: this.backend, log, metrics });
       await this.vdisks.start();
       this.nbd = new NbdServer({ provider: this.vdisks, host: this.options.nbdHost, port: this.options.nbdPort, logger: log });
@@ -79,9 +106,12 @@ export class PlatformNode {
       const vdisks = this.vdisks;
       const store = this.store;
       const backend = this.backend;
-      const health = (): HealthContext => ({ nodeId: this.options.nodeId, dataDir, store, backend, vdisks: () => vdisks.list(), nbd: () => this.info?.nbd, alba: { clusterSecret: this.options.clusterSecret } });
+      const health = (): HealthContext => ({ nodeId: this.options.nodeId, dataDir, store, backend, vdisks: () => vdisks.list(), nbd: () => this.info?.nbd, alba: { clusterSecret } });
       this.scheduler = new Scheduler({ store, nodeId: this.options.nodeId, log, tasks: frameworkTasks({ auth, health }) });
-      this.api = await buildApi({ scheduler: this.scheduler, vdisks: this.vdisks, store: this.store, backend: this.backend, auth, audit: this.audit, metrics, nodeInfo: () => this.info!, log, version: this.options.version, clusterSecret: this.options.clusterSecret });
+      this.api = await buildApi({
+        vdisks: this.vdisks, store: this.store, backend: this.backend, alba: this.alba, auth, audit: this.audit, metrics, scheduler: this.scheduler,
+        nodeInfo: () => this.info!, log, version: this.options.version, clusterSecret,
+      });
       await this.scheduler.start();
       await this.api.listen({ host: this.options.apiHost, port: this.options.apiPort });
       const address = this.api.server.address();
@@ -94,6 +124,7 @@ export class PlatformNode {
         backend: this.backend.description,
         nbd: { host: this.options.nbdHost, port: nbdPort },
         api: { host: this.options.apiHost, port: apiPort },
+        asds: this.alba?.localAsds().map((asd) => ({ index: asd.index, asdId: asd.asdId, host: asd.host, port: asd.port, dir: asd.dir, pid: asd.pid })) ?? [],
       };
       return this.info;
     } catch (error) {
@@ -116,9 +147,11 @@ export class PlatformNode {
     await step("the API", this.api && (() => this.api!.close()));
     await step("the audit log", this.audit && (() => this.audit!.close()));
     await step("the NBD server", this.nbd && (() => this.nbd!.close()));
+    await step("maintenance", this.alba && (() => this.alba!.stopMaintenance()));
     await step("the vDisks", this.vdisks && (() => this.vdisks!.stop()));
-    await step("the backend", this.backend && (() => this.backend!.close()));
+    if (this.alba) await step("the ALBA backend and its ASDs", () => this.alba!.stop());
+    else await step("the backend", this.backend && (() => this.backend!.close()));
     await step("the store", this.store && (() => this.store!.close()));
-    this.api = this.nbd = this.vdisks = this.backend = this.store = this.audit = this.scheduler = undefined;
+    this.api = this.nbd = this.vdisks = this.backend = this.store = this.alba = this.audit = this.scheduler = undefined;
   }
 }

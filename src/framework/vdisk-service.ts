@@ -99,10 +99,12 @@ export class VDiskService implements NbdExportProvider {
     this.served.clear();
   }
 
-  async create(name: string, sizeBytes: number): Promise<VDiskInfo> {
+  /** settings.scoCacheMaxBytes: a per-vDisk cap on local SCO bytes (0 = none; the default). */
+  async create(name: string, sizeBytes: number, settings: { scoCacheMaxBytes?: number } = {}): Promise<VDiskInfo> {
     validateVDiskName(name);
     const id = randomUUID();
     const config: VolumeConfig = { id, name, namespace: `vdisk-${id}`, sizeBytes, createdAt: new Date().toISOString(), ...defaultVolumeSettings() };
+    if (settings.scoCacheMaxBytes !== undefined) config.scoCacheMaxBytes = settings.scoCacheMaxBytes;
     validateConfig(config);
     return this.withLock(name, async () => {
       const existing = await this.options.store.get(registryPrefix + name);

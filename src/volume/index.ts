@@ -2,3 +2,4 @@
 export { Volume, defaultVolumeSettings, validateConfig, volumeLimits, type VolumeConfig, type VolumeStats } from "./volume.js";
 export { scoName, parseScoName, type ScoId } from "./sco-name.js";
 export * as tlogFormat from "./tlog-format.js";
+export { QosLimiter, noQosLimits, qosLimitKeys, validateQosLimits, type QosLimits, type QosKind } from "./qos.js";

@@ -12,7 +12,7 @@
 //   interval and the SCO size).
 
 import { open, type Database, type RootDatabase } from "lmdb";
-import { assert } from "../base/index.js";
+import { assert, OvsError } from "../base/index.js";
 
 export interface ClusterLocation {
   cloneId: number;
@@ -40,46 +40,75 @@ export interface Cork {
   nextScoNumber?: number;
 }
 
-const mapValueSizeBytes = 12;
+/**
+ * The map is stored in pages of `clustersPerPage` consecutive clusters: one LMDB value per page instead of
+ * one per cluster, so that a 1 MiB read costs 4 LMDB lookups instead of 256 and a commit of a 1 MiB write
+ * 4 puts instead of 256 (per-cluster lookups were 15 % of the node's CPU on 1 MiB reads). 64 slots of 12
+ * bytes keep a page (768 bytes) inline in LMDB's 4 KiB leaf pages (larger values go to overflow pages).
+ */
+export const clustersPerPage = 64;
+export const slotSizeBytes = 12;
+export const pageSizeBytes = clustersPerPage * slotSizeBytes;
+/** meta key "mapFormat": the map layout of this file; another value is refused (no silent misreading). */
+export const mapFormat = "pages-64x12";
 
 export class MetadataStore {
   private readonly root: RootDatabase;
-  private readonly map: Database<Buffer, Buffer>;
+  private readonly pages: Database<Buffer, Buffer>;
   private readonly meta: Database<string, string>;
   private readonly keyBuffer = Buffer.alloc(8);
+  /** The last page read by lookup(), copied; dropped around every commit. */
+  private cachedPageNumber = -1;
+  private readonly cachedPage = Buffer.alloc(pageSizeBytes);
+  private cachedPagePresent = false;
 
   private constructor(root: RootDatabase) {
     this.root = root;
-    this.map = root.openDB<Buffer, Buffer>({ name: "map", keyEncoding: "binary", encoding: "binary" });
+    this.pages = root.openDB<Buffer, Buffer>({ name: "map-pages", keyEncoding: "binary", encoding: "binary" });
     this.meta = root.openDB<string, string>({ name: "meta", encoding: "string" });
   }
 
   static open(path: string): MetadataStore {
-    return new MetadataStore(open({ path, maxDbs: 4, compression: false }));
+    const store = new MetadataStore(open({ path, maxDbs: 4, compression: false }));
+    const format = store.meta.get("mapFormat");
+    if (store.meta.get("config") !== undefined && format !== mapFormat) {
+      void store.close();
+      throw new OvsError("INVALID_ARGUMENT", `the volume metadata in ${path} has map format ${format ?? "(none, an early version)"}, this version reads ${mapFormat}; rebuild it from the TLogs (restart from the backend).`);
+    }
+    return store;
   }
 
   /** The committed location of a cluster, or undefined if unwritten. Synchronous (LMDB read). */
   lookup(clusterAddress: number): ClusterLocation | undefined {
-    writeKey(this.keyBuffer, clusterAddress);
-    const value = this.map.getBinaryFast(this.keyBuffer);
-    if (value === undefined) return undefined;
-    assert(value.length === mapValueSizeBytes, "corrupt map value");
-    return {
-      scoNumber: value.readUInt32LE(0),
-      offsetClusters: value.readUInt16LE(4),
-      cloneId: value.readUInt8(6),
-      scoVersion: value.readUInt8(7),
-      dataCrc: value.readUInt32LE(8),
-    };
+    const pageNumber = Math.floor(clusterAddress / clustersPerPage);
+    if (pageNumber !== this.cachedPageNumber) {
+      writeKey(this.keyBuffer, pageNumber);
+      const value = this.pages.getBinary(this.keyBuffer);
+      this.cachedPageNumber = pageNumber;
+      this.cachedPagePresent = value !== undefined;
+      if (value !== undefined) {
+        assert(value.length === pageSizeBytes, "corrupt map page");
+        this.cachedPage.set(value);
+      }
+    }
+    if (!this.cachedPagePresent) return undefined;
+    return readSlot(this.cachedPage, clusterAddress % clustersPerPage);
   }
 
   /** Addresses of committed (written) clusters in [first, end), in order. */
   *writtenClustersInRange(first: number, end: number): Generator<number> {
+    if (end <= first) return;
     const start = Buffer.allocUnsafe(8);
     const stop = Buffer.allocUnsafe(8);
-    writeKey(start, first);
-    writeKey(stop, end);
-    for (const key of this.map.getKeys({ start, end: stop })) yield readKey(key);
+    writeKey(start, Math.floor(first / clustersPerPage));
+    writeKey(stop, Math.floor((end - 1) / clustersPerPage) + 1);
+    for (const { key, value } of this.pages.getRange({ start, end: stop })) {
+      const base = readKey(key) * clustersPerPage;
+      for (let slot = 0; slot < clustersPerPage; slot++) {
+        const address = base + slot;
+        if (address >= first && address < end && value.readUInt32LE(slot * slotSizeBytes) !== 0) yield address;
+      }
+    }
   }
 
   getConfig<T>(): T | undefined {
@@ -108,7 +137,7 @@ export class MetadataStore {
 
   /** Number of written (non-zero) clusters committed in the map. */
   committedClusterCount(): number {
-    return this.map.getCount();
+    return Number(this.meta.get("mapClusterCount") ?? "0");
   }
 
   /**
@@ -122,31 +151,48 @@ export class MetadataStore {
     config?: unknown;
     scoNumberReservedEnd?: number;
   }): Promise<void> {
-    // lmdb-js copies keys and values into its write buffer when put/remove is called, so one key and
-    // one value buffer serve the whole batch.
+    // Each touched page is read once, updated in a copy (the last update per address wins) and put once.
+    // The updates are consumed inside the transaction and not kept: the caller may reuse the pair and
+    // the location between steps (DirtyMap does). lmdb-js copies keys and values when put is called.
     const key = Buffer.allocUnsafe(8);
-    const value = Buffer.allocUnsafe(mapValueSizeBytes);
-    await this.root.transaction(() => {
-      if (batch.updates) {
-        for (const [address, location] of batch.updates) {
-          writeKey(key, address);
-          if (location.scoNumber === 0) {
-            this.map.remove(key);
-          } else {
-            value.writeUInt32LE(location.scoNumber, 0);
-            value.writeUInt16LE(location.offsetClusters, 4);
-            value.writeUInt8(location.cloneId, 6);
-            value.writeUInt8(location.scoVersion, 7);
-            value.writeUInt32LE(location.dataCrc, 8);
-            this.map.put(key, value);
+    this.cachedPageNumber = -1;
+    try {
+      await this.root.transaction(() => {
+        let countDelta = 0;
+        const touched = new Map<number, Buffer>();
+        for (const [address, location] of batch.updates ?? []) {
+          const pageNumber = Math.floor(address / clustersPerPage);
+          let page = touched.get(pageNumber);
+          if (page === undefined) {
+            writeKey(key, pageNumber);
+            const current = this.pages.getBinary(key);
+            page = Buffer.alloc(pageSizeBytes);
+            if (current !== undefined) page.set(current);
+            touched.set(pageNumber, page);
           }
+          const offset = (address % clustersPerPage) * slotSizeBytes;
+          const wasWritten = page.readUInt32LE(offset) !== 0;
+          writeSlot(page, offset, location);
+          countDelta += (location.scoNumber !== 0 ? 1 : 0) - (wasWritten ? 1 : 0);
         }
-      }
-      for (const record of batch.tlogs ?? []) this.meta.put(tlogKey(record.seq), JSON.stringify(record));
-      if (batch.cork) this.meta.put("cork", JSON.stringify(batch.cork));
-      if (batch.config !== undefined) this.meta.put("config", JSON.stringify(batch.config));
-      if (batch.scoNumberReservedEnd !== undefined) this.meta.put("scoNumberReservedEnd", String(batch.scoNumberReservedEnd));
-    });
+        for (const [pageNumber, page] of touched) {
+          writeKey(key, pageNumber);
+          if (isZero(page)) this.pages.remove(key);
+          else this.pages.put(key, page);
+        }
+        if (countDelta !== 0) this.meta.put("mapClusterCount", String(this.committedClusterCount() + countDelta));
+        for (const record of batch.tlogs ?? []) this.meta.put(tlogKey(record.seq), JSON.stringify(record));
+        if (batch.cork) this.meta.put("cork", JSON.stringify(batch.cork));
+        if (batch.config !== undefined) {
+          this.meta.put("config", JSON.stringify(batch.config));
+          this.meta.put("mapFormat", mapFormat);
+        }
+        if (batch.scoNumberReservedEnd !== undefined) this.meta.put("scoNumberReservedEnd", String(batch.scoNumberReservedEnd));
+      });
+    } finally {
+      // A lookup during the commit may have cached the page as it was before.
+      this.cachedPageNumber = -1;
+    }
   }
 
   /** Resolves when every committed transaction is durable on disk. */
@@ -163,12 +209,44 @@ function tlogKey(seq: number): string {
   return `tlog:${seq.toString(16).padStart(12, "0")}`;
 }
 
+/** Decodes map slot `slot` of `page` (docs/formats/volume-metadata.md); undefined when unwritten. */
+export function readSlot(page: Buffer, slot: number): ClusterLocation | undefined {
+  const offset = slot * slotSizeBytes;
+  const scoNumber = page.readUInt32LE(offset);
+  if (scoNumber === 0) return undefined;
+  return {
+    scoNumber,
+    offsetClusters: page.readUInt16LE(offset + 4),
+    cloneId: page.readUInt8(offset + 6),
+    scoVersion: page.readUInt8(offset + 7),
+    dataCrc: page.readUInt32LE(offset + 8),
+  };
+}
+
+/** Encodes `location` at byte `offset` of a page; zeroLocation (SCO number 0) clears the slot. */
+export function writeSlot(page: Buffer, offset: number, location: ClusterLocation): void {
+  if (location.scoNumber === 0) {
+    page.fill(0, offset, offset + slotSizeBytes);
+    return;
+  }
+  page.writeUInt32LE(location.scoNumber, offset);
+  page.writeUInt16LE(location.offsetClusters, offset + 4);
+  page.writeUInt8(location.cloneId, offset + 6);
+  page.writeUInt8(location.scoVersion, offset + 7);
+  page.writeUInt32LE(location.dataCrc, offset + 8);
+}
+
+function isZero(page: Buffer): boolean {
+  for (let offset = 0; offset < page.length; offset += slotSizeBytes) if (page.readUInt32LE(offset) !== 0) return false;
+  return true;
+}
+
 function readKey(source: Buffer): number {
   return source.readUInt32BE(0) * 2 ** 32 + source.readUInt32BE(4);
 }
 
-function writeKey(target: Buffer, clusterAddress: number): void {
+function writeKey(target: Buffer, pageNumber: number): void {
   // Big-endian, so that LMDB's byte order is address order.
-  target.writeUInt32BE(Math.floor(clusterAddress / 2 ** 32), 0);
-  target.writeUInt32BE(clusterAddress % 2 ** 32, 4);
+  target.writeUInt32BE(Math.floor(pageNumber / 2 ** 32), 0);
+  target.writeUInt32BE(pageNumber % 2 ** 32, 4);
 }

@@ -3,8 +3,8 @@
 // it and the TLog before it are stored, so a TLog on the backend never names a SCO that is not there and
 // TLogs are stored in their order. SCOs queued after a TLog do not wait for it.
 // Failed uploads are retried with backoff until they succeed or the uploader stops; nothing is dropped.
-// A SCO is checked against its CRC before every put (from memory or re-read from its file), so a file
-// still being written never reaches the backend; an item may also wait for a `ready` promise first.
+// A SCO re-read from its file is checked against its CRC before the put, so a file still being written
+// never reaches the backend; an item may also wait for a `ready` promise first.
 // Owned by one Volume.
 
 import fsp from "node:fs/promises";
@@ -121,7 +121,11 @@ export class Uploader {
           const name = scoName({ cloneId: 0, scoNumber: item.scoNumber, version: 0 });
           await item.ready; // e.g. its SCO number is durably reserved (never reused after a crash)
           let data = item.data;
+          // From memory the bytes are the ones the CRC was computed from (the volume combines its
+          // clusters' CRCs, which every read verifies): only a re-read file needs checking.
+          let check = false;
           if (data === undefined) {
+            check = true;
             try {
               data = await fsp.readFile(item.file);
             } catch (error) {
@@ -131,7 +135,7 @@ export class Uploader {
             }
           }
           // Never store anything but the SCO's final content (a file still being written reads short).
-          if (crc32c(data) !== item.expectedCrc) throw new OvsError("CHECKSUM_MISMATCH", `SCO ${name} does not match its CRC yet`);
+          if (check && crc32c(data) !== item.expectedCrc) throw new OvsError("CHECKSUM_MISMATCH", `SCO ${name} does not match its CRC yet`);
           await backend.put(namespace, name, data);
           this.counters.scoUploads++;
         } else {

@@ -24,7 +24,7 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { assert, crc32c, crc32cBlocks, OvsError, type Logger } from "../base/index.js";
+import { assert, Crc32cCombiner, crc32c, crc32cBlocks, OvsError, type Logger } from "../base/index.js";
 import type { ObjectBackend } from "../backend/index.js";
 import { MetadataStore, zeroLocation, type ClusterLocation, type Cork, type TlogRecord } from "./metadata-store.js";
 import { TlogWriter } from "./tlog-writer.js";
@@ -32,6 +32,7 @@ import { EntryKind, parseTlog, clusterAddressMax, entriesCrcOf, tlogHeaderSizeBy
 import { parseScoName, scoName } from "./sco-name.js";
 import { closeFile, fdatasync, ioError, openFile, preadAll, pwriteAll, scoReadFds } from "./file-io.js";
 import { Uploader } from "./uploader.js";
+import { DirtyMap } from "./dirty-map.js";
 
 export interface VolumeConfig {
   id: string;
@@ -77,18 +78,6 @@ export function defaultVolumeSettings(): Pick<VolumeConfig, "clusterSizeBytes" |
   return { clusterSizeBytes: 4096, scoSizeBytes: 4 * 1024 * 1024, tlogMultiplier: 16, scoCacheMaxBytes: 0 };
 }
 
-/**
- * A map update not yet committed to LMDB, tagged with the TLog entry that describes it. `previous` is
- * the update it replaced, if that one is not committed yet: a commit stores, per address, the newest
- * update its cork covers, which may be an older one than the newest in memory.
- */
-interface DirtyEntry {
-  location: ClusterLocation;
-  tlogSeq: number;
-  entryIndex: number;
-  previous: DirtyEntry | undefined;
-}
-
 /** A SCO with a memory copy: the open one, and closed ones until they are synced. */
 class MemorySco {
   readonly buffer: Buffer;
@@ -100,6 +89,8 @@ class MemorySco {
   readonly inflight = new Set<Promise<void>>();
   dirtySinceSync = false;
   closed = false;
+  /** CRC32C of buffer[0, clusterCount × cluster size), kept up to date from the clusters' CRCs. */
+  crc = 0;
 
   /** The file was created and its directory entry is not yet known durable. */
   createdSinceSync = false;
@@ -142,7 +133,7 @@ export class Volume {
   private readonly log: Logger;
   private readonly metadata: MetadataStore;
   private readonly clustersPerSco: number;
-  private readonly dirty = new Map<number, DirtyEntry>();
+  private readonly dirty = new DirtyMap();
   private readonly memoryScos = new Map<number, MemorySco>();
   private readonly localScos = new Map<number, LocalSco>(); // insertion order = age
   private readonly unsyncedTlogs: TlogWriter[] = [];
@@ -151,6 +142,7 @@ export class Volume {
   private readonly scoPaths = new Map<number, string>();
   /** CRC32C results of one run of clusters (a SCO's worth or an I/O's worth); used synchronously only. */
   private readonly crcScratch: Uint32Array;
+  private readonly crcCombiner: Crc32cCombiner;
   private readonly uploader: Uploader;
   private openSco!: MemorySco;
   private currentTlog!: TlogWriter;
@@ -178,6 +170,7 @@ export class Volume {
     this.config = config;
     this.log = log.child({ volume: config.name, namespace: config.namespace });
     this.clustersPerSco = config.scoSizeBytes / config.clusterSizeBytes;
+    this.crcCombiner = Crc32cCombiner.forLength(config.clusterSizeBytes);
     this.crcScratch = new Uint32Array(Math.max(this.clustersPerSco, volumeLimits.ioLengthBytesMax / config.clusterSizeBytes + 1));
     this.uploader = new Uploader({
       backend,
@@ -473,6 +466,7 @@ export class Volume {
         const offsetClusters = sco.clusterCount + i;
         const dataCrc = crcs[i]!;
         const address = firstCluster + done + i;
+        sco.crc = this.crcCombiner.combine(sco.crc, dataCrc);
         const entryIndex = tlog.appendLocation(address, sco.scoNumber, offsetClusters, dataCrc);
         this.setDirty(address, { cloneId: 0, scoNumber: sco.scoNumber, scoVersion: 0, offsetClusters, dataCrc }, tlog.seq, entryIndex);
       }
@@ -505,11 +499,10 @@ export class Volume {
    */
   private mappedClustersInRange(first: number, end: number): Set<number> {
     const addresses = new Set<number>(this.metadata.writtenClustersInRange(first, end));
-    for (const [address, entry] of this.dirty) {
-      if (address >= first && address < end && entry.location.scoNumber !== 0) addresses.add(address);
-    }
+    for (const address of this.dirty.mappedAddressesInRange(first, end)) addresses.add(address);
     return addresses;
   }
+
 
   private scheduleScoWrite(sco: MemorySco): Promise<void> {
     sco.dirtySinceSync = true;
@@ -585,7 +578,7 @@ export class Volume {
     const sizeBytes = sco.clusterCount * this.config.clusterSizeBytes;
     this.localScos.set(sco.scoNumber, { sizeBytes, disposable: false });
     const data = sco.buffer.subarray(0, sizeBytes);
-    const scoCrc = crc32c(data);
+    const scoCrc = sco.crc; // combined from the clusters' CRCs (no pass over the SCO)
     this.currentTlog.append({ kind: EntryKind.ScoCrc, cloneId: 0, scoNumber: sco.scoNumber, scoVersion: 0, clusterCount: sco.clusterCount, scoCrc });
     this.currentTlog.scoNumbers.push(sco.scoNumber);
     // Its content is final: upload it now, from memory, once its number is durably reserved. The TLog
@@ -756,25 +749,11 @@ export class Volume {
 
   /** Commits the map entries covered by `cork` (durable TLog entries) and moves the cork. */
   private async commitMetadata(cork: Cork): Promise<void> {
-    const covered = (entry: DirtyEntry): boolean => entry.tlogSeq < cork.seq || (entry.tlogSeq === cork.seq && entry.entryIndex < cork.entryCount);
-    const batch: Array<[number, DirtyEntry]> = [];
-    for (const [address, latest] of this.dirty) {
-      let entry: DirtyEntry | undefined = latest;
-      while (entry && !covered(entry)) entry = entry.previous;
-      if (entry) batch.push([address, entry]);
-    }
-    await this.metadata.commit({ updates: batch.map(([address, entry]) => [address, entry.location]), cork });
-    // Drop what is now in LMDB: the committed update and everything older than it.
-    for (const [address, committed] of batch) {
-      let newer = this.dirty.get(address);
-      if (newer === committed) {
-        this.dirty.delete(address);
-        continue;
-      }
-      while (newer && newer.previous !== committed) newer = newer.previous;
-      if (newer) newer.previous = undefined;
-    }
+    const count = this.dirty.coveredCount(cork);
+    await this.metadata.commit({ updates: this.dirty.updates(count), cork });
+    this.dirty.drop(count); // now in LMDB
   }
+
 
   /** The local path of a SCO file; memoised (the read path needs it per request). */
   private scoPath(scoNumber: number): string {
@@ -788,17 +767,19 @@ export class Volume {
   }
 
   private setDirty(address: number, location: ClusterLocation, tlogSeq: number, entryIndex: number): void {
-    this.dirty.set(address, { location, tlogSeq, entryIndex, previous: this.dirty.get(address) });
+    this.dirty.set(address, location, tlogSeq, entryIndex);
   }
+
 
   // ---------------------------------------------------------------------------------------------------
   // Read internals
 
   private lookup(address: number): ClusterLocation | undefined {
-    const entry = this.dirty.get(address);
-    if (entry) return entry.location.scoNumber === 0 ? undefined : entry.location;
+    const location = this.dirty.get(address);
+    if (location !== undefined) return location.scoNumber === 0 ? undefined : location;
     return this.metadata.lookup(address);
   }
+
 
   /** Reads `clusterCount` clusters from `firstCluster` into `target`, verifying every cluster's CRC. */
   private async readClusters(firstCluster: number, clusterCount: number, target: Buffer): Promise<void> {

@@ -19,6 +19,7 @@ import { assert, OvsError, type Logger } from "../../base/index.js";
 import { AsdConnection, type ConnectionHost } from "./asd-connection.js";
 import { AsdStore, type StatfsSource } from "./asd-store.js";
 import { asdLimits } from "./limits.js";
+import { capacityStatfs } from "./capacity.js";
 import {
   asdOpNames, PROTOCOL_VERSION, type AsdCapabilities, type AsdOpName, type AsdRequest, type AsdResponse, type AsdStatistics,
   type CounterName, type OpStatistics,
@@ -276,6 +277,8 @@ export interface RunAsdOptions {
   port: number;
   clusterSecret?: string;
   logger: Logger;
+  /** Report at most this many bytes as the ASD's total, and its directory's size as used (capacity.ts). */
+  capacityBytes?: number;
 }
 
 export interface AsdHandle {
@@ -289,6 +292,7 @@ export interface AsdHandle {
 
 /** Starts an ASD daemon on `dir` (what `ovs asd --dir DIR --port PORT` runs). */
 export async function runAsd(options: RunAsdOptions): Promise<AsdHandle> {
-  const server = await AsdServer.start({ dir: options.dir, host: options.host, port: options.port, clusterSecret: options.clusterSecret, logger: options.logger });
+  const statfs = options.capacityBytes === undefined ? undefined : capacityStatfs(options.capacityBytes);
+  const server = await AsdServer.start({ dir: options.dir, host: options.host, port: options.port, clusterSecret: options.clusterSecret, logger: options.logger, statfs });
   return { port: server.port, asdId: server.asdId, server, close: () => server.close() };
 }

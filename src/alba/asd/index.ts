@@ -8,3 +8,4 @@ export {
   PROTOCOL_VERSION as ASD_PROTOCOL_VERSION, type AsdCapabilities, type AsdDiskUsage, type AsdOpName, type AsdStatistics, type ByteRange,
   type CounterName as AsdCounterName, type OpStatistics as AsdOpStatistics, type ValueResult,
 } from "./protocol.js";
+export { capacityStatfs, directoryUsedBytes } from "./capacity.js";

@@ -50,7 +50,6 @@ import {
 import { chooseFirstSatisfiable, placeChunk, placeMore, type PlacementCandidate, type Policy, type RandomSource } from "../placement/index.js";
 import { AsdPool } from "./asd-pool.js";
 import { FragmentCache, type FragmentCacheStatistics } from "./fragment-cache.js";
-import { collectGarbageOnce, type GarbageCollectionReport } from "./garbage-collector.js";
 import { checkListOptions, validateAsserts, validateRanges, validateUpdates } from "./validation.js";
 
 /** Most ranges per getRanges call. */
@@ -268,17 +267,6 @@ export class AlbaBackend implements ObjectBackend {
   async flushObservations(): Promise<void> {
     const observations = this.pool.takeObservations();
     if (observations.length > 0) await this.manager.recordAsdObservations(observations);
-  }
-
-  /**
-   * One garbage-collection pass (garbage-collector.ts): deletes the fragments of failed, abandoned,
-   * overwritten and deleted uploads and of deleted namespaces. Uploads still marked "uploading" are left
-   * alone for uploadGraceMs (default 1 h). Maintenance will run this in the background, throttled.
-   */
-  async collectGarbage(options: { uploadGraceMs?: number } = {}): Promise<GarbageCollectionReport> {
-    this.checkOpen();
-    await this.refresh();
-    return collectGarbageOnce(this.manager, this.pool, { nowMs: this.options.nowMs(), uploadGraceMs: options.uploadGraceMs ?? 3_600_000, logger: this.logger });
   }
 
   statistics(): AlbaStatistics {

@@ -12,6 +12,7 @@ import { isOvsError, MiB } from "../../base/index.js";
 import { AsdClient } from "../asd/index.js";
 import { fragmentKey, singleNodePreset, type Manifest } from "../manager/index.js";
 import { seededRandom } from "../placement/index.js";
+import { MaintenanceAgent } from "../maintenance/index.js";
 import { startTestCluster, testClusterSecret, type TestCluster } from "./test-support.js";
 
 let cluster: TestCluster | undefined;
@@ -256,12 +257,17 @@ describe("AlbaBackend faults", () => {
       return total;
     };
     expect(await countFragmentKeys()).toBe(5 * 6); // kept (twice), gone, lost, other/x
-    const report = await backend.collectGarbage();
-    expect(report).toMatchObject({ recordsForgotten: 3, recordsKept: 0, deletedNamespacesForgotten: 1 });
-    expect(report.fragmentsDeleted).toBe(4 * 6);
-    expect(await countFragmentKeys()).toBe(6); // the live object's fragments only
-    expect((await backend.get("ns", "kept")).equals(live)).toBe(true);
-    expect(await backend.collectGarbage()).toMatchObject({ recordsForgotten: 0, fragmentsDeleted: 0 });
+    const agent = new MaintenanceAgent({ manager: cluster.manager, clusterSecret: testClusterSecret });
+    try {
+      const report = await agent.collectGarbage();
+      expect(report).toMatchObject({ recordsCollected: 3, recordsWaiting: 0, namespacesPurged: 1 });
+      expect(report.fragmentsDeleted).toBe(4 * 6);
+      expect(await countFragmentKeys()).toBe(6); // the live object's fragments only
+      expect((await backend.get("ns", "kept")).equals(live)).toBe(true);
+      expect(await agent.collectGarbage()).toMatchObject({ recordsCollected: 0, fragmentsDeleted: 0 });
+    } finally {
+      await agent.close();
+    }
   });
 
   test("an encrypted, compressed preset round-trips; its partial reads decode whole chunks", async () => {
@@ -301,7 +307,9 @@ describe("AlbaBackend faults", () => {
     const stale = await nsm.getManifest(namespace.namespaceId, "obj");
     const v2 = randomBytes(120_000);
     await backend.put("ns", "obj", v2);
-    await backend.collectGarbage(); // the first version's fragments are deleted
+    const agent = new MaintenanceAgent({ manager: cluster.manager, clusterSecret: testClusterSecret });
+    await agent.collectGarbage(); // the first version's fragments are deleted
+    await agent.close();
     const real = nsm.getManifest.bind(nsm);
     let calls = 0;
     const spy = vi.spyOn(nsm, "getManifest").mockImplementation(async (namespaceId, name) => (calls++ === 0 ? stale : real(namespaceId, name)));

@@ -5,4 +5,3 @@ export {
   type AlbaBackendOptions, type AlbaStatistics, type BadFragmentSeen, type UploadReport,
 } from "./alba-backend.js";
 export { type FragmentCacheStatistics } from "./fragment-cache.js";
-export { type GarbageCollectionReport } from "./garbage-collector.js";

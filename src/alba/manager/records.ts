@@ -139,9 +139,9 @@ export function validatePreset(preset: PresetRecord): void {
   if (!Number.isInteger(size) || size < 16 || size > fragmentSizeMaxBytesLimit) {
     throw new OvsError("INVALID_ARGUMENT", `A fragment size is 16 to ${fragmentSizeMaxBytesLimit} bytes; got ${size}.`);
   }
-  if (!compressions.includes(preset.compression)) throw new OvsError("INVALID_ARGUMENT", `Unknown compression ${String(preset.compression)}.`);
-  if (!encryptions.includes(preset.encryption)) throw new OvsError("INVALID_ARGUMENT", `Unknown encryption ${String(preset.encryption)}.`);
-  if (!checksums.includes(preset.fragmentChecksum)) throw new OvsError("INVALID_ARGUMENT", `Unknown fragment checksum ${String(preset.fragmentChecksum)}.`);
+  if (!compressions.includes(preset.compression)) throw new OvsError("INVALID_ARGUMENT", `Unknown compression ${String(preset.compression)}: use ${compressions.join(", ")}.`);
+  if (!encryptions.includes(preset.encryption)) throw new OvsError("INVALID_ARGUMENT", `Unknown encryption ${String(preset.encryption)}: use ${encryptions.join(", ")}.`);
+  if (!checksums.includes(preset.fragmentChecksum)) throw new OvsError("INVALID_ARGUMENT", `Unknown fragment checksum ${String(preset.fragmentChecksum)}: use ${checksums.join(", ")}.`);
   if (preset.encryption === "aes-256-gcm") {
     if (typeof preset.encryptionKeyHex !== "string" || !new RegExp(`^[0-9a-f]{${aesGcmKeySizeBytes * 2}}$`).test(preset.encryptionKeyHex)) {
       throw new OvsError("INVALID_ARGUMENT", `AES-256-GCM needs a key of ${aesGcmKeySizeBytes * 2} lowercase hex digits.`);

@@ -21,12 +21,13 @@
 // the socket is ended (and destroyed after closeTimeoutMs if the client never closes its side).
 // The export is detached once the socket is closed and no request is in flight.
 //
-// Buffers: WRITE payloads are handed over to the export (see nbd-export.ts); READ data returned by
+// Buffers: WRITE payloads are handed over to the export (see nbd-export.ts) and, when they were gathered
+// into a pooled buffer, returned to the pool once the export's promise settles; READ data returned by
 // the export is owned by this connection and written to the socket as is.
 
 import type { Socket } from "node:net";
 import { assert, type Logger } from "../../base/index.js";
-import { ChunkQueue } from "../../base/index.js";
+import { BufferPool, ChunkQueue } from "../../base/index.js";
 import { HandshakeSession, SERVER_HANDSHAKE_FLAGS, type HandshakeOptions, type HandshakeStep } from "./handshake.js";
 import { nbdLimits } from "./limits.js";
 import { nbdErrorOf, type NbdExport } from "./nbd-export.js";
@@ -36,6 +37,9 @@ import {
   NBD_CMD_WRITE_ZEROES, NBD_OK, newRequestHeader, OPTION_HEADER_BYTES, REQUEST_HEADER_BYTES, SIMPLE_REPLY_HEADER_BYTES,
 } from "./protocol.js";
 import { checkRequest, isOversized } from "./transmission.js";
+
+/** Gathers WRITE payloads that span socket chunks; shared by every connection of the process. */
+const writePayloadPool = new BufferPool(nbdLimits.writePayloadPoolBufferBytes, nbdLimits.writePayloadPoolCountMax);
 
 type Phase = "client-flags" | "options" | "transmission" | "stopped";
 
@@ -211,7 +215,12 @@ export class NbdConnection {
     if (this.writePending) {
       if (this.queue.byteCount < header.lengthBytes) return false;
       this.writePending = false;
-      this.dispatchWrite(this.queue.take(header.lengthBytes));
+      // A payload within one socket chunk is a view of it; one that spans chunks is gathered into a
+      // pooled buffer (returned when the export is done with it) rather than a fresh allocation.
+      const pooled = this.queue.contiguous(header.lengthBytes) === undefined && header.lengthBytes <= writePayloadPool.bufferBytes
+        ? writePayloadPool.take()
+        : undefined;
+      this.dispatchWrite(this.queue.take(header.lengthBytes, pooled), pooled);
       return true;
     }
     if (this.queue.byteCount < REQUEST_HEADER_BYTES) return false;
@@ -267,7 +276,7 @@ export class NbdConnection {
     return true;
   }
 
-  private dispatchWrite(payload: Buffer): void {
+  private dispatchWrite(payload: Buffer, pooled: Buffer | undefined): void {
     const { handleHi, handleLo, offsetBytes, commandFlags } = this.header;
     const bytes = payload.length;
     this.begin(bytes);
@@ -278,8 +287,14 @@ export class NbdConnection {
       promise = Promise.reject(error);
     }
     promise.then(
-      () => this.finish(bytes, NBD_OK, handleHi, handleLo, undefined),
-      (error: unknown) => this.finish(bytes, this.errorOf(error, "write"), handleHi, handleLo, undefined),
+      () => {
+        if (pooled) writePayloadPool.release(pooled); // the export has copied what it keeps (nbd-export.ts)
+        this.finish(bytes, NBD_OK, handleHi, handleLo, undefined);
+      },
+      (error: unknown) => {
+        if (pooled) writePayloadPool.release(pooled);
+        this.finish(bytes, this.errorOf(error, "write"), handleHi, handleLo, undefined);
+      },
     );
   }
 

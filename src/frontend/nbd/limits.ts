@@ -18,6 +18,12 @@ export const nbdLimits = {
   inFlightBytesMax: 64 * MiB,
   /** Reply bytes queued in the socket and not yet taken by the kernel, per connection. */
   replyBufferedBytesMax: 16 * MiB,
+  /**
+   * WRITE payloads up to this size that span socket chunks are gathered into pooled buffers (shared by
+   * the server's connections, at most writePayloadPoolCountMax kept idle) instead of fresh allocations.
+   */
+  writePayloadPoolBufferBytes: 1 * MiB,
+  writePayloadPoolCountMax: 64,
   /** Largest option data the server buffers; larger options are skipped and answered NBD_REP_ERR_TOO_BIG. */
   optionDataBytesMax: 16 * KiB,
   /** Options per connection before the server deems the client abusive and disconnects. */

@@ -1,9 +1,10 @@
 // A vDisk (volume engine Volume) served as an NBD export. The volume does the read-modify-write of
 // unaligned requests, copies write payloads into its SCO buffer (so it never keeps the server's socket
 // chunk) and implements flush as a volume-wide group commit — which is why flush semantics hold
-// across connections and CAN_MULTI_CONN is advertised.
+// across connections and CAN_MULTI_CONN is advertised. The vDisk's QoS limiter (shared by all its
+// connections) delays requests before they reach the volume; without limits it costs nothing.
 
-import type { Volume } from "../../volume/index.js";
+import type { QosLimiter, Volume } from "../../volume/index.js";
 import type { NbdExport } from "./nbd-export.js";
 
 export class VolumeExport implements NbdExport {
@@ -11,7 +12,7 @@ export class VolumeExport implements NbdExport {
   readonly flushSemanticsAcrossConnections = true;
   private attachedCount = 0;
 
-  constructor(private readonly volume: Volume) {}
+  constructor(private readonly volume: Volume, private readonly qos?: QosLimiter) {}
 
   get name(): string {
     return this.volume.name;
@@ -31,11 +32,13 @@ export class VolumeExport implements NbdExport {
   }
 
   read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    return this.volume.read(offsetBytes, lengthBytes);
+    const wait = this.qos?.admit("read", lengthBytes);
+    return wait ? wait.then(() => this.volume.read(offsetBytes, lengthBytes)) : this.volume.read(offsetBytes, lengthBytes);
   }
 
   write(offsetBytes: number, data: Buffer, fua: boolean): Promise<void> {
-    return this.volume.write(offsetBytes, data, fua);
+    const wait = this.qos?.admit("write", data.length);
+    return wait ? wait.then(() => this.volume.write(offsetBytes, data, fua)) : this.volume.write(offsetBytes, data, fua);
   }
 
   flush(): Promise<void> {
@@ -43,11 +46,14 @@ export class VolumeExport implements NbdExport {
   }
 
   trim(offsetBytes: number, lengthBytes: number): Promise<void> {
-    return this.volume.trim(offsetBytes, lengthBytes);
+    const wait = this.qos?.admit("write", 0);
+    return wait ? wait.then(() => this.volume.trim(offsetBytes, lengthBytes)) : this.volume.trim(offsetBytes, lengthBytes);
   }
 
   writeZeroes(offsetBytes: number, lengthBytes: number, noHole: boolean, fua: boolean): Promise<void> {
-    return this.volume.writeZeroes(offsetBytes, lengthBytes, noHole, fua);
+    // Counted as one write operation; with NO_HOLE it writes real zero clusters, counted as bytes.
+    const wait = this.qos?.admit("write", noHole ? lengthBytes : 0);
+    return wait ? wait.then(() => this.volume.writeZeroes(offsetBytes, lengthBytes, noHole, fua)) : this.volume.writeZeroes(offsetBytes, lengthBytes, noHole, fua);
   }
 
   attach(): void {
