@@ -37,7 +37,7 @@ async function ovsJson<T>(args: string[]): Promise<T> {
 
 /** GET on the node's API (for polling loops, where starting the CLI each time would be slow). */
 async function apiJson<T>(apiPath: string): Promise<T> {
-  const response = await fetch(`${node.apiUrl}/api/v1${apiPath}`);
+  const response = await node.fetch(`/api/v1${apiPath}`);
   if (!response.ok) throw new Error(`GET ${apiPath}: ${response.status} ${await response.text()}`);
   return (await response.json()) as T;
 }
@@ -201,11 +201,11 @@ describe("ovs up on ALBA", () => {
     await stopChild(stranger.child);
     // The API validates bodies by schema: 400 with a stable code.
     for (const body of [{}, { name: "p", policies: [] }, { name: "p", policies: [{ k: 1, m: 0, c: 1 }] }, { name: "p", policies: [{ k: 1, m: 0, c: 1, x: 1 }], extra: 1 }]) {
-      const response = await fetch(`${node.apiUrl}/api/v1/alba/presets`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      const response = await node.fetch("/api/v1/alba/presets", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
       expect(response.status, JSON.stringify(body)).toBe(400);
       expect(((await response.json()) as { error: { code: string } }).error.code).toBe("INVALID_ARGUMENT");
     }
-    expect((await fetch(`${node.apiUrl}/api/v1/alba/asds`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ host: "127.0.0.1", port: 70000 }) })).status).toBe(400);
+    expect((await node.fetch("/api/v1/alba/asds", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ host: "127.0.0.1", port: 70000 }) })).status).toBe(400);
     expect(await ovsJson<unknown[]>(["alba", "preset", "list"])).toEqual(before);
     expect((await ovsJson<AsdView[]>(["alba", "asd", "list"])).map((asd) => [asd.asdId, asd.state])).toEqual(asdsBefore);
   });

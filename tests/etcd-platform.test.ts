@@ -49,7 +49,7 @@ describe("a node on etcd", () => {
   });
 
   it("streams changes with ovs config watch", async () => {
-    const watcher = spawn(process.execPath, [ovsBin, "--api", node.apiUrl, "config", "watch", "app/"], { stdio: ["ignore", "pipe", "pipe"] });
+    const watcher = spawn(process.execPath, [ovsBin, "--api", node.apiUrl, "config", "watch", "app/"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, OVS_TOKEN: node.token } });
     let out = "";
     watcher.stdout!.on("data", (d: Buffer) => (out += d.toString()));
     try {

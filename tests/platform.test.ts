@@ -77,7 +77,7 @@ describe("ovs CLI and REST API", () => {
   });
 
   it("validates API bodies by schema (400, stable code) and changes nothing", async () => {
-    const post = (body: unknown) => fetch(`${node.apiUrl}/api/v1/vdisks`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const post = (body: unknown) => node.fetch("/api/v1/vdisks", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     for (const body of [{}, { name: "a" }, { name: "a", size: "1G", extra: 1 }, { name: "a", size: -5 }, { name: "", size: "1G" }]) {
       const response = await post(body);
       expect(response.status, JSON.stringify(body)).toBe(400);
@@ -89,7 +89,7 @@ describe("ovs CLI and REST API", () => {
     const duplicate2 = await post({ name: "dup", size: "1M" });
     expect(duplicate2.status).toBe(409);
     expect(((await duplicate2.json()) as { error: { code: string } }).error.code).toBe("ALREADY_EXISTS");
-    expect((await fetch(`${node.apiUrl}/api/v1/vdisks/dup`, { method: "DELETE" })).status).toBe(204);
+    expect((await node.fetch("/api/v1/vdisks/dup", { method: "DELETE" })).status).toBe(204);
   });
 
   it("refuses to delete a vDisk with a client connected, unless forced", async () => {

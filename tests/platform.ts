@@ -1,6 +1,9 @@
 // Test support for front-door tests: starts `ovs up` (the built CLI in dist/) as a child process on free
 // ports in a temporary data dir, reads where it listens from what it prints, runs the `ovs` CLI, and
 // stops the node it started by its pid. Every wait is bounded.
+// Auth: at a data dir's first start the node prints the generated admin password once; start() reads it
+// from the output, remembers it per data dir (for restarts, which do not print it again) and logs in
+// through the token endpoint, so `ovs()` (through OVS_TOKEN) and `fetch()` act as admin.
 
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
@@ -15,6 +18,8 @@ export { runTool, type ToolResult };
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const ovsBin = path.join(root, "dist/src/cli/main.js");
 const startTimeoutMs = 30_000;
+/** Admin passwords printed at first starts, by data dir (a restart does not print it again). */
+const adminPasswords = new Map<string, string>();
 const stopTimeoutMs = 30_000;
 
 export function assertBuilt(): void {
@@ -28,6 +33,11 @@ export class RunningNode {
   nbdPort = 0;
   apiPort = 0;
   output = "";
+  /** Everything the node wrote to stderr (its JSON log lines). */
+  stderr = "";
+  adminPassword = "";
+  /** The admin's bearer token, from the token endpoint after start. */
+  token = "";
   private exited: Promise<number | null>;
 
   private constructor(readonly dataDir: string, readonly child: ChildProcess) {
@@ -43,25 +53,30 @@ export class RunningNode {
   }
 
   /** Starts `ovs up` on free ports (or the given ones, to restart on the same ports). */
-  static async start(dataDir: string, ports: { nbd: number; api: number } = { nbd: 0, api: 0 }, extraArgs: string[] = [], command: "up" | "node" = "up"): Promise<RunningNode> {
+  static async start(
+    dataDir: string,
+    ports: { nbd: number; api: number } = { nbd: 0, api: 0 },
+    extraArgs: string[] = [],
+    command: "up" | "node" = "up",
+    env: Record<string, string> = {},
+  ): Promise<RunningNode> {
     assertBuilt();
     const child = spawn(process.execPath, [ovsBin, command, "--data-dir", dataDir, "--nbd-port", String(ports.nbd), "--api-port", String(ports.api), ...extraArgs], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, OVS_LOG_LEVEL: process.env.OVS_LOG_LEVEL ?? "warn" },
+      env: { ...cleanEnv(), OVS_LOG_LEVEL: process.env.OVS_LOG_LEVEL ?? "warn", ...env },
     });
     const node = new RunningNode(dataDir, child);
-    let stderr = "";
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (node.stderr += d.toString()));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         node.kill("SIGKILL");
-        reject(new Error(`ovs up did not start within ${startTimeoutMs} ms; stderr: ${stderr}`));
+        reject(new Error(`ovs up did not start within ${startTimeoutMs} ms; stderr: ${node.stderr}`));
       }, startTimeoutMs);
       child.stdout!.on("data", (d: Buffer) => {
         node.output += d.toString();
         const api = /REST API\s+http:\/\/[^:]+:(\d+)/.exec(node.output);
         const nbd = /NBD\s+nbd:\/\/[^\s]+:(\d+)\//.exec(node.output);
-        if (api && nbd && node.apiPort === 0) {
+        if (api && nbd && node.apiPort === 0 && /Stop with Ctrl-C/.test(node.output)) {
           node.apiPort = Number(api[1]);
           node.nbdPort = Number(nbd[1]);
           clearTimeout(timer);
@@ -70,10 +85,33 @@ export class RunningNode {
       });
       child.on("exit", (code) => {
         clearTimeout(timer);
-        reject(new Error(`ovs up exited with ${code} before it was up; stderr: ${stderr}`));
+        reject(new Error(`ovs up exited with ${code} before it was up; stderr: ${node.stderr}`));
       });
     });
+    const printed = /created the user admin with password (\S+)/.exec(node.output)?.[1];
+    if (printed !== undefined) adminPasswords.set(path.resolve(dataDir), printed);
+    node.adminPassword = env.OVS_ADMIN_PASSWORD ?? printed ?? adminPasswords.get(path.resolve(dataDir)) ?? "";
+    if (node.adminPassword !== "") node.token = await node.login("admin", node.adminPassword);
     return node;
+  }
+
+  /** A token for a user from the token endpoint (password grant). */
+  async login(username: string, password: string): Promise<string> {
+    const response = await fetch(`${this.apiUrl}/api/v1/oauth/token`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ grant_type: "password", username, password }),
+    });
+    const body = (await response.json()) as { access_token?: string };
+    if (response.status !== 200 || body.access_token === undefined) throw new Error(`login of ${username} failed: ${response.status} ${JSON.stringify(body)}`);
+    return body.access_token;
+  }
+
+  /** fetch() against the API as admin (or with the given token, or none when token is ""). */
+  fetch(pathAndQuery: string, init: RequestInit = {}, token = this.token): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (token !== "" && !headers.has("authorization")) headers.set("authorization", `Bearer ${token}`);
+    return fetch(`${this.apiUrl}${pathAndQuery}`, { ...init, headers });
   }
 
   kill(signal: NodeJS.Signals): void {
@@ -91,10 +129,40 @@ export class RunningNode {
     }
   }
 
-  /** Runs the `ovs` CLI against this node. */
-  ovs(args: string[], timeoutMs = 60_000): Promise<ToolResult> {
-    return runTool(process.execPath, [ovsBin, "--api", this.apiUrl, ...args], timeoutMs);
+  /** Runs the `ovs` CLI against this node, as admin unless env says otherwise (OVS_TOKEN, XDG_CONFIG_HOME). */
+  ovs(args: string[], timeoutMs = 60_000, options: { env?: Record<string, string>; input?: string } = {}): Promise<ToolResult> {
+    return runOvs(["--api", this.apiUrl, ...args], { timeoutMs, input: options.input, env: { OVS_TOKEN: this.token, ...options.env } });
   }
+}
+
+/** The environment without anything that would change who the CLI is (tests set those explicitly). */
+export function cleanEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && key !== "OVS_TOKEN" && key !== "OVS_ADMIN_PASSWORD" && key !== "OVS_API_URL") env[key] = value;
+  return env;
+}
+
+/** Runs the built `ovs` CLI with extra environment and optional standard input; bounded by timeoutMs. */
+export function runOvs(args: string[], options: { timeoutMs?: number; input?: string; env?: Record<string, string> } = {}): Promise<ToolResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [ovsBin, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...cleanEnv(), ...options.env } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stdin.end(options.input ?? "");
+    const timer = setTimeout(() => {
+      if (child.pid !== undefined) process.kill(child.pid, "SIGKILL");
+    }, options.timeoutMs ?? 60_000);
+    child.on("error", (error) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run ovs: ${error.message}`));
+    });
+    child.on("close", (exitCode, signal) => {
+      clearTimeout(timer);
+      resolve({ exitCode, signal, stdout, stderr });
+    });
+  });
 }
 
 export async function tempDir(prefix: string): Promise<string> {

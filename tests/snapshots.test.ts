@@ -106,13 +106,13 @@ describe("snapshots and rollback through the front door", () => {
     expect(missing.stderr).toMatch(/has no snapshot named nope/);
     // The REST API validates bodies by schema: 400 with a stable code, nothing changed.
     for (const body of [{ name: "x", extra: 1 }, { sticky: true }, { name: "x", metadata: "m".repeat(5000) }]) {
-      const response = await fetch(`${node.apiUrl}/api/v1/vdisks/snap1/snapshots`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      const response = await node.fetch(`/api/v1/vdisks/snap1/snapshots`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
       expect(response.status).toBe(400);
       expect(((await response.json()) as { error: { code: string } }).error.code).toBe("INVALID_ARGUMENT");
     }
-    const rollbackPending = await fetch(`${node.apiUrl}/api/v1/vdisks/snap1/rollback`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({}) });
+    const rollbackPending = await node.fetch(`/api/v1/vdisks/snap1/rollback`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({}) });
     expect(rollbackPending.status).toBe(400);
-    expect(((await (await fetch(`${node.apiUrl}/api/v1/vdisks/snap1/snapshots`)).json()) as { snapshots: SnapshotView[] }).snapshots.map((s) => s.name)).toEqual(["before"]);
+    expect(((await (await node.fetch(`/api/v1/vdisks/snap1/snapshots`)).json()) as { snapshots: SnapshotView[] }).snapshots.map((s) => s.name)).toEqual(["before"]);
     expectOk(await node.ovs(["snapshot", "delete", "snap1", "before"]), "snapshot delete");
     expect(JSON.parse((await node.ovs(["snapshot", "list", "snap1", "--json"])).stdout)).toEqual([]);
     expectOk(await qemuIo(node.uri("snap1"), ["read -P 0x11 0 4M"]), "data kept after deleting the snapshot");

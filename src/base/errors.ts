@@ -18,6 +18,9 @@ export const errorCatalogue = {
   CLOSED: { httpStatus: 503 },
   TIMEOUT: { httpStatus: 504 },
   INTERNAL: { httpStatus: 500 },
+  UNAUTHENTICATED: { httpStatus: 401 },
+  FORBIDDEN: { httpStatus: 403 },
+  RATE_LIMITED: { httpStatus: 429 },
 } as const;
 
 export type ErrorCode = keyof typeof errorCatalogue;

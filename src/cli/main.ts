@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `ovs` command. `ovs up` runs the single-node platform in the foreground; the other commands talk to
-// its REST API (--api URL, else $OVS_API_URL, else http://127.0.0.1:8080). Errors are one sentence on
-// stderr and a non-zero exit, never a stack trace.
+// its REST API (--api URL, else $OVS_API_URL, else http://127.0.0.1:8080) with the token of `ovs login`
+// (or $OVS_TOKEN). Errors are one sentence on stderr and a non-zero exit, never a stack trace.
 
 import fs from "node:fs";
 import os from "node:os";
@@ -10,6 +10,9 @@ import path from "node:path";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { createLogger, formatBytes, isOvsError, parseSizeBytes } from "../base/index.js";
 import { PlatformNode, type NodeInfo, type VDiskInfo } from "../framework/index.js";
+import { registerAuthCommands } from "./auth-commands.js";
+import { registerHealthCommands } from "./health-commands.js";
+import { registerScheduleCommands } from "./schedule-commands.js";
 import { runAsd } from "../alba/index.js";
 import { CliError, callApi, resolveApiUrl, streamApi } from "./api-client.js";
 import { registerAlbaCommands } from "./alba-commands.js";
@@ -71,7 +74,7 @@ function nodeCommand(name: string, description: string): Command {
     .option("--nbd-port <port>", "NBD port", portOption, 10809)
     .option("--nbd-host <host>", "address the NBD server listens on", "127.0.0.1")
     .option("--api-port <port>", "REST API port", portOption, 8080)
-    .option("--api-host <host>", "address the REST API listens on (it has no authentication yet: keep it local)", "127.0.0.1")
+    .option("--api-host <host>", "address the REST API listens on (plain HTTP: put TLS in front of it before exposing it)", "127.0.0.1")
     .option("--backend <kind>", "object backend: alba (6 local ASD processes under the data dir) or local (a directory)", backendOption, "alba")
     .option("--asd-capacity <size>", "cap each local ASD at this size, e.g. 256M (small test and demo nodes)", sizeOption)
     .action(runNode);
@@ -85,15 +88,20 @@ function backendOption(value: string): "alba" | "local" {
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const log = createLogger("ovs");
   const { asdCapacity, ...rest } = options;
+  // OVS_ADMIN_PASSWORD: the first admin's password at a cluster's first start (automation, tests);
+  // without it one is generated. Either way it is printed once, at that first start only.
   const node = new PlatformNode({
     ...rest,
     log,
     version,
     asdCommand: { execPath: process.execPath, args: [fileURLToPath(import.meta.url), "asd"] },
     ...(asdCapacity === undefined ? {} : { asdCapacityBytes: parseSizeBytes(asdCapacity) }),
+    adminPassword: process.env.OVS_ADMIN_PASSWORD,
+    clusterSecret: process.env.OVS_CLUSTER_SECRET,
   });
   const info = await node.start();
-  printStarted(info);
+  printStarted(info, node.firstAdmin);
+  node.firstAdmin = undefined;
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
@@ -146,8 +154,16 @@ program
 nodeCommand("up", "start the single-node platform in the foreground on embedded defaults (Ctrl-C stops it)");
 nodeCommand("node", "run a storage node in the foreground, e.g. on an etcd cluster: --store etcd://h1:2379,h2:2379");
 
-function printStarted(info: NodeInfo): void {
+function printStarted(info: NodeInfo, firstAdmin: PlatformNode["firstAdmin"]): void {
   const nbdHost = info.nbd.host.includes(":") ? `[${info.nbd.host}]` : info.nbd.host;
+  const apiFlag = info.api.port === 8080 ? "" : ` --api http://${info.api.host}:${info.api.port}`;
+  const admin = firstAdmin === undefined ? [] : [
+    ``,
+    firstAdmin.generated
+      ? `First start: created the user ${firstAdmin.username} with password ${firstAdmin.password}`
+      : `First start: created the user ${firstAdmin.username} with the password from OVS_ADMIN_PASSWORD`,
+    `  (shown only this once; change it with: ovs user passwd ${firstAdmin.username})`,
+  ];
   const lines = [
     `openvstorage ${info.version}: node ${info.nodeId} is up`,
     `  data dir   ${info.dataDir}`,
@@ -156,8 +172,10 @@ function printStarted(info: NodeInfo): void {
     `  REST API   http://${info.api.host}:${info.api.port}/api/v1`,
     `  NBD        nbd://${nbdHost}:${info.nbd.port}/<vdisk>`,
     ...info.asds.map((asd) => `  ASD ${String(asd.index).padEnd(6)} ${asd.host}:${asd.port}  ${asd.asdId ?? "(id unknown)"}  pid ${asd.pid ?? "-"}  ${asd.dir}`),
+    ...admin,
     ``,
-    `Create a vDisk:  ovs vdisk create disk1 --size 10G${info.api.port === 8080 ? "" : ` --api http://${info.api.host}:${info.api.port}`}`,
+    `Log in:          ovs${apiFlag} login --user admin`,
+    `Create a vDisk:  ovs${apiFlag} vdisk create disk1 --size 10G`,
     `Use it:          qemu-img info nbd://${nbdHost}:${info.nbd.port}/disk1`,
     `Stop with Ctrl-C.`,
   ];
@@ -425,6 +443,9 @@ config
     if (status.recovery) process.stdout.write(`recovery ${status.recovery}\n`);
   });
 
+registerAuthCommands(program, api, printJson);
+registerHealthCommands(program, api, printJson);
+registerScheduleCommands(program, api, printJson);
 registerAlbaCommands(program, { api, printJson });
 
 try {

@@ -3,6 +3,8 @@
 // verify), objects (paged list, a manifest with where each fragment is) and maintenance (status, run a
 // pass). Every body and parameter is checked by its schema first and then by the manager's own
 // validation, before anything changes (bad input → 400 INVALID_ARGUMENT, nothing changed).
+// Roles (auth/auth-plugin.ts): reads need read; verify and a maintenance pass need write; adding,
+// claiming and decommissioning ASDs and adding presets change the backend's layout and need manage.
 // Imported by api.ts only.
 
 import type { FastifyInstance } from "fastify";
@@ -44,29 +46,31 @@ const ObjectsQuery = Type.Object(
   { additionalProperties: false },
 );
 
+const manage = { role: "manage" } as const;
+
 export function registerAlbaRoutes(app: FastifyInstance, alba: AlbaService | undefined): void {
   const need = (): AlbaService => {
     if (alba === undefined) throw new OvsError("UNAVAILABLE", "This node runs the local backend (--backend local); the ALBA commands need the ALBA backend.");
     return alba;
   };
 
-  app.get("/api/v1/alba/asds", async () => ({ asds: await need().listAsds() }));
+  app.get("/api/v1/alba/asds", { schema: { tags: ["alba"], summary: "ASDs of the backend with their state, usage and health" } }, async () => ({ asds: await need().listAsds() }));
 
-  app.post<{ Body: Static<typeof AddAsdBody> }>("/api/v1/alba/asds", { schema: { body: AddAsdBody } }, async (request, reply) =>
+  app.post<{ Body: Static<typeof AddAsdBody> }>("/api/v1/alba/asds", { config: manage, schema: { tags: ["alba"], summary: "add an ASD by address (it is claimed for this backend)", body: AddAsdBody } }, async (request, reply) =>
     reply.status(201).send(await need().addAsd(request.body.host, request.body.port, request.body.nodeId)),
   );
 
-  app.post<{ Params: Static<typeof AsdIdParams> }>("/api/v1/alba/asds/:asdId/claim", { schema: { params: AsdIdParams } }, async (request) =>
+  app.post<{ Params: Static<typeof AsdIdParams> }>("/api/v1/alba/asds/:asdId/claim", { config: manage, schema: { tags: ["alba"], summary: "claim a known ASD for this backend", params: AsdIdParams } }, async (request) =>
     need().claimAsd(request.params.asdId),
   );
 
-  app.post<{ Params: Static<typeof AsdIdParams> }>("/api/v1/alba/asds/:asdId/decommission", { schema: { params: AsdIdParams } }, async (request, reply) =>
+  app.post<{ Params: Static<typeof AsdIdParams> }>("/api/v1/alba/asds/:asdId/decommission", { config: manage, schema: { tags: ["alba"], summary: "decommission an ASD: maintenance drains its fragments away (202)", params: AsdIdParams } }, async (request, reply) =>
     reply.status(202).send(await need().decommissionAsd(request.params.asdId)),
   );
 
-  app.get("/api/v1/alba/presets", async () => ({ presets: await need().listPresets() }));
+  app.get("/api/v1/alba/presets", { schema: { tags: ["alba"], summary: "presets: policies, compression, encryption, checksums" } }, async () => ({ presets: await need().listPresets() }));
 
-  app.post<{ Body: Static<typeof AddPresetBody> }>("/api/v1/alba/presets", { schema: { body: AddPresetBody } }, async (request, reply) => {
+  app.post<{ Body: Static<typeof AddPresetBody> }>("/api/v1/alba/presets", { config: manage, schema: { tags: ["alba"], summary: "add a preset", body: AddPresetBody } }, async (request, reply) => {
     const body = request.body;
     const preset = await need().addPreset({
       name: body.name,
@@ -80,23 +84,23 @@ export function registerAlbaRoutes(app: FastifyInstance, alba: AlbaService | und
     return reply.status(201).send(preset);
   });
 
-  app.get("/api/v1/alba/namespaces", async () => ({ namespaces: await need().listNamespaces() }));
+  app.get("/api/v1/alba/namespaces", { schema: { tags: ["alba"], summary: "namespaces (one per vDisk) with their preset" } }, async () => ({ namespaces: await need().listNamespaces() }));
 
-  app.post<{ Params: Static<typeof NamespaceParams> }>("/api/v1/alba/namespaces/:namespace/verify", { schema: { params: NamespaceParams } }, async (request) =>
+  app.post<{ Params: Static<typeof NamespaceParams> }>("/api/v1/alba/namespaces/:namespace/verify", { config: { role: "write" }, schema: { tags: ["alba"], summary: "verify every object of a namespace (checksums, redundancy)", params: NamespaceParams } }, async (request) =>
     need().verifyNamespace(request.params.namespace),
   );
 
   app.get<{ Params: Static<typeof NamespaceParams>; Querystring: Static<typeof ObjectsQuery> }>(
     "/api/v1/alba/namespaces/:namespace/objects",
-    { schema: { params: NamespaceParams, querystring: ObjectsQuery } },
+    { schema: { tags: ["alba"], summary: "objects of a namespace, one page at a time", params: NamespaceParams, querystring: ObjectsQuery } },
     async (request) => need().listObjects(request.params.namespace, { after: request.query.after, limit: request.query.limit ?? 100 }),
   );
 
-  app.get<{ Params: Static<typeof ObjectParams> }>("/api/v1/alba/namespaces/:namespace/objects/:name", { schema: { params: ObjectParams } }, async (request) =>
+  app.get<{ Params: Static<typeof ObjectParams> }>("/api/v1/alba/namespaces/:namespace/objects/:name", { schema: { tags: ["alba"], summary: "an object's manifest with where each fragment is", params: ObjectParams } }, async (request) =>
     need().objectManifest(request.params.namespace, request.params.name),
   );
 
-  app.get("/api/v1/alba/maintenance", async () => need().maintenanceStatus());
+  app.get("/api/v1/alba/maintenance", { schema: { tags: ["alba"], summary: "maintenance status: repair, rebalance, garbage collection" } }, async () => need().maintenanceStatus());
 
-  app.post("/api/v1/alba/maintenance/pass", async () => need().runMaintenancePass());
+  app.post("/api/v1/alba/maintenance/pass", { config: { role: "write" }, schema: { tags: ["alba"], summary: "run one maintenance pass now" } }, async () => need().runMaintenancePass());
 }

@@ -142,6 +142,11 @@ export class AlbaService {
     await this.supervisor?.stop();
   }
 
+  /** The cluster secret of the local ASDs (for the health check's and the metrics' ASD probes). */
+  get clusterSecret(): string | undefined {
+    return this.supervisor?.clusterSecret;
+  }
+
   description(): string {
     return this.backend?.description ?? "alba";
   }

@@ -1,14 +1,27 @@
-// The REST API (minimal, foundation issue): node information and the vDisk lifecycle under /api/v1.
-// Errors are JSON { error: { code, message } } with the catalogue's stable code and HTTP status; every
-// body is validated by its schema first (bad input → 400, nothing changed). Authentication and the
-// full resource set come with the framework issue.
+// The REST API under /api/v1: node information, the vDisk lifecycle, the store's keys (config-api.ts)
+// and auth (auth/). Errors are JSON { error: { code, message } } with the catalogue's stable code and
+// HTTP status; every body, query and path parameter is validated by its schema first (bad input → 400
+// naming the field, nothing changed). Every route is protected by the auth hooks (auth/auth-plugin.ts),
+// installed before any route: a route declares its role in `config.role`, else GET/HEAD need read and
+// other methods write; only the token endpoint and the liveness probe are public.
 
+import swagger from "@fastify/swagger";
 import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { OvsError, isOvsError, parseSizeBytes, type Logger } from "../base/index.js";
 import type { VDiskService } from "./vdisk-service.js";
 import type { ClusterStore } from "../store/index.js";
+import type { ObjectBackend } from "../backend/index.js";
+import { registerHealthRoutes } from "./health/health-api.js";
+import type { NodeMetrics } from "./metrics/metrics.js";
+import type { Scheduler } from "./scheduler/scheduler.js";
+import { registerSchedulerRoutes } from "./scheduler/scheduler-api.js";
+import { randomUUID } from "node:crypto";
 import { registerConfigRoutes } from "./config-api.js";
+import { registerAuth, defaultRole, type RouteAccess } from "./auth/auth-plugin.js";
+import { registerAuthRoutes } from "./auth/auth-api.js";
+import type { AuthService } from "./auth/auth-service.js";
+import type { AuditLog } from "./auth/audit-log.js";
 import { registerAlbaRoutes } from "./alba-api.js";
 import type { AlbaService } from "./alba-service.js";
 import { registerSnapshotRoutes } from "./snapshot-api.js";
@@ -36,23 +49,73 @@ const ResizeBody = Type.Object({ size: Size }, { additionalProperties: false });
 const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }) });
 const DeleteQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 
+/** Every error reply (documented as each operation's default response). */
+export const ErrorReply = Type.Object(
+  { error: Type.Object({ code: Type.String({ description: "stable code from the error catalogue, e.g. INVALID_ARGUMENT, UNAUTHENTICATED, FORBIDDEN, NOT_FOUND" }), message: Type.String({ description: "one sentence" }) }) },
+  { description: "an error: a stable code and a one-sentence message" },
+);
+
 function sizeOf(value: string | number): number {
   return typeof value === "number" ? value : parseSizeBytes(value);
 }
 
-export async function buildApi(options: { vdisks: VDiskService; store: ClusterStore; alba?: AlbaService; nodeInfo: () => NodeInfo; log: Logger }): Promise<FastifyInstance> {
+export interface ApiOptions {
+  vdisks: VDiskService;
+  store: ClusterStore;
+  backend: ObjectBackend;
+  /** The ALBA backend's operations (routes under /api/v1/alba); none with --backend local. */
+  alba?: AlbaService;
+  auth: AuthService;
+  /** The scheduled tasks (routes under /api/v1/schedule); none in unit tests that do not look at it. */
+  scheduler?: Scheduler;
+  /** Served at GET /metrics; none in unit tests that do not look at it. */
+  metrics?: NodeMetrics;
+  /** Where changes are recorded; none in unit tests that do not look at it. */
+  audit?: AuditLog;
+  nodeInfo: () => NodeInfo;
+  log: Logger;
+  version?: string;
+  /** The cluster secret ASDs check, for the health check's ASD probes. */
+  clusterSecret?: string;
+  /** Milliseconds since the epoch; tests pass a controllable clock. */
+  now?: () => number;
+}
+
+/** One sentence naming the field that failed validation (fastify/ajv reports the first error). */
+export function validationMessage(error: FastifyError): string {
+  const first = error.validation?.[0] as { instancePath?: string; message?: string; params?: Record<string, unknown> } | undefined;
+  const where = `${error.validationContext ?? "request"}${first?.instancePath ? first.instancePath.replace(/\//g, ".") : ""}`;
+  if (first?.params?.additionalProperty !== undefined) return `invalid request: ${where} has an unknown field "${String(first.params.additionalProperty)}".`;
+  if (first?.params?.missingProperty !== undefined) return `invalid request: ${where} needs the field "${String(first.params.missingProperty)}".`;
+  if (first?.message) return `invalid request: ${where} ${first.message}.`;
+  return `invalid request: ${error.message}.`;
+}
+
+export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
+  const now = options.now ?? Date.now;
   const app = Fastify({
     loggerInstance: options.log as unknown as FastifyBaseLogger,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: false } },
+    // The request id of every log line (reqId) and audit entry: the caller's X-Request-Id when it sends a
+    // sane one, else a UUID; echoed in the reply so a client can quote it.
+    requestIdHeader: false,
+    genReqId: (raw) => {
+      const given = raw.headers["x-request-id"];
+      return typeof given === "string" && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
+    },
+  });
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-request-id", request.id);
   });
 
   app.setErrorHandler((error: FastifyError | OvsError | Error, request, reply) => {
     if (isOvsError(error)) {
+      if (error.code === "UNAUTHENTICATED") reply.header("www-authenticate", 'Bearer realm="openvstorage"');
       return reply.status(error.httpStatus).send({ error: { code: error.code, message: error.message } });
     }
     const fastifyError = error as FastifyError;
     if (fastifyError.validation) {
-      return reply.status(400).send({ error: { code: "INVALID_ARGUMENT", message: `invalid request: ${fastifyError.message}` } });
+      return reply.status(400).send({ error: { code: "INVALID_ARGUMENT", message: validationMessage(fastifyError) } });
     }
     if (fastifyError.statusCode !== undefined && fastifyError.statusCode < 500) {
       return reply.status(fastifyError.statusCode).send({ error: { code: "INVALID_ARGUMENT", message: fastifyError.message } });
@@ -64,33 +127,66 @@ export async function buildApi(options: { vdisks: VDiskService; store: ClusterSt
     reply.status(404).send({ error: { code: "NOT_FOUND", message: `no route ${request.method} ${request.url}` } });
   });
 
-  app.get("/api/v1/node", async () => {
+  // Before any route: every route added after this, here or in any plugin, is protected and documented.
+  registerAuth(app, { auth: options.auth, audit: options.audit });
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.0.3",
+      info: { title: "openvstorage API", version: options.version ?? "unknown", description: "Every route but the token endpoint and the liveness probe needs a bearer token from POST /api/v1/oauth/token; x-ovs-role is the role it needs." },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+    },
+    transform: ({ schema, url, route }) => {
+      const methods = Array.isArray(route.method) ? route.method : [route.method];
+      const access: RouteAccess = (route.config as { role?: RouteAccess } | undefined)?.role ?? defaultRole(methods[0]!);
+      const response = { ...((schema?.response as Record<string, unknown> | undefined) ?? {}), default: ErrorReply };
+      const documented = { ...(schema ?? {}), response, ...(access === "public" ? { security: [] } : { security: [{ bearer: [] }] }), "x-ovs-role": access };
+      return { schema: documented, url };
+    },
+  });
+  app.get("/api/openapi.json", { schema: { tags: ["meta"], summary: "this OpenAPI document" } }, async () => app.swagger());
+
+  app.get("/api/v1/health/live", { config: { role: "public" }, logLevel: "warn", schema: { tags: ["health"], summary: "liveness: the API answers (no token needed)" } }, async () => ({ status: "ok" }));
+
+  const metrics = options.metrics;
+  if (metrics !== undefined) {
+    app.addHook("onResponse", async (request, reply) => {
+      const route = request.routeOptions.url ?? "unmatched";
+      metrics.apiRequests.inc({ method: request.method, route, status: reply.statusCode });
+      metrics.apiDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+    });
+    app.get("/metrics", { logLevel: "warn", schema: { tags: ["metrics"], summary: "Prometheus metrics of this node (text format 0.0.4)" } }, async (_request, reply) => {
+      reply.header("content-type", metrics.contentType());
+      return metrics.text();
+    });
+  }
+
+  app.get("/api/v1/node", { schema: { tags: ["node"], summary: "this node: version, id, store, backend, where it listens and its local ASDs" } }, async () => {
     const info = options.nodeInfo();
     const local = options.alba?.localAsds();
     return local === undefined ? info : { ...info, asds: local.map((asd) => ({ index: asd.index, asdId: asd.asdId, host: asd.host, port: asd.port, dir: asd.dir, pid: asd.pid })) };
   });
 
-  app.get("/api/v1/vdisks", async () => ({ vdisks: options.vdisks.list() }));
+  app.get("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "list the vDisks this node serves, with live statistics" } }, async () => ({ vdisks: options.vdisks.list() }));
 
-  app.post<{ Body: Static<typeof CreateBody> }>("/api/v1/vdisks", { schema: { body: CreateBody } }, async (request, reply) => {
+  app.post<{ Body: Static<typeof CreateBody> }>("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "create a thin vDisk", body: CreateBody } }, async (request, reply) => {
     const { scoCacheMax } = request.body;
     const info = await options.vdisks.create(request.body.name, sizeOf(request.body.size), scoCacheMax === undefined ? {} : { scoCacheMaxBytes: scoCacheMax === 0 || scoCacheMax === "0" ? 0 : sizeOf(scoCacheMax) });
     return reply.status(201).send(info);
   });
 
-  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name", { schema: { params: NameParams } }, async (request) =>
+  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name", { schema: { tags: ["vdisks"], summary: "a vDisk with its live statistics", params: NameParams } }, async (request) =>
     options.vdisks.info(request.params.name),
   );
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ResizeBody> }>(
     "/api/v1/vdisks/:name/resize",
-    { schema: { params: NameParams, body: ResizeBody } },
+    { schema: { tags: ["vdisks"], summary: "grow a vDisk (clients see the new size when they reconnect)", params: NameParams, body: ResizeBody } },
     async (request) => options.vdisks.resize(request.params.name, sizeOf(request.body.size)),
   );
 
   app.delete<{ Params: Static<typeof NameParams>; Querystring: Static<typeof DeleteQuery> }>(
     "/api/v1/vdisks/:name",
-    { schema: { params: NameParams, querystring: DeleteQuery } },
+    { schema: { tags: ["vdisks"], summary: "delete a vDisk and its data (refused while a client is connected, unless force)", params: NameParams, querystring: DeleteQuery } },
     async (request, reply) => {
       await options.vdisks.delete(request.params.name, request.query.force === true);
       return reply.status(204).send();
@@ -100,5 +196,11 @@ export async function buildApi(options: { vdisks: VDiskService; store: ClusterSt
   registerConfigRoutes(app, options.store);
   registerAlbaRoutes(app, options.alba);
   registerSnapshotRoutes(app, options.vdisks);
+  registerAuthRoutes(app, options.auth, now);
+  if (options.scheduler !== undefined) registerSchedulerRoutes(app, options.scheduler);
+  registerHealthRoutes(app, () => {
+    const info = options.nodeInfo();
+    return { nodeId: info.nodeId, dataDir: info.dataDir, store: options.store, backend: options.backend, vdisks: () => options.vdisks.list(), nbd: () => info.nbd, alba: { clusterSecret: options.clusterSecret } };
+  });
   return app;
 }

@@ -6,6 +6,9 @@
 //   <dataDir>/asds      ALBA: the local ASDs (asd-N), their layout and the cluster secret (docs/formats/asd-layout.md)
 //   <dataDir>/backend   local object backend (--backend local)
 //   <dataDir>/volumes   one directory per vDisk (write buffer, TLogs, metadata)
+//   <dataDir>/audit.log the audit log of changes made through this node's API
+// At the first start of a cluster the first admin is created (auth/auth-service.ts bootstrap); its
+// password is handed out once through `firstAdmin` for the CLI to print.
 // start() brings them up in dependency order; stop() takes them down in reverse: API, NBD, maintenance,
 // every vDisk synced, the backend client, the ASD children (SIGTERM, then SIGKILL), the store.
 
@@ -20,6 +23,13 @@ import { NbdServer } from "../frontend/index.js";
 import { VDiskService } from "./vdisk-service.js";
 import { buildApi, type NodeInfo } from "./api.js";
 import { AlbaService } from "./alba-service.js";
+import { AuthService } from "./auth/auth-service.js";
+import { AuditLog } from "./auth/audit-log.js";
+import { NodeMetrics } from "./metrics/metrics.js";
+import { AsdProbes } from "./metrics/asd-metrics.js";
+import { Scheduler } from "./scheduler/scheduler.js";
+import { frameworkTasks } from "./scheduler/tasks.js";
+import type { HealthContext } from "./health/healthcheck.js";
 import type { AsdCommand } from "./asd-supervisor.js";
 
 export type BackendKind = "alba" | "local";
@@ -45,6 +55,10 @@ export interface NodeOptions {
   /** Capacity cap of each local ASD (small test and demo nodes). */
   asdCapacityBytes?: number;
   maintenancePassIntervalMs?: number;
+  /** The cluster secret of ASDs this node probes (OVS_CLUSTER_SECRET); default: the local ASDs' secret. */
+  clusterSecret?: string;
+  /** The first admin's password at the first start of a cluster (OVS_ADMIN_PASSWORD); generated when absent. */
+  adminPassword?: string;
 }
 
 export class PlatformNode {
@@ -55,6 +69,10 @@ export class PlatformNode {
   private nbd: NbdServer | undefined;
   private api: FastifyInstance | undefined;
   private info: NodeInfo | undefined;
+  private audit: AuditLog | undefined;
+  private scheduler: Scheduler | undefined;
+  /** Set by start() when this start created the first admin: print it once, then forget it. */
+  firstAdmin: { username: string; password: string; generated: boolean } | undefined;
 
   constructor(private readonly options: NodeOptions) {}
 
@@ -74,13 +92,27 @@ export class PlatformNode {
       } else {
         this.backend = await LocalBackend.open({ dir: path.join(dataDir, "backend") });
       }
-      this.vdisks = new VDiskService({ dataDir, nodeId: this.options.nodeId, store: this.store, backend: this.backend, log });
+      const clusterSecret = this.options.clusterSecret ?? this.alba?.clusterSecret;
+      const metrics = new NodeMetrics({ nodeId: this.options.nodeId, asds: new AsdProbes({ store: this.store, clusterSecret }) });
+      this.vdisks = new VDiskService({ dataDir, nodeId: this.options.nodeId, store: this.store, backend: this.backend, log, metrics });
       await this.vdisks.start();
       this.nbd = new NbdServer({ provider: this.vdisks, host: this.options.nbdHost, port: this.options.nbdPort, logger: log });
       const nbdPort = await this.nbd.listen();
       const nbd = this.nbd;
       this.vdisks.disconnect = (name) => nbd.disconnectExport(name);
-      this.api = await buildApi({ vdisks: this.vdisks, store: this.store, alba: this.alba, nodeInfo: () => this.info!, log });
+      const auth = new AuthService({ store: this.store, log });
+      this.firstAdmin = await auth.bootstrap(this.options.adminPassword);
+      this.audit = AuditLog.inDataDir(dataDir);
+      const vdisks = this.vdisks;
+      const store = this.store;
+      const backend = this.backend;
+      const health = (): HealthContext => ({ nodeId: this.options.nodeId, dataDir, store, backend, vdisks: () => vdisks.list(), nbd: () => this.info?.nbd, alba: { clusterSecret } });
+      this.scheduler = new Scheduler({ store, nodeId: this.options.nodeId, log, tasks: frameworkTasks({ auth, health }) });
+      this.api = await buildApi({
+        vdisks: this.vdisks, store: this.store, backend: this.backend, alba: this.alba, auth, audit: this.audit, metrics, scheduler: this.scheduler,
+        nodeInfo: () => this.info!, log, version: this.options.version, clusterSecret,
+      });
+      await this.scheduler.start();
       await this.api.listen({ host: this.options.apiHost, port: this.options.apiPort });
       const address = this.api.server.address();
       const apiPort = typeof address === "object" && address ? address.port : this.options.apiPort;
@@ -111,13 +143,15 @@ export class PlatformNode {
         log.error({ err: error }, `stopping ${what} failed`);
       }
     };
+    await step("the scheduler", this.scheduler && (() => this.scheduler!.stop()));
     await step("the API", this.api && (() => this.api!.close()));
+    await step("the audit log", this.audit && (() => this.audit!.close()));
     await step("the NBD server", this.nbd && (() => this.nbd!.close()));
     await step("maintenance", this.alba && (() => this.alba!.stopMaintenance()));
     await step("the vDisks", this.vdisks && (() => this.vdisks!.stop()));
     if (this.alba) await step("the ALBA backend and its ASDs", () => this.alba!.stop());
     else await step("the backend", this.backend && (() => this.backend!.close()));
     await step("the store", this.store && (() => this.store!.close()));
-    this.api = this.nbd = this.vdisks = this.backend = this.store = this.alba = undefined;
+    this.api = this.nbd = this.vdisks = this.backend = this.store = this.alba = this.audit = this.scheduler = undefined;
   }
 }

@@ -25,13 +25,13 @@ const RollbackBody = Type.Object({ snapshot: SnapshotName }, { additionalPropert
 const CloneBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }), snapshot: Type.Optional(SnapshotName) }, { additionalProperties: false });
 
 export function registerSnapshotRoutes(app: FastifyInstance, vdisks: VDiskService): void {
-  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name/snapshots", { schema: { params: NameParams } }, async (request) => ({
+  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name/snapshots", { schema: { tags: ["vdisks"], summary: "snapshots of a vDisk, each with its state (stored or pending)", params: NameParams } }, async (request) => ({
     snapshots: vdisks.listSnapshots(request.params.name),
   }));
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof CreateSnapshotBody> }>(
     "/api/v1/vdisks/:name/snapshots",
-    { schema: { params: NameParams, body: CreateSnapshotBody } },
+    { schema: { tags: ["vdisks"], summary: "take a snapshot (a cut in the TLog list; constant time)", params: NameParams, body: CreateSnapshotBody } },
     async (request, reply) => {
       const { name, sticky, metadata } = request.body;
       const info = await vdisks.createSnapshot(request.params.name, name, { ...(sticky !== undefined ? { sticky } : {}), ...(metadata !== undefined ? { metadata } : {}) });
@@ -39,24 +39,24 @@ export function registerSnapshotRoutes(app: FastifyInstance, vdisks: VDiskServic
     },
   );
 
-  app.delete<{ Params: Static<typeof SnapshotParams> }>("/api/v1/vdisks/:name/snapshots/:snapshot", { schema: { params: SnapshotParams } }, async (request, reply) => {
+  app.delete<{ Params: Static<typeof SnapshotParams> }>("/api/v1/vdisks/:name/snapshots/:snapshot", { schema: { tags: ["vdisks"], summary: "delete a snapshot (its TLogs merge into the next); 409 if clones use it", params: SnapshotParams } }, async (request, reply) => {
     await vdisks.deleteSnapshot(request.params.name, request.params.snapshot);
     return reply.status(204).send();
   });
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof RollbackBody> }>(
     "/api/v1/vdisks/:name/rollback",
-    { schema: { params: NameParams, body: RollbackBody } },
+    { schema: { tags: ["vdisks"], summary: "roll back to a stored snapshot; 409 while a client is connected", params: NameParams, body: RollbackBody } },
     async (request) => vdisks.rollback(request.params.name, request.body.snapshot),
   );
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof CloneBody> }>(
     "/api/v1/vdisks/:name/clones",
-    { schema: { params: NameParams, body: CloneBody } },
+    { schema: { tags: ["vdisks"], summary: "create a linked clone of a stored snapshot (or of a template)", params: NameParams, body: CloneBody } },
     async (request, reply) => reply.status(201).send(await vdisks.clone(request.params.name, request.body.snapshot, request.body.name)),
   );
 
-  app.post<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name/template", { schema: { params: NameParams } }, async (request) =>
+  app.post<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name/template", { schema: { tags: ["vdisks"], summary: "make the vDisk a template (read-only, one snapshot kept)", params: NameParams } }, async (request) =>
     vdisks.setAsTemplate(request.params.name),
   );
 }

@@ -22,6 +22,7 @@ import type { ClusterStore } from "../store/index.js";
 import type { ObjectBackend } from "../backend/index.js";
 import { Volume, defaultVolumeSettings, validateConfig, type SnapshotInfo, type VolumeConfig } from "../volume/index.js";
 import { VolumeExport, type NbdExport, type NbdExportProvider } from "../frontend/index.js";
+import type { NodeMetrics } from "./metrics/metrics.js";
 
 export interface VDiskRecord {
   id: string;
@@ -71,6 +72,8 @@ interface Served {
   record: VDiskRecord;
   volume: Volume;
   nbdExport: VolumeExport;
+  /** What NBD connections use: nbdExport with its I/O counted when the node has metrics. */
+  served: NbdExport;
 }
 
 export class VDiskService implements NbdExportProvider {
@@ -80,8 +83,18 @@ export class VDiskService implements NbdExportProvider {
   disconnect: (name: string) => void = () => undefined;
 
   constructor(
-    private readonly options: { dataDir: string; nodeId: string; store: ClusterStore; backend: ObjectBackend; log: Logger },
-  ) {}
+    private readonly options: { dataDir: string; nodeId: string; store: ClusterStore; backend: ObjectBackend; log: Logger; metrics?: NodeMetrics },
+  ) {
+    options.metrics?.setScrapeSource((name) => {
+      const served = this.served.get(name);
+      return served && { stats: served.volume.stats(), sizeBytes: served.volume.sizeBytes, connectionCount: served.nbdExport.connectionCount };
+    });
+  }
+
+  private serve(record: VDiskRecord, volume: Volume): void {
+    const nbdExport = new VolumeExport(volume);
+    this.served.set(record.name, { record, volume, nbdExport, served: this.options.metrics?.meter(nbdExport) ?? nbdExport });
+  }
 
   /** Opens every registered vDisk (local restart) and finishes interrupted deletes. */
   async start(): Promise<void> {
@@ -107,7 +120,7 @@ export class VDiskService implements NbdExportProvider {
         await fsp.rm(dir, { recursive: true, force: true });
         volume = await Volume.openFromBackend({ dir, backend: this.options.backend, namespace: record.namespace, log: this.options.log, resolveParent: this.resolveParent });
       }
-      this.served.set(record.name, { record, volume, nbdExport: new VolumeExport(volume) });
+      this.serve(record, volume);
       this.options.log.info({ vdisk: record.name, restore: volume.restoreReport }, "vDisk started");
     }
   }
@@ -152,7 +165,7 @@ export class VDiskService implements NbdExportProvider {
         await this.removeVolumeData(record);
         throw error;
       }
-      this.served.set(name, { record, volume, nbdExport: new VolumeExport(volume) });
+      this.serve(record, volume);
       this.options.log.info({ vdisk: name, sizeBytes }, "vDisk created");
       return this.info(name);
     });
@@ -221,7 +234,7 @@ export class VDiskService implements NbdExportProvider {
         if (users.length > 0) throw new OvsError("IN_USE", `rolling vDisk ${name} back to ${snapshot} would drop snapshots that clones use (${users.map((c) => c.name).join(", ")}).`);
       }
       const volume = await served.volume.rollback(snapshot);
-      this.served.set(name, { record: served.record, volume, nbdExport: new VolumeExport(volume) });
+      this.serve(served.record, volume);
       this.options.log.info({ vdisk: name, snapshot, restore: volume.restoreReport }, "vDisk rolled back");
       return this.info(name);
     });
@@ -263,7 +276,7 @@ export class VDiskService implements NbdExportProvider {
         await this.removeVolumeData(record);
         throw error;
       }
-      this.served.set(cloneName, { record, volume, nbdExport: new VolumeExport(volume) });
+      this.serve(record, volume);
       this.options.log.info({ vdisk: cloneName, parent: name, snapshot: chosen }, "vDisk cloned");
       return this.info(cloneName);
     }));
@@ -304,6 +317,7 @@ export class VDiskService implements NbdExportProvider {
       const record = { ...served.record, deleting: true };
       await this.options.store.put(registryPrefix + name, encode(record));
       this.served.delete(name);
+      this.options.metrics?.forget(name);
       if (connections > 0) this.disconnect(name);
       await served.volume.close();
       await this.finishDelete(record);
@@ -317,7 +331,7 @@ export class VDiskService implements NbdExportProvider {
   }
 
   openExport(name: string): NbdExport | undefined {
-    return this.served.get(name)?.nbdExport;
+    return this.served.get(name)?.served;
   }
 
   private clonesOf(name: string): VDiskRecord[] {

@@ -1,0 +1,143 @@
+// The REST API in-process on real components (embedded store, local backend, vDisk service) with a
+// controllable clock: every route — including one added later by another plugin without declaring a
+// role — is protected by default; the OpenAPI document lists every route with its role and is
+// structurally valid; validation errors name the field.
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import fsp from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { FastifyInstance } from "fastify";
+import { Type } from "@sinclair/typebox";
+import { EmbeddedStore } from "../store/index.js";
+import { LocalBackend } from "../backend/index.js";
+import { silentLogger } from "../base/index.js";
+import { VDiskService } from "./vdisk-service.js";
+import { AuthService } from "./auth/auth-service.js";
+import { buildApi } from "./api.js";
+import { NodeMetrics } from "./metrics/metrics.js";
+
+let dir: string;
+let store: EmbeddedStore;
+let backend: LocalBackend;
+let vdisks: VDiskService;
+let app: FastifyInstance;
+let nowMs = Date.UTC(2026, 10, 26);
+const tokens: Record<string, string> = {};
+
+beforeAll(async () => {
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), "ovs-api-unit-"));
+  store = await EmbeddedStore.open({ dir: path.join(dir, "store") });
+  backend = await LocalBackend.open({ dir: path.join(dir, "backend") });
+  const log = silentLogger();
+  vdisks = new VDiskService({ dataDir: dir, nodeId: "n1", store, backend, log });
+  await vdisks.start();
+  const auth = new AuthService({ store, log, now: () => nowMs });
+  await auth.bootstrap("admin password");
+  await auth.createUser("reader", "reader password", "read");
+  await auth.createUser("writer", "writer password", "write");
+  app = await buildApi({ vdisks, store, backend, auth, metrics: new NodeMetrics({ nodeId: "n1", processMetrics: false }), log, now: () => nowMs, nodeInfo: () => ({ version: "t", nodeId: "n1", dataDir: dir, store: "s", backend: "b", nbd: { host: "127.0.0.1", port: 1 }, api: { host: "h", port: 2 }, asds: [] }) });
+  // Another component's plugin, registered after buildApi with no auth configuration at all.
+  await app.register(async (plugin) => {
+    plugin.get("/api/v1/later", { schema: { summary: "a route added later" } }, async () => ({ ok: true }));
+    plugin.post("/api/v1/later", { schema: { summary: "a change added later", body: Type.Object({ n: Type.Integer() }) } }, async () => ({ ok: true }));
+  });
+  await app.ready();
+  for (const user of ["admin", "reader", "writer"]) tokens[user] = (await auth.issueForPassword(user, `${user} password`)).access_token;
+});
+
+afterAll(async () => {
+  await app?.close();
+  await vdisks?.stop();
+  await backend?.close();
+  await store?.close();
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+function as(user: string | undefined): Record<string, string> {
+  return user === undefined ? {} : { authorization: `Bearer ${tokens[user]}` };
+}
+
+describe("every route is protected by default", () => {
+  it("answers 401 without a token on every route but the public ones", async () => {
+    const publicRoutes = app.ovsRoutes.filter((r) => r.access === "public").map((r) => `${r.method} ${r.url}`);
+    expect(publicRoutes.sort()).toEqual(["GET /api/v1/health/live", "HEAD /api/v1/health/live", "POST /api/v1/oauth/token"]);
+    for (const route of app.ovsRoutes.filter((r) => r.access !== "public")) {
+      const url = route.url.replace(/:(\w+)/g, "x");
+      const response = await app.inject({ method: route.method as "GET", url, payload: route.method === "GET" || route.method === "HEAD" ? undefined : {} });
+      expect(response.statusCode, `${route.method} ${route.url}`).toBe(401);
+    }
+  });
+
+  it("applies the method defaults to a route that declares nothing", async () => {
+    expect((await app.inject({ method: "GET", url: "/api/v1/later", headers: as("reader") })).statusCode).toBe(200);
+    const refused = await app.inject({ method: "POST", url: "/api/v1/later", headers: as("reader"), payload: { n: 1 } });
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toEqual({ error: { code: "FORBIDDEN", message: "role write required (user reader has read)." } });
+    expect((await app.inject({ method: "POST", url: "/api/v1/later", headers: as("writer"), payload: { n: 1 } })).statusCode).toBe(200);
+    // Authentication comes before validation: no token → 401 even for a bad body.
+    expect((await app.inject({ method: "POST", url: "/api/v1/later", payload: { n: "x" } })).statusCode).toBe(401);
+  });
+
+  it("expires tokens by the clock", async () => {
+    const auth = new AuthService({ store, log: silentLogger(), now: () => nowMs });
+    const token = (await auth.issueForPassword("reader", "reader password")).access_token;
+    const headers = { authorization: `Bearer ${token}` };
+    expect((await app.inject({ method: "GET", url: "/api/v1/vdisks", headers })).statusCode).toBe(200);
+    nowMs += 12 * 3600 * 1000;
+    const expired = await app.inject({ method: "GET", url: "/api/v1/vdisks", headers });
+    expect(expired.statusCode).toBe(401);
+    expect(expired.json().error.message).toBe("the bearer token has expired.");
+    nowMs -= 12 * 3600 * 1000;
+  });
+});
+
+describe("validation", () => {
+  it("answers 400 naming the field and creates nothing", async () => {
+    for (const [payload, message] of [
+      [{ name: "a" }, 'invalid request: body needs the field "size".'],
+      [{ name: "a", size: "1M", colour: "red" }, 'invalid request: body has an unknown field "colour".'],
+      [{ name: "", size: "1M" }, "invalid request: body.name must NOT have fewer than 1 characters."],
+    ] as const) {
+      const response = await app.inject({ method: "POST", url: "/api/v1/vdisks", headers: as("writer"), payload });
+      expect(response.statusCode).toBe(400);
+      expect(response.json()).toEqual({ error: { code: "INVALID_ARGUMENT", message } });
+    }
+    const query = await app.inject({ method: "DELETE", url: "/api/v1/vdisks/x?force=maybe", headers: as("writer") });
+    expect(query.json().error.message).toBe("invalid request: querystring.force must be boolean.");
+    expect(vdisks.list()).toEqual([]);
+  });
+});
+
+describe("the OpenAPI document", () => {
+  it("lists every route with its summary, role and parameters, and is structurally valid", async () => {
+    const response = await app.inject({ method: "GET", url: "/api/openapi.json", headers: as("reader") });
+    expect(response.statusCode).toBe(200);
+    const doc = response.json() as {
+      openapi: string;
+      info: { title: string; version: string };
+      components: { securitySchemes: Record<string, unknown> };
+      paths: Record<string, Record<string, { summary?: string; "x-ovs-role"?: string; security?: unknown[]; responses?: Record<string, unknown>; parameters?: Array<{ name: string; in: string; schema?: unknown; required?: boolean }>; requestBody?: { content: Record<string, { schema: unknown }> } }>>;
+    };
+    expect(doc.openapi).toBe("3.0.3");
+    expect(doc.info).toMatchObject({ title: "openvstorage API", version: "unknown" });
+    expect(doc.components.securitySchemes.bearer).toEqual({ type: "http", scheme: "bearer" });
+    for (const route of app.ovsRoutes.filter((r) => r.method !== "HEAD")) {
+      const openapiPath = route.url.replace(/:(\w+)/g, "{$1}");
+      const operation = doc.paths[openapiPath]?.[route.method.toLowerCase()];
+      expect(operation, `${route.method} ${route.url} in the document`).toBeDefined();
+      expect(operation!.summary, `${route.method} ${route.url} summary`).toMatch(/\w/);
+      expect(operation!["x-ovs-role"]).toBe(route.access);
+      expect(operation!.security).toEqual(route.access === "public" ? [] : [{ bearer: [] }]);
+      expect(operation!.responses?.default, `${route.method} ${route.url} documents its errors`).toMatchObject({ description: expect.stringMatching(/error/) });
+      for (const name of [...openapiPath.matchAll(/\{(\w+)\}/g)].map((m) => m[1])) {
+        expect(operation!.parameters?.find((p) => p.in === "path" && p.name === name), `${openapiPath} declares ${name}`).toMatchObject({ required: true });
+      }
+      for (const parameter of operation!.parameters ?? []) expect(["path", "query", "header"]).toContain(parameter.in);
+      if (operation!.requestBody) expect(Object.keys(operation!.requestBody.content)).toContain("application/json");
+    }
+    const operations = Object.values(doc.paths).reduce((count, methods) => count + Object.keys(methods).length, 0);
+    expect(operations).toBe(app.ovsRoutes.filter((r) => r.method !== "HEAD").length);
+    expect(JSON.stringify(doc)).not.toMatch(/"\$ref":"(?!#\/components\/)/);
+  });
+});

@@ -1,0 +1,240 @@
+// Scheduled tasks, one leader per cluster (the original's ovs-scheduled-tasks with Celery beat): every
+// node campaigns in the store election "scheduler"; only the leader starts scheduled runs. Schedules
+// (schedule.ts) have defaults per task and can be changed or turned off in the store; every run, scheduled
+// or by hand, is recorded in a bounded history. Keys (docs/formats/scheduler-keys.md):
+//   ovs/scheduler/schedules                   { task: Schedule | null } overrides of the defaults
+//   ovs/scheduler/last/<task>                 { slotMs, node, at } the last slot claimed
+//   ovs/scheduler/history/<task>/<startMs>-<node>   one run
+// A slot is claimed by a test-and-set on its last/ key before the run, so even two leaders during a
+// lease handover never run one slot twice. Time comes from options.now; tick() is public so tests drive
+// it with a controllable clock.
+
+import { OvsError, type Logger } from "../../base/index.js";
+import type { Campaign, ClusterStore } from "../../store/index.js";
+import { checkSchedule, dueSlotMs, latestSlotMs, nextSlotMs, type Schedule } from "./schedule.js";
+
+export interface ScheduledTask {
+  name: string;
+  description: string;
+  defaultSchedule: Schedule | null;
+  /** Does the work; resolves to a one-line summary, or throws (the run is then FAILED). */
+  run(context: { nowMs: number; log: Logger }): Promise<string>;
+}
+
+export interface RunRecord {
+  task: string;
+  node: string;
+  trigger: "schedule" | "manual";
+  /** The slot it ran for (scheduled runs). */
+  slotMs?: number;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  state: "SUCCESS" | "FAILED";
+  message: string;
+}
+
+export interface TaskStatus {
+  task: string;
+  description: string;
+  schedule: Schedule | null;
+  defaultSchedule: Schedule | null;
+  lastSlotAt?: string;
+  nextRunAt?: string;
+}
+
+const prefix = "ovs/scheduler/";
+const schedulesKey = `${prefix}schedules`;
+/** Runs kept per task; older ones are deleted after each run. */
+export const historyPerTaskMax = 100;
+export const schedulerTickMsDefault = 10_000;
+export const schedulerLeaseTtlMs = 15_000;
+const electionName = "scheduler";
+
+function lastKey(task: string): string {
+  return `${prefix}last/${task}`;
+}
+
+function historyPrefix(task: string): string {
+  return `${prefix}history/${task}/`;
+}
+
+export class Scheduler {
+  private readonly tasks = new Map<string, ScheduledTask>();
+  private readonly now: () => number;
+  private campaign: Campaign | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+
+  constructor(private readonly options: { store: ClusterStore; nodeId: string; log: Logger; tasks: ScheduledTask[]; now?: () => number; tickMs?: number }) {
+    this.now = options.now ?? Date.now;
+    for (const task of options.tasks) {
+      if (this.tasks.has(task.name)) throw new Error(`two scheduled tasks are named ${task.name}`);
+      this.tasks.set(task.name, task);
+    }
+  }
+
+  /** Joins the election and starts ticking (only the leader runs anything). */
+  async start(): Promise<void> {
+    this.campaign = await this.options.store.campaign(electionName, this.options.nodeId, schedulerLeaseTtlMs);
+    this.timer = setInterval(() => void this.tick(), this.options.tickMs ?? schedulerTickMsDefault);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.ticking;
+    await this.campaign?.resign();
+    this.campaign = undefined;
+  }
+
+  isLeader(): boolean {
+    return this.campaign?.isLeader() ?? false;
+  }
+
+  /** Runs every due task once (when leading). Never throws: failures are logged and recorded. */
+  tick(): Promise<void> {
+    if (this.ticking) return this.ticking;
+    this.ticking = this.tickOnce()
+      .catch((error: unknown) => this.options.log.warn({ err: error }, "scheduler tick failed"))
+      .finally(() => (this.ticking = undefined));
+    return this.ticking;
+  }
+
+  private async tickOnce(): Promise<void> {
+    if (!this.isLeader()) return;
+    const schedules = await this.schedules();
+    for (const task of this.tasks.values()) {
+      if (!this.isLeader()) return;
+      const nowMs = this.now();
+      const schedule = schedules[task.name] ?? null;
+      const old = await this.options.store.get(lastKey(task.name));
+      const lastSlot = old === undefined ? undefined : (JSON.parse(old.toString("utf8")) as { slotMs: number }).slotMs;
+      if (schedule === null) continue;
+      if (lastSlot === undefined) {
+        // First sight of this task: its first run is at the next slot, not at once.
+        await this.options.store.testAndSet(lastKey(task.name), undefined, Buffer.from(JSON.stringify({ slotMs: latestSlotMs(schedule, nowMs), node: this.options.nodeId, at: new Date(nowMs).toISOString() })));
+        continue;
+      }
+      const slot = dueSlotMs(schedule, lastSlot, nowMs);
+      if (slot === undefined) continue;
+      const claim = Buffer.from(JSON.stringify({ slotMs: slot, node: this.options.nodeId, at: new Date(nowMs).toISOString() }));
+      if (!(await this.options.store.testAndSet(lastKey(task.name), old, claim))) continue; // another leader took it
+      await this.execute(task, "schedule", slot);
+    }
+  }
+
+  /** Runs a task now on this node (by hand), recorded like a scheduled run. */
+  async runNow(name: string): Promise<RunRecord> {
+    return this.execute(this.task(name), "manual", undefined);
+  }
+
+  private async execute(task: ScheduledTask, trigger: RunRecord["trigger"], slotMs: number | undefined): Promise<RunRecord> {
+    const startMs = this.now();
+    let state: RunRecord["state"] = "SUCCESS";
+    let message: string;
+    try {
+      message = await task.run({ nowMs: startMs, log: this.options.log });
+    } catch (error) {
+      state = "FAILED";
+      message = error instanceof Error ? error.message : String(error);
+      this.options.log.warn({ err: error, task: task.name }, "scheduled task failed");
+    }
+    const finishMs = this.now();
+    const record: RunRecord = {
+      task: task.name, node: this.options.nodeId, trigger, ...(slotMs === undefined ? {} : { slotMs }),
+      startedAt: new Date(startMs).toISOString(), finishedAt: new Date(finishMs).toISOString(), durationMs: finishMs - startMs, state, message,
+    };
+    await this.options.store.put(`${historyPrefix(task.name)}${String(startMs).padStart(15, "0")}-${this.options.nodeId}`, Buffer.from(JSON.stringify(record)));
+    await this.trimHistory(task.name);
+    return record;
+  }
+
+  private async trimHistory(task: string): Promise<void> {
+    const keys: string[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.options.store.prefix(historyPrefix(task), { after, limit: 1000 });
+      keys.push(...page.entries.map((e) => e.key));
+      if (!page.more || page.entries.length === 0) break;
+      after = page.entries.at(-1)!.key;
+    }
+    for (const key of keys.slice(0, Math.max(0, keys.length - historyPerTaskMax))) await this.options.store.delete(key);
+  }
+
+  /** The effective schedule of every task: its override in the store, else its default. */
+  async schedules(): Promise<Record<string, Schedule | null>> {
+    const overrides = await this.overrides();
+    const result: Record<string, Schedule | null> = {};
+    for (const task of this.tasks.values()) result[task.name] = task.name in overrides ? overrides[task.name]! : task.defaultSchedule;
+    return result;
+  }
+
+  private async overrides(): Promise<Record<string, Schedule | null>> {
+    const value = await this.options.store.get(schedulesKey);
+    if (value === undefined) return {};
+    const parsed = JSON.parse(value.toString("utf8")) as Record<string, unknown>;
+    const overrides: Record<string, Schedule | null> = {};
+    for (const [name, schedule] of Object.entries(parsed)) {
+      try {
+        overrides[name] = checkSchedule(schedule, name);
+      } catch (error) {
+        this.options.log.warn({ err: error, task: name }, "ignoring an invalid schedule in the store");
+      }
+    }
+    return overrides;
+  }
+
+  /** Sets (or with null turns off) a task's schedule; "default" removes the override. */
+  async setSchedule(name: string, schedule: Schedule | null | "default"): Promise<TaskStatus> {
+    this.task(name);
+    if (schedule !== "default") checkSchedule(schedule, name);
+    for (let attempt = 0; ; attempt++) {
+      const old = await this.options.store.get(schedulesKey);
+      const overrides = old === undefined ? {} : (JSON.parse(old.toString("utf8")) as Record<string, unknown>);
+      if (schedule === "default") delete overrides[name];
+      else overrides[name] = schedule;
+      if (await this.options.store.testAndSet(schedulesKey, old, Buffer.from(JSON.stringify(overrides)))) break;
+      if (attempt >= 4) throw new OvsError("CONFLICT", "the schedules changed meanwhile; try again.");
+    }
+    return (await this.status()).find((s) => s.task === name)!;
+  }
+
+  async status(): Promise<TaskStatus[]> {
+    const schedules = await this.schedules();
+    const nowMs = this.now();
+    const result: TaskStatus[] = [];
+    for (const task of this.tasks.values()) {
+      const schedule = schedules[task.name] ?? null;
+      const last = await this.options.store.get(lastKey(task.name));
+      const lastSlotMs = last === undefined ? undefined : (JSON.parse(last.toString("utf8")) as { slotMs: number }).slotMs;
+      result.push({
+        task: task.name,
+        description: task.description,
+        schedule,
+        defaultSchedule: task.defaultSchedule,
+        ...(lastSlotMs === undefined ? {} : { lastSlotAt: new Date(lastSlotMs).toISOString() }),
+        ...(schedule === null ? {} : { nextRunAt: new Date(nextSlotMs(schedule, Math.max(nowMs, lastSlotMs ?? nowMs))).toISOString() }),
+      });
+    }
+    return result;
+  }
+
+  /** The latest runs, newest first, of one task or of all. */
+  async history(task: string | undefined, limit: number): Promise<RunRecord[]> {
+    if (task !== undefined) this.task(task);
+    const records: RunRecord[] = [];
+    for (const name of task === undefined ? [...this.tasks.keys()] : [task]) {
+      const page = await this.options.store.range({ first: historyPrefix(name), last: `${historyPrefix(name)}\u{10FFFF}`, limit, reverse: true });
+      records.push(...page.entries.map((e) => JSON.parse(e.value.toString("utf8")) as RunRecord));
+    }
+    return records.sort((a, b) => b.startedAt.localeCompare(a.startedAt)).slice(0, limit);
+  }
+
+  private task(name: string): ScheduledTask {
+    const task = this.tasks.get(name);
+    if (!task) throw new OvsError("NOT_FOUND", `there is no scheduled task ${name}; the tasks are ${[...this.tasks.keys()].join(", ")}.`);
+    return task;
+  }
+}
