@@ -420,3 +420,42 @@ async function snapshot(backend: LocalBackend): Promise<Record<string, string>> 
   for (const name of (await backend.list("ns")).names) result[name] = (await backend.get("ns", name)).toString();
   return result;
 }
+
+describe("LocalBackend fenced puts (one put asserting another object)", () => {
+  it("lands each put before the owner changes or refuses it, never after, with many in flight", async () => {
+    const backend = await LocalBackend.open({ dir: await newDir() });
+    try {
+      await backend.createNamespace("ns");
+      await backend.put("ns", "owner", Buffer.from("A"));
+      const results: Array<Promise<"ok" | "refused">> = [];
+      let ownerChange: Promise<void> | undefined;
+      for (let i = 0; i < 40; i++) {
+        const data = Buffer.alloc(64 * 1024, i);
+        results.push(
+          backend.apply("ns", [{ kind: "equals", name: "owner", value: Buffer.from("A") }], [{ kind: "put", name: `sco_${i}`, data }]).then(
+            () => "ok" as const,
+            (error: unknown) => {
+              if (!isOvsError(error, "ASSERT_FAILED")) throw error;
+              return "refused" as const;
+            },
+          ),
+        );
+        if (i === 20) ownerChange = backend.apply("ns", [{ kind: "equals", name: "owner", value: Buffer.from("A") }], [{ kind: "put", name: "owner", data: Buffer.from("B") }]);
+      }
+      const outcomes = await Promise.all(results);
+      await ownerChange;
+      expect(outcomes.slice(0, 20).every((o) => o === "ok")).toBe(true); // queued before the change
+      expect(outcomes.includes("refused")).toBe(true); // some came after it
+      for (const [i, outcome] of outcomes.entries()) {
+        expect(await backend.exists("ns", `sco_${i}`)).toBe(outcome === "ok");
+        if (outcome === "ok") expect((await backend.get("ns", `sco_${i}`)).equals(Buffer.alloc(64 * 1024, i))).toBe(true);
+      }
+      // After the change every put asserting the old owner is refused and writes nothing.
+      await expect(backend.apply("ns", [{ kind: "equals", name: "owner", value: Buffer.from("A") }], [{ kind: "put", name: "late", data: Buffer.from("x") }])).rejects.toMatchObject({ code: "ASSERT_FAILED" });
+      expect(await backend.exists("ns", "late")).toBe(false);
+      expect((await backend.get("ns", "owner")).toString()).toBe("B");
+    } finally {
+      await backend.close();
+    }
+  });
+});

@@ -16,7 +16,11 @@
 //   journal is the commit point. Open replays a journal left by a crash (the apply then happened) or,
 //   if there is none, deletes staged objects (the apply did not happen). After a commit-point failure
 //   inside a running process the backend stops (IO_ERROR) until reopened, which finishes the apply.
-// - Other operations hold the namespace's lock shared, so in this process nobody sees half an apply.
+// - An apply of exactly one put whose asserts name other objects (a fenced upload) needs no journal: it
+//   holds the namespace's lock shared, the asserted objects' locks shared and the written object's lock
+//   exclusive, checks the asserts, then puts (one rename), so fenced uploads run in parallel.
+// - Other operations hold the namespace's lock shared (put and delete also their object's lock
+//   exclusive), so in this process nobody sees half an apply.
 // - One process per directory (not enforced across processes).
 // - getRanges reuses open files from a bounded handle cache (see "handle cache" below); every change
 //   of a name in this process evicts it, so a cached file always has the object's current name.
@@ -112,6 +116,12 @@ export class LocalBackend implements ObjectBackend {
   private readonly dir: string;
   private readonly crashPoint: LocalBackendOptions["crashPoint"];
   private readonly locks = new LockTable();
+  /**
+   * Per-object locks (key "namespace/name"), taken inside a shared namespace lock by put, delete and
+   * the single-put apply: writers of one object are serialised, and an asserted object cannot change
+   * between the check and the write. Exclusive namespace holders (general applies) need none.
+   */
+  private readonly objectLocks = new LockTable();
   private readonly dirSyncs = new Map<string, DirSync>();
   private readonly scratchBuffers: Buffer[] = [];
   private readonly handles = new Map<string, ObjectHandle>();
@@ -202,19 +212,22 @@ export class LocalBackend implements ObjectBackend {
     validateName(namespace, "namespace");
     validateName(name, "object name");
     checkData(data, name);
-    await this.locks.withShared(namespace, async () => {
-      const nsDir = this.namespaceDir(namespace);
-      const tempName = `${tempPrefix}${randomHex()}`;
-      await this.writeObjectFile(namespace, tempName, data);
-      try {
-        await rename(join(nsDir, tempName), join(nsDir, name));
-        this.nameChanged(namespace, name);
-      } catch (error) {
-        await unlink(join(nsDir, tempName)).catch(() => undefined);
-        throw ioError(error, `put "${namespace}/${name}"`, { namespace, name });
-      }
-      await this.syncDir(nsDir);
-    });
+    await this.locks.withShared(namespace, () => this.objectLocks.withExclusive(`${namespace}/${name}`, () => this.putLocked(namespace, name, data)));
+  }
+
+  /** Writes the object durably under a temp name and renames it into place (old or new after a crash). */
+  private async putLocked(namespace: string, name: string, data: Uint8Array): Promise<void> {
+    const nsDir = this.namespaceDir(namespace);
+    const tempName = `${tempPrefix}${randomHex()}`;
+    await this.writeObjectFile(namespace, tempName, data);
+    try {
+      await rename(join(nsDir, tempName), join(nsDir, name));
+      this.nameChanged(namespace, name);
+    } catch (error) {
+      await unlink(join(nsDir, tempName)).catch(() => undefined);
+      throw ioError(error, `put "${namespace}/${name}"`, { namespace, name });
+    }
+    await this.syncDir(nsDir);
   }
 
   async get(namespace: string, name: string): Promise<Buffer> {
@@ -263,7 +276,7 @@ export class LocalBackend implements ObjectBackend {
     this.checkOpen();
     validateName(namespace, "namespace");
     validateName(name, "object name");
-    return this.locks.withShared(namespace, async () => {
+    return this.locks.withShared(namespace, () => this.objectLocks.withExclusive(`${namespace}/${name}`, async () => {
       const nsDir = this.namespaceDir(namespace);
       try {
         await unlink(join(nsDir, name));
@@ -277,7 +290,7 @@ export class LocalBackend implements ObjectBackend {
       }
       await this.syncDir(nsDir);
       return true;
-    });
+    }));
   }
 
   async list(namespace: string, options?: ListOptions): Promise<ListPage> {
@@ -300,6 +313,27 @@ export class LocalBackend implements ObjectBackend {
     this.checkOpen();
     validateName(namespace, "namespace");
     checkApplyArguments(asserts, updates);
+    const single = singlePutOnOtherObjects(asserts, updates);
+    if (single !== undefined) {
+      // The common fenced write (a volume's SCO or TLog upload asserting its owner tag): one put whose
+      // asserts name other objects. It runs beside other puts under object locks and, being one rename,
+      // needs no journal. Lock order: object names sorted, so two such applies never deadlock.
+      const keys = [...new Set([single.name, ...asserts.map((check) => check.name)])].sort();
+      const run = (index: number): Promise<void> => {
+        if (index === keys.length) {
+          return (async () => {
+            this.checkOpen();
+            if (!(await this.isNamespaceDir(namespace))) throw namespaceNotFound(namespace);
+            for (const check of asserts) await this.checkAssert(namespace, check);
+            await this.putLocked(namespace, single.name, single.data);
+          })();
+        }
+        const key = `${namespace}/${keys[index]!}`;
+        return keys[index] === single.name ? this.objectLocks.withExclusive(key, () => run(index + 1)) : this.objectLocks.withShared(key, () => run(index + 1));
+      };
+      await this.locks.withShared(namespace, () => run(0));
+      return;
+    }
     await this.locks.withExclusive(namespace, async () => {
       this.checkOpen();
       if (!(await this.isNamespaceDir(namespace))) throw namespaceNotFound(namespace);
@@ -890,4 +924,15 @@ function checkApplyArguments(asserts: readonly ObjectAssert[], updates: readonly
 
 function randomHex(): string {
   return randomBytes(8).toString("hex");
+}
+
+/** The put of an apply made of exactly one put (after collapsing) whose asserts all name other objects. */
+function singlePutOnOtherObjects(asserts: readonly ObjectAssert[], updates: readonly ObjectUpdate[]): { name: string; data: Uint8Array } | undefined {
+  if (updates.length === 0) return undefined;
+  const name = updates[0]!.name;
+  if (!updates.every((update) => update.name === name)) return undefined;
+  const last = updates[updates.length - 1]!;
+  if (last.kind !== "put") return undefined;
+  if (asserts.some((check) => check.name === name)) return undefined;
+  return { name, data: last.data };
 }
