@@ -9,6 +9,7 @@
 //        [--backend alba|local]   (the vDisk's backend: `ovs up`'s default ALBA on 6 local ASDs, or a directory)
 
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import net from "node:net";
@@ -69,9 +70,9 @@ function freePort(): Promise<number> {
   });
 }
 
-function run(command: string, args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(command: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -114,13 +115,27 @@ async function startOurs(dir: string, sizeBytes: number, backend: string): Promi
   const dataDir = path.join(dir, "ovs-data");
   const [nbdPort, apiPort] = [await freePort(), await freePort()];
   const bin = path.join(root, "dist/src/cli/main.js");
+  // The API needs a token: the first start takes its admin password from OVS_ADMIN_PASSWORD.
+  const adminPassword = randomBytes(18).toString("base64url");
   const child = spawn(process.execPath, [bin, "up", "--data-dir", dataDir, "--nbd-port", String(nbdPort), "--api-port", String(apiPort), "--backend", backend], {
     stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, OVS_LOG_LEVEL: "warn" },
+    env: { ...process.env, OVS_LOG_LEVEL: "warn", OVS_ADMIN_PASSWORD: adminPassword },
   });
-  await waitForPort(apiPort, 90_000);
-  const created = await run(process.execPath, [bin, "--api", `http://127.0.0.1:${apiPort}`, "vdisk", "create", "bench", "--size", String(sizeBytes)], 60_000);
-  if (created.code !== 0) throw new Error(`vdisk create failed: ${created.stderr}`);
+  try {
+    await waitForPort(apiPort, 90_000);
+    const response = await fetch(`http://127.0.0.1:${apiPort}/api/v1/oauth/token`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ grant_type: "password", username: "admin", password: adminPassword }),
+    });
+    const token = ((await response.json()) as { access_token?: string }).access_token;
+    if (token === undefined) throw new Error(`login failed: HTTP ${response.status}`);
+    const created = await run(process.execPath, [bin, "--api", `http://127.0.0.1:${apiPort}`, "vdisk", "create", "bench", "--size", String(sizeBytes)], 60_000, { ...process.env, OVS_TOKEN: token });
+    if (created.code !== 0) throw new Error(`vdisk create failed: ${created.stderr}`);
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  }
   return { name: "ovs", uri: `nbd://127.0.0.1:${nbdPort}/bench`, stop: () => stopChild(child) };
 }
 
