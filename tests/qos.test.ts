@@ -24,22 +24,22 @@ afterAll(async () => {
   await fsp.rm(dataDir, { recursive: true, force: true });
 });
 
-interface FioWrite {
+interface FioFigures {
   iops: number;
   bw_bytes: number;
   total_ios: number;
 }
 
-/** Runs fio's NBD engine against a vDisk (random writes, 8 in flight, time based) and returns its write figures. */
-async function fio(vdisk: string, blockSize: string, runtimeSeconds: number): Promise<FioWrite> {
+/** Runs fio's NBD engine against a vDisk (random I/O, 8 in flight, time based) and returns its figures. */
+async function fio(vdisk: string, blockSize: string, runtimeSeconds: number, rw: "randwrite" | "randread" = "randwrite"): Promise<FioFigures> {
   const result = await runTool("fio", [
-    "--name=qos", "--ioengine=nbd", `--uri=${node.uri(vdisk)}`, "--rw=randwrite", `--bs=${blockSize}`, "--iodepth=8",
+    "--name=qos", "--ioengine=nbd", `--uri=${node.uri(vdisk)}`, `--rw=${rw}`, `--bs=${blockSize}`, "--iodepth=8",
     `--runtime=${runtimeSeconds}`, "--time_based", "--size=64m", "--output-format=json",
   ], 120_000);
   expectOk(result, "fio");
-  const report = JSON.parse(result.stdout.slice(result.stdout.indexOf("{"))) as { jobs: Array<{ error: number; write: FioWrite }> };
+  const report = JSON.parse(result.stdout.slice(result.stdout.indexOf("{"))) as { jobs: Array<{ error: number; write: FioFigures; read: FioFigures }> };
   expect(report.jobs[0]!.error).toBe(0);
-  return report.jobs[0]!.write;
+  return rw === "randwrite" ? report.jobs[0]!.write : report.jobs[0]!.read;
 }
 
 async function settingsOf(vdisk: string): Promise<unknown> {
@@ -96,7 +96,7 @@ describe("per-vDisk QoS through the front door", () => {
     expect(unlimited.iops).toBeGreaterThan(600 * 1.5);
   });
 
-  it("holds a write bandwidth limit within 10 % under fio with 1 MiB writes", async () => {
+  it("holds a write bandwidth limit (1 MiB writes) and a read IOPS limit within 10 % under fio", async () => {
     expectOk(await node.ovs(["vdisk", "create", "q2", "--size", "256M"]), "create");
     expectOk(await node.ovs(["vdisk", "set", "q2", "qos.writeBandwidth=20M/s"]), "vdisk set bandwidth");
     expect(await settingsOf("q2")).toMatchObject({ qos: { writeBytesPerSecond: 20 * MiB, writeIops: 0 } });
@@ -104,6 +104,14 @@ describe("per-vDisk QoS through the front door", () => {
     figures.writeMiBPerSecondAt20 = write.bw_bytes / MiB;
     expect(write.bw_bytes).toBeLessThanOrEqual(20 * MiB * 1.1);
     expect(write.bw_bytes).toBeGreaterThanOrEqual(20 * MiB * 0.9);
+
+    // A read limit leaves writes alone and holds for reads.
+    await waitDisconnected("q2");
+    expectOk(await node.ovs(["vdisk", "set", "q2", "qos.readIops=400"]), "vdisk set read IOPS");
+    const read = await fio("q2", "4k", 3, "randread");
+    figures.readIopsAt400 = read.iops;
+    expect(read.iops).toBeLessThanOrEqual(400 * 1.1);
+    expect(read.iops).toBeGreaterThanOrEqual(400 * 0.9);
   });
 
   it("refuses invalid `ovs vdisk set` input with one sentence and changes nothing", async () => {
