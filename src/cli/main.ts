@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { createLogger, formatBytes, isOvsError, parseSizeBytes } from "../base/index.js";
-import { PlatformNode, type NodeInfo, type VDiskInfo } from "../framework/index.js";
+import { PlatformNode, type NodeInfo, type VDiskInfo, type VDiskSettings } from "../framework/index.js";
 import { registerAuthCommands } from "./auth-commands.js";
 import { registerHealthCommands } from "./health-commands.js";
 import { registerScheduleCommands } from "./schedule-commands.js";
@@ -211,8 +211,86 @@ function printInfo(info: VDiskInfo): void {
   if (info.clones.length > 0) rows.push(["clones", info.clones.join(", ")]);
   rows.push(["snapshots", String(info.snapshotCount)]);
   if (info.restore) rows.push(["restored", `from the backend: ${info.restore.tlogCount} TLogs, ${info.restore.entryCount} entries in ${info.restore.durationMs} ms`]);
+  rows.push(["QoS", qosSummary(info.qos)]);
   if (info.stats.halted) rows.push(["HALTED", info.stats.halted]);
   for (const [key, value] of rows) process.stdout.write(`${key.padEnd(16)}${value}\n`);
+}
+
+// `ovs vdisk set` keys: the QoS limits (IOPS as whole numbers, bandwidths as sizes per second) and the
+// settings of the API's PATCH .../settings body. scoSize and tlogMultiplier are passed on so the node says
+// clearly that they are fixed at creation.
+const qosSettingKeys = {
+  "qos.readIops": { field: "readIops", bandwidth: false },
+  "qos.writeIops": { field: "writeIops", bandwidth: false },
+  "qos.totalIops": { field: "totalIops", bandwidth: false },
+  "qos.readBandwidth": { field: "readBytesPerSecond", bandwidth: true },
+  "qos.writeBandwidth": { field: "writeBytesPerSecond", bandwidth: true },
+  "qos.totalBandwidth": { field: "totalBytesPerSecond", bandwidth: true },
+} as const;
+const settingKeys = [...Object.keys(qosSettingKeys), "scoCacheMax", "scoSize", "tlogMultiplier"];
+
+/** KEY=VALUE arguments as the PATCH body; throws one sentence on an unknown key or a bad value. */
+function settingsBody(assignments: string[]): Record<string, unknown> {
+  const qos: Record<string, number> = {};
+  const body: Record<string, unknown> = {};
+  for (const assignment of assignments) {
+    const equals = assignment.indexOf("=");
+    const key = equals < 0 ? assignment : assignment.slice(0, equals);
+    const value = equals < 0 ? "" : assignment.slice(equals + 1).trim();
+    if (!settingKeys.includes(key)) throw new CliError(`"${key}" is not a vDisk setting; use ${settingKeys.join(", ")}.`);
+    if (equals < 0 || value === "") throw new CliError(`give ${key} a value, as in ${key}=VALUE.`);
+    const qosKey = qosSettingKeys[key as keyof typeof qosSettingKeys] as (typeof qosSettingKeys)[keyof typeof qosSettingKeys] | undefined;
+    if ((qosKey !== undefined && !qosKey.bandwidth) || key === "tlogMultiplier") {
+      if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+        throw new CliError(`"${value}" is not a valid ${key}: use a whole number${key === "tlogMultiplier" ? "" : " of operations per second (0 = no limit)"}.`);
+      }
+      if (qosKey !== undefined) qos[qosKey.field] = Number(value);
+      else body[key] = Number(value);
+      continue;
+    }
+    let bytes: number;
+    try {
+      bytes = parseSizeBytes(qosKey !== undefined ? value.replace(/\/s$/i, "") : value);
+    } catch {
+      throw new CliError(`"${value}" is not a valid ${key}: use a size${qosKey !== undefined ? " per second" : ""} such as 50M${qosKey !== undefined || key === "scoCacheMax" ? " (0 = no limit)" : ""}.`);
+    }
+    if (qosKey !== undefined) qos[qosKey.field] = bytes;
+    else body[key] = bytes;
+  }
+  if (Object.keys(qos).length > 0) body.qos = qos;
+  return body;
+}
+
+const perSecond = (n: number, unit: string): string => (n === 0 ? "no limit" : `${n} ${unit}/s`);
+const bandwidth = (n: number): string => (n === 0 ? "no limit" : `${formatBytes(n)}/s`);
+
+function printSettings(settings: VDiskSettings): void {
+  const rows: Array<[string, string]> = [
+    ["qos.readIops", perSecond(settings.qos.readIops, "ops")],
+    ["qos.writeIops", perSecond(settings.qos.writeIops, "ops")],
+    ["qos.totalIops", perSecond(settings.qos.totalIops, "ops")],
+    ["qos.readBandwidth", bandwidth(settings.qos.readBytesPerSecond)],
+    ["qos.writeBandwidth", bandwidth(settings.qos.writeBytesPerSecond)],
+    ["qos.totalBandwidth", bandwidth(settings.qos.totalBytesPerSecond)],
+    ["scoCacheMax", settings.scoCacheMaxBytes === 0 ? "no cap" : formatBytes(settings.scoCacheMaxBytes)],
+    ["scoSize", `${formatBytes(settings.scoSizeBytes)} (fixed at creation)`],
+    ["tlogMultiplier", `${settings.tlogMultiplier} (fixed at creation)`],
+  ];
+  for (const [key, value] of rows) process.stdout.write(`${key.padEnd(20)}${value}
+`);
+}
+
+function qosSummary(qos: VDiskInfo["qos"]): string {
+  const { limits } = qos;
+  const parts = [
+    limits.readIops > 0 ? `read ${limits.readIops} ops/s` : "",
+    limits.writeIops > 0 ? `write ${limits.writeIops} ops/s` : "",
+    limits.totalIops > 0 ? `total ${limits.totalIops} ops/s` : "",
+    limits.readBytesPerSecond > 0 ? `read ${bandwidth(limits.readBytesPerSecond)}` : "",
+    limits.writeBytesPerSecond > 0 ? `write ${bandwidth(limits.writeBytesPerSecond)}` : "",
+    limits.totalBytesPerSecond > 0 ? `total ${bandwidth(limits.totalBytesPerSecond)}` : "",
+  ].filter((part) => part !== "");
+  return `${parts.length === 0 ? "no limits" : parts.join(", ")}; ${qos.delayedRequests} requests delayed (${qos.delayedMsTotal} ms in all)`;
 }
 
 vdisk
@@ -269,6 +347,28 @@ vdisk
   .action(async (name: string, options: { force?: boolean }) => {
     await callApi(api(), "DELETE", `/api/v1/vdisks/${encodeURIComponent(name)}${options.force ? "?force=true" : ""}`);
     process.stdout.write(`deleted vDisk ${name}\n`);
+  });
+
+vdisk
+  .command("set <vdisk> <settings...>")
+  .description(`change settings while the vDisk serves I/O, as KEY=VALUE: qos.readIops, qos.writeIops, qos.totalIops (operations per second), qos.readBandwidth, qos.writeBandwidth, qos.totalBandwidth (per second, e.g. 50M), scoCacheMax (e.g. 1G); 0 = no limit`)
+  .option("--json", "print the settings as JSON")
+  .action(async (name: string, assignments: string[], options: { json?: boolean }) => {
+    const body = settingsBody(assignments);
+    const settings = await callApi<VDiskSettings>(api(), "PATCH", `/api/v1/vdisks/${encodeURIComponent(name)}/settings`, body);
+    if (options.json) return printJson(settings);
+    process.stdout.write(`vDisk ${name}: set ${assignments.map((a) => a.trim()).join(" ")} (in effect now)\n`);
+    printSettings(settings);
+  });
+
+vdisk
+  .command("settings <vdisk>")
+  .description("show a vDisk's settings: QoS limits and SCO cache cap (changeable with ovs vdisk set), SCO size and TLog multiplier (fixed)")
+  .option("--json", "print JSON")
+  .action(async (name: string, options: { json?: boolean }) => {
+    const settings = await callApi<VDiskSettings>(api(), "GET", `/api/v1/vdisks/${encodeURIComponent(name)}/settings`);
+    if (options.json) printJson(settings);
+    else printSettings(settings);
   });
 
 vdisk

@@ -109,6 +109,38 @@ describe("validation", () => {
   });
 });
 
+describe("vDisk settings", () => {
+  it("reads with the read role, changes with the write role, parses sizes and refuses bad bodies whole", async () => {
+    await vdisks.create("settings1", 16 * 1024 * 1024);
+    try {
+      const url = "/api/v1/vdisks/settings1/settings";
+      const read = await app.inject({ method: "GET", url, headers: as("reader") });
+      expect(read.statusCode).toBe(200);
+      expect(read.json()).toMatchObject({ qos: { writeIops: 0 }, scoCacheMaxBytes: 0, scoSizeBytes: 4194304, tlogMultiplier: 16 });
+      expect((await app.inject({ method: "PATCH", url, headers: as("reader"), payload: { qos: { writeIops: 1 } } })).statusCode).toBe(403);
+      const changed = await app.inject({ method: "PATCH", url, headers: as("writer"), payload: { qos: { writeIops: 300, readBytesPerSecond: "50M/s", totalBytesPerSecond: 1048576 }, scoCacheMax: "64M" } });
+      expect(changed.statusCode).toBe(200);
+      const expected = { qos: { readIops: 0, writeIops: 300, totalIops: 0, readBytesPerSecond: 52428800, writeBytesPerSecond: 0, totalBytesPerSecond: 1048576 }, scoCacheMaxBytes: 67108864, scoSizeBytes: 4194304, tlogMultiplier: 16 };
+      expect(changed.json()).toEqual(expected);
+      for (const [payload, message] of [
+        [{ qos: { writeIops: 1, colour: 2 } }, 'invalid request: body.qos has an unknown field "colour".'],
+        [{ qos: { readIops: 1.5 } }, "invalid request: body.qos.readIops must be integer."],
+        [{ qos: { readIops: 1, readBytesPerSecond: "fast" } }, '"fast" is not a size; use a number with an optional unit K, M, G or T (e.g. 10G).'],
+        [{ qos: { readIops: 1 }, tlogMultiplier: 2 }, "the TLog multiplier of vDisk settings1 is fixed at creation (16); create a new vDisk to use another."],
+      ] as const) {
+        const response = await app.inject({ method: "PATCH", url, headers: as("writer"), payload });
+        expect(response.statusCode, JSON.stringify(payload)).toBe(400);
+        expect(response.json()).toEqual({ error: { code: "INVALID_ARGUMENT", message } });
+      }
+      expect((await app.inject({ method: "GET", url, headers: as("reader") })).json()).toEqual(expected);
+      const info = await app.inject({ method: "GET", url: "/api/v1/vdisks/settings1", headers: as("reader") });
+      expect(info.json().qos).toEqual({ limits: expected.qos, delayedRequests: 0, delayedMsTotal: 0 });
+    } finally {
+      await vdisks.delete("settings1", true);
+    }
+  });
+});
+
 describe("the OpenAPI document", () => {
   it("lists every route with its summary, role and parameters, and is structurally valid", async () => {
     const response = await app.inject({ method: "GET", url: "/api/openapi.json", headers: as("reader") });

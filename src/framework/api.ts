@@ -25,6 +25,7 @@ import type { AuditLog } from "./auth/audit-log.js";
 import { registerAlbaRoutes } from "./alba-api.js";
 import type { AlbaService } from "./alba-service.js";
 import { registerSnapshotRoutes } from "./snapshot-api.js";
+import { registerSettingsRoutes } from "./settings-api.js";
 
 export interface NodeInfo {
   version: string;
@@ -196,6 +197,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   registerConfigRoutes(app, options.store);
   registerAlbaRoutes(app, options.alba);
   registerSnapshotRoutes(app, options.vdisks);
+  registerSettingsRoutes(app, options.vdisks);
   registerAuthRoutes(app, options.auth, now);
   if (options.scheduler !== undefined) registerSchedulerRoutes(app, options.scheduler);
   registerHealthRoutes(app, () => {

@@ -1,6 +1,6 @@
 // Public face of framework/: the node (PlatformNode), its vDisk service, REST API, ALBA wiring and ASD supervisor.
 export { PlatformNode, type NodeOptions } from "./node.js";
-export { VDiskService, validateVDiskName, type VDiskInfo, type VDiskRecord } from "./vdisk-service.js";
+export { VDiskService, validateVDiskName, type VDiskInfo, type VDiskRecord, type VDiskSettings, type VDiskSettingsChange } from "./vdisk-service.js";
 export { buildApi, type NodeInfo } from "./api.js";
 export { AuthService, roleNames, rolesUpTo, type Role, type Principal, type UserInfo, type ClientInfo, type AuthSettings, type IssuedToken } from "./auth/auth-service.js";
 export { healthModules, healthStates, type HealthReport, type HealthState } from "./health/healthcheck.js";

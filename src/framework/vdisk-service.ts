@@ -13,6 +13,10 @@
 // - Rollback needs the vDisk to have no NBD client (IN_USE otherwise): the data under a connected
 //   client's page cache would change without notice.
 // - A vDisk whose local directory is gone (a lost disk, a new node) is restarted from the backend.
+// - Every served vDisk (clones too) has one QoS limiter, shared by all its NBD connections and kept
+//   across a rollback; its limits are the record's `qos` (none when absent), applied at start.
+// - Settings (setSettings) are validated as a whole before anything changes, then persisted, then
+//   applied live: QoS limits in the record, the SCO cache cap in the volume's own configuration.
 
 import fsp from "node:fs/promises";
 import path from "node:path";
@@ -20,7 +24,10 @@ import { randomUUID } from "node:crypto";
 import { OvsError, formatBytes, type Logger } from "../base/index.js";
 import type { ClusterStore } from "../store/index.js";
 import type { ObjectBackend } from "../backend/index.js";
-import { Volume, defaultVolumeSettings, validateConfig, type SnapshotInfo, type VolumeConfig } from "../volume/index.js";
+import {
+  QosLimiter, Volume, defaultVolumeSettings, noQosLimits, qosLimitKeys, validateConfig, validateQosLimits,
+  type QosLimits, type SnapshotInfo, type VolumeConfig,
+} from "../volume/index.js";
 import { VolumeExport, type NbdExport, type NbdExportProvider } from "../frontend/index.js";
 import type { NodeMetrics } from "./metrics/metrics.js";
 
@@ -35,9 +42,32 @@ export interface VDiskRecord {
   deleting?: boolean;
   /** Clones only: the parent vDisk and the snapshot the clone was made from. */
   parent?: { name: string; snapshot: string };
+  /** QoS limits (0 = none); absent when no limit is set. */
+  qos?: QosLimits;
 }
 
-export interface VDiskInfo extends VDiskRecord {
+/** A vDisk's settings: the changeable ones and, read-only, those fixed at creation. */
+export interface VDiskSettings {
+  qos: QosLimits;
+  /** Cap on the vDisk's local SCO bytes (0 = none); changeable while it serves I/O. */
+  scoCacheMaxBytes: number;
+  /** Fixed at creation. */
+  scoSizeBytes: number;
+  /** Fixed at creation. */
+  tlogMultiplier: number;
+}
+
+/** A change of settings: only the fields given change; qos fields merge into the current limits. */
+export interface VDiskSettingsChange {
+  qos?: Partial<QosLimits>;
+  scoCacheMaxBytes?: number;
+  /** Refused unless equal to the current value (fixed at creation). */
+  scoSizeBytes?: number;
+  /** Refused unless equal to the current value (fixed at creation). */
+  tlogMultiplier?: number;
+}
+
+export interface VDiskInfo extends Omit<VDiskRecord, "qos"> {
   size: string;
   connectionCount: number;
   /** "running", "halted" (a failed write; restart to recover) or "fenced" (another start owns it). */
@@ -50,6 +80,8 @@ export interface VDiskInfo extends VDiskRecord {
   stats: ReturnType<Volume["stats"]>;
   /** Set when the vDisk was last started by a restart from the backend. */
   restore?: ReturnType<typeof restoreOf>;
+  /** The QoS limits in force (0 = none) and the requests they delayed since the vDisk started. */
+  qos: { limits: QosLimits; delayedRequests: number; delayedMsTotal: number };
 }
 
 function restoreOf(volume: Volume): { tlogCount: number; entryCount: number; durationMs: number } | undefined {
@@ -74,6 +106,8 @@ interface Served {
   nbdExport: VolumeExport;
   /** What NBD connections use: nbdExport with its I/O counted when the node has metrics. */
   served: NbdExport;
+  /** The vDisk's QoS limiter, in front of the volume in nbdExport. */
+  qos: QosLimiter;
 }
 
 export class VDiskService implements NbdExportProvider {
@@ -91,9 +125,22 @@ export class VDiskService implements NbdExportProvider {
     });
   }
 
-  private serve(record: VDiskRecord, volume: Volume): void {
-    const nbdExport = new VolumeExport(volume);
-    this.served.set(record.name, { record, volume, nbdExport, served: this.options.metrics?.meter(nbdExport) ?? nbdExport });
+  /** Serves a volume; `qos` is the vDisk's limiter when it is already served (a rollback keeps it). */
+  private serve(record: VDiskRecord, volume: Volume, qos = this.limiterFor(record)): void {
+    const nbdExport = new VolumeExport(volume, qos);
+    this.served.set(record.name, { record, volume, nbdExport, served: this.options.metrics?.meter(nbdExport) ?? nbdExport, qos });
+  }
+
+  /** A new limiter with the record's limits; a record with bad limits (edited by hand) starts without. */
+  private limiterFor(record: VDiskRecord): QosLimiter {
+    const limiter = new QosLimiter();
+    if (record.qos === undefined) return limiter;
+    try {
+      limiter.set({ ...noQosLimits, ...record.qos });
+    } catch (error) {
+      this.options.log.error({ err: error, vdisk: record.name }, "the vDisk's stored QoS limits are invalid; it runs without limits until they are set again");
+    }
+    return limiter;
   }
 
   /** Opens every registered vDisk (local restart) and finishes interrupted deletes. */
@@ -191,7 +238,59 @@ export class VDiskService implements NbdExportProvider {
       snapshotCount: stats.snapshotCount,
       stats,
       ...(restore ? { restore } : {}),
+      qos: { limits: served.qos.current, ...served.qos.stats() },
     };
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Settings and QoS
+
+  settings(name: string): VDiskSettings {
+    const served = this.get(name);
+    const config = served.volume.config;
+    return { qos: served.qos.current, scoCacheMaxBytes: config.scoCacheMaxBytes, scoSizeBytes: config.scoSizeBytes, tlogMultiplier: config.tlogMultiplier };
+  }
+
+  /**
+   * Changes settings while the vDisk serves I/O: validates the whole change first (INVALID_ARGUMENT,
+   * nothing changed), then persists and applies the QoS limits (record, then limiter: requests already
+   * waiting keep their start), then the SCO cache cap (volume configuration, then eviction).
+   */
+  async setSettings(name: string, change: VDiskSettingsChange): Promise<VDiskSettings> {
+    return this.withLock(name, async () => {
+      const served = this.get(name);
+      const config = served.volume.config;
+      const fixed = (what: string, given: number | undefined, current: number, shown: string): void => {
+        if (given !== undefined && given !== current) {
+          throw new OvsError("INVALID_ARGUMENT", `${what} of vDisk ${name} is fixed at creation (${shown}); create a new vDisk to use another.`);
+        }
+      };
+      fixed("the SCO size", change.scoSizeBytes, config.scoSizeBytes, formatBytes(config.scoSizeBytes));
+      fixed("the TLog multiplier", change.tlogMultiplier, config.tlogMultiplier, String(config.tlogMultiplier));
+      let qos: QosLimits | undefined;
+      if (change.qos !== undefined) {
+        for (const key of Object.keys(change.qos)) {
+          if (!(qosLimitKeys as string[]).includes(key)) throw new OvsError("INVALID_ARGUMENT", `"${key}" is not a QoS limit; use ${qosLimitKeys.join(", ")}.`);
+        }
+        qos = { ...served.qos.current, ...change.qos };
+        validateQosLimits(qos);
+      }
+      if (change.scoCacheMaxBytes !== undefined) validateConfig({ ...config, scoCacheMaxBytes: change.scoCacheMaxBytes });
+
+      if (qos !== undefined) {
+        const record: VDiskRecord = { ...served.record };
+        if (qosLimitKeys.some((key) => qos[key] > 0)) record.qos = qos;
+        else delete record.qos;
+        await this.options.store.put(registryPrefix + name, encode(record));
+        served.record = record;
+        served.qos.set(qos);
+      }
+      if (change.scoCacheMaxBytes !== undefined && change.scoCacheMaxBytes !== config.scoCacheMaxBytes) {
+        await served.volume.setScoCacheMax(change.scoCacheMaxBytes);
+      }
+      this.options.log.info({ vdisk: name, change }, "vDisk settings changed");
+      return this.settings(name);
+    });
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -234,7 +333,7 @@ export class VDiskService implements NbdExportProvider {
         if (users.length > 0) throw new OvsError("IN_USE", `rolling vDisk ${name} back to ${snapshot} would drop snapshots that clones use (${users.map((c) => c.name).join(", ")}).`);
       }
       const volume = await served.volume.rollback(snapshot);
-      this.serve(served.record, volume);
+      this.serve(served.record, volume, served.qos);
       this.options.log.info({ vdisk: name, snapshot, restore: volume.restoreReport }, "vDisk rolled back");
       return this.info(name);
     });

@@ -134,6 +134,23 @@ describe("Volume", () => {
     expect(backend.getRangeCount).toBeGreaterThan(before);
   });
 
+  it("changes the SCO cache cap while open: evicts down to it at once and keeps it across a reopen", async () => {
+    const { volume, dir, backend } = await create({ scoSizeBytes: 1024 * 1024, tlogMultiplier: 2 });
+    const data = randomBytes(6 * 1024 * 1024);
+    await volume.write(0, data);
+    await volume.syncToBackend();
+    expect(volume.stats().localScoBytes).toBeGreaterThan(2 * 1024 * 1024);
+    await volume.setScoCacheMax(2 * 1024 * 1024);
+    expect(volume.stats().localScoBytes).toBeLessThanOrEqual(2 * 1024 * 1024);
+    await expect(volume.setScoCacheMax(-1)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    expect(volume.config.scoCacheMaxBytes).toBe(2 * 1024 * 1024);
+    expect((await volume.read(0, data.length)).equals(data)).toBe(true);
+    await volume.close();
+    volumes.splice(volumes.indexOf(volume), 1);
+    const again = await reopen(dir, backend);
+    expect(again.config.scoCacheMaxBytes).toBe(2 * 1024 * 1024);
+  });
+
   it("reads a cluster from the backend when its local SCO copy is corrupt", async () => {
     const { volume, dir } = await create({ scoSizeBytes: 1024 * 1024, tlogMultiplier: 1 });
     const data = randomBytes(1024 * 1024);

@@ -543,6 +543,28 @@ export class Volume {
     this.config = config;
   }
 
+  /**
+   * Changes the per-volume cap on local SCO bytes (0 = none) while the volume serves I/O: persisted
+   * locally and in volume_configuration, then applied; eviction only ever drops disposable SCOs (on the
+   * backend already), so a lower cap is safe at any time and takes effect at the next housekeeping run,
+   * started here.
+   */
+  async setScoCacheMax(scoCacheMaxBytes: number): Promise<void> {
+    this.checkNotHalted();
+    const config = { ...this.config, scoCacheMaxBytes };
+    validateConfig(config);
+    await this.enqueueCommit(async () => {
+      await this.metadata.commit({ config });
+      await this.metadata.flushed();
+    });
+    await this.fencedApply([{ kind: "put", name: "volume_configuration", data: encodeConfig(config) }]);
+    this.config = { ...this.config, scoCacheMaxBytes };
+    this.housekeeping = this.housekeeping
+      .then(() => this.evictScos())
+      .catch((error: unknown) => this.log.warn({ err: error }, "write buffer housekeeping failed"));
+    await this.housekeeping;
+  }
+
   stats(): VolumeStats {
     let localScoBytes = 0;
     let nonDisposableBytes = 0;
