@@ -246,8 +246,23 @@ describe("ovs up on ALBA", () => {
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const countersBefore = (await apiJson<{ counters: { objectsRepaired: number; objectsUpgraded: number } }>("/alba/maintenance")).counters;
     const victims = (await localAsds()).slice(1, 3);
-    const deadPids = victims.map((asd) => asd.local!.pid!);
+    let deadPids = victims.map((asd) => asd.local!.pid!);
     for (const pid of deadPids) process.kill(pid, "SIGKILL");
+    // The supervisor restarts a killed ASD within about 250 ms; on a loaded machine no upload might land
+    // in that gap. Keep killing the two for 2.5 s (the supervisor backs off), so that uploads certainly
+    // meet them down.
+    const killUntil = Date.now() + 2_500;
+    while (Date.now() < killUntil) {
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      const current = (await localAsds()).filter((asd) => victims.some((victim) => victim.asdId === asd.asdId));
+      for (const asd of current) {
+        const pid = asd.local?.pid;
+        if (pid !== null && pid !== undefined && !deadPids.includes(pid) && alive(pid)) {
+          process.kill(pid, "SIGKILL");
+          deadPids = [...deadPids, pid];
+        }
+      }
+    }
     const result = await fio;
     expectOk(result, "fio");
     const report = JSON.parse(result.stdout.slice(result.stdout.indexOf("{"))) as { jobs: Array<{ error: number; write: { total_ios: number }; read: { total_ios: number } }> };
