@@ -323,7 +323,9 @@ describe("ovs up on ALBA", () => {
     expect(flipped).toBeGreaterThan(4);
     expect(await readImageSha("flip1", image.length)).toBe(sha256(image));
     const verify = await ovsJson<VerifyView>(["alba", "namespace", "verify", namespace]);
-    expect(verify.badCount).toBeGreaterThanOrEqual(flipped - 2); // a few may have been repaired already after the reads reported them
+    // Verify must find the flipped fragments that maintenance has not rebuilt yet (reads report bad
+    // fragments to it, and under load it may rebuild any number of them first): together, all of them.
+    expect(verify.badCount).toBeGreaterThan(0);
     expect(verify.badCount + (await ovsJson<{ counters: { fragmentsRebuilt: number } }>(["alba", "maintenance", "status"])).counters.fragmentsRebuilt).toBeGreaterThanOrEqual(flipped);
     await until("repair rewrote the bad fragments", 180_000, async () => {
       expectOk(await node.ovs(["alba", "maintenance", "run"], 180_000), "maintenance run");
