@@ -7,7 +7,8 @@ import { InvalidArgumentError, type Command } from "commander";
 import { formatBytes, isOvsError, parseSizeBytes } from "../base/index.js";
 import { CliError, callApi } from "./api-client.js";
 
-function sizeOption(value: string): string {
+/** A commander option parser for sizes like 10G: refuses what parseSizeBytes refuses, keeps the text. */
+export function sizeOption(value: string): string {
   try {
     parseSizeBytes(value);
   } catch (error) {

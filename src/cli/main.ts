@@ -15,7 +15,7 @@ import { registerHealthCommands } from "./health-commands.js";
 import { registerScheduleCommands } from "./schedule-commands.js";
 import { runAsd } from "../alba/index.js";
 import { CliError, callApi, resolveApiUrl, streamApi } from "./api-client.js";
-import { registerAlbaCommands } from "./alba-commands.js";
+import { registerAlbaCommands, sizeOption } from "./alba-commands.js";
 
 const version = readVersion();
 
@@ -32,15 +32,6 @@ function portOption(value: string): number {
   const port = Number(value);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError("a port is an integer from 0 to 65535.");
   return port;
-}
-
-function sizeOption(value: string): string {
-  try {
-    parseSizeBytes(value);
-  } catch (error) {
-    throw new InvalidArgumentError(isOvsError(error) ? error.message : String(error));
-  }
-  return value;
 }
 
 const program = new Command();
