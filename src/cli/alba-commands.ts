@@ -6,6 +6,7 @@ import fs from "node:fs";
 import { InvalidArgumentError, type Command } from "commander";
 import { formatBytes, isOvsError, parseSizeBytes } from "../base/index.js";
 import { CliError, callApi } from "./api-client.js";
+import { runTask } from "./task-commands.js";
 
 /** A commander option parser for sizes like 10G: refuses what parseSizeBytes refuses, keeps the text. */
 export function sizeOption(value: string): string {
@@ -188,13 +189,13 @@ export function registerAlbaCommands(program: Command, context: { api: () => str
 
   albaNamespace
     .command("verify <namespace>")
-    .description("re-read and check every fragment of a namespace now; bad ones are queued for repair")
-    .option("--json", "print JSON")
-    .action(async (namespace: string, options: { json?: boolean }) => {
-      const report = await callApi<{ objectCount: number; fragmentsChecked: number; badCount: number; missingCount: number; unavailableCount: number; holeCount: number; bad: unknown[] }>(
-        api(), "POST", `/api/v1/alba/namespaces/${encodeURIComponent(namespace)}/verify`,
-      );
-      if (options.json) return printJson(report);
+    .description("re-read and check every fragment of a namespace now, as a task with a progress bar; bad ones are queued for repair")
+    .option("--json", "print the final task as JSON (its result is the report)")
+    .option("--no-wait", "print the task id and return at once")
+    .action(async (namespace: string, options: { json?: boolean; wait: boolean }) => {
+      const task = await runTask(api(), "POST", `/api/v1/alba/namespaces/${encodeURIComponent(namespace)}/verify`, undefined, { json: options.json, wait: options.wait, printJson });
+      if (task === undefined) return;
+      const report = task.result as { objectCount: number; fragmentsChecked: number; badCount: number; missingCount: number; unavailableCount: number; holeCount: number; bad: unknown[] };
       process.stdout.write(`${report.objectCount} objects, ${report.fragmentsChecked} fragments checked: ${report.badCount} bad (${report.missingCount} missing), ${report.unavailableCount} unavailable, ${report.holeCount} holes\n`);
     });
 
@@ -263,11 +264,11 @@ export function registerAlbaCommands(program: Command, context: { api: () => str
 
   albaMaintenance
     .command("run")
-    .description("run one maintenance pass now (probe, repair, verifies, garbage collection, rebalance) and show the status")
-    .option("--json", "print JSON")
-    .action(async (options: { json?: boolean }) => {
-      const status = await callApi<MaintenanceView>(api(), "POST", "/api/v1/alba/maintenance/pass");
-      if (options.json) return printJson(status);
-      printMaintenance(status);
+    .description("run one maintenance pass now (probe, repair, verifies, garbage collection, rebalance) as a task with a progress bar, then show the status")
+    .option("--json", "print the final task as JSON (its result is the status)")
+    .option("--no-wait", "print the task id and return at once")
+    .action(async (options: { json?: boolean; wait: boolean }) => {
+      const task = await runTask(api(), "POST", "/api/v1/alba/maintenance/pass", undefined, { json: options.json, wait: options.wait, printJson });
+      if (task !== undefined) printMaintenance(task.result as MaintenanceView);
     });
 }

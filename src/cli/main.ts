@@ -13,6 +13,7 @@ import { PlatformNode, type NodeInfo, type VDiskInfo, type VDiskSettings } from 
 import { registerAuthCommands } from "./auth-commands.js";
 import { registerHealthCommands } from "./health-commands.js";
 import { registerScheduleCommands } from "./schedule-commands.js";
+import { registerTaskCommands, runTask } from "./task-commands.js";
 import { runAsd } from "../alba/index.js";
 import { CliError, callApi, resolveApiUrl, streamApi } from "./api-client.js";
 import { registerAlbaCommands, sizeOption } from "./alba-commands.js";
@@ -366,11 +367,11 @@ vdisk
   .command("rollback <vdisk>")
   .description("roll a vDisk back to a snapshot on the backend; later snapshots and writes are dropped (no NBD client may be connected)")
   .requiredOption("--snapshot <name>", "the snapshot to roll back to")
-  .option("--json", "print JSON")
-  .action(async (name: string, options: { snapshot: string; json?: boolean }) => {
-    const info = await callApi<VDiskInfo>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/rollback`, { snapshot: options.snapshot });
-    if (options.json) printJson(info);
-    else process.stdout.write(`rolled vDisk ${name} back to snapshot ${options.snapshot}\n`);
+  .option("--json", "print the final task as JSON (its result is the vDisk)")
+  .option("--no-wait", "print the task id and return at once")
+  .action(async (name: string, options: { snapshot: string; json?: boolean; wait: boolean }) => {
+    const task = await runTask(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/rollback`, { snapshot: options.snapshot }, { json: options.json, wait: options.wait, printJson });
+    if (task !== undefined) process.stdout.write(`rolled vDisk ${name} back to snapshot ${options.snapshot}\n`);
   });
 
 vdisk
@@ -537,6 +538,7 @@ config
 registerAuthCommands(program, api, printJson);
 registerHealthCommands(program, api, printJson);
 registerScheduleCommands(program, api, printJson);
+registerTaskCommands(program, api, printJson);
 registerAlbaCommands(program, { api, printJson });
 
 try {

@@ -3,6 +3,7 @@
 // verify), objects (paged list, a manifest with where each fragment is) and maintenance (status, run a
 // pass). Every body and parameter is checked by its schema first and then by the manager's own
 // validation, before anything changes (bad input → 400 INVALID_ARGUMENT, nothing changed).
+// A verify and a maintenance pass run as tasks (tasks/task-api.ts): 202 with the task to poll.
 // Roles (auth/auth-plugin.ts): reads need read; verify and a maintenance pass need write; adding,
 // claiming and decommissioning ASDs and adding presets change the backend's layout and need manage.
 // Imported by api.ts only.
@@ -12,6 +13,8 @@ import { Type, type Static } from "@sinclair/typebox";
 import { OvsError } from "../base/index.js";
 import type { PresetRecord } from "../alba/index.js";
 import { objectPageMax, type AlbaService } from "./alba-service.js";
+import { startTask } from "./tasks/task-api.js";
+import type { TaskService } from "./tasks/task-service.js";
 
 const AsdIdParams = Type.Object({ asdId: Type.String({ pattern: "^[0-9a-f]{32}$", description: "32 lowercase hex digits" }) });
 const AddAsdBody = Type.Object(
@@ -48,7 +51,7 @@ const ObjectsQuery = Type.Object(
 
 const manage = { role: "manage" } as const;
 
-export function registerAlbaRoutes(app: FastifyInstance, alba: AlbaService | undefined): void {
+export function registerAlbaRoutes(app: FastifyInstance, alba: AlbaService | undefined, tasks: TaskService): void {
   const need = (): AlbaService => {
     if (alba === undefined) throw new OvsError("UNAVAILABLE", "This node runs the local backend (--backend local); the ALBA commands need the ALBA backend.");
     return alba;
@@ -86,8 +89,17 @@ export function registerAlbaRoutes(app: FastifyInstance, alba: AlbaService | und
 
   app.get("/api/v1/alba/namespaces", { schema: { tags: ["alba"], summary: "namespaces (one per vDisk) with their preset" } }, async () => ({ namespaces: await need().listNamespaces() }));
 
-  app.post<{ Params: Static<typeof NamespaceParams> }>("/api/v1/alba/namespaces/:namespace/verify", { config: { role: "write" }, schema: { tags: ["alba"], summary: "verify every object of a namespace (checksums, redundancy)", params: NamespaceParams } }, async (request) =>
-    need().verifyNamespace(request.params.namespace),
+  app.post<{ Params: Static<typeof NamespaceParams> }>(
+    "/api/v1/alba/namespaces/:namespace/verify",
+    { config: { role: "write" }, schema: { tags: ["alba"], summary: "verify every object of a namespace (checksums, redundancy) as a task: 202 with the task to poll; its result is the report", params: NamespaceParams } },
+    async (request, reply) => {
+      const { namespace } = request.params;
+      await need().requireNamespace(namespace);
+      return startTask(tasks, request, reply, {
+        kind: "alba.verify", target: namespace, unit: "objects", cancellable: true,
+        run: (task) => need().verifyNamespace(namespace, { signal: task.signal, onProgress: (done, total, detail) => task.progress({ done, total, detail }) }),
+      });
+    },
   );
 
   app.get<{ Params: Static<typeof NamespaceParams>; Querystring: Static<typeof ObjectsQuery> }>(
@@ -102,5 +114,11 @@ export function registerAlbaRoutes(app: FastifyInstance, alba: AlbaService | und
 
   app.get("/api/v1/alba/maintenance", { schema: { tags: ["alba"], summary: "maintenance status: repair, rebalance, garbage collection" } }, async () => need().maintenanceStatus());
 
-  app.post("/api/v1/alba/maintenance/pass", { config: { role: "write" }, schema: { tags: ["alba"], summary: "run one maintenance pass now" } }, async () => need().runMaintenancePass());
+  app.post("/api/v1/alba/maintenance/pass", { config: { role: "write" }, schema: { tags: ["alba"], summary: "run one maintenance pass now, as a task: 202 with the task to poll; its result is the maintenance status" } }, async (request, reply) => {
+    need().requireReady();
+    return startTask(tasks, request, reply, {
+      kind: "alba.maintenance-pass", target: "", unit: "steps", cancellable: true,
+      run: (task) => need().runMaintenancePass({ signal: task.signal, onProgress: (done, total, step) => task.progress({ done, total, detail: step }) }),
+    });
+  });
 }

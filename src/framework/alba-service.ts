@@ -336,16 +336,26 @@ export class AlbaService {
   }
 
   /** Runs one maintenance pass now (probe, repair, verifies, GC, rebalance) and returns the status. */
-  async runMaintenancePass(): Promise<MaintenanceStatus> {
+  async runMaintenancePass(options: Parameters<MaintenanceAgent["runPass"]>[0] = {}): Promise<MaintenanceStatus> {
     this.ready();
-    await this.agent!.runPass();
+    await this.agent!.runPass(options);
     return this.agent!.status();
   }
 
-  async verifyNamespace(namespace: string): Promise<VerifyReport> {
+  /** NOT_FOUND unless the namespace exists (UNAVAILABLE without the ALBA backend). */
+  async requireNamespace(namespace: string): Promise<void> {
     const manager = this.ready();
     if ((await manager.getNamespace(namespace)) === undefined) throw new OvsError("NOT_FOUND", `There is no namespace ${namespace}.`);
-    return this.agent!.verifyNamespace(namespace);
+  }
+
+  async verifyNamespace(namespace: string, options: Parameters<MaintenanceAgent["verifyNamespace"]>[1] = {}): Promise<VerifyReport> {
+    await this.requireNamespace(namespace);
+    return this.agent!.verifyNamespace(namespace, options);
+  }
+
+  /** Makes sure the backend runs here (UNAVAILABLE otherwise), before a task is started for it. */
+  requireReady(): void {
+    this.ready();
   }
 
   private ready(): AlbaManager {

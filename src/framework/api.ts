@@ -26,6 +26,8 @@ import { registerAlbaRoutes } from "./alba-api.js";
 import type { AlbaService } from "./alba-service.js";
 import { registerSnapshotRoutes } from "./snapshot-api.js";
 import { registerSettingsRoutes } from "./settings-api.js";
+import { registerTaskRoutes } from "./tasks/task-api.js";
+import { TaskService } from "./tasks/task-service.js";
 
 export interface NodeInfo {
   version: string;
@@ -80,6 +82,8 @@ export interface ApiOptions {
   clusterSecret?: string;
   /** Milliseconds since the epoch; tests pass a controllable clock. */
   now?: () => number;
+  /** Long operations (/api/v1/tasks); unit tests that do not pass one get one of their own. */
+  tasks?: TaskService;
 }
 
 /** One sentence naming the field that failed validation (fastify/ajv reports the first error). */
@@ -194,9 +198,11 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     },
   );
 
+  const tasks = options.tasks ?? new TaskService({ store: options.store, nodeId: options.nodeInfo().nodeId, log: options.log, now });
+  registerTaskRoutes(app, tasks);
   registerConfigRoutes(app, options.store);
-  registerAlbaRoutes(app, options.alba);
-  registerSnapshotRoutes(app, options.vdisks);
+  registerAlbaRoutes(app, options.alba, tasks);
+  registerSnapshotRoutes(app, options.vdisks, tasks);
   registerSettingsRoutes(app, options.vdisks);
   registerAuthRoutes(app, options.auth, now);
   if (options.scheduler !== undefined) registerSchedulerRoutes(app, options.scheduler);

@@ -9,7 +9,7 @@
 //   <dataDir>/audit.log the audit log of changes made through this node's API
 // At the first start of a cluster the first admin is created (auth/auth-service.ts bootstrap); its
 // password is handed out once through `firstAdmin` for the CLI to print.
-// start() brings them up in dependency order; stop() takes them down in reverse: API, NBD, maintenance,
+// start() brings them up in dependency order; stop() takes them down in reverse: tasks, scheduler, API, NBD, maintenance,
 // every vDisk synced, the backend client, the ASD children (SIGTERM, then SIGKILL), the store.
 
 import path from "node:path";
@@ -29,6 +29,8 @@ import { NodeMetrics } from "./metrics/metrics.js";
 import { AsdProbes } from "./metrics/asd-metrics.js";
 import { Scheduler } from "./scheduler/scheduler.js";
 import { frameworkTasks } from "./scheduler/tasks.js";
+import { TaskService } from "./tasks/task-service.js";
+import type { ScrubFunction } from "./tasks/scheduled-maintenance.js";
 import type { HealthContext } from "./health/healthcheck.js";
 import type { AsdCommand } from "./asd-supervisor.js";
 
@@ -71,6 +73,7 @@ export class PlatformNode {
   private info: NodeInfo | undefined;
   private audit: AuditLog | undefined;
   private scheduler: Scheduler | undefined;
+  private tasks: TaskService | undefined;
   /** Set by start() when this start created the first admin: print it once, then forget it. */
   firstAdmin: { username: string; password: string; generated: boolean } | undefined;
 
@@ -107,9 +110,17 @@ export class PlatformNode {
       const store = this.store;
       const backend = this.backend;
       const health = (): HealthContext => ({ nodeId: this.options.nodeId, dataDir, store, backend, vdisks: () => vdisks.list(), nbd: () => this.info?.nbd, alba: { clusterSecret } });
-      this.scheduler = new Scheduler({ store, nodeId: this.options.nodeId, log, tasks: frameworkTasks({ auth, health }) });
+      // Tasks this node left queued or running when it stopped are marked failed (INTERRUPTED) here.
+      this.tasks = new TaskService({ store, nodeId: this.options.nodeId, log });
+      await this.tasks.start();
+      // The daily scrub is registered once VDiskService has scrub(name, options, onProgress).
+      const scrub = (vdisks as unknown as { scrub?: ScrubFunction }).scrub?.bind(vdisks);
+      this.scheduler = new Scheduler({
+        store, nodeId: this.options.nodeId, log, taskService: this.tasks,
+        tasks: frameworkTasks({ auth, health, vdisks, ...(this.alba === undefined ? {} : { alba: this.alba }), ...(scrub === undefined ? {} : { scrub }) }),
+      });
       this.api = await buildApi({
-        vdisks: this.vdisks, store: this.store, backend: this.backend, alba: this.alba, auth, audit: this.audit, metrics, scheduler: this.scheduler,
+        vdisks: this.vdisks, store: this.store, backend: this.backend, alba: this.alba, auth, audit: this.audit, metrics, scheduler: this.scheduler, tasks: this.tasks,
         nodeInfo: () => this.info!, log, version: this.options.version, clusterSecret,
       });
       await this.scheduler.start();
@@ -143,6 +154,9 @@ export class PlatformNode {
         log.error({ err: error }, `stopping ${what} failed`);
       }
     };
+    // Running tasks first (aborted; what does not end within 5 s is marked INTERRUPTED), so that the
+    // scheduler does not wait for a long scheduled run.
+    await step("the tasks", this.tasks && (() => this.tasks!.stop()));
     await step("the scheduler", this.scheduler && (() => this.scheduler!.stop()));
     await step("the API", this.api && (() => this.api!.close()));
     await step("the audit log", this.audit && (() => this.audit!.close()));
@@ -152,6 +166,6 @@ export class PlatformNode {
     if (this.alba) await step("the ALBA backend and its ASDs", () => this.alba!.stop());
     else await step("the backend", this.backend && (() => this.backend!.close()));
     await step("the store", this.store && (() => this.store!.close()));
-    this.api = this.nbd = this.vdisks = this.backend = this.store = this.alba = this.audit = this.scheduler = undefined;
+    this.api = this.nbd = this.vdisks = this.backend = this.store = this.alba = this.audit = this.scheduler = this.tasks = undefined;
   }
 }

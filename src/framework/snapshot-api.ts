@@ -5,7 +5,7 @@
 //   GET    /api/v1/vdisks/:name/snapshots              list, with state "stored" | "pending"
 //   POST   /api/v1/vdisks/:name/snapshots              { name, sticky?, metadata? } → 201
 //   DELETE /api/v1/vdisks/:name/snapshots/:snapshot    → 204
-//   POST   /api/v1/vdisks/:name/rollback               { snapshot } (no NBD client may be connected)
+//   POST   /api/v1/vdisks/:name/rollback               { snapshot } → 202 with a task (no NBD client may be connected)
 //   POST   /api/v1/vdisks/:name/clones                 { name, snapshot? } → 201 (snapshot implied for a template)
 //   POST   /api/v1/vdisks/:name/template               set as template
 
@@ -13,6 +13,8 @@ import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { snapshotLimits } from "../volume/index.js";
 import type { VDiskService } from "./vdisk-service.js";
+import { startTask } from "./tasks/task-api.js";
+import type { TaskService } from "./tasks/task-service.js";
 
 const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }) });
 const SnapshotParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }), snapshot: Type.String({ minLength: 1, maxLength: 64 }) });
@@ -24,7 +26,7 @@ const CreateSnapshotBody = Type.Object(
 const RollbackBody = Type.Object({ snapshot: SnapshotName }, { additionalProperties: false });
 const CloneBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }), snapshot: Type.Optional(SnapshotName) }, { additionalProperties: false });
 
-export function registerSnapshotRoutes(app: FastifyInstance, vdisks: VDiskService): void {
+export function registerSnapshotRoutes(app: FastifyInstance, vdisks: VDiskService, tasks: TaskService): void {
   app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name/snapshots", { schema: { tags: ["vdisks"], summary: "snapshots of a vDisk, each with its state (stored or pending)", params: NameParams } }, async (request) => ({
     snapshots: vdisks.listSnapshots(request.params.name),
   }));
@@ -46,8 +48,19 @@ export function registerSnapshotRoutes(app: FastifyInstance, vdisks: VDiskServic
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof RollbackBody> }>(
     "/api/v1/vdisks/:name/rollback",
-    { schema: { tags: ["vdisks"], summary: "roll back to a stored snapshot; 409 while a client is connected", params: NameParams, body: RollbackBody } },
-    async (request) => vdisks.rollback(request.params.name, request.body.snapshot),
+    { schema: { tags: ["vdisks"], summary: "roll back to a stored snapshot, as a task: 202 with the task to poll (its result is the vDisk); 409 at once while a client is connected", params: NameParams, body: RollbackBody } },
+    async (request, reply) => {
+      const { name } = request.params;
+      const { snapshot } = request.body;
+      vdisks.checkRollback(name, snapshot);
+      return startTask(tasks, request, reply, {
+        kind: "vdisk.rollback", target: name, unit: "steps", total: 1,
+        run: async (task) => {
+          task.progress({ done: 0, detail: `rolling back to ${snapshot}` });
+          return vdisks.rollback(name, snapshot);
+        },
+      });
+    },
   );
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof CloneBody> }>(

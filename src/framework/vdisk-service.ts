@@ -318,20 +318,30 @@ export class VDiskService implements NbdExportProvider {
     });
   }
 
+  /**
+   * Throws what rollback would refuse right now (NOT_FOUND, IN_USE, CONFLICT for a snapshot not yet
+   * stored), so that the API can answer at once before it starts the rollback as a task.
+   */
+  checkRollback(name: string, snapshot: string): void {
+    const served = this.get(name);
+    const connections = served.nbdExport.connectionCount;
+    if (connections > 0) {
+      throw new OvsError("IN_USE", `vDisk ${name} has ${connections} NBD client${connections === 1 ? "" : "s"} connected; disconnect before a rollback (the data would change under ${connections === 1 ? "it" : "them"}).`);
+    }
+    const snapshots = served.volume.listSnapshots();
+    const target = snapshots.find((s) => s.name === snapshot);
+    if (!target) throw new OvsError("NOT_FOUND", `volume ${name} has no snapshot named ${snapshot}`);
+    if (target.state !== "stored") throw new OvsError("CONFLICT", `snapshot ${snapshot} of volume ${name} is not on the backend yet; retry once its state is "stored"`);
+    const dropped = new Set(snapshots.filter((s) => s.tlogSeq > target.tlogSeq).map((s) => s.name));
+    const users = this.clonesOf(name).filter((clone) => dropped.has(clone.parent!.snapshot));
+    if (users.length > 0) throw new OvsError("IN_USE", `rolling vDisk ${name} back to ${snapshot} would drop snapshots that clones use (${users.map((c) => c.name).join(", ")}).`);
+  }
+
   /** Rolls a vDisk back to a stored snapshot. Refused while an NBD client is connected. */
   async rollback(name: string, snapshot: string): Promise<VDiskInfo> {
     return this.withLock(name, async () => {
       const served = this.get(name);
-      const connections = served.nbdExport.connectionCount;
-      if (connections > 0) {
-        throw new OvsError("IN_USE", `vDisk ${name} has ${connections} NBD client${connections === 1 ? "" : "s"} connected; disconnect before a rollback (the data would change under ${connections === 1 ? "it" : "them"}).`);
-      }
-      const target = served.volume.listSnapshots().find((s) => s.name === snapshot);
-      if (target) {
-        const dropped = new Set(served.volume.listSnapshots().filter((s) => s.tlogSeq > target.tlogSeq).map((s) => s.name));
-        const users = this.clonesOf(name).filter((clone) => dropped.has(clone.parent!.snapshot));
-        if (users.length > 0) throw new OvsError("IN_USE", `rolling vDisk ${name} back to ${snapshot} would drop snapshots that clones use (${users.map((c) => c.name).join(", ")}).`);
-      }
+      this.checkRollback(name, snapshot);
       const volume = await served.volume.rollback(snapshot);
       this.serve(served.record, volume, served.qos);
       this.options.log.info({ vdisk: name, snapshot, restore: volume.restoreReport }, "vDisk rolled back");

@@ -119,6 +119,13 @@ export interface MaintenanceStatus {
   lastFinishedMs: Partial<Record<MaintenanceTask, number>>;
 }
 
+/** Progress of a verify: objects checked of the namespace's, and the object being checked. */
+export type VerifyProgress = (doneCount: number, totalCount: number, detail: string) => void;
+/** Progress of a maintenance pass: steps done of passStepCount, and the step starting. */
+export type PassProgress = (doneCount: number, totalCount: number, step: string) => void;
+/** probe, repair, verify, garbage collection, rebalance. */
+export const passStepCount = 5;
+
 export interface BadFragmentReport {
   namespace: string;
   name: string;
@@ -276,10 +283,22 @@ export class MaintenanceAgent {
     })();
   }
 
-  /** One pass: probe, queued repairs and a repair scan, queued verifies, garbage collection, rebalance. */
-  async runPass(): Promise<void> {
+  /**
+   * One pass: probe, queued repairs and a repair scan, queued verifies, garbage collection, rebalance.
+   * `onProgress` hears each step as it starts (done steps of passStepCount, and its name); `signal`
+   * stops the pass between steps (CONFLICT "cancelled").
+   */
+  async runPass(options: { onProgress?: PassProgress; signal?: AbortSignal } = {}): Promise<void> {
+    let step = 0;
+    const next = (name: string): void => {
+      if (options.signal?.aborted) throw new OvsError("CONFLICT", "the maintenance pass was cancelled.");
+      options.onProgress?.(step++, passStepCount, name);
+    };
+    next("probe");
     await this.probe();
+    next("repair");
     await this.repair();
+    next("verify");
     while (this.verifyQueue.length > 0 && !this.closed) {
       const namespace = this.verifyQueue[0]!;
       try {
@@ -289,8 +308,11 @@ export class MaintenanceAgent {
       }
       await this.repair();
     }
+    next("garbage collection");
     await this.collectGarbage();
+    next("rebalance");
     if (this.settings.rebalanceEnabled) await this.rebalance();
+    options.onProgress?.(passStepCount, passStepCount, "done");
   }
 
   async close(): Promise<void> {
@@ -709,8 +731,12 @@ export class MaintenanceAgent {
 
   // ---- Verify --------------------------------------------------------------------------------------
 
-  /** Re-reads and checks every fragment of every object of `namespace`; bad ones are queued for repair. */
-  async verifyNamespace(namespace: string): Promise<VerifyReport> {
+  /**
+   * Re-reads and checks every fragment of every object of `namespace`; bad ones are queued for repair.
+   * `onProgress` hears (objects checked, objects in the namespace, current object) after each object;
+   * `signal` stops the verify between objects (CONFLICT "cancelled"; what was found is queued already).
+   */
+  async verifyNamespace(namespace: string, options: { onProgress?: VerifyProgress; signal?: AbortSignal } = {}): Promise<VerifyReport> {
     return this.exclusive("verify", namespace, async () => {
       await this.ensureProbed();
       const record = await this.manager.getNamespace(namespace);
@@ -719,8 +745,11 @@ export class MaintenanceAgent {
       const report: VerifyReport = { namespace, objectCount: 0, fragmentsChecked: 0, bad: [], badCount: 0, missingCount: 0, unavailableCount: 0, holeCount: 0 };
       const names: string[] = [];
       await this.forEachManifest(context, (name) => void names.push(name));
-      for (const name of names) {
+      options.onProgress?.(0, names.length, namespace);
+      for (const [index, name] of names.entries()) {
         if (this.closed) break;
+        if (options.signal?.aborted) throw new OvsError("CONFLICT", `the verify of namespace ${namespace} was cancelled after ${index} of ${names.length} objects.`);
+        if (index > 0) options.onProgress?.(index, names.length, `${namespace}/${name}`);
         const read = await context.nsm.getManifest(record.namespaceId, name);
         if (read === undefined) continue;
         report.objectCount++;
@@ -754,6 +783,7 @@ export class MaintenanceAgent {
           );
         }
       }
+      options.onProgress?.(names.length, names.length, namespace);
       report.bad.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.chunkIndex - b.chunkIndex || a.fragmentIndex - b.fragmentIndex));
       return report;
     });

@@ -20,6 +20,8 @@ export interface AuditEntry {
   subject: string;
   remoteAddress: string;
   durationMs: number;
+  /** The task the request started (a long operation answered 202), when it started one. */
+  taskId?: string;
 }
 
 /** The log is rotated once it passes this size. */

@@ -97,6 +97,7 @@ export function registerAuth(app: FastifyInstance, options: { auth: AuthService;
         subject: principal ? `${principal.kind}:${principal.name}` : (request.auditSubject ?? "-"),
         remoteAddress: request.ip,
         durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+        ...((request as { taskId?: string }).taskId === undefined ? {} : { taskId: (request as { taskId?: string }).taskId }),
       });
     });
   }

@@ -5,6 +5,7 @@ import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { intervalSecondsMax, intervalSecondsMin } from "./schedule.js";
 import type { Scheduler } from "./scheduler.js";
+import { requester } from "../tasks/task-api.js";
 
 const TaskParams = Type.Object({ task: Type.String({ minLength: 1, maxLength: 64 }) });
 const ScheduleBody = Type.Union([
@@ -38,6 +39,6 @@ export function registerSchedulerRoutes(app: FastifyInstance, scheduler: Schedul
   app.post<{ Params: Static<typeof TaskParams> }>(
     "/api/v1/schedule/:task/run",
     { config: { role: "write" }, schema: { tags: ["schedule"], summary: "run a task now on this node (recorded in the history)", params: TaskParams } },
-    async (request) => scheduler.runNow(request.params.task),
+    async (request) => scheduler.runNow(request.params.task, requester(request), String(request.id)),
   );
 }

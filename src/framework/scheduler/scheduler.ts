@@ -1,5 +1,7 @@
 // Scheduled tasks, one leader per cluster (the original's ovs-scheduled-tasks with Celery beat): every
-// node campaigns in the store election "scheduler"; only the leader starts scheduled runs. Schedules
+// node campaigns in the store election "scheduler"; only the leader starts scheduled runs of cluster-wide
+// tasks, while node-scoped tasks (scope "node": snapshots and scrubs of the node's own vDisks) run on every
+// node, each claiming its own slots. With a TaskService every run is a task (GET /api/v1/tasks/<id>). Schedules
 // (schedule.ts) have defaults per task and can be changed or turned off in the store; every run, scheduled
 // or by hand, is recorded in a bounded history. Keys (docs/formats/scheduler-keys.md):
 //   ovs/scheduler/schedules                   { task: Schedule | null } overrides of the defaults
@@ -12,13 +14,33 @@
 import { OvsError, type Logger } from "../../base/index.js";
 import type { Campaign, ClusterStore } from "../../store/index.js";
 import { checkSchedule, dueSlotMs, latestSlotMs, nextSlotMs, type Schedule } from "./schedule.js";
+import type { TaskService } from "../tasks/task-service.js";
+
+export interface ScheduledTaskContext {
+  /** The scheduler's clock at the start of the run (tests control it). */
+  nowMs: number;
+  /** Carries the task id when the run is a task. */
+  log: Logger;
+  /** The run's task (GET /api/v1/tasks/<id>), when the scheduler records runs as tasks. */
+  taskId?: string;
+  /** Aborted when the run's task is cancelled or the node stops. */
+  signal: AbortSignal;
+  progress(update: { done?: number; total?: number; detail?: string }): void;
+}
 
 export interface ScheduledTask {
   name: string;
   description: string;
   defaultSchedule: Schedule | null;
+  /**
+   * cluster (default): the scheduler's leader runs each slot once for the cluster. node: every node runs
+   * each slot for what it holds (its own vDisks), claiming the slot under its own last/ key.
+   */
+  scope?: "cluster" | "node";
+  /** What the run's progress counts (default steps). */
+  unit?: string;
   /** Does the work; resolves to a one-line summary, or throws (the run is then FAILED). */
-  run(context: { nowMs: number; log: Logger }): Promise<string>;
+  run(context: ScheduledTaskContext): Promise<string>;
 }
 
 export interface RunRecord {
@@ -32,6 +54,8 @@ export interface RunRecord {
   durationMs: number;
   state: "SUCCESS" | "FAILED";
   message: string;
+  /** The task the run was (GET /api/v1/tasks/<id>). */
+  taskId?: string;
 }
 
 export interface TaskStatus {
@@ -39,6 +63,7 @@ export interface TaskStatus {
   description: string;
   schedule: Schedule | null;
   defaultSchedule: Schedule | null;
+  scope: "cluster" | "node";
   lastSlotAt?: string;
   nextRunAt?: string;
 }
@@ -51,8 +76,9 @@ export const schedulerTickMsDefault = 10_000;
 export const schedulerLeaseTtlMs = 15_000;
 const electionName = "scheduler";
 
-function lastKey(task: string): string {
-  return `${prefix}last/${task}`;
+/** The last slot claimed: per cluster, or per node for node-scoped tasks (last/<task>@<node>). */
+function lastKey(task: string, node?: string): string {
+  return `${prefix}last/${task}${node === undefined ? "" : `@${node}`}`;
 }
 
 function historyPrefix(task: string): string {
@@ -66,7 +92,7 @@ export class Scheduler {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
 
-  constructor(private readonly options: { store: ClusterStore; nodeId: string; log: Logger; tasks: ScheduledTask[]; now?: () => number; tickMs?: number }) {
+  constructor(private readonly options: { store: ClusterStore; nodeId: string; log: Logger; tasks: ScheduledTask[]; now?: () => number; tickMs?: number; taskService?: TaskService }) {
     this.now = options.now ?? Date.now;
     for (const task of options.tasks) {
       if (this.tasks.has(task.name)) throw new Error(`two scheduled tasks are named ${task.name}`);
@@ -102,49 +128,71 @@ export class Scheduler {
     return this.ticking;
   }
 
+  private lastKeyOf(task: ScheduledTask): string {
+    return task.scope === "node" ? lastKey(task.name, this.options.nodeId) : lastKey(task.name);
+  }
+
   private async tickOnce(): Promise<void> {
-    if (!this.isLeader()) return;
     const schedules = await this.schedules();
     for (const task of this.tasks.values()) {
-      if (!this.isLeader()) return;
+      if (task.scope !== "node" && !this.isLeader()) continue;
       const nowMs = this.now();
       const schedule = schedules[task.name] ?? null;
-      const old = await this.options.store.get(lastKey(task.name));
+      const key = this.lastKeyOf(task);
+      const old = await this.options.store.get(key);
       const lastSlot = old === undefined ? undefined : (JSON.parse(old.toString("utf8")) as { slotMs: number }).slotMs;
       if (schedule === null) continue;
       if (lastSlot === undefined) {
         // First sight of this task: its first run is at the next slot, not at once.
-        await this.options.store.testAndSet(lastKey(task.name), undefined, Buffer.from(JSON.stringify({ slotMs: latestSlotMs(schedule, nowMs), node: this.options.nodeId, at: new Date(nowMs).toISOString() })));
+        await this.options.store.testAndSet(key, undefined, Buffer.from(JSON.stringify({ slotMs: latestSlotMs(schedule, nowMs), node: this.options.nodeId, at: new Date(nowMs).toISOString() })));
         continue;
       }
       const slot = dueSlotMs(schedule, lastSlot, nowMs);
       if (slot === undefined) continue;
       const claim = Buffer.from(JSON.stringify({ slotMs: slot, node: this.options.nodeId, at: new Date(nowMs).toISOString() }));
-      if (!(await this.options.store.testAndSet(lastKey(task.name), old, claim))) continue; // another leader took it
+      if (!(await this.options.store.testAndSet(key, old, claim))) continue; // another leader took it
       await this.execute(task, "schedule", slot);
     }
   }
 
   /** Runs a task now on this node (by hand), recorded like a scheduled run. */
-  async runNow(name: string): Promise<RunRecord> {
-    return this.execute(this.task(name), "manual", undefined);
+  async runNow(name: string, startedBy = "manual", requestId?: string): Promise<RunRecord> {
+    return this.execute(this.task(name), "manual", undefined, startedBy, requestId);
   }
 
-  private async execute(task: ScheduledTask, trigger: RunRecord["trigger"], slotMs: number | undefined): Promise<RunRecord> {
+  private async execute(task: ScheduledTask, trigger: RunRecord["trigger"], slotMs: number | undefined, startedBy = "scheduler", requestId?: string): Promise<RunRecord> {
     const startMs = this.now();
     let state: RunRecord["state"] = "SUCCESS";
     let message: string;
-    try {
-      message = await task.run({ nowMs: startMs, log: this.options.log });
-    } catch (error) {
-      state = "FAILED";
-      message = error instanceof Error ? error.message : String(error);
-      this.options.log.warn({ err: error, task: task.name }, "scheduled task failed");
+    let taskId: string | undefined;
+    const taskService = this.options.taskService;
+    if (taskService !== undefined) {
+      // The run is a task: its record (progress, result or error) at /api/v1/tasks/<id>, its log lines with the task id.
+      const { record, result } = await taskService.run({
+        kind: `schedule.${task.name}`, target: task.scope === "node" ? this.options.nodeId : "", startedBy, ...(requestId === undefined ? {} : { requestId }),
+        unit: task.unit ?? "steps", cancellable: true,
+        run: (context) => task.run({ nowMs: startMs, log: context.log, taskId: context.taskId, signal: context.signal, progress: context.progress }),
+      });
+      taskId = record.id;
+      if (record.state === "succeeded") message = result ?? "";
+      else {
+        state = "FAILED";
+        message = record.error?.message ?? record.state;
+      }
+    } else {
+      try {
+        message = await task.run({ nowMs: startMs, log: this.options.log, signal: new AbortController().signal, progress: () => undefined });
+      } catch (error) {
+        state = "FAILED";
+        message = error instanceof Error ? error.message : String(error);
+        this.options.log.warn({ err: error, task: task.name }, "scheduled task failed");
+      }
     }
     const finishMs = this.now();
     const record: RunRecord = {
       task: task.name, node: this.options.nodeId, trigger, ...(slotMs === undefined ? {} : { slotMs }),
       startedAt: new Date(startMs).toISOString(), finishedAt: new Date(finishMs).toISOString(), durationMs: finishMs - startMs, state, message,
+      ...(taskId === undefined ? {} : { taskId }),
     };
     await this.options.store.put(`${historyPrefix(task.name)}${String(startMs).padStart(15, "0")}-${this.options.nodeId}`, Buffer.from(JSON.stringify(record)));
     await this.trimHistory(task.name);
@@ -207,13 +255,14 @@ export class Scheduler {
     const result: TaskStatus[] = [];
     for (const task of this.tasks.values()) {
       const schedule = schedules[task.name] ?? null;
-      const last = await this.options.store.get(lastKey(task.name));
+      const last = await this.options.store.get(this.lastKeyOf(task));
       const lastSlotMs = last === undefined ? undefined : (JSON.parse(last.toString("utf8")) as { slotMs: number }).slotMs;
       result.push({
         task: task.name,
         description: task.description,
         schedule,
         defaultSchedule: task.defaultSchedule,
+        scope: task.scope ?? "cluster",
         ...(lastSlotMs === undefined ? {} : { lastSlotAt: new Date(lastSlotMs).toISOString() }),
         ...(schedule === null ? {} : { nextRunAt: new Date(nextSlotMs(schedule, Math.max(nowMs, lastSlotMs ?? nowMs))).toISOString() }),
       });

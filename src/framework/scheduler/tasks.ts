@@ -1,12 +1,31 @@
-// The scheduled tasks of a node today. The volume engine's snapshot retention, scrubbing and namespace
-// verification register here as they land (DESIGN.md §6: hourly snapshots, daily scrub).
+// The scheduled tasks of a node (DESIGN.md §6): hourly automatic snapshots with retention, the daily
+// scrub (when the node has a scrubber), periodic namespace verification (ALBA), token sweeping and the
+// health check. Each can be changed or turned off with `ovs schedule set` (/api/v1/schedule).
 
 import type { AuthService } from "../auth/auth-service.js";
 import { runHealthCheck, type HealthContext } from "../health/healthcheck.js";
 import type { ScheduledTask } from "./scheduler.js";
+import type { VDiskService } from "../vdisk-service.js";
+import type { AlbaService } from "../alba-service.js";
+import { autoSnapshotTask } from "../tasks/auto-snapshots.js";
+import { scrubTask, verifyNamespacesTask, type ScrubFunction } from "../tasks/scheduled-maintenance.js";
 
-export function frameworkTasks(options: { auth: AuthService; health: () => HealthContext }): ScheduledTask[] {
+export function frameworkTasks(options: {
+  auth: AuthService;
+  health: () => HealthContext;
+  /** The node's vDisks: hourly automatic snapshots with retention (and the daily scrub with `scrub`). */
+  vdisks?: VDiskService;
+  /** The ALBA backend: periodic namespace verification (none with --backend local). */
+  alba?: AlbaService;
+  /** Scrubs one vDisk (VDiskService.scrub once it exists): the daily scrub. */
+  scrub?: ScrubFunction;
+}): ScheduledTask[] {
+  const optional: ScheduledTask[] = [];
+  if (options.vdisks !== undefined) optional.push(autoSnapshotTask(options.vdisks));
+  if (options.vdisks !== undefined && options.scrub !== undefined) optional.push(scrubTask(options.vdisks, options.scrub));
+  if (options.alba !== undefined) optional.push(verifyNamespacesTask(options.alba));
   return [
+    ...optional,
     {
       name: "auth.sweep-tokens",
       description: "delete expired bearer token records",

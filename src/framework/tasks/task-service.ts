@@ -1,0 +1,393 @@
+// TaskService: runs long operations as tasks on this node and keeps their records in the cluster store
+// (task-record.ts, docs/formats/task-keys.md), like the original's Celery tasks polled at /api/tasks/<id>.
+// An operation becomes a task with submit(spec) (returns the queued record at once: the API answers 202)
+// or run(spec) (waits for it: scheduled runs). The work gets a TaskContext: a logger carrying the task id
+// (and the request id of the request that started it), an AbortSignal for cancellation, and progress().
+//
+// Invariants:
+// - A record is written before its work starts and after it ends; progress in between is written at most
+//   every progressWriteMs (and never after the final write: writes of one task are serialised).
+// - At start() every record of this node still queued or running is marked failed with INTERRUPTED (the
+//   node stopped while it ran); stop() aborts what runs and marks what does not finish in time the same.
+// - At most runningMax tasks run at once; at most queuedMax wait (more → UNAVAILABLE, nothing recorded).
+// - History is bounded: finished records beyond historyMax (newest kept) or older than historyAgeMs are
+//   deleted; queued and running ones never are.
+// - Cancellation: a queued task is cancelled at once; a running cancellable one gets its signal aborted and
+//   ends cancelled if its work then stops with an error; a task of another node is asked to through the
+//   key ovs/task-cancel/<id>, which every node watches.
+// Time comes from options.now (tests pass a controllable clock).
+
+import { OvsError, isOvsError, type Logger } from "../../base/index.js";
+import { rangeLimitMax, type ClusterStore, type Watch } from "../../store/index.js";
+import {
+  boundedDetail, boundedResult, decodeTask, encodeTask, isFinished, isTaskId, newTaskId, taskCancelPrefix, taskKey, taskKeyPrefix, taskRecordVersion,
+  type TaskProgress, type TaskRecord, type TaskState,
+} from "./task-record.js";
+
+export const taskLimits = Object.freeze({
+  runningMax: 8,
+  queuedMax: 256,
+  historyMax: 1000,
+  historyAgeMs: 30 * 24 * 3600 * 1000,
+  progressWriteMs: 250,
+  /** The history is trimmed at most this often (and at start). */
+  trimIntervalMs: 60_000,
+  /** stop() waits this long for running tasks after aborting them. */
+  stopWaitMs: 5_000,
+  listLimitMax: 1000,
+});
+
+export interface TaskContext {
+  taskId: string;
+  /** Carries taskId (and reqId when an API request started the task). */
+  log: Logger;
+  /** Aborted when the task is cancelled or the node stops. */
+  signal: AbortSignal;
+  /** Updates the progress (fields not given stay); written to the store at most every progressWriteMs. */
+  progress(update: { done?: number; total?: number; detail?: string }): void;
+  /** Milliseconds since the epoch, from the service's clock. */
+  nowMs(): number;
+}
+
+export interface TaskSpec<T> {
+  kind: string;
+  target: string;
+  startedBy: string;
+  requestId?: string;
+  /** What the progress counts (objects, vdisks, steps). */
+  unit: string;
+  total?: number;
+  /** A running task can be cancelled (its work honours ctx.signal). */
+  cancellable?: boolean;
+  /** The logger to derive the task's from (a request's, so its lines carry the request id). */
+  log?: Logger;
+  run(context: TaskContext): Promise<T>;
+}
+
+export interface TaskFilter {
+  state?: TaskState;
+  kind?: string;
+  /** Newest first; the page after this id (the last id of the previous page). */
+  after?: string;
+  limit: number;
+}
+
+interface Local {
+  record: TaskRecord;
+  spec: TaskSpec<unknown>;
+  abort: AbortController;
+  /** Resolves when the final record is written. */
+  done: Promise<void>;
+  finish: () => void;
+  result: unknown;
+  writing: Promise<void>;
+  flushTimer: NodeJS.Timeout | undefined;
+  dirty: boolean;
+  final: boolean;
+  cancelledBy?: string;
+}
+
+export interface TaskServiceOptions {
+  store: ClusterStore;
+  nodeId: string;
+  log: Logger;
+  now?: () => number;
+  limits?: Partial<typeof taskLimits>;
+}
+
+export class TaskService {
+  private readonly local = new Map<string, Local>();
+  private readonly queue: Local[] = [];
+  private runningCount = 0;
+  private readonly now: () => number;
+  private readonly limits: typeof taskLimits;
+  private watch: Watch | undefined;
+  private lastTrimMs = -Infinity;
+  private trimming: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: TaskServiceOptions) {
+    this.now = options.now ?? Date.now;
+    this.limits = { ...taskLimits, ...options.limits };
+  }
+
+  get nodeId(): string {
+    return this.options.nodeId;
+  }
+
+  /** Marks this node's interrupted tasks failed, watches cancel requests, trims the history. */
+  async start(): Promise<void> {
+    const nowIso = new Date(this.now()).toISOString();
+    let interrupted = 0;
+    for await (const { key, value } of this.scan()) {
+      const decoded = decodeTask(value);
+      if (!decoded.ok) continue;
+      const record = decoded.value;
+      if (record.node !== this.options.nodeId || isFinished(record.state)) continue;
+      const failed: TaskRecord = {
+        ...record, state: "failed", finishedAt: nowIso,
+        error: { code: "INTERRUPTED", message: `node ${record.node} stopped while the task was ${record.state}; start it again if it is still needed.` },
+      };
+      if (await this.options.store.testAndSet(key, value, encodeTask(failed))) interrupted++;
+    }
+    if (interrupted > 0) this.options.log.warn({ count: interrupted }, "tasks interrupted by the node's stop marked failed");
+    this.watch = this.options.store.watch(taskCancelPrefix, (event) => {
+      if (event.type !== "put") return;
+      const id = event.key.slice(taskCancelPrefix.length);
+      const local = this.local.get(id);
+      if (local === undefined) return;
+      void this.options.store.delete(event.key).catch(() => undefined);
+      this.cancelLocal(local, event.value.toString("utf8") || "another node");
+    });
+    await this.trim(true);
+  }
+
+  /** Aborts running tasks, waits a little, and marks what is left failed (INTERRUPTED). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.watch?.close();
+    this.watch = undefined;
+    for (const local of this.queue.splice(0)) await this.finalize(local, "cancelled", undefined, { code: "INTERRUPTED", message: "the node stopped before the task started." });
+    const running = [...this.local.values()];
+    for (const local of running) local.abort.abort(new OvsError("CLOSED", "the node is stopping."));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(running.map((local) => local.done)), new Promise((resolve) => (timer = setTimeout(resolve, this.limits.stopWaitMs)))]);
+    clearTimeout(timer);
+    for (const local of [...this.local.values()]) {
+      await this.finalize(local, "failed", undefined, { code: "INTERRUPTED", message: `node ${this.options.nodeId} stopped while the task ran; start it again if it is still needed.` });
+    }
+    await this.trimming;
+  }
+
+  /** Records a task (queued) and runs it as soon as a slot is free; returns the record at once. */
+  async submit<T>(spec: TaskSpec<T>): Promise<TaskRecord> {
+    if (this.stopped) throw new OvsError("CLOSED", "the node is stopping; no new task can start.");
+    if (this.queue.length >= this.limits.queuedMax) throw new OvsError("UNAVAILABLE", `${this.queue.length} tasks are already waiting on node ${this.options.nodeId}; try again later.`);
+    const nowMs = this.now();
+    const record: TaskRecord = {
+      version: taskRecordVersion, id: newTaskId(nowMs), kind: spec.kind, target: spec.target, node: this.options.nodeId, state: "queued",
+      progress: { done: 0, ...(spec.total === undefined ? {} : { total: spec.total }), unit: spec.unit },
+      createdAt: new Date(nowMs).toISOString(), startedBy: spec.startedBy, ...(spec.requestId === undefined ? {} : { requestId: spec.requestId }),
+      cancellable: spec.cancellable === true,
+    };
+    await this.options.store.sequence([{ kind: "absent", key: taskKey(record.id) }], [{ kind: "put", key: taskKey(record.id), value: encodeTask(record) }]);
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    const local: Local = {
+      record, spec: spec as TaskSpec<unknown>, abort: new AbortController(), done, finish, result: undefined, writing: Promise.resolve(), flushTimer: undefined, dirty: false, final: false,
+    };
+    this.local.set(record.id, local);
+    this.queue.push(local);
+    this.pump();
+    return structuredClone(local.record);
+  }
+
+  /** Starts a task and waits for it to finish: its final record and the work's result. */
+  async run<T>(spec: TaskSpec<T>): Promise<{ record: TaskRecord; result: T | undefined }> {
+    const started = await this.submit(spec);
+    const local = this.local.get(started.id);
+    if (local !== undefined) await local.done;
+    const record = (await this.get(started.id)) ?? started;
+    return { record, result: local?.result as T | undefined };
+  }
+
+  /** Resolves when a task of this node finishes (at once for other nodes' or finished tasks). */
+  async waitLocal(id: string): Promise<void> {
+    await this.local.get(id)?.done;
+  }
+
+  /** A task: this node's live view of its own tasks, else the store's record. */
+  async get(id: string): Promise<TaskRecord | undefined> {
+    const local = this.local.get(id);
+    if (local !== undefined) return structuredClone(local.record);
+    if (!isTaskId(id)) return undefined;
+    const bytes = await this.options.store.get(taskKey(id));
+    if (bytes === undefined) return undefined;
+    const decoded = decodeTask(bytes);
+    if (!decoded.ok) throw new OvsError("CORRUPT", `the record of task ${id} is unreadable: ${decoded.reason}.`);
+    return decoded.value;
+  }
+
+  /** Tasks newest first, filtered by state and kind, one page at a time. */
+  async list(filter: TaskFilter): Promise<{ tasks: TaskRecord[]; more: boolean }> {
+    const limit = Math.min(Math.max(1, filter.limit), this.limits.listLimitMax);
+    const tasks: TaskRecord[] = [];
+    let after = filter.after === undefined ? undefined : taskKey(filter.after);
+    for (;;) {
+      const page = await this.options.store.range({ first: taskKeyPrefix, last: `${taskKeyPrefix}\u{10FFFF}`, reverse: true, limit: rangeLimitMax, ...(after === undefined ? {} : { after }) });
+      for (const entry of page.entries) {
+        const decoded = decodeTask(entry.value);
+        if (!decoded.ok) continue;
+        const record = this.local.get(decoded.value.id)?.record ?? decoded.value;
+        if ((filter.state === undefined || record.state === filter.state) && (filter.kind === undefined || record.kind === filter.kind)) {
+          if (tasks.length === limit) return { tasks, more: true };
+          tasks.push(structuredClone(record));
+        }
+      }
+      if (!page.more || page.entries.length === 0) return { tasks, more: false };
+      after = page.entries.at(-1)!.key;
+    }
+  }
+
+  /**
+   * Cancels a task: a queued one at once, a running cancellable one by aborting its signal (it ends
+   * cancelled once its work stops). CONFLICT when it finished or cannot be cancelled while running.
+   */
+  async cancel(id: string, by: string): Promise<TaskRecord> {
+    const record = await this.get(id);
+    if (record === undefined) throw new OvsError("NOT_FOUND", `there is no task ${id}.`);
+    if (isFinished(record.state)) throw new OvsError("CONFLICT", `task ${id} already ${record.state}.`);
+    if (record.state === "running" && !record.cancellable) throw new OvsError("CONFLICT", `task ${id} (${record.kind}) cannot be cancelled once it runs; wait for it to finish.`);
+    const local = this.local.get(id);
+    if (local !== undefined) {
+      this.cancelLocal(local, by);
+      return structuredClone(local.record);
+    }
+    // Another node runs it: ask it through the store.
+    await this.options.store.put(taskCancelPrefix + id, Buffer.from(by));
+    return record;
+  }
+
+  private cancelLocal(local: Local, by: string): void {
+    if (local.final) return;
+    local.cancelledBy = by;
+    const index = this.queue.indexOf(local);
+    if (index >= 0) {
+      this.queue.splice(index, 1);
+      void this.finalize(local, "cancelled", undefined, { code: "CANCELLED", message: `cancelled by ${by} before it started.` });
+      return;
+    }
+    if (local.record.cancellable) local.abort.abort(new OvsError("CONFLICT", `cancelled by ${by}.`));
+  }
+
+  private pump(): void {
+    while (this.runningCount < this.limits.runningMax && this.queue.length > 0) {
+      const local = this.queue.shift()!;
+      this.runningCount++;
+      void this.execute(local).finally(() => {
+        this.runningCount--;
+        this.pump();
+      });
+    }
+  }
+
+  private async execute(local: Local): Promise<void> {
+    const { spec, record } = local;
+    const log = (spec.log ?? this.options.log).child({ taskId: record.id, taskKind: record.kind });
+    record.state = "running";
+    record.startedAt = new Date(this.now()).toISOString();
+    this.write(local);
+    log.info({ target: record.target, startedBy: record.startedBy }, "task started");
+    const context: TaskContext = {
+      taskId: record.id,
+      log,
+      signal: local.abort.signal,
+      nowMs: () => this.now(),
+      progress: (update) => {
+        if (local.final) return;
+        const progress: TaskProgress = { ...record.progress };
+        if (update.done !== undefined) progress.done = Math.max(0, Math.floor(update.done));
+        if (update.total !== undefined) progress.total = Math.max(0, Math.floor(update.total));
+        if (update.detail !== undefined) progress.detail = boundedDetail(update.detail);
+        record.progress = progress;
+        this.scheduleWrite(local);
+      },
+    };
+    try {
+      local.result = await spec.run(context);
+      if (record.progress.total !== undefined && record.progress.done < record.progress.total) record.progress = { ...record.progress, done: record.progress.total };
+      await this.finalize(local, "succeeded", boundedResult(local.result), undefined);
+      log.info({ durationMs: this.durationMs(record) }, "task succeeded");
+    } catch (error) {
+      if (this.stopped) {
+        await this.finalize(local, "failed", undefined, { code: "INTERRUPTED", message: `node ${this.options.nodeId} stopped while the task ran; start it again if it is still needed.` });
+        log.warn({ err: error }, "task interrupted by the node's stop");
+      } else if (local.abort.signal.aborted && local.cancelledBy !== undefined) {
+        await this.finalize(local, "cancelled", undefined, { code: "CANCELLED", message: `cancelled by ${local.cancelledBy}.` });
+        log.info("task cancelled");
+      } else {
+        const code = isOvsError(error) ? error.code : "INTERNAL";
+        const message = error instanceof Error ? error.message : String(error);
+        await this.finalize(local, "failed", undefined, { code, message });
+        log.warn({ err: error }, "task failed");
+      }
+    }
+  }
+
+  private durationMs(record: TaskRecord): number {
+    return Date.parse(record.finishedAt ?? new Date(this.now()).toISOString()) - Date.parse(record.startedAt ?? record.createdAt);
+  }
+
+  private async finalize(local: Local, state: TaskState, result: unknown, error: TaskRecord["error"]): Promise<void> {
+    if (local.final) return;
+    local.final = true;
+    clearTimeout(local.flushTimer);
+    const record = local.record;
+    record.state = state;
+    record.finishedAt = new Date(this.now()).toISOString();
+    if (result !== undefined) record.result = result;
+    if (error !== undefined) record.error = error;
+    const final = encodeTask(record);
+    local.writing = local.writing.then(() => this.options.store.put(taskKey(record.id), final)).catch((err: unknown) => {
+      this.options.log.error({ err, taskId: record.id }, "writing a task's final record failed");
+    });
+    await local.writing;
+    this.local.delete(record.id);
+    local.finish();
+    if (!this.stopped) void this.trim(false);
+  }
+
+  private scheduleWrite(local: Local): void {
+    local.dirty = true;
+    if (local.flushTimer !== undefined) return;
+    local.flushTimer = setTimeout(() => {
+      local.flushTimer = undefined;
+      if (local.dirty && !local.final) this.write(local);
+    }, this.limits.progressWriteMs);
+  }
+
+  private write(local: Local): void {
+    local.dirty = false;
+    const bytes = encodeTask(local.record);
+    local.writing = local.writing.then(async () => {
+      if (!local.final) await this.options.store.put(taskKey(local.record.id), bytes);
+    }).catch((error: unknown) => this.options.log.warn({ err: error, taskId: local.record.id }, "writing a task's progress failed"));
+  }
+
+  private async *scan(): AsyncGenerator<{ key: string; value: Buffer }> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.options.store.prefix(taskKeyPrefix, { limit: rangeLimitMax, ...(after === undefined ? {} : { after }) });
+      for (const entry of page.entries) yield entry;
+      if (!page.more || page.entries.length === 0) return;
+      after = page.entries.at(-1)!.key;
+    }
+  }
+
+  /** Deletes finished records beyond historyMax (newest kept) or older than historyAgeMs. */
+  trim(force: boolean): Promise<void> {
+    if (this.trimming !== undefined) return this.trimming;
+    const nowMs = this.now();
+    if (!force && nowMs - this.lastTrimMs < this.limits.trimIntervalMs) return Promise.resolve();
+    this.lastTrimMs = nowMs;
+    this.trimming = (async () => {
+      const finished: Array<{ key: string; createdMs: number }> = [];
+      for await (const { key, value } of this.scan()) {
+        const decoded = decodeTask(value);
+        if (decoded.ok && isFinished(decoded.value.state)) finished.push({ key, createdMs: Date.parse(decoded.value.createdAt) });
+      }
+      const excess = finished.length - this.limits.historyMax;
+      let deleted = 0;
+      for (const [index, entry] of finished.entries()) {
+        if (index < excess || nowMs - entry.createdMs > this.limits.historyAgeMs) {
+          await this.options.store.delete(entry.key);
+          deleted++;
+        }
+      }
+      if (deleted > 0) this.options.log.debug({ deleted }, "old task records deleted");
+    })()
+      .catch((error: unknown) => this.options.log.warn({ err: error }, "trimming the task history failed"))
+      .finally(() => (this.trimming = undefined));
+    return this.trimming;
+  }
+}
