@@ -24,7 +24,18 @@ import {
   type TaskProgress, type TaskRecord, type TaskState,
 } from "./task-record.js";
 
-export const taskLimits = Object.freeze({
+export interface TaskLimits {
+  runningMax: number;
+  queuedMax: number;
+  historyMax: number;
+  historyAgeMs: number;
+  progressWriteMs: number;
+  trimIntervalMs: number;
+  stopWaitMs: number;
+  listLimitMax: number;
+}
+
+export const taskLimits: Readonly<TaskLimits> = Object.freeze({
   runningMax: 8,
   queuedMax: 256,
   historyMax: 1000,
@@ -92,7 +103,7 @@ export interface TaskServiceOptions {
   nodeId: string;
   log: Logger;
   now?: () => number;
-  limits?: Partial<typeof taskLimits>;
+  limits?: Partial<TaskLimits>;
 }
 
 export class TaskService {
@@ -100,7 +111,7 @@ export class TaskService {
   private readonly queue: Local[] = [];
   private runningCount = 0;
   private readonly now: () => number;
-  private readonly limits: typeof taskLimits;
+  private readonly limits: TaskLimits;
   private watch: Watch | undefined;
   private lastTrimMs = -Infinity;
   private trimming: Promise<void> | undefined;
@@ -137,7 +148,7 @@ export class TaskService {
       const local = this.local.get(id);
       if (local === undefined) return;
       void this.options.store.delete(event.key).catch(() => undefined);
-      this.cancelLocal(local, event.value.toString("utf8") || "another node");
+      void this.cancelLocal(local, event.value.toString("utf8") || "another node");
     });
     await this.trim(true);
   }
@@ -178,8 +189,9 @@ export class TaskService {
     };
     this.local.set(record.id, local);
     this.queue.push(local);
+    const queued = structuredClone(record);
     this.pump();
-    return structuredClone(local.record);
+    return queued;
   }
 
   /** Starts a task and waits for it to finish: its final record and the work's result. */
@@ -240,21 +252,22 @@ export class TaskService {
     if (record.state === "running" && !record.cancellable) throw new OvsError("CONFLICT", `task ${id} (${record.kind}) cannot be cancelled once it runs; wait for it to finish.`);
     const local = this.local.get(id);
     if (local !== undefined) {
-      this.cancelLocal(local, by);
-      return structuredClone(local.record);
+      const copy = structuredClone(local.record);
+      await this.cancelLocal(local, by);
+      return local.final ? structuredClone(local.record) : copy;
     }
     // Another node runs it: ask it through the store.
     await this.options.store.put(taskCancelPrefix + id, Buffer.from(by));
     return record;
   }
 
-  private cancelLocal(local: Local, by: string): void {
+  private async cancelLocal(local: Local, by: string): Promise<void> {
     if (local.final) return;
     local.cancelledBy = by;
     const index = this.queue.indexOf(local);
     if (index >= 0) {
       this.queue.splice(index, 1);
-      void this.finalize(local, "cancelled", undefined, { code: "CANCELLED", message: `cancelled by ${by} before it started.` });
+      await this.finalize(local, "cancelled", undefined, { code: "CANCELLED", message: `cancelled by ${by} before it started.` });
       return;
     }
     if (local.record.cancellable) local.abort.abort(new OvsError("CONFLICT", `cancelled by ${by}.`));
