@@ -1,4 +1,4 @@
-// Snapshot retention (DESIGN.md §6, the original's generic.delete_snapshots): of the automatic snapshots,
+// Snapshot retention (DESIGN.md §6, the original's generic.delete_snapshots): of a vDisk's snapshots,
 // keep one per hour for the last day, one per day for the week before, one per week for the 4 weeks
 // before, and none older; sticky snapshots and snapshots with clones are always kept.
 //

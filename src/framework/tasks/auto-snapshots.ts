@@ -3,10 +3,11 @@
 // serves, then applies the retention of scheduler/retention.ts to that vDisk's automatic snapshots.
 //
 // - An automatic snapshot is named auto-YYYYMMDDTHHMMSSZ (its time, UTC, from the scheduler's clock) and
-//   carries the metadata autoSnapshotMetadata; it is not sticky. Retention considers only snapshots with
-//   both, and takes their time from the name, so a snapshot someone made by hand is never deleted by it.
-// - Kept always: sticky snapshots and snapshots clones were made from (deleteSnapshot would refuse the
-//   latter anyway). Templates are left alone (no snapshot, no deletion): a template keeps its one snapshot.
+//   carries the metadata autoSnapshotMetadata; it is not sticky.
+// - Retention, as the original's: every snapshot of the vDisk counts (automatic ones at the time in their
+//   name, others at their createdAt); of each slot the newest is kept. Kept always: sticky snapshots
+//   (how an operator keeps a snapshot taken by hand) and snapshots clones were made from (deleteSnapshot
+//   would refuse those anyway). Templates are left alone (no snapshot, no deletion).
 // - A vDisk that fails (halted, fenced) does not stop the others; the run fails naming it.
 // Imported by scheduler/tasks.ts.
 
@@ -60,13 +61,11 @@ async function snapshotOne(vdisks: VDiskService, name: string, nowMs: number, su
       }
     }),
   );
-  const automatic: RetainedSnapshot[] = [];
-  for (const snapshot of vdisks.listSnapshots(name)) {
-    const createdAtMs = autoSnapshotTimeMs(snapshot.name);
-    if (createdAtMs === undefined || snapshot.metadata !== autoSnapshotMetadata) continue;
-    automatic.push({ name: snapshot.name, createdAtMs, sticky: snapshot.sticky, hasClones: usedByClones.has(snapshot.name) });
-  }
-  for (const doomed of snapshotsToDelete(automatic, nowMs)) {
+  const candidates: RetainedSnapshot[] = vdisks.listSnapshots(name).map((snapshot) => {
+    const automaticMs = snapshot.metadata === autoSnapshotMetadata ? autoSnapshotTimeMs(snapshot.name) : undefined;
+    return { name: snapshot.name, createdAtMs: automaticMs ?? Date.parse(snapshot.createdAt), sticky: snapshot.sticky, hasClones: usedByClones.has(snapshot.name) };
+  });
+  for (const doomed of snapshotsToDelete(candidates, nowMs)) {
     try {
       await vdisks.deleteSnapshot(name, doomed);
       summary.deleted++;
