@@ -64,7 +64,7 @@ export async function followTask(api: string, started: TaskView, options: Follow
   let lastState = "";
   const show = (): void => {
     if (tty) {
-      process.stderr.write(`\r\x1b[2K${progressLine(task, (process.stderr.columns ?? 100) - 1)}`);
+      process.stderr.write(`\r\x1b[2K${progressLine(task, (process.stderr.columns || 100) - 1)}`);
     } else if (plain) {
       const line = `task ${task.id} ${task.kind}${task.target === "" ? "" : ` ${task.target}`}: ${task.state}, ${fraction(task.progress)}${task.progress.detail ? ` (${task.progress.detail})` : ""}`;
       const now = Date.now();
