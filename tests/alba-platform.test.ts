@@ -35,6 +35,13 @@ async function ovsJson<T>(args: string[]): Promise<T> {
   return JSON.parse(result.stdout) as T;
 }
 
+/** `ovs alba namespace verify --json`: the verify runs as a task; its result is the report. */
+async function verifyNamespace(namespace: string): Promise<VerifyView> {
+  const task = await ovsJson<{ state: string; result: VerifyView }>(["alba", "namespace", "verify", namespace]);
+  expect(task.state).toBe("succeeded");
+  return task.result;
+}
+
 /** GET on the node's API (for polling loops, where starting the CLI each time would be slow). */
 async function apiJson<T>(apiPath: string): Promise<T> {
   const response = await node.fetch(`/api/v1${apiPath}`);
@@ -284,7 +291,7 @@ describe("ovs up on ALBA", () => {
     const repairedOrUpgraded = countersAfter.objectsRepaired + countersAfter.objectsUpgraded - countersBefore.objectsRepaired - countersBefore.objectsUpgraded;
     expect(Math.max(degradedSeen, repairedOrUpgraded)).toBeGreaterThan(0);
     expect(objects.filter((o) => /^00_/.test(o.name)).length).toBeGreaterThanOrEqual(8);
-    const verify = await ovsJson<VerifyView>(["alba", "namespace", "verify", namespace]);
+    const verify = await verifyNamespace(namespace);
     expect(verify).toMatchObject({ badCount: 0, missingCount: 0, unavailableCount: 0 });
     expect(verify.fragmentsChecked).toBe(objects.reduce((sum, o) => sum + o.fragmentCount, 0));
   });
@@ -322,14 +329,14 @@ describe("ovs up on ALBA", () => {
     }
     expect(flipped).toBeGreaterThan(4);
     expect(await readImageSha("flip1", image.length)).toBe(sha256(image));
-    const verify = await ovsJson<VerifyView>(["alba", "namespace", "verify", namespace]);
+    const verify = await verifyNamespace(namespace);
     // Verify must find the flipped fragments that maintenance has not rebuilt yet (reads report bad
     // fragments to it, and under load it may rebuild any number of them first): together, all of them.
     expect(verify.badCount).toBeGreaterThan(0);
     expect(verify.badCount + (await ovsJson<{ counters: { fragmentsRebuilt: number } }>(["alba", "maintenance", "status"])).counters.fragmentsRebuilt).toBeGreaterThanOrEqual(flipped);
     await until("repair rewrote the bad fragments", 180_000, async () => {
       expectOk(await node.ovs(["alba", "maintenance", "run"], 180_000), "maintenance run");
-      const again = await ovsJson<VerifyView>(["alba", "namespace", "verify", namespace]);
+      const again = await verifyNamespace(namespace);
       return again.badCount === 0 && again.missingCount === 0 ? again : undefined;
     });
     await fullyRedundant(namespace);

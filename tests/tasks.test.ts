@@ -261,6 +261,9 @@ describe("scheduled runs and restarts", () => {
     const listed = await node.ovs(["schedule", "list"]);
     expect(listed.stdout).toMatch(/\nvdisk\.auto-snapshot\s+off\s/); // the test helper turned it off
     expect(listed.stdout).toMatch(/\nalba\.verify-namespaces\s+every 7d \+76h\s/);
+    const verified = await node.ovs(["schedule", "run", "alba.verify-namespaces"], 180_000);
+    expectOk(verified, "verify every namespace");
+    expect(verified.stdout).toMatch(/^alba\.verify-namespaces: SUCCESS in \d+ ms: \d+ namespaces, \d+ objects verified: 0 bad fragments \(queued for repair\), \d+ unavailable\n$/);
     const run = await node.ovs(["schedule", "run", "vdisk.auto-snapshot"]);
     expectOk(run, "schedule run");
     expect(run.stdout).toMatch(/^vdisk\.auto-snapshot: SUCCESS in \d+ ms: \d+ snapshots? taken of \d+ vDisks?, \d+ deleted by retention\n$/);

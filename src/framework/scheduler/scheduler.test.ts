@@ -10,6 +10,7 @@ import { EmbeddedStore } from "../../store/index.js";
 import { silentLogger } from "../../base/index.js";
 import { dueSlotMs, latestSlotMs, nextSlotMs } from "./schedule.js";
 import { Scheduler, historyPerTaskMax, type ScheduledTask } from "./scheduler.js";
+import { TaskService } from "../tasks/task-service.js";
 
 const hour = 3600_000;
 let dir: string;
@@ -125,6 +126,47 @@ describe("Scheduler", () => {
     await b.tick();
     expect(runs).toHaveLength(2);
     expect((await b.history("t", 10)).map((r) => r.node)).toEqual(["b", "a"]);
+  });
+
+  it("runs a node-scoped task on every node, once per slot each, and not only on the leader", async () => {
+    const perNode: ScheduledTask = { ...task("snap", 3600), scope: "node", run: async (context) => { runs.push({ task: "snap", nowMs: context.nowMs }); return "ok"; } };
+    const a = await scheduler("a", [perNode]);
+    const b = await scheduler("b", [perNode]);
+    expect([a.isLeader(), b.isLeader()]).toEqual([true, false]);
+    await Promise.all([a.tick(), b.tick()]); // first sight on each node
+    nowMs += hour;
+    await Promise.all([a.tick(), b.tick()]);
+    await Promise.all([a.tick(), b.tick()]);
+    expect(runs).toHaveLength(2);
+    expect((await a.history("snap", 10)).map((r) => r.node).sort()).toEqual(["a", "b"]);
+    expect((await store.get("ovs/scheduler/last/snap@a")) !== undefined && (await store.get("ovs/scheduler/last/snap@b")) !== undefined).toBe(true);
+    expect((await a.status())[0]).toMatchObject({ task: "snap", scope: "node", lastSlotAt: new Date(latestSlotMs({ intervalSeconds: 3600, offsetSeconds: 0 }, nowMs)).toISOString() });
+  });
+
+  it("records each run as a task when it has a task service: its id in the history, progress and log in the task", async () => {
+    const tasks = new TaskService({ store, nodeId: "n1", log: silentLogger(), now: () => nowMs });
+    await tasks.start();
+    const counting: ScheduledTask = {
+      name: "count", description: "count", defaultSchedule: { intervalSeconds: 3600, offsetSeconds: 0 }, unit: "items",
+      run: async (context) => {
+        context.progress({ done: 0, total: 3 });
+        context.progress({ done: 2, detail: "item 2" });
+        return `counted with task ${context.taskId}`;
+      },
+    };
+    const failing: ScheduledTask = { ...task("bad", 3600, 0, true) };
+    const created = new Scheduler({ store, nodeId: "n1", log: silentLogger(), tasks: [counting, failing], now: () => nowMs, tickMs: 3600_000, taskService: tasks });
+    await created.start();
+    schedulers.push(created);
+    const record = await created.runNow("count", "user:ops", "req-9");
+    expect(record.state).toBe("SUCCESS");
+    expect(record.message).toBe(`counted with task ${record.taskId}`);
+    const taskRecord = await tasks.get(record.taskId!);
+    expect(taskRecord).toMatchObject({ kind: "schedule.count", target: "", state: "succeeded", startedBy: "user:ops", requestId: "req-9", progress: { done: 3, total: 3, unit: "items" }, result: record.message });
+    const bad = await created.runNow("bad");
+    expect(bad).toMatchObject({ state: "FAILED", message: "the disk is on fire" });
+    expect(await tasks.get(bad.taskId!)).toMatchObject({ state: "failed", error: { code: "INTERNAL", message: "the disk is on fire" } });
+    await tasks.stop();
   });
 
   it("records a failing run as FAILED with its message and keeps a bounded history", async () => {
