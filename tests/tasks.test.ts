@@ -249,7 +249,7 @@ describe("the CLI follows tasks", () => {
     const frames = result.stdout.split("\r\x1b[2K").slice(1).map((frame) => frame.split(/\r?\n/)[0]!);
     expect(frames.length).toBeGreaterThan(1);
     // The line is cut to the terminal's width (100 columns when the terminal does not say).
-    expect(frames.at(-1)).toMatch(/^\[#{24}\] 100%  (\d+)\/\1 objects  alba\.verify vdisk-/);
+    expect(frames.at(-1)).toMatch(/^\[#{24}\] 100% {2}(\d+)\/\1 objects {2}alba\.verify vdisk-/);
     for (const frame of frames) expect(frame.length).toBeLessThanOrEqual(99);
     expect(frames.some((frame) => /^\[#*-+\]\s+\d+%/.test(frame))).toBe(true);
     expect(result.stdout).toMatch(/\d+ objects, \d+ fragments checked: 0 bad/);
