@@ -24,6 +24,7 @@ interface RunRecord {
   durationMs: number;
   state: string;
   message: string;
+  taskId?: string;
 }
 
 /** Seconds from 90, 90s, 15m, 1h or 1d. */
@@ -82,7 +83,7 @@ export function registerScheduleCommands(program: Command, api: () => string, pr
       const { runs } = await callApi<{ runs: RunRecord[] }>(api(), "GET", `/api/v1/schedule/history?${query.toString()}`);
       if (options.json) return printJson(runs);
       if (runs.length === 0) return void process.stdout.write("no runs yet\n");
-      table(["STARTED", "TASK", "STATE", "NODE", "TRIGGER", "MS", "MESSAGE"], runs.map((r) => [r.startedAt, r.task, r.state, r.node, r.trigger, String(r.durationMs), r.message]));
+      table(["STARTED", "TASK", "STATE", "NODE", "TRIGGER", "MS", "MESSAGE", "TASK ID"], runs.map((r) => [r.startedAt, r.task, r.state, r.node, r.trigger, String(r.durationMs), r.message, r.taskId ?? "-"]));
     });
 
   schedule
