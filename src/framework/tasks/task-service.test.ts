@@ -196,14 +196,16 @@ describe("TaskService", () => {
     work.release();
   });
 
-  it("stop() aborts running tasks and marks those that do not end INTERRUPTED; no task starts after", async () => {
-    const tasks = service("n1");
+  it("stop() aborts running tasks and marks those that do not end INTERRUPTED, queued ones too; no task starts after", async () => {
+    const tasks = service("n1", { runningMax: 2 });
     await tasks.start();
     const honours = await tasks.submit({ kind: "k", target: "", startedBy: "u", unit: "steps", cancellable: true, run: gate().run });
     const ignores = await tasks.submit({ kind: "k", target: "", startedBy: "u", unit: "steps", run: () => new Promise<string>(() => undefined) });
+    const waiting = await tasks.submit({ kind: "k", target: "", startedBy: "u", unit: "steps", run: async () => 1 });
     await until("running", async () => (await stored(ignores.id)).state === "running" && (await stored(honours.id)).state === "running");
     await tasks.stop();
-    for (const id of [honours.id, ignores.id]) expect(await stored(id)).toMatchObject({ state: "failed", error: { code: "INTERRUPTED" } });
+    for (const id of [honours.id, ignores.id, waiting.id]) expect(await stored(id)).toMatchObject({ state: "failed", error: { code: "INTERRUPTED" } });
+    expect((await stored(waiting.id)).error!.message).toBe("node n1 stopped before the task started; start it again if it is still needed.");
     await expect(tasks.submit({ kind: "k", target: "", startedBy: "u", unit: "steps", run: async () => 1 })).rejects.toMatchObject({ code: "CLOSED" });
   });
 });

@@ -158,7 +158,7 @@ export class TaskService {
     this.stopped = true;
     this.watch?.close();
     this.watch = undefined;
-    for (const local of this.queue.splice(0)) await this.finalize(local, "cancelled", undefined, { code: "INTERRUPTED", message: "the node stopped before the task started." });
+    for (const local of this.queue.splice(0)) await this.finalize(local, "failed", undefined, { code: "INTERRUPTED", message: `node ${this.options.nodeId} stopped before the task started; start it again if it is still needed.` });
     const running = [...this.local.values()];
     for (const local of running) local.abort.abort(new OvsError("CLOSED", "the node is stopping."));
     let timer: NodeJS.Timeout | undefined;
