@@ -107,7 +107,8 @@ describe("TaskService", () => {
     const other = service("n2");
     await other.start();
     const othersTask = await other.submit({ kind: "k", target: "", startedBy: "user:a", unit: "steps", run: gate().run });
-    await until("running", async () => (await stored(running.id)).state === "running");
+    // Its last progress write is in the store before the "crash" (a crashed node writes nothing more).
+    await until("running", async () => (await stored(running.id)).progress.done === 1);
     // The node "crashes": its TaskService is never stopped; a new one starts on the same store.
     services.splice(services.indexOf(crashed), 1);
     nowMs += 60_000;
