@@ -18,7 +18,7 @@ let nowMs: number;
 const services: TaskService[] = [];
 
 function service(nodeId: string, limits: ConstructorParameters<typeof TaskService>[0]["limits"] = {}): TaskService {
-  const created = new TaskService({ store, nodeId, log: silentLogger(), now: () => nowMs, limits: { progressWriteMs: 10, stopWaitMs: 200, ...limits } });
+  const created = new TaskService({ store, nodeId, log: silentLogger(), now: () => nowMs, limits: { progressWriteMs: 10, stopWaitMs: 200, stopWaitNotCancellableMs: 400, ...limits } });
   services.push(created);
   return created;
 }

@@ -8,7 +8,8 @@
 // - A record is written before its work starts and after it ends; progress in between is written at most
 //   every progressWriteMs (and never after the final write: writes of one task are serialised).
 // - At start() every record of this node still queued or running is marked failed with INTERRUPTED (the
-//   node stopped while it ran); stop() aborts what runs and marks what does not finish in time the same.
+//   node stopped while it ran); stop() aborts what runs, waits stopWaitMs (stopWaitNotCancellableMs for a
+//   task that cannot be cancelled, such as a rollback) and marks what has not finished the same.
 // - At most runningMax tasks run at once; at most queuedMax wait (more → UNAVAILABLE, nothing recorded).
 // - History is bounded: finished records beyond historyMax (newest kept) or older than historyAgeMs are
 //   deleted; queued and running ones never are.
@@ -32,6 +33,7 @@ export interface TaskLimits {
   progressWriteMs: number;
   trimIntervalMs: number;
   stopWaitMs: number;
+  stopWaitNotCancellableMs: number;
   listLimitMax: number;
 }
 
@@ -43,8 +45,10 @@ export const taskLimits: Readonly<TaskLimits> = Object.freeze({
   progressWriteMs: 250,
   /** The history is trimmed at most this often (and at start). */
   trimIntervalMs: 60_000,
-  /** stop() waits this long for running tasks after aborting them. */
+  /** stop() waits this long for running tasks after aborting them... */
   stopWaitMs: 5_000,
+  /** ...and this long for those that cannot be cancelled (a rollback, which is safe to cut but better finished). */
+  stopWaitNotCancellableMs: 60_000,
   listLimitMax: 1000,
 });
 
@@ -161,9 +165,13 @@ export class TaskService {
     for (const local of this.queue.splice(0)) await this.finalize(local, "failed", undefined, { code: "INTERRUPTED", message: `node ${this.options.nodeId} stopped before the task started; start it again if it is still needed.` });
     const running = [...this.local.values()];
     for (const local of running) local.abort.abort(new OvsError("CLOSED", "the node is stopping."));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(running.map((local) => local.done)), new Promise((resolve) => (timer = setTimeout(resolve, this.limits.stopWaitMs)))]);
-    clearTimeout(timer);
+    const waitFor = async (locals: Local[], ms: number): Promise<void> => {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all(locals.map((local) => local.done)), new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+      clearTimeout(timer);
+    };
+    await waitFor(running, this.limits.stopWaitMs);
+    await waitFor(running.filter((local) => !local.final && !local.record.cancellable), Math.max(0, this.limits.stopWaitNotCancellableMs - this.limits.stopWaitMs));
     for (const local of [...this.local.values()]) {
       await this.finalize(local, "failed", undefined, { code: "INTERRUPTED", message: `node ${this.options.nodeId} stopped while the task ran; start it again if it is still needed.` });
     }
