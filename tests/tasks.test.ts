@@ -45,6 +45,16 @@ async function watch(id: string, timeoutMs = 120_000): Promise<TaskView[]> {
   }
 }
 
+/** Retries while the node has not yet noticed that the last NBD client (qemu-io) closed (409 IN_USE). */
+async function untilDisconnected<T extends { status?: number; exitCode?: number | null; stderr?: string }>(attempt: () => Promise<T>, busy: (result: T) => Promise<boolean> | boolean): Promise<T> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const result = await attempt();
+    if (!(await busy(result)) || Date.now() > deadline) return result;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 async function taskCount(): Promise<number> {
   return (await json<{ tasks: TaskView[] }>(await node.fetch("/api/v1/tasks?limit=1000"))).tasks.length;
 }
@@ -149,7 +159,7 @@ describe("long operations as tasks over REST", () => {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     expectOk(await runTool("qemu-io", ["-f", "raw", node.uri("rb"), "-c", "write -P 0x22 0 1M", "-c", "flush"]), "overwrite");
-    const response = await post("/api/v1/vdisks/rb/rollback", { snapshot: "s1" });
+    const response = await untilDisconnected(() => post("/api/v1/vdisks/rb/rollback", { snapshot: "s1" }), async (r) => r.status === 409 && /NBD client/.test(await r.clone().text()));
     expect(response.status).toBe(202);
     const final = (await watch((await json<TaskView>(response)).id)).at(-1)!;
     expect(final).toMatchObject({ kind: "vdisk.rollback", target: "rb", state: "succeeded", cancellable: false, progress: { done: 1, total: 1 }, result: { name: "rb" } });
@@ -158,7 +168,7 @@ describe("long operations as tasks over REST", () => {
     const refused = await node.ovs(["vdisk", "rollback", "nosuch", "--snapshot", "s1"]);
     expect(refused.exitCode).toBe(1);
     expect(refused.stderr).toBe("ovs: there is no vDisk named nosuch.\n");
-    const rolled = await node.ovs(["vdisk", "rollback", "rb", "--snapshot", "s1"]);
+    const rolled = await untilDisconnected(() => node.ovs(["vdisk", "rollback", "rb", "--snapshot", "s1"]), (r) => r.exitCode !== 0 && /NBD client/.test(r.stderr));
     expectOk(rolled, "rollback");
     expect(rolled.stdout).toBe("rolled vDisk rb back to snapshot s1\n");
     expect(rolled.stderr).toMatch(/^task [0-9a-f-]{36} vdisk\.rollback rb: (queued|running), 0\/1 steps/);
