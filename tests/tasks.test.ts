@@ -279,6 +279,17 @@ describe("scheduled runs and restarts", () => {
     expect(run.stdout).toMatch(/^vdisk\.auto-snapshot: SUCCESS in \d+ ms: \d+ snapshots? taken of \d+ vDisks?, \d+ deleted by retention\n$/);
     const snapshots = JSON.parse((await node.ovs(["snapshot", "list", "big", "--json"])).stdout) as Array<{ name: string; sticky: boolean; metadata?: string }>;
     expect(snapshots.find((s) => /^auto-\d{8}T\d{6}Z$/.test(s.name))).toMatchObject({ sticky: false, metadata: "automatic snapshot (ovs scheduler)" });
+    // Over REST, a run by hand is a task too; its run is in the history once the task has finished.
+    expect((await post("/api/v1/schedule/health.check/run", undefined, {}, readerToken)).status).toBe(403);
+    expect((await post("/api/v1/schedule/nosuch/run")).status).toBe(404);
+    const viaRest = await post("/api/v1/schedule/health.check/run");
+    expect(viaRest.status).toBe(202);
+    const healthTask = await json<TaskView>(viaRest);
+    expect(viaRest.headers.get("location")).toBe(`/api/v1/tasks/${healthTask.id}`);
+    expect(healthTask).toMatchObject({ kind: "schedule.health.check", startedBy: "user:admin", cancellable: true });
+    expect((await watch(healthTask.id)).at(-1)!.state).toBe("succeeded");
+    const healthRuns = await json<{ runs: Array<{ taskId: string; trigger: string; state: string }> }>(await node.fetch("/api/v1/schedule/history?task=health.check&limit=1"));
+    expect(healthRuns.runs[0]).toMatchObject({ taskId: healthTask.id, trigger: "manual", state: "SUCCESS" });
     const [record] = JSON.parse((await node.ovs(["schedule", "history", "vdisk.auto-snapshot", "--json"])).stdout) as Array<{ taskId: string; trigger: string }>;
     expect(record!.trigger).toBe("manual");
     const task = JSON.parse((await node.ovs(["task", "show", record!.taskId, "--json"])).stdout) as TaskView;

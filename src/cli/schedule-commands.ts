@@ -2,6 +2,7 @@
 
 import { Command, InvalidArgumentError } from "commander";
 import { CliError, callApi } from "./api-client.js";
+import { followTask, type TaskView } from "./task-commands.js";
 
 interface Schedule {
   intervalSeconds: number;
@@ -88,12 +89,22 @@ export function registerScheduleCommands(program: Command, api: () => string, pr
 
   schedule
     .command("run <task>")
-    .description("run a task now on the node you talk to (recorded in the history)")
-    .option("--json", "print JSON")
-    .action(async (task: string, options: { json?: boolean }) => {
-      const record = await callApi<RunRecord>(api(), "POST", `/api/v1/schedule/${encodeURIComponent(task)}/run`);
-      if (options.json) printJson(record);
-      else process.stdout.write(`${record.task}: ${record.state} in ${record.durationMs} ms: ${record.message}\n`);
-      if (record.state !== "SUCCESS") process.exitCode = 1;
+    .description("run a task now on the node you talk to, following it with a progress bar (recorded in the history)")
+    .option("--json", "print the final task as JSON (its result is the run's summary)")
+    .option("--no-wait", "print the task id and return at once")
+    .action(async (task: string, options: { json?: boolean; wait: boolean }) => {
+      const started = await callApi<TaskView>(api(), "POST", `/api/v1/schedule/${encodeURIComponent(task)}/run`);
+      if (!options.wait) {
+        if (options.json) printJson(started);
+        else process.stdout.write(`started task ${started.id} (${started.kind}); follow it with: ovs task wait ${started.id}\n`);
+        return;
+      }
+      const done = await followTask(api(), started, { json: options.json, returnFailures: true });
+      if (done.state !== "succeeded") process.exitCode = 1;
+      if (options.json) return printJson(done);
+      const state = done.state === "succeeded" ? "SUCCESS" : "FAILED";
+      const durationMs = Date.parse(done.finishedAt!) - Date.parse(done.startedAt ?? done.createdAt);
+      const message = done.state === "succeeded" ? String(done.result ?? "") : (done.error?.message ?? done.state);
+      process.stdout.write(`${task}: ${state} in ${durationMs} ms: ${message}\n`);
     });
 }

@@ -33,6 +33,8 @@ const barWidth = 24;
 
 export interface FollowOptions {
   json?: boolean;
+  /** Return a task that failed or was cancelled instead of throwing (the caller reports it). */
+  returnFailures?: boolean;
   /** Give up waiting after this long (the task goes on). */
   timeoutMs?: number;
 }
@@ -88,8 +90,7 @@ export async function followTask(api: string, started: TaskView, options: Follow
   } finally {
     if (tty) process.stderr.write("\n");
   }
-  if (task.state === "succeeded") return task;
-  if (options.json) return task;
+  if (task.state === "succeeded" || options.json || options.returnFailures) return task;
   throw new CliError(`task ${task.id} (${task.kind}${task.target === "" ? "" : ` ${task.target}`}) ${task.state}: ${task.error?.message ?? "no reason given"}`);
 }
 

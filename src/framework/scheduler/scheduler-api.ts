@@ -1,11 +1,11 @@
 // /api/v1/schedule: the scheduled tasks, their schedules (read; change with manage), their history
-// (read), and running one now (write).
+// (read), and running one now (write; as a task, tasks/task-api.ts, when the node records runs as tasks).
 
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { intervalSecondsMax, intervalSecondsMin } from "./schedule.js";
 import type { Scheduler } from "./scheduler.js";
-import { requester } from "../tasks/task-api.js";
+import { requester, startTask } from "../tasks/task-api.js";
 
 const TaskParams = Type.Object({ task: Type.String({ minLength: 1, maxLength: 64 }) });
 const ScheduleBody = Type.Union([
@@ -38,7 +38,11 @@ export function registerSchedulerRoutes(app: FastifyInstance, scheduler: Schedul
 
   app.post<{ Params: Static<typeof TaskParams> }>(
     "/api/v1/schedule/:task/run",
-    { config: { role: "write" }, schema: { tags: ["schedule"], summary: "run a task now on this node (recorded in the history)", params: TaskParams } },
-    async (request) => scheduler.runNow(request.params.task, requester(request), String(request.id)),
+    { config: { role: "write" }, schema: { tags: ["schedule"], summary: "run a task now on this node, as a task: 202 with the task to poll (its result is the run's summary; the run is in the history once the task has finished)", params: TaskParams } },
+    async (request, reply) => {
+      const tasks = scheduler.taskService;
+      if (tasks === undefined) return scheduler.runNow(request.params.task, requester(request), String(request.id));
+      return startTask(tasks, request, reply, scheduler.manualRunSpec(request.params.task));
+    },
   );
 }

@@ -14,7 +14,7 @@
 import { OvsError, type Logger } from "../../base/index.js";
 import type { Campaign, ClusterStore } from "../../store/index.js";
 import { checkSchedule, dueSlotMs, latestSlotMs, nextSlotMs, type Schedule } from "./schedule.js";
-import type { TaskService } from "../tasks/task-service.js";
+import type { TaskService, TaskSpec } from "../tasks/task-service.js";
 
 export interface ScheduledTaskContext {
   /** The scheduler's clock at the start of the run (tests control it). */
@@ -160,42 +160,77 @@ export class Scheduler {
     return this.execute(this.task(name), "manual", undefined, startedBy, requestId);
   }
 
+  /** The task service runs are recorded in (none in tests that do not look at tasks). */
+  get taskService(): TaskService | undefined {
+    return this.options.taskService;
+  }
+
+  /**
+   * A run by hand as a task spec (the API answers 202 with the task): the run is recorded in the history
+   * before its task finishes, so a client that saw the task finish finds the run in the history.
+   */
+  manualRunSpec(name: string): Omit<TaskSpec<string>, "startedBy" | "requestId" | "log"> {
+    const task = this.task(name);
+    const { startedBy: _startedBy, ...spec } = this.runSpec(task, "manual", undefined, "", () => undefined);
+    return spec;
+  }
+
+  private runSpec(task: ScheduledTask, trigger: RunRecord["trigger"], slotMs: number | undefined, startedBy: string, onRecord: (record: RunRecord) => void): TaskSpec<string> {
+    return {
+      kind: `schedule.${task.name}`, target: task.scope === "node" ? this.options.nodeId : "", startedBy, unit: task.unit ?? "steps", cancellable: true,
+      run: async (context) => {
+        const { record, error } = await this.runAndRecord(task, trigger, slotMs, context.taskId, context);
+        onRecord(record);
+        if (record.state === "FAILED") throw error;
+        return record.message;
+      },
+    };
+  }
+
   private async execute(task: ScheduledTask, trigger: RunRecord["trigger"], slotMs: number | undefined, startedBy = "scheduler", requestId?: string): Promise<RunRecord> {
+    const taskService = this.options.taskService;
+    if (taskService === undefined) {
+      return (await this.runAndRecord(task, trigger, slotMs, undefined, { log: this.options.log, signal: new AbortController().signal, progress: () => undefined })).record;
+    }
+    // The run is a task: its record (progress, result or error) at /api/v1/tasks/<id>, its log lines with the task id.
+    let recorded: RunRecord | undefined;
+    const { record } = await taskService.run({ ...this.runSpec(task, trigger, slotMs, startedBy, (run) => (recorded = run)), ...(requestId === undefined ? {} : { requestId }) });
+    if (recorded !== undefined) return recorded;
+    // Cancelled before it started, or the node stopped: nothing ran.
+    return this.writeRun({
+      task: task.name, node: this.options.nodeId, trigger, ...(slotMs === undefined ? {} : { slotMs }), startedAt: record.createdAt, finishedAt: record.finishedAt ?? record.createdAt,
+      durationMs: 0, state: "FAILED", message: record.error?.message ?? record.state, taskId: record.id,
+    });
+  }
+
+  /** Runs a task's work and records the run in the history; the work's error is handed back, not thrown. */
+  private async runAndRecord(
+    task: ScheduledTask, trigger: RunRecord["trigger"], slotMs: number | undefined, taskId: string | undefined, context: Pick<ScheduledTaskContext, "log" | "signal" | "progress">,
+  ): Promise<{ record: RunRecord; error: unknown }> {
     const startMs = this.now();
     let state: RunRecord["state"] = "SUCCESS";
     let message: string;
-    let taskId: string | undefined;
-    const taskService = this.options.taskService;
-    if (taskService !== undefined) {
-      // The run is a task: its record (progress, result or error) at /api/v1/tasks/<id>, its log lines with the task id.
-      const { record, result } = await taskService.run({
-        kind: `schedule.${task.name}`, target: task.scope === "node" ? this.options.nodeId : "", startedBy, ...(requestId === undefined ? {} : { requestId }),
-        unit: task.unit ?? "steps", cancellable: true,
-        run: (context) => task.run({ nowMs: startMs, log: context.log, taskId: context.taskId, signal: context.signal, progress: context.progress }),
-      });
-      taskId = record.id;
-      if (record.state === "succeeded") message = result ?? "";
-      else {
-        state = "FAILED";
-        message = record.error?.message ?? record.state;
-      }
-    } else {
-      try {
-        message = await task.run({ nowMs: startMs, log: this.options.log, signal: new AbortController().signal, progress: () => undefined });
-      } catch (error) {
-        state = "FAILED";
-        message = error instanceof Error ? error.message : String(error);
-        this.options.log.warn({ err: error, task: task.name }, "scheduled task failed");
-      }
+    let failure: unknown;
+    try {
+      message = await task.run({ nowMs: startMs, log: context.log, ...(taskId === undefined ? {} : { taskId }), signal: context.signal, progress: context.progress });
+    } catch (error) {
+      state = "FAILED";
+      failure = error;
+      message = error instanceof Error ? error.message : String(error);
+      if (taskId === undefined) this.options.log.warn({ err: error, task: task.name }, "scheduled task failed");
     }
     const finishMs = this.now();
-    const record: RunRecord = {
+    const record = await this.writeRun({
       task: task.name, node: this.options.nodeId, trigger, ...(slotMs === undefined ? {} : { slotMs }),
       startedAt: new Date(startMs).toISOString(), finishedAt: new Date(finishMs).toISOString(), durationMs: finishMs - startMs, state, message,
       ...(taskId === undefined ? {} : { taskId }),
-    };
-    await this.options.store.put(`${historyPrefix(task.name)}${String(startMs).padStart(15, "0")}-${this.options.nodeId}`, Buffer.from(JSON.stringify(record)));
-    await this.trimHistory(task.name);
+    });
+    return { record, error: failure };
+  }
+
+  private async writeRun(record: RunRecord): Promise<RunRecord> {
+    await this.options.store.put(`${historyPrefix(record.task)}${String(Date.parse(record.startedAt)).padStart(15, "0")}-${this.options.nodeId}`, Buffer.from(JSON.stringify(record)));
+    await this.trimHistory(record.task);
     return record;
   }
 
