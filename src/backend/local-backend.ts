@@ -113,6 +113,8 @@ export interface LocalBackendOptions {
 
 export class LocalBackend implements ObjectBackend {
   readonly description: string;
+  /** Data buffers are only read until the call settles (written to the file, then never again). */
+  readonly releasesDataOnReturn = true;
   private readonly dir: string;
   private readonly crashPoint: LocalBackendOptions["crashPoint"];
   private readonly locks = new LockTable();
