@@ -23,7 +23,8 @@
 //   exclusive), so in this process nobody sees half an apply.
 // - One process per directory (not enforced across processes).
 // - getRanges reuses open files from a bounded handle cache (see "handle cache" below); every change
-//   of a name in this process evicts it, so a cached file always has the object's current name.
+//   of a name in this process evicts it, so a cached file always has the object's current name. Small
+//   objects read by equals-asserts (owner tags) are cached the same way (assertValues).
 // Limits: objectSizeBytesMax (1 GiB) per object, rangeCountMax ranges per getRanges, handleCacheCountMax
 //   open files and handleCacheTableBytesMax of cached checksum tables,
 //   applyAssertCountMax / applyUpdateCountMax per apply; listing reads the whole namespace directory
@@ -64,6 +65,9 @@ export const handleCacheCountMaxDefault = 256;
 export const handleCacheTableBytesMaxDefault = 4 * MiB;
 export const applyAssertCountMax = 1000;
 export const applyUpdateCountMax = 1000;
+/** Objects up to this size read by equals-asserts are cached (see assertValues), at most this many. */
+const assertValueBytesMax = 4096;
+const assertValueCountMax = 1024;
 
 /** Checksum-table entries read together with the header on a handle-cache miss: a 4 MiB SCO's table. */
 const speculativeTableEntryCount = 1024;
@@ -131,6 +135,13 @@ export class LocalBackend implements ObjectBackend {
   private readonly handleCacheTableBytesMax: number;
   private handleCacheTableBytes = 0;
   private mutationEpoch = 0;
+  /**
+   * Verified contents of small objects that equals-asserts read (a volume's owner tag, asserted by every
+   * SCO and TLog upload), so a fenced upload does not open and read it each time. Kept coherent like
+   * the handle cache: filled only if no name changed during the read, and every change of a name in
+   * this process (nameChanged, namespaceChanged) drops it. Oldest first beyond assertValueCountMax.
+   */
+  private readonly assertValues = new Map<string, Buffer>();
   private closed = false;
   /** Set when an apply failed after its commit point: the directory holds an unfinished journal. */
   private stoppedBy: unknown = undefined;
@@ -361,6 +372,7 @@ export class LocalBackend implements ObjectBackend {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.assertValues.clear();
     for (const handle of [...this.handles.values()]) this.evictHandle(handle);
   }
 
@@ -374,8 +386,19 @@ export class LocalBackend implements ObjectBackend {
       return;
     }
     let current: Buffer;
+    const key = handleKey(namespace, check.name);
     try {
-      current = await this.readObject(namespace, check.name);
+      const cached = this.assertValues.get(key);
+      if (cached !== undefined) {
+        current = cached;
+      } else {
+        const epoch = this.mutationEpoch;
+        current = await this.readObject(namespace, check.name);
+        if (epoch === this.mutationEpoch && !this.closed && current.length <= assertValueBytesMax) {
+          if (this.assertValues.size >= assertValueCountMax) this.assertValues.delete(this.assertValues.keys().next().value!);
+          this.assertValues.set(key, current);
+        }
+      }
     } catch (error) {
       if (isOvsError(error, "NOT_FOUND")) {
         throw new OvsError("ASSERT_FAILED", `assert failed: "${namespace}/${check.name}" does not exist.`, { namespace, name: check.name });
@@ -718,6 +741,7 @@ export class LocalBackend implements ObjectBackend {
   /** Called after a name changed on disk (synchronously after the rename or unlink resolved). */
   private nameChanged(namespace: string, name: string): void {
     this.mutationEpoch += 1;
+    this.assertValues.delete(handleKey(namespace, name));
     const handle = this.handles.get(handleKey(namespace, name));
     if (handle !== undefined) this.evictHandle(handle);
   }
@@ -725,6 +749,7 @@ export class LocalBackend implements ObjectBackend {
   private namespaceChanged(namespace: string): void {
     this.mutationEpoch += 1;
     const prefix = handleKey(namespace, "");
+    for (const key of [...this.assertValues.keys()]) if (key.startsWith(prefix)) this.assertValues.delete(key);
     for (const handle of [...this.handles.values()]) if (handle.key.startsWith(prefix)) this.evictHandle(handle);
   }
 
