@@ -169,8 +169,10 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
           const got = await clone.read(at, length);
           await scrub;
           if (!got.equals(cloneReference.subarray(at, at + length))) throw new Error(`op ${op} clone step ${step}: read during a scrub differs from the clone's reference`);
-          flushed = Buffer.from(reference); // a scrub stores everything written before it
-          pendingSectors.clear();
+          if (target === volume) {
+            flushed = Buffer.from(reference); // a scrub stores everything written before it
+            pendingSectors.clear();
+          }
         } else {
           await clone.syncToBackend();
           await clone.close();
