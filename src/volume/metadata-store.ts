@@ -153,6 +153,7 @@ export class MetadataStore {
     writeKey(this.keyBuffer, address);
     const value = this.map.getBinaryFast(this.keyBuffer);
     if (value !== undefined && value.readUInt32LE(0) === scoNumber && value.readUInt16LE(4) === offsetClusters) return true;
+    if (snapshotSeqs.length === 0) return false; // no snapshot sees any history value
     writeKey(this.historyStart, address);
     this.historyStart.writeUInt32BE(0, 8);
     writeKey(this.historyEnd, address);

@@ -55,6 +55,8 @@ export const scrubLimits = {
   victimScoCountPerRoundMax: 256,
   /** Rounds per scrub (each examines every TLog again). */
   roundCountMax: 64,
+  /** New SCOs being uploaded at once (each holds a SCO-sized buffer). */
+  uploadsInFlightMax: 4,
   /** Objects per fenced delete. */
   deleteBatchCountMax: 32,
   /** Waiting for the TLogs written before the scrub to reach the backend. */
@@ -364,17 +366,27 @@ async function scrubRound(
   stopPoint("prepared");
   let createdBytes = 0;
   let committed = false;
+  const uploads = new Set<Promise<void>>(); // never reject: failures land in uploadFailure
   try {
-    // 4. Copy the live clusters into the new SCOs, then write the new TLogs.
-    const buffer = Buffer.allocUnsafe(host.scoSizeBytes);
+    // 4. Copy the live clusters into the new SCOs (uploadsInFlightMax puts at once, overlapping the
+    //    reads of the next old SCOs), then write the new TLogs.
+    let buffer = Buffer.allocUnsafe(host.scoSizeBytes);
     let filling = 0; // index of the new SCO being filled
+    let uploadFailure: unknown;
     const flushSco = async (): Promise<void> => {
       const sco = newScos[filling]!;
       const data = buffer.subarray(0, sco.clusterCount * clusterSizeBytes);
       await throttle.take(data.length);
       checkStopping();
-      await host.fencedApply([{ kind: "put", name: scoName({ cloneId: 0, scoNumber: sco.scoNumber, version: 0 }), data }]);
-      createdBytes += data.length;
+      while (uploads.size >= scrubLimits.uploadsInFlightMax) await Promise.race(uploads);
+      if (uploadFailure !== undefined) throw uploadFailure;
+      const upload = host.fencedApply([{ kind: "put", name: scoName({ cloneId: 0, scoNumber: sco.scoNumber, version: 0 }), data }]).then(
+        () => void (createdBytes += data.length),
+        (error: unknown) => void (uploadFailure ??= error),
+      );
+      uploads.add(upload);
+      void upload.finally(() => uploads.delete(upload));
+      buffer = Buffer.allocUnsafe(host.scoSizeBytes); // the put owns the last one until it resolves
       filling++;
     };
     let moveIndex = 0;
@@ -394,6 +406,8 @@ async function scrubRound(
       options.onProgress?.({ phase: "rewrite", done: victimIndex + 1, total: victims.size, round: options.round });
     }
     if (filling < newScos.length) await flushSco();
+    await Promise.all(uploads);
+    if (uploadFailure !== undefined) throw uploadFailure;
     for (const tlog of rewritten) {
       const writer = new TlogWriter({ seq: tlog.seq, id: tlog.newId, clusterSizeBytes });
       for (const entry of tlog.entries) writer.append(entry);
@@ -426,6 +440,7 @@ async function scrubRound(
     });
     host.renameBackendTlogs(new Map(rewritten.map((tlog) => [tlog.seq, tlog.newId])));
   } catch (error) {
+    await Promise.all(uploads); // an upload landing after the undo would leave an object nothing names
     if (!committed && !(error instanceof ScrubStoppedForTest)) await undo(host, intent);
     throw error;
   }
@@ -466,7 +481,7 @@ async function deleteReplaced(host: ScrubHost, intent: ScrubIntent, options: { r
   const total = intent.replaced.length;
   for (let index = 0; index < total; index += scrubLimits.deleteBatchCountMax) {
     const batch = intent.replaced.slice(index, index + scrubLimits.deleteBatchCountMax);
-    for (const name of batch) deletedBytes += (await host.backend.sizeBytes(host.namespace, name)) ?? 0;
+    for (const size of await Promise.all(batch.map((name) => host.backend.sizeBytes(host.namespace, name)))) deletedBytes += size ?? 0;
     await host.fencedApply(batch.map((name) => ({ kind: "delete", name })));
     options.onProgress?.({ phase: "delete", done: Math.min(total, index + batch.length), total, round: options.round });
     if (options.stopAt === "deleting") throw new ScrubStoppedForTest("scrub stopped while deleting (test)");
