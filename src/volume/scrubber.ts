@@ -57,8 +57,8 @@ export const scrubLimits = {
   roundCountMax: 64,
   /** New SCOs being uploaded at once (each holds a SCO-sized buffer). */
   uploadsInFlightMax: 4,
-  /** Objects per fenced delete. */
-  deleteBatchCountMax: 32,
+  /** Objects per fenced delete (one apply: a few fsyncs on the local backend, whatever its size). */
+  deleteBatchCountMax: 256,
   /** Waiting for the TLogs written before the scrub to reach the backend. */
   storeWaitMsMax: 10 * 60 * 1000,
 } as const;
@@ -415,9 +415,17 @@ async function scrubRound(
       const bytes = Buffer.from(writer.takePending().bytes);
       await throttle.take(bytes.length);
       checkStopping();
-      await host.fencedApply([{ kind: "put", name: tlog.newId, data: bytes }]);
-      createdBytes += bytes.length;
+      while (uploads.size >= scrubLimits.uploadsInFlightMax) await Promise.race(uploads);
+      if (uploadFailure !== undefined) throw uploadFailure;
+      const upload = host.fencedApply([{ kind: "put", name: tlog.newId, data: bytes }]).then(
+        () => void (createdBytes += bytes.length),
+        (error: unknown) => void (uploadFailure ??= error),
+      );
+      uploads.add(upload);
+      void upload.finally(() => uploads.delete(upload));
     }
+    await Promise.all(uploads);
+    if (uploadFailure !== undefined) throw uploadFailure;
     stopPoint("uploaded");
 
     // 5. The local commit: moves, TLog names and the intent's new phase in one transaction.
