@@ -20,6 +20,7 @@ import { registerScheduleCommands } from "./schedule-commands.js";
 import { runAsd } from "../alba/index.js";
 import { CliError, callApi, resolveApiUrl, streamApi } from "./api-client.js";
 import { registerAlbaCommands, sizeOption } from "./alba-commands.js";
+import type { ScrubReport } from "../volume/index.js";
 
 const version = readVersion();
 
@@ -396,6 +397,27 @@ vdisk
     const info = await callApi<VDiskInfo>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/template`);
     if (options.json) printJson(info);
     else process.stdout.write(`vDisk ${name} is now a template (clone it with: ovs vdisk clone ${name} NEW)\n`);
+  });
+
+function thresholdOption(value: string): number {
+  const threshold = Number(value);
+  if (!/^\d*\.?\d+$/.test(value.trim()) || !(threshold > 0 && threshold <= 1)) {
+    throw new InvalidArgumentError("the threshold is a live fraction above 0 and at most 1, e.g. 0.5.");
+  }
+  return threshold;
+}
+
+vdisk
+  .command("scrub <vdisk>")
+  .description("give back the backend space of overwritten, trimmed and unsnapshotted data: SCOs less live than the threshold are rewritten (the vDisk serves I/O meanwhile)")
+  .option("--threshold <fraction>", "rewrite SCOs whose live fraction is under it, above 0 and at most 1 (default 0.5)", thresholdOption)
+  .option("--bandwidth <size>", "backend bytes per second the scrub may read and write, e.g. 64M (default 64M; 0 = no limit)", (value: string) => (value === "0" ? value : sizeOption(value)))
+  .option("--json", "print the report as JSON")
+  .action(async (name: string, options: { threshold?: number; bandwidth?: string; json?: boolean }) => {
+    const body = { ...(options.threshold !== undefined ? { threshold: options.threshold } : {}), ...(options.bandwidth !== undefined ? { bandwidth: options.bandwidth === "0" ? 0 : options.bandwidth } : {}) };
+    const report = await callApi<ScrubReport>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/scrub`, body);
+    if (options.json) return printJson(report);
+    process.stdout.write(`scrubbed vDisk ${name} in ${(report.durationMs / 1000).toFixed(1)} s: ${report.scosRewritten} of ${report.scosExamined} SCOs rewritten into ${report.scosWritten}, ${formatBytes(report.liveBytesRewritten)} of live data moved, ${formatBytes(Math.max(0, report.bytesReclaimed))} reclaimed on the backend\n`);
   });
 
 interface SnapshotView {

@@ -26,6 +26,7 @@ import { registerAlbaRoutes } from "./alba-api.js";
 import type { AlbaService } from "./alba-service.js";
 import { registerSnapshotRoutes } from "./snapshot-api.js";
 import { registerSettingsRoutes } from "./settings-api.js";
+import { registerScrubRoutes } from "./scrub-api.js";
 
 export interface NodeInfo {
   version: string;
@@ -198,6 +199,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   registerAlbaRoutes(app, options.alba);
   registerSnapshotRoutes(app, options.vdisks);
   registerSettingsRoutes(app, options.vdisks);
+  registerScrubRoutes(app, options.vdisks);
   registerAuthRoutes(app, options.auth, now);
   if (options.scheduler !== undefined) registerSchedulerRoutes(app, options.scheduler);
   registerHealthRoutes(app, () => {

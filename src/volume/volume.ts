@@ -44,6 +44,7 @@ import { parseScoName, scoName } from "./sco-name.js";
 import { closeFile, fdatasync, ioError, openFile, preadAll, pwriteAll, removeFile, scoReadFds } from "./file-io.js";
 import { Uploader } from "./uploader.js";
 import { DirtyMap } from "./dirty-map.js";
+import { finishInterruptedScrub, runScrub, type ScrubHost, type ScrubOptions, type ScrubReport } from "./scrubber.js";
 
 export interface VolumeConfig {
   id: string;
@@ -288,6 +289,11 @@ export class Volume {
   private snapshots: SnapshotRecord[] = [];
   /** TLogs listed by the snapshots object on the backend, in order. */
   private backendTlogs: SnapshotsObjectTlog[] = [];
+  /**
+   * Every TLog up to this seq is listed by the snapshots object on the backend and marked stored in the
+   * metadata (backendTlogs also holds TLogs put whose commit is still pending).
+   */
+  private storedThroughSeq = 0;
   private snapshotsGeneration = 0;
   /** Never reused while the volume is open (a delete's commit may still be queued behind a create). */
   private snapshotNumberNext = 1;
@@ -303,6 +309,10 @@ export class Volume {
   private resolveParent: ParentResolver | undefined;
   /** Set when the volume was opened by a restart from the backend. */
   restoreReport: RestoreReport | undefined;
+  /** The scrub running, if any (one at a time; close waits for it to stop). */
+  private scrubRun: Promise<ScrubReport> | undefined;
+  /** Reads in flight: a scrub deletes old SCOs only once every read that may use them has finished. */
+  private readonly readsInFlight = new Set<Promise<void>>();
   private readonly counters = { reads: 0, writes: 0, readBytes: 0, writeBytes: 0, flushes: 0, syncs: 0, backendReads: 0, checksumErrors: 0 };
 
   private constructor(dir: string, backend: ObjectBackend, metadata: MetadataStore, config: VolumeConfig, log: Logger) {
@@ -389,6 +399,7 @@ export class Volume {
       volume.ownerTag = await takeOwnerTag(backend, config);
       volume.loadBookkeeping();
       await volume.recover();
+      await finishInterruptedScrub(volume.scrubHost());
     } catch (error) {
       await volume.uploader.stop();
       await metadata.close();
@@ -833,6 +844,7 @@ export class Volume {
     const record = this.snapshots.find((snapshot) => snapshot.name === name);
     if (!record) throw new OvsError("NOT_FOUND", `volume ${this.name} has no snapshot named ${name}`);
     if (!record.stored) throw new OvsError("CONFLICT", `snapshot ${name} of volume ${this.name} is not on the backend yet; retry once its state is "stored"`);
+    if (this.scrubRun) throw new OvsError("CONFLICT", `volume ${this.name} is being scrubbed; retry the rollback when the scrub has finished`);
     await this.enqueueCommit(async () => {
       await this.metadata.commit({ values: { rollback: JSON.stringify({ snapshot: name, tlogSeq: record.tlogSeq }) } });
       await this.metadata.flushed();
@@ -870,6 +882,83 @@ export class Volume {
     return Volume.openFromBackend({ dir, backend, namespace: config.namespace, log, resolveParent: options.resolveParent });
   }
 
+  // ---------------------------------------------------------------------------------------------------
+  // Scrubbing (algorithm in scrubber.ts)
+
+  /**
+   * Scrubs the volume while it serves I/O: SCOs on the backend whose live fraction is under the
+   * threshold have their live clusters rewritten into new SCOs, the TLogs naming them are replaced,
+   * and the old objects are deleted once nothing can read them. One scrub at a time (CONFLICT).
+   */
+  async scrub(options: ScrubOptions = {}): Promise<ScrubReport> {
+    this.checkNotHalted();
+    if (this.scrubRun) throw new OvsError("CONFLICT", `volume ${this.name} is already being scrubbed`);
+    const run = runScrub(this.scrubHost(), options);
+    this.scrubRun = run;
+    try {
+      return await run;
+    } finally {
+      this.scrubRun = undefined;
+    }
+  }
+
+  get scrubbing(): boolean {
+    return this.scrubRun !== undefined;
+  }
+
+  private scrubHost(): ScrubHost {
+    return {
+      name: this.config.name,
+      namespace: this.config.namespace,
+      clusterSizeBytes: this.config.clusterSizeBytes,
+      scoSizeBytes: this.config.scoSizeBytes,
+      backend: this.backend,
+      log: this.log,
+      metadata: this.metadata,
+      scoDir: this.scoDir,
+      tlogDir: this.tlogDir,
+      storeWrittenSoFar: async (timeoutMs) => {
+        this.checkNotHalted();
+        if (this.openSco.clusterCount > 0) this.rollSco(true);
+        else if (this.currentTlog.entryCount > 0) this.rollTlog();
+        const seq = this.currentTlog.seq - 1;
+        await this.sync();
+        const deadline = Date.now() + timeoutMs;
+        // Committed as stored, not only put: the scrub rewrites these TLogs' records, which a pending
+        // stored-TLog commit would overwrite with the old names.
+        while (this.storedThroughSeq < seq) {
+          this.checkNotHalted();
+          if (Date.now() > deadline) throw new OvsError("UNAVAILABLE", `the backend did not take volume ${this.name}'s TLogs within ${timeoutMs} ms; the scrub did not start`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      },
+      backendTlogs: () => this.backendTlogs,
+      renameBackendTlogs: (ids) => {
+        this.backendTlogs = this.backendTlogs.map((tlog) => ({ seq: tlog.seq, id: ids.get(tlog.seq) ?? tlog.id }));
+      },
+      snapshotSeqs: () => this.snapshots.map((snapshot) => snapshot.tlogSeq).sort((a, b) => a - b),
+      writeSnapshotsObject: () => this.writeSnapshotsObject(),
+      fencedApply: (updates) => this.fencedApply(updates),
+      enqueueCommit: (work) => this.enqueueCommit(work),
+      allocateScoNumber: async () => {
+        const scoNumber = this.takeScoNumber();
+        await this.scoNumberReserved;
+        return scoNumber;
+      },
+      drainReads: async () => {
+        await Promise.allSettled([...this.readsInFlight]);
+      },
+      forgetLocalSco: async (scoNumber) => {
+        if (this.localScos.get(scoNumber)?.disposable === false) return; // only copies of backend objects
+        const file = this.scoPath(scoNumber);
+        scoReadFds.forget(file);
+        await fsp.rm(file, { force: true });
+        this.localScos.delete(scoNumber);
+      },
+      stopping: () => this.closing || this.halted !== undefined,
+    };
+  }
+
   /** Waits until everything closed so far is on the backend (tests, migration, clean shutdown). */
   async waitForUploads(): Promise<void> {
     await this.uploader.idle();
@@ -896,6 +985,7 @@ export class Volume {
     } catch (error) {
       this.log.error({ err: error }, "final sync failed");
     }
+    await this.scrubRun?.catch(() => undefined); // it stops at its next step (stopping() is true)
     await this.committing;
     await this.uploader.stop();
     await this.storedTlogCommitter.settled();
@@ -920,6 +1010,7 @@ export class Volume {
     if (this.syncTimer) clearInterval(this.syncTimer);
     await Promise.allSettled([...this.memoryScos.values()].flatMap((sco) => [...sco.inflight, ...(sco.batch ? [sco.batch.promise] : [])]));
     while (this.syncing) await new Promise((resolve) => setTimeout(resolve, 1));
+    await this.scrubRun?.catch(() => undefined);
     await this.committing;
     await this.uploader.stop();
     await this.storedTlogCommitter.settled();
@@ -1084,6 +1175,16 @@ export class Volume {
   }
 
   private newMemorySco(): MemorySco {
+    const scoNumber = this.takeScoNumber();
+    const name = scoName({ cloneId: 0, scoNumber, version: 0 });
+    const sco = new MemorySco(scoNumber, path.join(this.scoDir, name), scoBufferPool(this.config.scoSizeBytes), this.scoNumberReserved);
+    this.memoryScos.set(scoNumber, sco);
+    this.localScos.set(scoNumber, { sizeBytes: 0, disposable: false });
+    return sco;
+  }
+
+  /** The next SCO number; usable once this.scoNumberReserved (as of the call) resolves. */
+  private takeScoNumber(): number {
     const scoNumber = this.nextScoNumber++;
     if (scoNumber >= this.scoNumberReservedEnd) {
       // SCOs reach the backend before any TLog names them, so their numbers are reserved durably ahead:
@@ -1096,11 +1197,7 @@ export class Volume {
       });
       this.scoNumberReserved.catch((error: unknown) => this.halt(error instanceof OvsError ? error : ioError(error, "SCO number reservation")));
     }
-    const name = scoName({ cloneId: 0, scoNumber, version: 0 });
-    const sco = new MemorySco(scoNumber, path.join(this.scoDir, name), scoBufferPool(this.config.scoSizeBytes), this.scoNumberReserved);
-    this.memoryScos.set(scoNumber, sco);
-    this.localScos.set(scoNumber, { sizeBytes: 0, disposable: false });
-    return sco;
+    return scoNumber;
   }
 
   /** Closes the open SCO into the current TLog and opens the next; closes the TLog every N SCOs. */
@@ -1344,8 +1441,20 @@ export class Volume {
     return volume;
   }
 
-  /** Reads `clusterCount` clusters from `firstCluster` into `target`, verifying every cluster's CRC. */
-  private async readClusters(firstCluster: number, clusterCount: number, target: Buffer, asOfTlogSeq?: number): Promise<void> {
+  /**
+   * Reads `clusterCount` clusters from `firstCluster` into `target`, verifying every cluster's CRC. Tracked
+   * in readsInFlight: a scrub deletes the SCOs it replaced only after every read that may have looked up
+   * their locations has finished (lookups happen synchronously at the start of the read).
+   */
+  private readClusters(firstCluster: number, clusterCount: number, target: Buffer, asOfTlogSeq?: number): Promise<void> {
+    const read = this.readClustersUntracked(firstCluster, clusterCount, target, asOfTlogSeq);
+    this.readsInFlight.add(read);
+    const untrack = (): void => void this.readsInFlight.delete(read);
+    read.then(untrack, untrack);
+    return read;
+  }
+
+  private async readClustersUntracked(firstCluster: number, clusterCount: number, target: Buffer, asOfTlogSeq?: number): Promise<void> {
     const clusterSize = this.config.clusterSizeBytes;
     // Runs of clusters that are consecutive in one SCO file are read with one pread.
     let runs: Array<{ scoNumber: number; offsetClusters: number; targetIndex: number; locations: ClusterLocation[] }> | undefined;
@@ -1489,6 +1598,7 @@ export class Volume {
       throw error;
     }
     for (const snapshot of nowStored) snapshot.stored = true;
+    this.storedThroughSeq = Math.max(this.storedThroughSeq, lastSeq);
     for (const { scoNumbers } of batch) {
       for (const scoNumber of scoNumbers) {
         const sco = this.localScos.get(scoNumber);
@@ -1601,6 +1711,7 @@ export class Volume {
     this.snapshots = this.metadata.snapshotRecords();
     this.snapshotNumberNext = (this.snapshots.at(-1)?.number ?? 0) + 1;
     this.backendTlogs = this.metadata.tlogRecords().filter((record) => record.stored).map((record) => ({ seq: record.seq, id: record.id }));
+    this.storedThroughSeq = this.backendTlogs.at(-1)?.seq ?? 0;
   }
 
   /** Local TLog files are removed once stored and behind a durable cork (a restart no longer needs them). */
@@ -1633,7 +1744,7 @@ export class Volume {
     const scoCrcs = new Map<number, number>(); // scoNumber → CRC of the whole SCO
     const scoClusterEnd = new Map<number, number>(); // referenced SCOs: highest offset + 1
     const pendingUploads: Array<{ record: TlogRecord; scoNumbers: number[]; closed: boolean }> = [];
-    let lastScoStored = 0;
+    const storedScos = new Set<number>(); // SCOs closed into parsed TLogs that are on the backend
     let lowestParsedSco = Number.MAX_SAFE_INTEGER; // SCOs below it belong to stored TLogs not parsed
     for (const [index, record] of records.entries()) {
       const isLast = index === records.length - 1;
@@ -1666,7 +1777,8 @@ export class Volume {
         }
       }
       if (record.stored) {
-        lastScoStored = Math.max(lastScoStored, ...scoNumbers);
+        // A set, not a highest number: a scrub's SCOs have new (high) numbers in old TLogs.
+        for (const scoNumber of scoNumbers) storedScos.add(scoNumber);
         continue;
       }
       // Not on the backend yet: resume writing it (last) or finish closing it, and queue it.
@@ -1725,14 +1837,14 @@ export class Volume {
         await this.closeRecoveredSco(id.scoNumber, full, clusterCount);
       }
       const sizeBytes = clusterCount * this.config.clusterSizeBytes;
-      this.localScos.set(id.scoNumber, { sizeBytes, disposable: id.scoNumber <= lastScoStored });
+      this.localScos.set(id.scoNumber, { sizeBytes, disposable: storedScos.has(id.scoNumber) });
     }
     this.nextScoNumber = Math.max(scoNumberMax + 1, cork.nextScoNumber ?? 1, this.metadata.getScoNumberReservedEnd());
     this.openSco = this.newMemorySco();
     for (const item of pendingUploads) {
       for (const scoNumber of item.scoNumbers) {
         const expectedCrc = scoCrcs.get(scoNumber);
-        if (scoNumber > lastScoStored && expectedCrc !== undefined) {
+        if (!storedScos.has(scoNumber) && expectedCrc !== undefined) {
           this.uploader.enqueueSco({ scoNumber, file: this.scoPath(scoNumber), expectedCrc, ready: Promise.resolve() });
         }
       }
