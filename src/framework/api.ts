@@ -28,6 +28,7 @@ import { registerSnapshotRoutes } from "./snapshot-api.js";
 import { registerSettingsRoutes } from "./settings-api.js";
 import { registerTaskRoutes } from "./tasks/task-api.js";
 import { TaskService } from "./tasks/task-service.js";
+import { registerScrubRoutes } from "./scrub-api.js";
 
 export interface NodeInfo {
   version: string;
@@ -204,6 +205,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   registerAlbaRoutes(app, options.alba, tasks);
   registerSnapshotRoutes(app, options.vdisks, tasks);
   registerSettingsRoutes(app, options.vdisks);
+  registerScrubRoutes(app, options.vdisks);
   registerAuthRoutes(app, options.auth, now);
   if (options.scheduler !== undefined) registerSchedulerRoutes(app, options.scheduler);
   registerHealthRoutes(app, () => {

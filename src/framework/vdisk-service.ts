@@ -25,8 +25,8 @@ import { OvsError, formatBytes, type Logger } from "../base/index.js";
 import type { ClusterStore } from "../store/index.js";
 import type { ObjectBackend } from "../backend/index.js";
 import {
-  QosLimiter, Volume, defaultVolumeSettings, noQosLimits, qosLimitKeys, validateConfig, validateQosLimits,
-  type QosLimits, type SnapshotInfo, type VolumeConfig,
+  QosLimiter, Volume, defaultVolumeSettings, noQosLimits, qosLimitKeys, validateConfig, validateQosLimits, validateScrubOptions,
+  type QosLimits, type ScrubProgress, type ScrubReport, type SnapshotInfo, type VolumeConfig,
 } from "../volume/index.js";
 import { VolumeExport, type NbdExport, type NbdExportProvider } from "../frontend/index.js";
 import type { NodeMetrics } from "./metrics/metrics.js";
@@ -401,6 +401,19 @@ export class VDiskService implements NbdExportProvider {
       this.options.log.info({ vdisk: name }, "vDisk set as template");
       return this.info(name);
     });
+  }
+
+  /**
+   * Scrubs a vDisk while it serves I/O (not under the vDisk's lock: snapshots may be taken meanwhile;
+   * the volume refuses a rollback or a second scrub until it is done). Bad options are refused before
+   * anything changes. `onProgress` sees each phase's done/total.
+   */
+  async scrub(name: string, options: { threshold?: number; bandwidthBytesPerSecond?: number }, onProgress?: (progress: ScrubProgress) => void): Promise<ScrubReport> {
+    validateScrubOptions(options);
+    const served = this.get(name);
+    const report = await served.volume.scrub({ ...options, ...(onProgress ? { onProgress } : {}) });
+    this.options.log.info({ vdisk: name, report }, "vDisk scrubbed");
+    return report;
   }
 
   async resize(name: string, sizeBytes: number): Promise<VDiskInfo> {
