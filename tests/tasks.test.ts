@@ -274,6 +274,10 @@ describe("scheduled runs and restarts", () => {
     const verified = await node.ovs(["schedule", "run", "alba.verify-namespaces"], 180_000);
     expectOk(verified, "verify every namespace");
     expect(verified.stdout).toMatch(/^alba\.verify-namespaces: SUCCESS in \d+ ms: \d+ namespaces, \d+ objects verified: 0 bad fragments \(queued for repair\), \d+ unavailable\n$/);
+    const scrubbed = await node.ovs(["schedule", "run", "vdisk.scrub"], 180_000);
+    expectOk(scrubbed, "scrub every vDisk");
+    expect(scrubbed.stdout).toMatch(/^vdisk\.scrub: SUCCESS in \d+ ms: (\d+) of \1 vDisks scrubbed\n$/);
+    expect(listed.stdout).toMatch(/\nvdisk\.scrub\s+every 1d \+3h\s/);
     const run = await node.ovs(["schedule", "run", "vdisk.auto-snapshot"]);
     expectOk(run, "schedule run");
     expect(run.stdout).toMatch(/^vdisk\.auto-snapshot: SUCCESS in \d+ ms: \d+ snapshots? taken of \d+ vDisks?, \d+ deleted by retention\n$/);

@@ -113,11 +113,10 @@ export class PlatformNode {
       // Tasks this node left queued or running when it stopped are marked failed (INTERRUPTED) here.
       this.tasks = new TaskService({ store, nodeId: this.options.nodeId, log });
       await this.tasks.start();
-      // The daily scrub is registered once VDiskService has scrub(name, options, onProgress).
-      const scrub = (vdisks as unknown as { scrub?: ScrubFunction }).scrub?.bind(vdisks);
+      const scrub: ScrubFunction = (name, options, onProgress) => vdisks.scrub(name, options, onProgress);
       this.scheduler = new Scheduler({
         store, nodeId: this.options.nodeId, log, taskService: this.tasks,
-        tasks: frameworkTasks({ auth, health, vdisks, ...(this.alba === undefined ? {} : { alba: this.alba }), ...(scrub === undefined ? {} : { scrub }) }),
+        tasks: frameworkTasks({ auth, health, vdisks, scrub, ...(this.alba === undefined ? {} : { alba: this.alba }) }),
       });
       this.api = await buildApi({
         vdisks: this.vdisks, store: this.store, backend: this.backend, alba: this.alba, auth, audit: this.audit, metrics, scheduler: this.scheduler, tasks: this.tasks,

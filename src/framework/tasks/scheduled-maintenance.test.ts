@@ -1,5 +1,5 @@
-// The daily scrub slot (vdisk.scrub) on real vDisks (embedded store, local backend), with a recording
-// ScrubFunction standing in for VDiskService.scrub until it is merged: every vDisk but a template is
+// The daily scrub slot (vdisk.scrub) on real vDisks (embedded store, local backend) and the real
+// VDiskService.scrub, through a recording wrapper that makes one vDisk fail: every vDisk but a template is
 // scrubbed in turn with its progress passed on, a failing one does not stop the others and fails the run
 // naming it, and a cancelled run stops between vDisks.
 
@@ -27,7 +27,10 @@ beforeAll(async () => {
   backend = await LocalBackend.open({ dir: path.join(dir, "backend") });
   vdisks = new VDiskService({ dataDir: dir, nodeId: "n1", store, backend, log: silentLogger() });
   await vdisks.start();
-  for (const name of ["a", "b", "c", "tpl"]) await vdisks.create(name, 4 * 1024 * 1024);
+  for (const name of ["a", "b", "c", "tpl"]) {
+    await vdisks.create(name, 4 * 1024 * 1024);
+    await vdisks.createSnapshot(name, "s1");
+  }
   await vdisks.setAsTemplate("tpl");
   tasks = new TaskService({ store, nodeId: "n1", log: silentLogger() });
   await tasks.start();
@@ -44,19 +47,23 @@ afterAll(async () => {
 describe("vdisk.scrub", () => {
   it("scrubs every vDisk but templates, passes progress on, and fails the run naming the vDisk that failed", async () => {
     const calls: string[] = [];
-    const scrub: ScrubFunction = async (name, _options, onProgress) => {
+    const phases = new Set<string>();
+    const scrub: ScrubFunction = async (name, options, onProgress) => {
       calls.push(name);
-      onProgress(1, 2);
       if (name === "b") throw new OvsError("IO_ERROR", "the backend refused a write.");
-      onProgress(2, 2);
-      return { name };
+      return vdisks.scrub(name, options, (progress) => {
+        phases.add(progress.phase);
+        onProgress(progress);
+      });
     };
     const scheduler = new Scheduler({ store, nodeId: "n1", log: silentLogger(), tasks: [scrubTask(vdisks, scrub)], taskService: tasks });
     const run = await scheduler.runNow("vdisk.scrub");
     expect(calls).toEqual(["a", "b", "c"]);
     expect(run).toMatchObject({ state: "FAILED", message: "2 of 3 vDisks scrubbed; failed: b (the backend refused a write)" });
+    expect(phases.has("examine")).toBe(true);
     const record = await tasks.get(run.taskId!);
-    expect(record).toMatchObject({ kind: "schedule.vdisk.scrub", target: "n1", state: "failed", progress: { done: 2, total: 3, unit: "vdisks", detail: "c: 2/2" } });
+    expect(record).toMatchObject({ kind: "schedule.vdisk.scrub", target: "n1", state: "failed", progress: { done: 2, total: 3, unit: "vdisks" } });
+    expect(record!.progress.detail).toMatch(/^c: (examine|rewrite|delete) \d+\/\d+$/);
   });
 
   it("stops between vDisks when its task is cancelled", async () => {

@@ -2,20 +2,21 @@
 // and generic.execute_scrub):
 // - alba.verify-namespaces (cluster-wide, by the scheduler's leader; weekly, Sunday 04:00 UTC): verifies
 //   every namespace of the ALBA backend; bad fragments are queued for repair by the verify itself.
-// - vdisk.scrub (each node for its own vDisks; daily 03:00 UTC): scrubs every vDisk the node serves,
-//   through a ScrubFunction (VDiskService.scrub once the scrubber is there; node.ts wires it when it is).
+// - vdisk.scrub (each node for its own vDisks; daily 03:00 UTC): scrubs every vDisk the node serves (not
+//   templates) with the default options, through a ScrubFunction (node.ts passes VDiskService.scrub).
 // Both report progress and stop between items when their task is cancelled. Imported by scheduler/tasks.ts.
 
 import { OvsError, isOvsError } from "../../base/index.js";
 import type { ScheduledTask } from "../scheduler/scheduler.js";
 import type { AlbaService } from "../alba-service.js";
 import type { VDiskService } from "../vdisk-service.js";
+import type { ScrubProgress } from "../../volume/index.js";
 
 export const verifyTaskName = "alba.verify-namespaces";
 export const scrubTaskName = "vdisk.scrub";
 
-/** Scrubs one vDisk; onProgress(done, total) as it goes. The shape of VDiskService.scrub. */
-export type ScrubFunction = (name: string, options: Record<string, unknown>, onProgress: (done: number, total: number) => void) => Promise<unknown>;
+/** Scrubs one vDisk with the default options, telling its progress: VDiskService.scrub. */
+export type ScrubFunction = (name: string, options: Record<string, never>, onProgress: (progress: Pick<ScrubProgress, "phase" | "done" | "total">) => void) => Promise<unknown>;
 
 export function verifyNamespacesTask(alba: AlbaService): ScheduledTask {
   return {
@@ -67,7 +68,7 @@ export function scrubTask(vdisks: VDiskService, scrub: ScrubFunction): Scheduled
         if (context.signal.aborted) throw new OvsError("CONFLICT", `cancelled after ${index} of ${names.length} vDisks.`);
         context.progress({ done: index, detail: name });
         try {
-          await scrub(name, {}, (done, total) => context.progress({ detail: `${name}: ${done}/${total}` }));
+          await scrub(name, {}, (progress) => context.progress({ detail: `${name}: ${progress.phase} ${progress.done}/${progress.total}` }));
         } catch (error) {
           if (isOvsError(error, "NOT_FOUND")) continue;
           failed.push(`${name} (${error instanceof Error ? error.message.replace(/\.$/, "") : String(error)})`);
