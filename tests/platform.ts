@@ -4,7 +4,8 @@
 // Auth: at a data dir's first start the node prints the generated admin password once; start() reads it
 // from the output, remembers it per data dir (for restarts, which do not print it again) and logs in
 // through the token endpoint, so `ovs()` (through OVS_TOKEN) and `fetch()` act as admin.
-// Automatic hourly snapshots are turned off in the nodes it starts unless asked for (options.autoSnapshots).
+// Automatic hourly snapshots and the daily scrub are turned off in the nodes it starts unless asked for
+// (options.autoSnapshots).
 
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
@@ -95,10 +96,13 @@ export class RunningNode {
     node.adminPassword = env.OVS_ADMIN_PASSWORD ?? printed ?? adminPasswords.get(path.resolve(dataDir)) ?? "";
     if (node.adminPassword !== "") node.token = await node.login("admin", node.adminPassword);
     if (node.token !== "" && options.autoSnapshots !== true) {
-      // Hourly automatic snapshots would add snapshots to tests that cross an hour (the scheduler's first
-      // tick is 10 s after the start, so this comes first); tests of them turn them on.
-      const off = await node.fetch("/api/v1/schedule/vdisk.auto-snapshot", { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ enabled: false }) });
-      if (off.status !== 200) throw new Error(`turning automatic snapshots off failed: ${off.status} ${await off.text()}`);
+      // Hourly automatic snapshots would add snapshots to tests that cross an hour, and the daily scrub
+      // rewrite objects under tests that cross 03:00 UTC (the scheduler's first tick is 10 s after the
+      // start, so this comes first); tests of them run them by hand.
+      for (const task of ["vdisk.auto-snapshot", "vdisk.scrub"]) {
+        const off = await node.fetch(`/api/v1/schedule/${task}`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ enabled: false }) });
+        if (off.status !== 200) throw new Error(`turning ${task} off failed: ${off.status} ${await off.text()}`);
+      }
     }
     return node;
   }
