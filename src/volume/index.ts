@@ -15,3 +15,17 @@ export { snapshotLimits, isValidSnapshotName } from "./snapshots-object.js";
 export { scoName, parseScoName, type ScoId } from "./sco-name.js";
 export * as tlogFormat from "./tlog-format.js";
 export { QosLimiter, noQosLimits, qosLimitKeys, validateQosLimits, type QosLimits, type QosKind } from "./qos.js";
+export {
+  ReadCache,
+  ReadCacheOwner,
+  defaultReadCacheSettings,
+  readCacheLimits,
+  readCacheModes,
+  validateReadCacheSettings,
+  validateReadCacheSize,
+  type CachedLocation,
+  type ReadCacheMode,
+  type ReadCacheOwnerStats,
+  type ReadCacheSettings,
+  type ReadCacheStats,
+} from "./read-cache.js";

@@ -44,6 +44,7 @@ import { parseScoName, scoName } from "./sco-name.js";
 import { closeFile, fdatasync, ioError, openFile, preadAll, pwriteAll, scoReadFds } from "./file-io.js";
 import { Uploader } from "./uploader.js";
 import { DirtyMap } from "./dirty-map.js";
+import type { ReadCacheOwner, ReadCacheOwnerStats } from "./read-cache.js";
 
 export interface VolumeConfig {
   id: string;
@@ -159,6 +160,8 @@ export interface VolumeStats {
   /** True when another start of this vDisk took its owner tag: this instance refuses all I/O. */
   fenced: boolean;
   snapshotCount: number;
+  /** The vDisk's use of the node's read cache (read-cache.ts), when one is attached. */
+  readCache?: ReadCacheOwnerStats;
 }
 
 export interface SnapshotInfo {
@@ -234,6 +237,8 @@ export class Volume {
   private resolveParent: ParentResolver | undefined;
   /** Set when the volume was opened by a restart from the backend. */
   restoreReport: RestoreReport | undefined;
+  /** The vDisk's share of the node's read cache (read-cache.ts); none: reads of evicted SCOs go to the backend. */
+  private readCache: ReadCacheOwner | undefined;
   private readonly counters = { reads: 0, writes: 0, readBytes: 0, writeBytes: 0, flushes: 0, syncs: 0, backendReads: 0, checksumErrors: 0 };
 
   private constructor(dir: string, backend: ObjectBackend, metadata: MetadataStore, config: VolumeConfig, log: Logger) {
@@ -565,6 +570,11 @@ export class Volume {
     await this.housekeeping;
   }
 
+  /** Attaches the node's read cache (its mode, quota and counters belong to the vDisk, not this instance). */
+  setReadCache(owner: ReadCacheOwner | undefined): void {
+    this.readCache = owner;
+  }
+
   stats(): VolumeStats {
     let localScoBytes = 0;
     let nonDisposableBytes = 0;
@@ -584,6 +594,7 @@ export class Volume {
       halted: this.halted?.message,
       fenced: this.fenced,
       snapshotCount: this.snapshots.length,
+      ...(this.readCache ? { readCache: this.readCache.stats() } : {}),
     };
   }
 
@@ -910,6 +921,7 @@ export class Volume {
         const entryIndex = tlog.appendLocation(address, sco.scoNumber, offsetClusters, dataCrc);
         this.setDirty(address, { cloneId: 0, scoNumber: sco.scoNumber, scoVersion: 0, offsetClusters, dataCrc }, tlog.seq, entryIndex);
       }
+      this.readCache?.populateFromWrite(this.config.namespace, sco.scoNumber, 0, sco.clusterCount, count, sco.buffer.subarray(scoOffsetBytes, scoOffsetBytes + count * clusterSize), crcs);
       sco.clusterCount += count;
       done += count;
       batches.push(this.scheduleScoWrite(sco));
@@ -1228,9 +1240,9 @@ export class Volume {
    * For clones of this volume: reads clusters as they were right after TLog `tlogSeq` (a stored
    * snapshot's last TLog), from the committed map and its history, else from this volume's parent.
    */
-  async readAsOf(firstCluster: number, clusterCount: number, target: Buffer, tlogSeq: number): Promise<void> {
+  async readAsOf(firstCluster: number, clusterCount: number, target: Buffer, tlogSeq: number, cacheOwner?: ReadCacheOwner): Promise<void> {
     if (this.closing) throw new OvsError("UNAVAILABLE", `volume ${this.config.name} (a clone's parent) is closed or restarting; retry`);
-    await this.readClusters(firstCluster, clusterCount, target, tlogSeq);
+    await this.readClusters(firstCluster, clusterCount, target, tlogSeq, cacheOwner);
   }
 
   /** Addresses in [first, end) that may read as non-zero as of any snapshot (a superset), parents included. */
@@ -1249,8 +1261,12 @@ export class Volume {
     return volume;
   }
 
-  /** Reads `clusterCount` clusters from `firstCluster` into `target`, verifying every cluster's CRC. */
-  private async readClusters(firstCluster: number, clusterCount: number, target: Buffer, asOfTlogSeq?: number): Promise<void> {
+  /**
+   * Reads `clusterCount` clusters from `firstCluster` into `target`, verifying every cluster's CRC.
+   * `cacheOwner`: whose read cache share serves clusters not in the write buffer (a clone's, when it
+   * reads through its parent), counted there.
+   */
+  private async readClusters(firstCluster: number, clusterCount: number, target: Buffer, asOfTlogSeq?: number, cacheOwner = this.readCache): Promise<void> {
     const clusterSize = this.config.clusterSizeBytes;
     // Runs of clusters that are consecutive in one SCO file are read with one pread.
     let runs: Array<{ scoNumber: number; offsetClusters: number; targetIndex: number; locations: ClusterLocation[] }> | undefined;
@@ -1293,7 +1309,7 @@ export class Volume {
       const parentSeq = this.config.parent!.tlogSeq;
       await Promise.all(
         parentRuns.map((run) =>
-          parent.readAsOf(firstCluster + run.targetIndex, run.clusterCount, target.subarray(run.targetIndex * clusterSize, (run.targetIndex + run.clusterCount) * clusterSize), parentSeq),
+          parent.readAsOf(firstCluster + run.targetIndex, run.clusterCount, target.subarray(run.targetIndex * clusterSize, (run.targetIndex + run.clusterCount) * clusterSize), parentSeq, cacheOwner),
         ),
       );
     }
@@ -1302,7 +1318,8 @@ export class Volume {
       runs.map(async (run) => {
         const view = target.subarray(run.targetIndex * clusterSize, (run.targetIndex + run.locations.length) * clusterSize);
         const name = scoName({ cloneId: 0, scoNumber: run.scoNumber, version: 0 });
-        const handle = await scoReadFds.acquire(this.scoPath(run.scoNumber));
+        // Evicted SCOs are not in localScos: no open() attempt per read of them.
+        const handle = this.localScos.has(run.scoNumber) ? await scoReadFds.acquire(this.scoPath(run.scoNumber)) : undefined;
         if (handle !== undefined) {
           try {
             await preadAll(handle.fd, view, 0, view.length, run.offsetClusters * clusterSize);
@@ -1315,7 +1332,10 @@ export class Volume {
             handle.release();
           }
         }
-        await this.readRunFromBackend(name, run.offsetClusters, view, run.locations, firstCluster + run.targetIndex);
+        const fromBackend = (index: number, count: number, subview: Buffer): Promise<void> =>
+          this.readRunFromBackend(name, run.offsetClusters + index, subview, run.locations.slice(index, index + count), firstCluster + run.targetIndex + index);
+        if (cacheOwner !== undefined) await cacheOwner.readThrough(this.config.namespace, run.locations, view, fromBackend);
+        else await fromBackend(0, run.locations.length, view);
       }),
     );
   }
