@@ -112,6 +112,8 @@ export interface ReadCacheOwnerStats {
   misses: number;
   usedBytes: number;
   entryCount: number;
+  /** The node's whole cache, which this vDisk shares. */
+  node: ReadCacheStats;
 }
 
 /** Where a cluster lives and what it must checksum to (the map's view); the cache's key. */
@@ -442,7 +444,7 @@ export class ReadCache {
 
   /** A slot for a new entry of `owner` (reserved, counted to it), or -1 when none can be had now. */
   private allocate(owner: ReadCacheOwner): number {
-    let slot = -1;
+    let slot: number;
     if (owner.slotCount >= owner.quotaSlots) {
       if (owner.lruHead === -1) return -1; // its quota is taken by writes in flight
       slot = owner.lruHead;
@@ -619,7 +621,10 @@ export class ReadCacheOwner {
   }
 
   stats(): ReadCacheOwnerStats {
-    return { ...this.current, hits: this.hits, misses: this.misses, usedBytes: this.entryCount * readCacheLimits.clusterSizeBytes, entryCount: this.entryCount };
+    return {
+      ...this.current, hits: this.hits, misses: this.misses, usedBytes: this.entryCount * readCacheLimits.clusterSizeBytes, entryCount: this.entryCount,
+      node: this.cache.stats(),
+    };
   }
 
   /**

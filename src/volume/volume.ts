@@ -154,6 +154,9 @@ export interface VolumeStats {
   localScoBytes: number;
   nonDisposableBytes: number;
   pendingUploads: number;
+  /** Writes that waited because non-disposable data was above the write-buffer limit, and how long in all. */
+  throttledWrites: number;
+  throttledMsTotal: number;
   /** Map updates held in memory, not yet committed to LMDB (bounded by the sync interval). */
   uncommittedClusterCount: number;
   halted: string | undefined;
@@ -239,7 +242,7 @@ export class Volume {
   restoreReport: RestoreReport | undefined;
   /** The vDisk's share of the node's read cache (read-cache.ts); none: reads of evicted SCOs go to the backend. */
   private readCache: ReadCacheOwner | undefined;
-  private readonly counters = { reads: 0, writes: 0, readBytes: 0, writeBytes: 0, flushes: 0, syncs: 0, backendReads: 0, checksumErrors: 0 };
+  private readonly counters = { reads: 0, writes: 0, readBytes: 0, writeBytes: 0, flushes: 0, syncs: 0, backendReads: 0, checksumErrors: 0, throttledWrites: 0, throttledMsTotal: 0 };
 
   private constructor(dir: string, backend: ObjectBackend, metadata: MetadataStore, config: VolumeConfig, log: Logger) {
     this.dir = dir;
@@ -585,6 +588,7 @@ export class Volume {
     const uploads = this.uploader.stats();
     return {
       ...this.counters,
+      throttledMsTotal: Math.round(this.counters.throttledMsTotal),
       scoUploads: uploads.scoUploads,
       tlogUploads: uploads.tlogUploads,
       pendingUploads: uploads.pending,
@@ -1078,9 +1082,12 @@ export class Volume {
 
   /** Above the write-buffer limit writes wait (never fail) until uploads make SCOs disposable. */
   private async throttle(): Promise<void> {
+    const startedAt = performance.now();
+    this.counters.throttledWrites++;
     while (!this.closing && !this.halted && this.nonDisposableBytes() > this.nonDisposableLimitBytes()) {
       await new Promise<void>((resolve) => this.throttleWaiters.push(resolve));
     }
+    this.counters.throttledMsTotal += performance.now() - startedAt;
   }
 
   // ---------------------------------------------------------------------------------------------------
