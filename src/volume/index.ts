@@ -4,6 +4,7 @@ export {
   defaultVolumeSettings,
   validateConfig,
   volumeLimits,
+  volumeOs,
   type CloneParent,
   type ParentResolver,
   type RestoreReport,

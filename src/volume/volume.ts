@@ -91,6 +91,11 @@ export const volumeLimits = {
   scoCacheFreeBytesMin: 2 * 1024 ** 3,
   /** ...or this fraction of its size, whichever is larger. */
   scoCacheFreeFraction: 0.05,
+  /**
+   * Below this much free space on the write buffer's file system writes wait (they never fail) until
+   * eviction or the operator frees space: a full disk would otherwise halt the volume (ENOSPC).
+   */
+  writeFreeBytesMin: 256 * 1024 * 1024,
   syncIntervalMs: 1000,
   /**
    * SCO rolls between background syncs (besides the timer, FLUSH and TLog rolls): bounds the TLog
@@ -106,6 +111,17 @@ export const volumeLimits = {
   replayUncommittedClusterCountMax: 256 * 1024,
   zeroChunkBytes: 1024 * 1024,
 } as const;
+
+/**
+ * The volume's view of its file system's free space (a seam: tests swap it to simulate a filling disk).
+ * Checked every syncIntervalMs and at each eviction.
+ */
+export const volumeOs = {
+  async statfs(dir: string): Promise<{ freeBytes: number; sizeBytes: number }> {
+    const stat = await fsp.statfs(dir);
+    return { freeBytes: stat.bavail * stat.bsize, sizeBytes: stat.blocks * stat.bsize };
+  },
+};
 
 /** The defaults of DESIGN.md §6. */
 export function defaultVolumeSettings(): Pick<VolumeConfig, "clusterSizeBytes" | "scoSizeBytes" | "tlogMultiplier" | "scoCacheMaxBytes"> {
@@ -222,6 +238,9 @@ export class Volume {
   private committing: Promise<void> = Promise.resolve();
   private housekeeping: Promise<void> = Promise.resolve();
   private throttleWaiters: Array<() => void> = [];
+  /** The write buffer's file system has less than writeFreeBytesMin free: writes wait. */
+  private lowSpace = false;
+  private checkingSpace = false;
   private halted: OvsError | undefined;
   private fenced = false;
   private closing = false;
@@ -901,7 +920,7 @@ export class Volume {
   }
 
   private async writeClusters(firstCluster: number, data: Uint8Array): Promise<void> {
-    if (this.nonDisposableBytes() > this.nonDisposableLimitBytes()) await this.throttle();
+    if (this.lowSpace || this.nonDisposableBytes() > this.nonDisposableLimitBytes()) await this.throttle();
     this.checkWritable();
     const clusterSize = this.config.clusterSizeBytes;
     const clusterCount = data.length / clusterSize;
@@ -1080,11 +1099,14 @@ export class Volume {
     return this.config.scoSizeBytes * this.config.tlogMultiplier * volumeLimits.nonDisposableFactor;
   }
 
-  /** Above the write-buffer limit writes wait (never fail) until uploads make SCOs disposable. */
+  /**
+   * Above the write-buffer limit writes wait (never fail) until uploads make SCOs disposable; on a file
+   * system short of space (lowSpace) until eviction or the operator frees some.
+   */
   private async throttle(): Promise<void> {
     const startedAt = performance.now();
     this.counters.throttledWrites++;
-    while (!this.closing && !this.halted && this.nonDisposableBytes() > this.nonDisposableLimitBytes()) {
+    while (!this.closing && !this.halted && (this.lowSpace || this.nonDisposableBytes() > this.nonDisposableLimitBytes())) {
       await new Promise<void>((resolve) => this.throttleWaiters.push(resolve));
     }
     this.counters.throttledMsTotal += performance.now() - startedAt;
@@ -1421,9 +1443,8 @@ export class Volume {
     const cap = this.config.scoCacheMaxBytes > 0 ? this.config.scoCacheMaxBytes : Number.MAX_SAFE_INTEGER;
     let toFreeBytes = 0;
     try {
-      const stat = await fsp.statfs(this.scoDir);
-      const freeBytes = stat.bavail * stat.bsize;
-      const triggerBytes = Math.max(volumeLimits.scoCacheFreeBytesMin, stat.blocks * stat.bsize * volumeLimits.scoCacheFreeFraction);
+      const { freeBytes, sizeBytes } = await volumeOs.statfs(this.scoDir);
+      const triggerBytes = Math.max(volumeLimits.scoCacheFreeBytesMin, sizeBytes * volumeLimits.scoCacheFreeFraction);
       if (freeBytes < triggerBytes) toFreeBytes = 2 * triggerBytes - freeBytes;
     } catch (error) {
       this.log.warn({ err: error }, "cannot read the free space of the write buffer's file system");
@@ -1673,8 +1694,39 @@ export class Volume {
   private start(): void {
     this.syncTimer = setInterval(() => {
       if (this.changedSinceSync && !this.syncing && !this.halted) this.backgroundSync();
+      if (!this.checkingSpace && !this.closing) void this.checkFreeSpace();
     }, volumeLimits.syncIntervalMs);
     this.syncTimer.unref();
+  }
+
+  /**
+   * The free-space guard (the original's SCO cache cleaner and mountpoint choking): under the eviction
+   * trigger, disposable SCOs are evicted now (not only when a TLog is stored); under writeFreeBytesMin
+   * writes wait until there is room again.
+   */
+  private async checkFreeSpace(): Promise<void> {
+    this.checkingSpace = true;
+    try {
+      const { freeBytes, sizeBytes } = await volumeOs.statfs(this.scoDir);
+      const wasLow = this.lowSpace;
+      this.lowSpace = freeBytes < volumeLimits.writeFreeBytesMin;
+      if (this.lowSpace !== wasLow) {
+        if (this.lowSpace) this.log.warn({ freeBytes }, "the write buffer's file system is nearly full: writes wait until space is freed");
+        else this.log.info({ freeBytes }, "the write buffer's file system has room again: writes resume");
+      }
+      if (!this.lowSpace) for (const waiter of this.throttleWaiters.splice(0)) waiter();
+      const triggerBytes = Math.max(volumeLimits.scoCacheFreeBytesMin, sizeBytes * volumeLimits.scoCacheFreeFraction);
+      if (freeBytes < triggerBytes) {
+        this.housekeeping = this.housekeeping
+          .then(() => this.evictScos())
+          .catch((error: unknown) => this.log.warn({ err: error }, "write buffer housekeeping failed"));
+        await this.housekeeping;
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, "cannot read the free space of the write buffer's file system");
+    } finally {
+      this.checkingSpace = false;
+    }
   }
 
   private halt(error: OvsError): void {
