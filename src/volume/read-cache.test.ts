@@ -223,6 +223,18 @@ describe("ReadCache", () => {
     expect(none.stats()).toMatchObject({ hits: 0, misses: 8, entryCount: 0 });
   });
 
+  it("lays clusters out as docs/formats/read-cache.md says: slot i at byte i × 4096, nothing else", async () => {
+    const { cache, dir } = await openCache(4);
+    const owner = cache.attach("vd1");
+    const s = sco(7, 2);
+    await read(owner, "ns", s, 0, 2);
+    await cache.idle();
+    const file = await fsp.readFile(path.join(dir, "clusters"));
+    expect(file.length).toBe(8192);
+    expect(file.subarray(0, 4096).equals(s.data.subarray(0, 4096))).toBe(true);
+    expect(file.subarray(4096, 8192).equals(s.data.subarray(4096, 8192))).toBe(true);
+  });
+
   it("drops what a previous run cached when it opens", async () => {
     const { cache, dir } = await openCache(16);
     const owner = cache.attach("vd1");
