@@ -235,6 +235,14 @@ describe("ReadCache", () => {
     expect(file.subarray(4096, 8192).equals(s.data.subarray(4096, 8192))).toBe(true);
   });
 
+  it("keeps its index within 47 bytes per 4 KiB slot, whatever is cached (11 MiB for 1 GiB)", async () => {
+    const dir = await tempDir();
+    const cache = await ReadCache.open({ dir, capacityBytes: 1024 ** 3, log, freeBytesFloor: 0 });
+    closers.push(() => cache.close());
+    expect(cache.stats().indexBytes).toBeLessThanOrEqual(47 * (1024 ** 3 / clusterSize));
+    expect(cache.stats().indexBytes).toBeLessThanOrEqual(11 * 1024 * 1024);
+  });
+
   it("drops what a previous run cached when it opens", async () => {
     const { cache, dir } = await openCache(16);
     const owner = cache.attach("vd1");

@@ -6,7 +6,7 @@
 // framework (VDiskService: one ReadCache per node, one owner per served vDisk; settings; statistics).
 //
 // Layout: `<dir>/clusters`, slot i at byte i × 4096; a slot holds one cluster. The index is in memory
-// only, in typed arrays of one element per slot (≈ 41 bytes per 4 KiB slot, 1 % of the cache size:
+// only, in typed arrays of one element per slot (43 to 47 bytes per 4 KiB slot, about 1.1 % of the cache size:
 // bounded by the configured size, never by volume size). The cache is dropped at every start (the file
 // is truncated): an entry kept across a restart could name a SCO number that a restart of the vDisk from
 // the backend on another node has since reused, and the index would have to be persisted too. The cost
@@ -49,7 +49,7 @@ export const readCacheLimits = {
   clusterSizeBytes: 4096,
   /** The node's cache size when none is given (`ovs up --read-cache-size`). */
   sizeBytesDefault: 1024 ** 3,
-  /** Largest node cache: its in-memory index is ≈ 1 % of it. */
+  /** Largest node cache: its in-memory index is about 1.1 % of it (2.9 GiB). */
   sizeBytesMax: 256 * 1024 ** 3,
   /** vDisks attached at once. */
   ownerCountMax: 65535,
@@ -101,6 +101,8 @@ export interface ReadCacheStats {
   skippedPopulations: number;
   /** Bytes of the cache file written so far (it grows while the file system has room). */
   fileBytes: number;
+  /** Memory of the in-memory index (fixed at open: bounded by the cache size). */
+  indexBytes: number;
 }
 
 export interface ReadCacheOwnerStats {
@@ -149,6 +151,7 @@ export class ReadCache {
   private readonly buckets: Int32Array;
   private readonly bucketMask: number;
   private readonly freeStack: Int32Array;
+  private readonly indexBytes: number;
   private freeTop = 0;
   /** Slots at or above it were never written (the file has not grown there). */
   private highWater = 0;
@@ -194,6 +197,10 @@ export class ReadCache {
     this.buckets = new Int32Array(bucketCount).fill(-1);
     this.bucketMask = bucketCount - 1;
     this.freeStack = new Int32Array(n);
+    this.indexBytes = [
+      this.state, this.refBit, this.scoVersion, this.offset, this.owner, this.namespaceId, this.scoNumber, this.crc, this.generation,
+      this.hashNext, this.ownerPrev, this.ownerNext, this.buckets, this.freeStack,
+    ].reduce((sum, array) => sum + array.byteLength, 0);
   }
 
   /**
@@ -248,6 +255,7 @@ export class ReadCache {
       entryCount: this.indexedCount,
       ...this.counters,
       fileBytes: this.highWater * this.clusterSize,
+      indexBytes: this.indexBytes,
     };
   }
 
