@@ -13,7 +13,7 @@
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { parseSizeBytes } from "../base/index.js";
-import type { QosLimits } from "../volume/index.js";
+import type { QosLimits, ReadCacheMode } from "../volume/index.js";
 import type { VDiskService, VDiskSettingsChange } from "./vdisk-service.js";
 
 const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }) });
@@ -37,7 +37,8 @@ const QosChange = Type.Object(
 );
 const CacheChange = Type.Object(
   {
-    mode: Type.Optional(Type.Union([Type.Literal("cache-on-read"), Type.Literal("cache-on-write"), Type.Literal("none")], { description: "what fills the vDisk's read cache entries: backend reads, writes, or nothing (bypass)" })),
+    // A string checked by the service, so that a bad mode is answered with the list of modes.
+    mode: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: "cache-on-read, cache-on-write or none: what fills the vDisk's read cache entries (backend reads, writes, nothing)" })),
     quota: Type.Optional(SizeOrZero),
   },
   { additionalProperties: false },
@@ -78,7 +79,7 @@ export function settingsChangeOf(body: Static<typeof SettingsChange>): VDiskSett
   if (body.scoCacheMax !== undefined) change.scoCacheMaxBytes = sizeOf(body.scoCacheMax);
   if (body.cache !== undefined) {
     change.cache = {};
-    if (body.cache.mode !== undefined) change.cache.mode = body.cache.mode;
+    if (body.cache.mode !== undefined) change.cache.mode = body.cache.mode as ReadCacheMode;
     if (body.cache.quota !== undefined) change.cache.quotaBytes = sizeOf(body.cache.quota);
   }
   if (body.scoSize !== undefined) change.scoSizeBytes = sizeOf(body.scoSize);
