@@ -24,7 +24,7 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { assert, Crc32cCombiner, crc32c, crc32cBlocks, OvsError, systemErrorCode, type Logger } from "../base/index.js";
+import { assert, BufferPool, Coalescer, Crc32cCombiner, crc32c, crc32cBlocks, OvsError, systemErrorCode, type Logger } from "../base/index.js";
 import type { ObjectBackend, ObjectUpdate } from "../backend/index.js";
 import { MetadataStore, zeroLocation, type ClusterLocation, type Cork, type SnapshotRecord, type TlogRecord } from "./metadata-store.js";
 import {
@@ -41,7 +41,7 @@ import {
 import { TlogWriter } from "./tlog-writer.js";
 import { EntryKind, parseTlog, clusterAddressMax, entriesCrcOf, tlogHeaderSizeBytes } from "./tlog-format.js";
 import { parseScoName, scoName } from "./sco-name.js";
-import { closeFile, fdatasync, ioError, openFile, preadAll, pwriteAll, scoReadFds } from "./file-io.js";
+import { closeFile, fdatasync, ioError, openFile, preadAll, pwriteAll, removeFile, scoReadFds } from "./file-io.js";
 import { Uploader } from "./uploader.js";
 import { DirtyMap } from "./dirty-map.js";
 import type { ReadCacheOwner, ReadCacheOwnerStats } from "./read-cache.js";
@@ -129,9 +129,61 @@ export function defaultVolumeSettings(): Pick<VolumeConfig, "clusterSizeBytes" |
 }
 
 
+/** Reads a list of chunks front to back as one byte string (writeChunks). */
+class ChunkCursor {
+  private index = 0;
+  private offset = 0;
+
+  constructor(private readonly chunks: readonly Uint8Array[], readonly length: number) {
+    let total = 0;
+    for (const chunk of chunks) total += chunk.length;
+    assert(total === length, "writeChunks: the chunks' lengths do not add up to lengthBytes");
+  }
+
+  /** Copies the next `byteCount` bytes into target[targetOffset...]. */
+  copyNext(target: Buffer, targetOffset: number, byteCount: number): void {
+    let copied = 0;
+    while (copied < byteCount) {
+      const chunk = this.chunks[this.index]!;
+      const n = Math.min(chunk.length - this.offset, byteCount - copied);
+      target.set(chunk.subarray(this.offset, this.offset + n), targetOffset + copied);
+      copied += n;
+      this.offset += n;
+      if (this.offset === chunk.length) {
+        this.index++;
+        this.offset = 0;
+      }
+    }
+  }
+}
+
+/**
+ * SCO buffers are reused rather than allocated per SCO: each fresh 4 MiB Buffer is V8 external memory,
+ * and at a few hundred MB/s of writes those allocations alone made V8 run a full mark-compact GC about
+ * 60 times per GiB written (node --trace-gc on an in-process sequential write). One pool per SCO size,
+ * shared by the volumes of the process, keeps at most scoBufferPoolBytesMax of idle buffers.
+ */
+const scoBufferPools = new Map<number, BufferPool>();
+const scoBufferPoolBytesMax = 64 * 1024 * 1024;
+
+function scoBufferPool(scoSizeBytes: number): BufferPool {
+  let pool = scoBufferPools.get(scoSizeBytes);
+  if (pool === undefined) {
+    pool = new BufferPool(scoSizeBytes, Math.max(2, Math.floor(scoBufferPoolBytesMax / scoSizeBytes)));
+    scoBufferPools.set(scoSizeBytes, pool);
+  }
+  return pool;
+}
+
 /** A SCO with a memory copy: the open one, and closed ones until they are synced. */
 class MemorySco {
   readonly buffer: Buffer;
+  /**
+   * Holders of `buffer`: the volume while the SCO is in memoryScos, plus an upload reading from it
+   * (only with a backend that releasesDataOnReturn). The last release returns it to the pool; a holder
+   * that never releases (a close, a crash, a halted upload) just leaves the buffer to the GC.
+   */
+  private bufferRefs = 1;
   clusterCount = 0; // clusters allocated (copied into buffer)
   writtenClusterCount = 0; // clusters whose pwrite has been issued
   fd: number | undefined;
@@ -146,8 +198,19 @@ class MemorySco {
   /** The file was created and its directory entry is not yet known durable. */
   createdSinceSync = false;
 
-  constructor(readonly scoNumber: number, readonly path: string, scoSizeBytes: number, readonly numberReserved: Promise<void>) {
-    this.buffer = Buffer.allocUnsafe(scoSizeBytes);
+  constructor(readonly scoNumber: number, readonly path: string, private readonly pool: BufferPool, readonly numberReserved: Promise<void>) {
+    this.buffer = pool.take();
+  }
+
+  retainBuffer(): void {
+    assert(this.bufferRefs > 0, "MemorySco.retainBuffer after the last release");
+    this.bufferRefs++;
+  }
+
+  /** Called once per holder, when that holder will not touch `buffer` (or a view of it) again. */
+  releaseBuffer(): void {
+    assert(this.bufferRefs > 0, "MemorySco.releaseBuffer: released too often");
+    if (--this.bufferRefs === 0) this.pool.release(this.buffer);
   }
 }
 
@@ -253,8 +316,14 @@ export class Volume {
   private snapshotsGeneration = 0;
   /** Never reused while the volume is open (a delete's commit may still be queued behind a create). */
   private snapshotNumberNext = 1;
-  private snapshotsObjectWrites: Promise<void> = Promise.resolve();
+  /** Rewrites of the snapshots object; requests while one waits share it (see writeSnapshotsObject). */
+  private readonly snapshotsObjectWriter = new Coalescer(() => this.writeSnapshotsObjectNow());
+  /** TLogs on the backend whose listing and "stored" records are not committed yet, in seq order. */
+  private readonly tlogsToCommitStored: Array<{ record: TlogRecord; scoNumbers: number[] }> = [];
+  private readonly storedTlogCommitter = new Coalescer(() => this.commitStoredTlogs());
   private garbageCollection: Promise<void> = Promise.resolve();
+  /** Local files of stored TLogs below this seq are removed (removeStoredTlogFiles resumes here). */
+  private tlogFilesRemovedBelowSeq = 0;
   /** Finds a clone's parent volume (clones only). */
   private resolveParent: ParentResolver | undefined;
   /** Set when the volume was opened by a restart from the backend. */
@@ -509,6 +578,22 @@ export class Volume {
         await this.writeUnaligned(offsetBytes, data);
       }
     }
+    if (fua) await this.flush();
+  }
+
+  /**
+   * write() of the concatenation of `chunks` (lengthBytes in all): the NBD server hands over a payload
+   * that spans socket chunks as views of them, and aligned writes copy them straight into the SCO buffer
+   * (one copy instead of a gather plus a copy). The chunks are only read, until the promise settles.
+   */
+  async writeChunks(offsetBytes: number, chunks: readonly Uint8Array[], lengthBytes: number, fua = false): Promise<void> {
+    const clusterSize = this.config.clusterSizeBytes;
+    if (offsetBytes % clusterSize !== 0 || lengthBytes % clusterSize !== 0) return this.write(offsetBytes, Buffer.concat(chunks, lengthBytes), fua);
+    this.checkIo(offsetBytes, lengthBytes);
+    this.checkWritable();
+    this.counters.writes++;
+    this.counters.writeBytes += lengthBytes;
+    if (lengthBytes > 0) await this.writeClusters(offsetBytes / clusterSize, new ChunkCursor(chunks, lengthBytes));
     if (fua) await this.flush();
   }
 
@@ -847,9 +932,11 @@ export class Volume {
     }
     await this.committing;
     await this.uploader.stop();
+    await this.storedTlogCommitter.settled();
     await this.housekeeping;
-    await this.snapshotsObjectWrites;
+    await this.snapshotsObjectWriter.settled();
     await this.garbageCollection;
+    await this.committing;
     for (const waiter of this.throttleWaiters.splice(0)) waiter();
     for (const sco of this.memoryScos.values()) if (sco.fd !== undefined) await closeFile(sco.fd);
     for (const fd of this.tlogFds.values()) await closeFile(fd);
@@ -869,9 +956,11 @@ export class Volume {
     while (this.syncing) await new Promise((resolve) => setTimeout(resolve, 1));
     await this.committing;
     await this.uploader.stop();
+    await this.storedTlogCommitter.settled();
     await this.housekeeping;
-    await this.snapshotsObjectWrites;
+    await this.snapshotsObjectWriter.settled();
     await this.garbageCollection;
+    await this.committing;
     for (const sco of this.memoryScos.values()) if (sco.fd !== undefined) await closeFile(sco.fd);
     for (const fd of this.tlogFds.values()) await closeFile(fd);
     for (const file of await fsp.readdir(this.scoDir).catch(() => [])) scoReadFds.forget(path.join(this.scoDir, file));
@@ -919,13 +1008,14 @@ export class Volume {
     return () => releases.forEach((r) => r());
   }
 
-  private async writeClusters(firstCluster: number, data: Uint8Array): Promise<void> {
+  /** `data` is one buffer, or chunks whose concatenation is the data (copied from in place). */
+  private async writeClusters(firstCluster: number, data: Uint8Array | ChunkCursor): Promise<void> {
     if (this.lowSpace || this.nonDisposableBytes() > this.nonDisposableLimitBytes()) await this.throttle();
     this.checkWritable();
     const clusterSize = this.config.clusterSizeBytes;
     const clusterCount = data.length / clusterSize;
     assert(Number.isInteger(clusterCount));
-    const source = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length);
+    const source = data instanceof ChunkCursor ? data : Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length);
     const batches: Promise<void>[] = [];
     let done = 0;
     while (done < clusterCount) {
@@ -933,7 +1023,8 @@ export class Volume {
       const count = Math.min(clusterCount - done, this.clustersPerSco - sco.clusterCount);
       const tlog = this.currentTlog;
       const scoOffsetBytes = sco.clusterCount * clusterSize;
-      source.copy(sco.buffer, scoOffsetBytes, done * clusterSize, (done + count) * clusterSize);
+      if (source instanceof ChunkCursor) source.copyNext(sco.buffer, scoOffsetBytes, count * clusterSize);
+      else source.copy(sco.buffer, scoOffsetBytes, done * clusterSize, (done + count) * clusterSize);
       const crcs = this.crcScratch;
       crc32cBlocks(sco.buffer.subarray(scoOffsetBytes, scoOffsetBytes + count * clusterSize), clusterSize, crcs);
       for (let i = 0; i < count; i++) {
@@ -1041,7 +1132,7 @@ export class Volume {
       this.scoNumberReserved.catch((error: unknown) => this.halt(error instanceof OvsError ? error : ioError(error, "SCO number reservation")));
     }
     const name = scoName({ cloneId: 0, scoNumber, version: 0 });
-    const sco = new MemorySco(scoNumber, path.join(this.scoDir, name), this.config.scoSizeBytes, this.scoNumberReserved);
+    const sco = new MemorySco(scoNumber, path.join(this.scoDir, name), scoBufferPool(this.config.scoSizeBytes), this.scoNumberReserved);
     this.memoryScos.set(scoNumber, sco);
     this.localScos.set(scoNumber, { sizeBytes: 0, disposable: false });
     return sco;
@@ -1059,7 +1150,10 @@ export class Volume {
     this.currentTlog.scoNumbers.push(sco.scoNumber);
     // Its content is final: upload it now, from memory, once its number is durably reserved. The TLog
     // naming it waits for it (barrier), and it becomes disposable only once that TLog is stored.
-    this.uploader.enqueueSco({ scoNumber: sco.scoNumber, file: sco.path, expectedCrc: scoCrc, ready: sco.numberReserved, data });
+    // The upload holds the buffer too when the backend is done with it on return (else no pooling).
+    const pooled = this.backend.releasesDataOnReturn === true;
+    if (pooled) sco.retainBuffer();
+    this.uploader.enqueueSco({ scoNumber: sco.scoNumber, file: sco.path, expectedCrc: scoCrc, ready: sco.numberReserved, data, onDataReleased: pooled ? () => sco.releaseBuffer() : undefined });
     this.openSco = this.newMemorySco();
     this.changedSinceSync = true;
     this.scoRollsSinceSync++;
@@ -1188,6 +1282,7 @@ export class Volume {
       // Closed before the capture (so its SCO CRC entry is durable now) and fully synced.
       if (closedAtCapture.has(sco) && !sco.dirtySinceSync && sco.inflight.size === 0 && !sco.batch) {
         this.memoryScos.delete(sco.scoNumber); // reads now go to the (synced) file
+        sco.releaseBuffer(); // no write in flight (checked above) and reads copy synchronously
         if (sco.fd !== undefined) await closeFile(sco.fd);
       }
     }
@@ -1397,30 +1492,60 @@ export class Volume {
   // ---------------------------------------------------------------------------------------------------
   // Backend bookkeeping
 
-  private async tlogStored(seq: number, scoNumbers: number[]): Promise<void> {
-    const record = this.metadata.tlogRecords(seq).find((r) => r.seq === seq);
-    assert(record !== undefined, `TLog ${seq} has no record`);
-    // Stored means listed by the snapshots object (a restart from the backend starts from that list).
-    if (!this.backendTlogs.some((t) => t.seq === seq)) {
-      assert(this.backendTlogs.length === 0 || this.backendTlogs.at(-1)!.seq < seq, "TLogs are stored in order");
+  /**
+   * Called by the uploader, in TLog order, once TLog `seq` is on the backend. Its listing in the snapshots
+   * object (stored means listed: a restart from the backend starts from that list) and its "stored"
+   * record are committed by commitStoredTlogs, coalesced: TLogs that reach the backend while one commit
+   * runs share the next one, so the uploader can put the next TLog meanwhile and a sequential writer
+   * does not wait for one snapshots-object rewrite and one LMDB sync per TLog. Idempotent (a retry after
+   * a failed commit calls it again).
+   */
+  private tlogStored(seq: number, scoNumbers: number[]): Promise<void> {
+    const last = this.backendTlogs.at(-1);
+    if (last === undefined || last.seq < seq) {
+      const record = this.metadata.tlogRecords(seq).find((r) => r.seq === seq);
+      assert(record !== undefined, `TLog ${seq} has no record`);
       this.backendTlogs.push({ seq, id: record.id });
+      this.tlogsToCommitStored.push({ record, scoNumbers });
+    } else {
+      assert(this.backendTlogs.some((t) => t.seq === seq), "TLogs are stored in order");
     }
-    await this.writeSnapshotsObject();
-    const nowStored = this.snapshots.filter((snapshot) => !snapshot.stored && snapshot.tlogSeq <= seq);
-    await this.enqueueCommit(async () => {
-      await this.metadata.commit({
-        tlogs: [{ ...record, closed: true, stored: true }],
-        snapshots: nowStored.map((snapshot) => ({ ...snapshot, stored: true })),
+    return this.storedTlogCommitter.run();
+  }
+
+  /**
+   * Commits every TLog put on the backend so far: one snapshots object listing them, then one LMDB
+   * commit marking them (and the snapshots they complete) stored, then their SCOs become disposable.
+   * On failure they stay pending for the next run (the uploader retries).
+   */
+  private async commitStoredTlogs(): Promise<void> {
+    const batch = this.tlogsToCommitStored.splice(0);
+    if (batch.length === 0) return;
+    const lastSeq = batch.at(-1)!.record.seq;
+    let nowStored: SnapshotRecord[];
+    try {
+      await this.writeSnapshotsObject();
+      nowStored = this.snapshots.filter((snapshot) => !snapshot.stored && snapshot.tlogSeq <= lastSeq);
+      await this.enqueueCommit(async () => {
+        await this.metadata.commit({
+          tlogs: batch.map(({ record }) => ({ ...record, closed: true, stored: true })),
+          snapshots: nowStored.map((snapshot) => ({ ...snapshot, stored: true })),
+        });
+        await this.metadata.flushed(); // "stored" must be durable before its SCOs may leave the disk
       });
-      await this.metadata.flushed(); // "stored" must be durable before its SCOs may leave the disk
-    });
+    } catch (error) {
+      this.tlogsToCommitStored.unshift(...batch);
+      throw error;
+    }
     for (const snapshot of nowStored) snapshot.stored = true;
-    for (const scoNumber of scoNumbers) {
-      const sco = this.localScos.get(scoNumber);
-      if (sco) sco.disposable = true;
+    for (const { scoNumbers } of batch) {
+      for (const scoNumber of scoNumbers) {
+        const sco = this.localScos.get(scoNumber);
+        if (sco) sco.disposable = true;
+      }
     }
     for (const waiter of this.throttleWaiters.splice(0)) waiter();
-    // Housekeeping off the uploader's path (the uploader waits for this function before its next item).
+    // Housekeeping off the uploader's path.
     this.housekeeping = this.housekeeping
       .then(async () => {
         await this.evictScos();
@@ -1455,7 +1580,7 @@ export class Volume {
       toFreeBytes -= sco.sizeBytes;
       const file = this.scoPath(scoNumber);
       scoReadFds.forget(file);
-      await fsp.rm(file, { force: true });
+      await removeFile(file);
       this.localScos.delete(scoNumber);
       total -= sco.sizeBytes;
     }
@@ -1463,22 +1588,23 @@ export class Volume {
 
   /**
    * Rewrites the snapshots object from the current state: the stored TLogs and the snapshots they
-   * cover. Writes are serialised; each one writes the state as of when it runs. Fenced.
+   * cover. Writes are serialised; each one writes the state as of when it starts, and calls made while
+   * one waits to start share it (Coalescer). Fenced.
    */
   private writeSnapshotsObject(): Promise<void> {
-    const write = this.snapshotsObjectWrites.then(async () => {
-      const lastSeq = this.backendTlogs.at(-1)?.seq ?? 0;
-      const value: SnapshotsObject = {
-        volumeId: this.config.id,
-        generation: this.snapshotsGeneration,
-        ...(this.config.parent ? { parent: { namespace: this.config.parent.namespace, snapshot: this.config.parent.snapshot, tlogSeq: this.config.parent.tlogSeq } } : {}),
-        tlogs: this.backendTlogs,
-        snapshots: this.snapshots.filter((snapshot) => snapshot.tlogSeq <= lastSeq).map(({ stored: _stored, ...snapshot }) => snapshot),
-      };
-      await this.fencedApply([{ kind: "put", name: snapshotsObjectName, data: encodeSnapshotsObject(value) }]);
-    });
-    this.snapshotsObjectWrites = write.catch(() => undefined);
-    return write;
+    return this.snapshotsObjectWriter.run();
+  }
+
+  private async writeSnapshotsObjectNow(): Promise<void> {
+    const lastSeq = this.backendTlogs.at(-1)?.seq ?? 0;
+    const value: SnapshotsObject = {
+      volumeId: this.config.id,
+      generation: this.snapshotsGeneration,
+      ...(this.config.parent ? { parent: { namespace: this.config.parent.namespace, snapshot: this.config.parent.snapshot, tlogSeq: this.config.parent.tlogSeq } } : {}),
+      tlogs: this.backendTlogs,
+      snapshots: this.snapshots.filter((snapshot) => snapshot.tlogSeq <= lastSeq).map(({ stored: _stored, ...snapshot }) => snapshot),
+    };
+    await this.fencedApply([{ kind: "put", name: snapshotsObjectName, data: encodeSnapshotsObject(value) }]);
   }
 
   /**
@@ -1529,9 +1655,17 @@ export class Volume {
   private async removeStoredTlogFiles(): Promise<void> {
     await this.metadata.flushed();
     const cork = this.metadata.getCork();
-    for (const record of this.metadata.tlogRecords()) {
+    // Resumes where the last pass stopped: a pass over every record each time made this quadratic
+    // in the volume's TLog count (one unlink per TLog ever written, per TLog stored).
+    let contiguous = true;
+    for (const record of this.metadata.tlogRecords(this.tlogFilesRemovedBelowSeq)) {
       if (record.seq >= cork.seq) break;
-      if (record.stored) await fsp.rm(path.join(this.tlogDir, record.id), { force: true });
+      if (!record.stored) {
+        contiguous = false; // look at it again next time
+        continue;
+      }
+      await removeFile(path.join(this.tlogDir, record.id));
+      if (contiguous) this.tlogFilesRemovedBelowSeq = record.seq + 1;
     }
   }
 
