@@ -58,6 +58,7 @@ interface NodeCommandOptions {
   nbdHost: string;
   apiPort: number;
   apiHost: string;
+  readCacheSize: string;
 }
 
 function nodeCommand(name: string, description: string): Command {
@@ -73,6 +74,7 @@ function nodeCommand(name: string, description: string): Command {
     .option("--api-host <host>", "address the REST API listens on (plain HTTP: put TLS in front of it before exposing it)", "127.0.0.1")
     .option("--backend <kind>", "object backend: alba (6 local ASD processes under the data dir) or local (a directory)", backendOption, "alba")
     .option("--asd-capacity <size>", "cap each local ASD at this size, e.g. 256M (small test and demo nodes)", sizeOption)
+    .option("--read-cache-size <size>", "the node's read cache for data no longer in a vDisk's write buffer, in DATA-DIR/read-cache (0 = off; emptied at every start)", sizeOption, "1G")
     .action(runNode);
 }
 
@@ -83,7 +85,7 @@ function backendOption(value: string): "alba" | "local" {
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const log = createLogger("ovs");
-  const { asdCapacity, ...rest } = options;
+  const { asdCapacity, readCacheSize, ...rest } = options;
   // OVS_ADMIN_PASSWORD: the first admin's password at a cluster's first start (automation, tests);
   // without it one is generated. Either way it is printed once, at that first start only.
   const node = new PlatformNode({
@@ -92,6 +94,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     version,
     asdCommand: { execPath: process.execPath, args: [fileURLToPath(import.meta.url), "asd"] },
     ...(asdCapacity === undefined ? {} : { asdCapacityBytes: parseSizeBytes(asdCapacity) }),
+    readCacheSizeBytes: parseSizeBytes(readCacheSize),
     adminPassword: process.env.OVS_ADMIN_PASSWORD,
     clusterSecret: process.env.OVS_CLUSTER_SECRET,
   });
@@ -167,6 +170,7 @@ function printStarted(info: NodeInfo, firstAdmin: PlatformNode["firstAdmin"]): v
     `  backend    ${info.backend}`,
     `  REST API   http://${info.api.host}:${info.api.port}/api/v1`,
     `  NBD        nbd://${nbdHost}:${info.nbd.port}/<vdisk>`,
+    ...(info.readCache ? [`  read cache ${info.readCache.capacityBytes === 0 ? "off" : `${formatBytes(info.readCache.capacityBytes)} in ${info.readCache.dir}`}`] : []),
     ...info.asds.map((asd) => `  ASD ${String(asd.index).padEnd(6)} ${asd.host}:${asd.port}  ${asd.asdId ?? "(id unknown)"}  pid ${asd.pid ?? "-"}  ${asd.dir}`),
     ...admin,
     ``,
@@ -196,11 +200,17 @@ function printInfo(info: VDiskInfo): void {
     ["namespace", info.namespace],
     ["created", info.createdAt],
     ["connections", String(info.connectionCount)],
-    ["write buffer", `${formatBytes(info.stats.localScoBytes)} local, ${formatBytes(info.stats.nonDisposableBytes)} not yet on the backend`],
+    ["write buffer", `${formatBytes(info.stats.localScoBytes)} local, ${formatBytes(info.stats.nonDisposableBytes)} not yet on the backend (writes wait above ${formatBytes(info.writeBufferLimitBytes)}; ${info.stats.throttledWrites} waited)`],
     ["uploads", `${info.stats.scoUploads} SCOs, ${info.stats.tlogUploads} TLogs, ${info.stats.pendingUploads} pending`],
     ["I/O", `${info.stats.reads} reads (${formatBytes(info.stats.readBytes)}), ${info.stats.writes} writes (${formatBytes(info.stats.writeBytes)}), ${info.stats.flushes} flushes`],
     ["checksum errors", String(info.stats.checksumErrors)],
   ];
+  const cache = info.stats.readCache;
+  if (cache) {
+    const ratio = cache.hits + cache.misses === 0 ? "" : ` (${((100 * cache.hits) / (cache.hits + cache.misses)).toFixed(1)} % hits)`;
+    rows.push(["read cache", `${cache.mode}, ${cache.quotaBytes === 0 ? "no quota" : `quota ${formatBytes(cache.quotaBytes)}`}; ${cache.hits} hits, ${cache.misses} misses${ratio}; ${formatBytes(cache.usedBytes)} in ${cache.entryCount} clusters`]);
+    rows.push(["node read cache", `${formatBytes(cache.node.usedBytes)} of ${formatBytes(cache.node.capacityBytes)} used (${cache.node.entryCount} clusters), ${cache.node.evictions} evictions, ${cache.node.checksumErrors} checksum errors`]);
+  }
   rows.push(["state", info.state]);
   if (info.parent) rows.push(["clone of", `${info.parent.name} at snapshot ${info.parent.snapshot} (depth ${info.cloneDepth})`]);
   if (info.template) rows.push(["template", "yes (read-only; clone it with: ovs vdisk clone NAME NEW)"]);
@@ -223,11 +233,13 @@ const qosSettingKeys = {
   "qos.writeBandwidth": { field: "writeBytesPerSecond", bandwidth: true },
   "qos.totalBandwidth": { field: "totalBytesPerSecond", bandwidth: true },
 } as const;
-const settingKeys = [...Object.keys(qosSettingKeys), "scoCacheMax", "scoSize", "tlogMultiplier"];
+const cacheModes = ["cache-on-read", "cache-on-write", "none"];
+const settingKeys = [...Object.keys(qosSettingKeys), "scoCacheMax", "cache.mode", "cache.quota", "scoSize", "tlogMultiplier"];
 
 /** KEY=VALUE arguments as the PATCH body; throws one sentence on an unknown key or a bad value. */
 function settingsBody(assignments: string[]): Record<string, unknown> {
   const qos: Record<string, number> = {};
+  const cache: Record<string, unknown> = {};
   const body: Record<string, unknown> = {};
   for (const assignment of assignments) {
     const equals = assignment.indexOf("=");
@@ -235,6 +247,11 @@ function settingsBody(assignments: string[]): Record<string, unknown> {
     const value = equals < 0 ? "" : assignment.slice(equals + 1).trim();
     if (!settingKeys.includes(key)) throw new CliError(`"${key}" is not a vDisk setting; use ${settingKeys.join(", ")}.`);
     if (equals < 0 || value === "") throw new CliError(`give ${key} a value, as in ${key}=VALUE.`);
+    if (key === "cache.mode") {
+      if (!cacheModes.includes(value)) throw new CliError(`"${value}" is not a valid cache.mode: use ${cacheModes.join(", ")}.`);
+      cache.mode = value;
+      continue;
+    }
     const qosKey = qosSettingKeys[key as keyof typeof qosSettingKeys] as (typeof qosSettingKeys)[keyof typeof qosSettingKeys] | undefined;
     if ((qosKey !== undefined && !qosKey.bandwidth) || key === "tlogMultiplier") {
       if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
@@ -248,12 +265,14 @@ function settingsBody(assignments: string[]): Record<string, unknown> {
     try {
       bytes = parseSizeBytes(qosKey !== undefined ? value.replace(/\/s$/i, "") : value);
     } catch {
-      throw new CliError(`"${value}" is not a valid ${key}: use a size${qosKey !== undefined ? " per second" : ""} such as 50M${qosKey !== undefined || key === "scoCacheMax" ? " (0 = no limit)" : ""}.`);
+      throw new CliError(`"${value}" is not a valid ${key}: use a size${qosKey !== undefined ? " per second" : ""} such as 50M${qosKey !== undefined || key === "scoCacheMax" || key === "cache.quota" ? " (0 = no limit)" : ""}.`);
     }
     if (qosKey !== undefined) qos[qosKey.field] = bytes;
+    else if (key === "cache.quota") cache.quota = bytes;
     else body[key] = bytes;
   }
   if (Object.keys(qos).length > 0) body.qos = qos;
+  if (Object.keys(cache).length > 0) body.cache = cache;
   return body;
 }
 
@@ -269,6 +288,8 @@ function printSettings(settings: VDiskSettings): void {
     ["qos.writeBandwidth", bandwidth(settings.qos.writeBytesPerSecond)],
     ["qos.totalBandwidth", bandwidth(settings.qos.totalBytesPerSecond)],
     ["scoCacheMax", settings.scoCacheMaxBytes === 0 ? "no cap" : formatBytes(settings.scoCacheMaxBytes)],
+    ["cache.mode", settings.cache.mode],
+    ["cache.quota", settings.cache.quotaBytes === 0 ? "no quota" : formatBytes(settings.cache.quotaBytes)],
     ["scoSize", `${formatBytes(settings.scoSizeBytes)} (fixed at creation)`],
     ["tlogMultiplier", `${settings.tlogMultiplier} (fixed at creation)`],
   ];
@@ -347,7 +368,7 @@ vdisk
 
 vdisk
   .command("set <vdisk> <settings...>")
-  .description(`change settings while the vDisk serves I/O, as KEY=VALUE: qos.readIops, qos.writeIops, qos.totalIops (operations per second), qos.readBandwidth, qos.writeBandwidth, qos.totalBandwidth (per second, e.g. 50M), scoCacheMax (e.g. 1G); 0 = no limit`)
+  .description(`change settings while the vDisk serves I/O, as KEY=VALUE: qos.readIops, qos.writeIops, qos.totalIops (operations per second), qos.readBandwidth, qos.writeBandwidth, qos.totalBandwidth (per second, e.g. 50M), scoCacheMax (e.g. 1G), cache.mode (cache-on-read, cache-on-write or none), cache.quota (its share of the node's read cache, e.g. 512M); 0 = no limit`)
   .option("--json", "print the settings as JSON")
   .action(async (name: string, assignments: string[], options: { json?: boolean }) => {
     const body = settingsBody(assignments);
@@ -359,7 +380,7 @@ vdisk
 
 vdisk
   .command("settings <vdisk>")
-  .description("show a vDisk's settings: QoS limits and SCO cache cap (changeable with ovs vdisk set), SCO size and TLog multiplier (fixed)")
+  .description("show a vDisk's settings: QoS limits, SCO cache cap, read cache mode and quota (changeable with ovs vdisk set), SCO size and TLog multiplier (fixed)")
   .option("--json", "print JSON")
   .action(async (name: string, options: { json?: boolean }) => {
     const settings = await callApi<VDiskSettings>(api(), "GET", `/api/v1/vdisks/${encodeURIComponent(name)}/settings`);

@@ -38,6 +38,8 @@ export interface NodeInfo {
   api: { host: string; port: number };
   /** The local ASD processes (ALBA backend), empty with --backend local. */
   asds: Array<{ index: number; asdId: string | null; host: string; port: number; dir: string; pid: number | null }>;
+  /** The node's read cache: where and how large (`ovs up --read-cache-size`); GET /api/v1/node adds its statistics. */
+  readCache?: { dir: string; capacityBytes: number };
 }
 
 const Size = Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 1 })], {
@@ -162,10 +164,12 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     });
   }
 
-  app.get("/api/v1/node", { schema: { tags: ["node"], summary: "this node: version, id, store, backend, where it listens and its local ASDs" } }, async () => {
+  app.get("/api/v1/node", { schema: { tags: ["node"], summary: "this node: version, id, store, backend, where it listens, its local ASDs and its read cache" } }, async () => {
     const info = options.nodeInfo();
     const local = options.alba?.localAsds();
-    return local === undefined ? info : { ...info, asds: local.map((asd) => ({ index: asd.index, asdId: asd.asdId, host: asd.host, port: asd.port, dir: asd.dir, pid: asd.pid })) };
+    const stats = options.vdisks.readCacheStats();
+    const readCache = info.readCache === undefined && stats === undefined ? undefined : { ...info.readCache, ...stats };
+    return local === undefined ? { ...info, readCache } : { ...info, readCache, asds: local.map((asd) => ({ index: asd.index, asdId: asd.asdId, host: asd.host, port: asd.port, dir: asd.dir, pid: asd.pid })) };
   });
 
   app.get("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "list the vDisks this node serves, with live statistics" } }, async () => ({ vdisks: options.vdisks.list() }));

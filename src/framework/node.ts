@@ -6,6 +6,7 @@
 //   <dataDir>/asds      ALBA: the local ASDs (asd-N), their layout and the cluster secret (docs/formats/asd-layout.md)
 //   <dataDir>/backend   local object backend (--backend local)
 //   <dataDir>/volumes   one directory per vDisk (write buffer, TLogs, metadata)
+//   <dataDir>/read-cache the node's read cache file (dropped at every start; volume/read-cache.ts)
 //   <dataDir>/audit.log the audit log of changes made through this node's API
 // At the first start of a cluster the first admin is created (auth/auth-service.ts bootstrap); its
 // password is handed out once through `firstAdmin` for the CLI to print.
@@ -19,6 +20,7 @@ import { OvsError, type Logger } from "../base/index.js";
 import type { ClusterStore } from "../store/index.js";
 import { openStore, parseStoreUrl } from "./store-url.js";
 import { LocalBackend, type ObjectBackend } from "../backend/index.js";
+import { ReadCache, readCacheLimits } from "../volume/index.js";
 import { NbdServer } from "../frontend/index.js";
 import { VDiskService } from "./vdisk-service.js";
 import { buildApi, type NodeInfo } from "./api.js";
@@ -59,6 +61,8 @@ export interface NodeOptions {
   clusterSecret?: string;
   /** The first admin's password at the first start of a cluster (OVS_ADMIN_PASSWORD); generated when absent. */
   adminPassword?: string;
+  /** `--read-cache-size`: the node's read cache in bytes (default readCacheLimits.sizeBytesDefault; 0 = off). */
+  readCacheSizeBytes?: number;
 }
 
 export class PlatformNode {
@@ -66,6 +70,7 @@ export class PlatformNode {
   private backend: ObjectBackend | undefined;
   private alba: AlbaService | undefined;
   private vdisks: VDiskService | undefined;
+  private readCache: ReadCache | undefined;
   private nbd: NbdServer | undefined;
   private api: FastifyInstance | undefined;
   private info: NodeInfo | undefined;
@@ -94,7 +99,8 @@ export class PlatformNode {
       }
       const clusterSecret = this.options.clusterSecret ?? this.alba?.clusterSecret;
       const metrics = new NodeMetrics({ nodeId: this.options.nodeId, asds: new AsdProbes({ store: this.store, clusterSecret }) });
-      this.vdisks = new VDiskService({ dataDir, nodeId: this.options.nodeId, store: this.store, backend: this.backend, log, metrics });
+      this.readCache = await ReadCache.open({ dir: path.join(dataDir, "read-cache"), capacityBytes: this.options.readCacheSizeBytes ?? readCacheLimits.sizeBytesDefault, log });
+      this.vdisks = new VDiskService({ dataDir, nodeId: this.options.nodeId, store: this.store, backend: this.backend, log, metrics, readCache: this.readCache });
       await this.vdisks.start();
       this.nbd = new NbdServer({ provider: this.vdisks, host: this.options.nbdHost, port: this.options.nbdPort, logger: log });
       const nbdPort = await this.nbd.listen();
@@ -125,6 +131,7 @@ export class PlatformNode {
         nbd: { host: this.options.nbdHost, port: nbdPort },
         api: { host: this.options.apiHost, port: apiPort },
         asds: this.alba?.localAsds().map((asd) => ({ index: asd.index, asdId: asd.asdId, host: asd.host, port: asd.port, dir: asd.dir, pid: asd.pid })) ?? [],
+        readCache: { dir: path.join(dataDir, "read-cache"), capacityBytes: this.readCache.capacityBytes },
       };
       return this.info;
     } catch (error) {
@@ -149,9 +156,10 @@ export class PlatformNode {
     await step("the NBD server", this.nbd && (() => this.nbd!.close()));
     await step("maintenance", this.alba && (() => this.alba!.stopMaintenance()));
     await step("the vDisks", this.vdisks && (() => this.vdisks!.stop()));
+    await step("the read cache", this.readCache && (() => this.readCache!.close()));
     if (this.alba) await step("the ALBA backend and its ASDs", () => this.alba!.stop());
     else await step("the backend", this.backend && (() => this.backend!.close()));
     await step("the store", this.store && (() => this.store!.close()));
-    this.api = this.nbd = this.vdisks = this.backend = this.store = this.alba = this.audit = this.scheduler = undefined;
+    this.api = this.nbd = this.vdisks = this.readCache = this.backend = this.store = this.alba = this.audit = this.scheduler = undefined;
   }
 }
