@@ -1,6 +1,6 @@
 // `ovs storagerouter|vpool|backend|domain ...` and `ovs vdisk restart`: the management model's commands
 // over /api/v1 (storagerouters, vpools, backends, domains). Every command takes --json; errors are one
-// sentence and a non-zero exit (main.ts prints them). Changes take --version N to refuse a stale change
+// sentence and a non-zero exit (main.ts prints them). Changes take --expect-version N to refuse a stale change
 // (409 CONFLICT) instead of applying it over someone else's. Imported by main.ts only.
 
 import { InvalidArgumentError, type Command } from "commander";
@@ -138,10 +138,10 @@ export function registerModelCommands(program: Command, context: { api: () => st
   router
     .command("offline <id>")
     .description("mark a storage router offline (it marks itself online when it starts again)")
-    .option("--version <n>", "refuse if the storage router changed since this version", versionOption)
+    .option("--expect-version <n>", "refuse if the storage router changed since this version", versionOption)
     .option("--json", "print JSON")
-    .action(async (id: string, options: { version?: number; json?: boolean }) => {
-      const view = await callApi<StorageRouterView>(api(), "POST", `/api/v1/storagerouters/${path(id)}/offline`, options.version === undefined ? {} : { version: options.version });
+    .action(async (id: string, options: { expectVersion?: number; json?: boolean }) => {
+      const view = await callApi<StorageRouterView>(api(), "POST", `/api/v1/storagerouters/${path(id)}/offline`, options.expectVersion === undefined ? {} : { version: options.expectVersion });
       if (options.json) printJson(view);
       else process.stdout.write(`storage router ${id} is marked offline\n`);
     });
@@ -201,10 +201,10 @@ export function registerModelCommands(program: Command, context: { api: () => st
     vpool
       .command(`${action} <name> <storagerouter>`)
       .description(description)
-      .option("--version <n>", "refuse if the vPool changed since this version", versionOption)
+      .option("--expect-version <n>", "refuse if the vPool changed since this version", versionOption)
       .option("--json", "print JSON")
-      .action(async (name: string, storageRouter: string, options: { version?: number; json?: boolean }) => {
-        const view = await callApi<VPoolView>(api(), "POST", `/api/v1/vpools/${path(name)}/${action}`, { storageRouter, ...(options.version === undefined ? {} : { version: options.version }) });
+      .action(async (name: string, storageRouter: string, options: { expectVersion?: number; json?: boolean }) => {
+        const view = await callApi<VPoolView>(api(), "POST", `/api/v1/vpools/${path(name)}/${action}`, { storageRouter, ...(options.expectVersion === undefined ? {} : { version: options.expectVersion }) });
         if (options.json) printJson(view);
         else process.stdout.write(done.replace("%s", name).replace("%s", storageRouter) + "\n");
       });
@@ -212,9 +212,9 @@ export function registerModelCommands(program: Command, context: { api: () => st
   vpool
     .command("delete <name>")
     .description("delete an empty vPool (refused while it has vDisks)")
-    .option("--version <n>", "refuse if the vPool changed since this version", versionOption)
-    .action(async (name: string, options: { version?: number }) => {
-      await callApi(api(), "DELETE", `/api/v1/vpools/${path(name)}${options.version === undefined ? "" : `?version=${options.version}`}`);
+    .option("--expect-version <n>", "refuse if the vPool changed since this version", versionOption)
+    .action(async (name: string, options: { expectVersion?: number }) => {
+      await callApi(api(), "DELETE", `/api/v1/vpools/${path(name)}${options.expectVersion === undefined ? "" : `?version=${options.expectVersion}`}`);
       process.stdout.write(`deleted vPool ${name}\n`);
     });
 
@@ -263,9 +263,9 @@ export function registerModelCommands(program: Command, context: { api: () => st
   domain
     .command("delete <name>")
     .description("delete a domain (refused while storage routers or ASDs are in it)")
-    .option("--version <n>", "refuse if the domain changed since this version", versionOption)
-    .action(async (name: string, options: { version?: number }) => {
-      await callApi(api(), "DELETE", `/api/v1/domains/${path(name)}${options.version === undefined ? "" : `?version=${options.version}`}`);
+    .option("--expect-version <n>", "refuse if the domain changed since this version", versionOption)
+    .action(async (name: string, options: { expectVersion?: number }) => {
+      await callApi(api(), "DELETE", `/api/v1/domains/${path(name)}${options.expectVersion === undefined ? "" : `?version=${options.expectVersion}`}`);
       process.stdout.write(`deleted domain ${name}\n`);
     });
   domain
@@ -274,11 +274,11 @@ export function registerModelCommands(program: Command, context: { api: () => st
     .option("--storagerouter <id>", "a storage router (repeatable)", collect)
     .option("--asd <id>", "an ASD id (repeatable; see ovs backend show)", collect)
     .option("--unassign", "take them out of the domain instead")
-    .option("--version <n>", "refuse if the domain changed since this version", versionOption)
+    .option("--expect-version <n>", "refuse if the domain changed since this version", versionOption)
     .option("--json", "print JSON")
-    .action(async (name: string, options: { storagerouter?: string[]; asd?: string[]; unassign?: boolean; version?: number; json?: boolean }) => {
+    .action(async (name: string, options: { storagerouter?: string[]; asd?: string[]; unassign?: boolean; expectVersion?: number; json?: boolean }) => {
       if (!options.storagerouter && !options.asd) throw new CliError("name at least one --storagerouter ID or --asd ID.");
-      const body = { ...(options.storagerouter ? { storageRouters: options.storagerouter } : {}), ...(options.asd ? { asds: options.asd } : {}), ...(options.version === undefined ? {} : { version: options.version }) };
+      const body = { ...(options.storagerouter ? { storageRouters: options.storagerouter } : {}), ...(options.asd ? { asds: options.asd } : {}), ...(options.expectVersion === undefined ? {} : { version: options.expectVersion }) };
       const view = await callApi<DomainView>(api(), "POST", `/api/v1/domains/${path(name)}/${options.unassign ? "unassign" : "assign"}`, body);
       if (options.json) return printJson(view);
       process.stdout.write(`domain ${name}: storage routers ${view.storageRouters.join(", ") || "none"}; ${view.asds.length} ASD${view.asds.length === 1 ? "" : "s"}\n`);
