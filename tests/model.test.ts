@@ -303,9 +303,11 @@ describe("vPools", () => {
     const router = (await json(`/api/v1/storagerouters/${nodeId}`)) as { version: number };
     expectFailure(await node.ovs(["storagerouter", "offline", nodeId, "--expect-version", String(router.version + 5)]), /^ovs: the storage router changed since version/, "stale offline");
     expect(((await json(`/api/v1/storagerouters/${nodeId}`)) as { status: string }).status).toBe("online");
-    const restore = await send("PATCH", "/api/v1/vpools/default", { cacheMode: "read" });
-    expect(restore.status).toBe(200);
-    expect(((await restore.json()) as { version: number }).version).toBe(version + 4);
+    const stale = await node.ovs(["vpool", "set", "default", "--cache-mode", "read", "--expect-version", String(version)]);
+    expectFailure(stale, new RegExp(`^ovs: the vPool changed since version ${version} \\(it is at version ${version + 3}\\); read it again and retry\\.$`), "stale vpool set");
+    expectFailure(await node.ovs(["vpool", "set", "default"]), /^ovs: give at least one setting to change/, "vpool set nothing");
+    const restored = await ovsJson<{ version: number; settings: { cacheMode: string } }>(["vpool", "set", "default", "--cache-mode", "read", "--expect-version", String(version + 3)]);
+    expect(restored).toMatchObject({ version: version + 4, settings: { cacheMode: "read" } });
   });
 });
 

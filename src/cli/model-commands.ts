@@ -194,6 +194,29 @@ export function registerModelCommands(program: Command, context: { api: () => st
       if (options.json) printJson(view);
       else process.stdout.write(`created vPool ${view.name} on backend ${view.backendName}${view.preset ? ` (preset ${view.preset})` : ""}\n`);
     });
+  vpool
+    .command("set <name>")
+    .description("change the defaults new vDisks of a vPool get (existing vDisks keep theirs)")
+    .option("--sco-size <size>", "SCO size, 1M to 128M", sizeOption)
+    .option("--tlog-multiplier <n>", "SCOs per TLog", integerOption)
+    .option("--write-buffer <size>", "write buffer per vDisk; sets the TLog multiplier", sizeOption)
+    .option("--sco-cache-max <size>", "cap on a vDisk's local SCO bytes once on the backend (0 = none)", sizeOption)
+    .option("--cache-mode <mode>", "none, read, write or both")
+    .option("--expect-version <n>", "refuse if the vPool changed since this version", versionOption)
+    .option("--json", "print JSON")
+    .action(async (name: string, options: { scoSize?: string; tlogMultiplier?: number; writeBuffer?: string; scoCacheMax?: string; cacheMode?: string; expectVersion?: number; json?: boolean }) => {
+      const body = {
+        ...(options.scoSize ? { scoSize: options.scoSize } : {}),
+        ...(options.tlogMultiplier !== undefined ? { tlogMultiplier: options.tlogMultiplier } : {}),
+        ...(options.writeBuffer ? { writeBuffer: options.writeBuffer } : {}),
+        ...(options.scoCacheMax ? { scoCacheMax: options.scoCacheMax } : {}),
+        ...(options.cacheMode ? { cacheMode: options.cacheMode } : {}),
+      };
+      if (Object.keys(body).length === 0) throw new CliError("give at least one setting to change, e.g. --cache-mode none.");
+      const view = await callApi<VPoolView>(api(), "PATCH", `/api/v1/vpools/${path(name)}`, { ...body, ...(options.expectVersion === undefined ? {} : { version: options.expectVersion }) });
+      if (options.json) printJson(view);
+      else printVPool(view);
+    });
   for (const [action, description, done] of [
     ["extend", "put a vPool on a storage router, which can then create its vDisks", "extended vPool %s to storage router %s"],
     ["shrink", "take a vPool off a storage router (refused while it serves vDisks of the vPool)", "removed vPool %s from storage router %s"],
