@@ -11,10 +11,11 @@
 // Invariants:
 // - Every change is one store sequence asserting what it read; a caller naming a stale version, or
 //   losing a race, gets CONFLICT and nothing changed.
-// - A vDisk is created in a vPool only while the vPool is running and extended to this node: its registry
-//   put asserts the vPool's and the storage driver's bytes. Deleting a vPool (or shrinking it off a node)
-//   first marks it deleting (removing), then checks that no vDisk uses it, then removes it asserting the
-//   mark: a vDisk created meanwhile either committed before the mark (and is seen) or fails its assert.
+// - A vDisk is created in a vPool only while the vPool is extended to this node: its registry put asserts
+//   the storage driver's bytes (not the vPool's: a change of the vPool's defaults does not refuse it).
+//   Deleting a vPool marks it deleting and all its storage drivers removing (shrinking marks the one),
+//   then checks that no vDisk uses it, then removes them asserting the marks: a vDisk created meanwhile
+//   either committed before the marks (and is seen) or fails its assert.
 // - Assigning a domain raises the domain's version in the same sequence, so a delete that checked the
 //   domain unused cannot commit after an assignment.
 // - A vDisk without a vPool field belongs to its node's default vPool; a clone to its parent's.
@@ -391,16 +392,28 @@ export class ManagementModel {
   async deleteVPool(name: string, expectedVersion?: number): Promise<void> {
     const pool = await this.vpools.require(name);
     if (pool.record.status !== "running") throw new OvsError("CONFLICT", `vPool ${name} is already being deleted.`);
-    const marking = this.vpools.update(pool, { ...pool.record, status: "deleting", updatedAt: this.isoNow() }, expectedVersion);
-    await commit(this.store, [marking.change], `vPool ${name} changed meanwhile; read it again and retry`);
+    const drivers = await this.drivers.list(modelKeys.storageDriverPrefix(name));
+    if (drivers.some((driver) => driver.record.status !== "running")) throw new OvsError("CONFLICT", `vPool ${name} is being shrunk; retry once that is done.`);
+    // Phase 1: mark the vPool deleting and every storage driver removing (a vDisk create asserts its
+    // storage driver's bytes, so from now on none can commit in this vPool).
+    const marking = [
+      this.vpools.update(pool, { ...pool.record, status: "deleting", updatedAt: this.isoNow() }, expectedVersion).change,
+      ...drivers.map((driver) => this.drivers.update(driver, { ...driver.record, status: "removing" }).change),
+    ];
+    await commit(this.store, marking, `vPool ${name} changed meanwhile; read it again and retry`);
     const marked = await this.vpools.require(name);
+    const markedDrivers = await this.drivers.list(modelKeys.storageDriverPrefix(name));
     try {
       const users = await this.vdisksOf(name);
       if (users.length > 0) throw new OvsError("IN_USE", `vPool ${name} has ${users.length} vDisk${users.length === 1 ? "" : "s"} (${users.slice(0, 5).join(", ")}${users.length > 5 ? ", …" : ""}); delete them first.`);
-      const drivers = (await this.drivers.list(modelKeys.storageDriverPrefix(name)));
-      await commit(this.store, [this.vpools.remove(marked), ...drivers.map((driver) => this.drivers.remove(driver))], `vPool ${name} changed meanwhile; read it again and retry`);
+      await commit(this.store, [this.vpools.remove(marked), ...markedDrivers.map((driver) => this.drivers.remove(driver))], `vPool ${name} changed meanwhile; read it again and retry`);
     } catch (error) {
+      // Put back what was there (the same bytes: a create that read them before may still commit).
       await this.store.testAndSet(marked.key, marked.bytes, pool.bytes);
+      for (const driver of markedDrivers) {
+        const original = drivers.find((d) => d.key === driver.key);
+        if (original !== undefined) await this.store.testAndSet(driver.key, driver.bytes, original.bytes);
+      }
       throw error;
     }
     this.options.log.info({ vpool: name }, "vPool deleted");
@@ -425,13 +438,13 @@ export class ManagementModel {
       return await withNamespacePreset(pool.record.backend.kind === "alba" ? pool.record.preset : undefined, () =>
         this.options.vdisks.create(name, sizeBytes, {
           scoSizeBytes: settings.scoSizeBytes, tlogMultiplier: settings.tlogMultiplier, scoCacheMaxBytes: options.scoCacheMaxBytes ?? settings.scoCacheMaxBytes,
-          vpool: vpoolName, asserts: [{ kind: "equals", key: pool.key, value: pool.bytes }, { kind: "equals", key: driver.key, value: driver.bytes }],
+          vpool: vpoolName, asserts: [{ kind: "equals", key: driver.key, value: driver.bytes }],
         }),
       );
     } catch (error) {
       if (!isOvsError(error, "ASSERT_FAILED")) throw error;
       if (await this.store.exists(registryPrefix + name)) throw new OvsError("ALREADY_EXISTS", `a vDisk named ${name} already exists.`);
-      throw new OvsError("CONFLICT", `vPool ${vpoolName} changed while vDisk ${name} was being created; nothing was created, retry.`);
+      throw new OvsError("CONFLICT", `vPool ${vpoolName} is being deleted or shrunk off this storage router; vDisk ${name} was not created.`);
     }
   }
 

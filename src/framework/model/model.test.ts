@@ -111,6 +111,23 @@ describe("optimistic concurrency", () => {
     await model.deleteVPool("occ");
   });
 
+  it("puts the vPool and its storage drivers back exactly when a delete finds it in use", async () => {
+    await model.createVPool({ name: "busy" });
+    await model.createVDisk("busy1", 8 << 20, { vpool: "busy" });
+    const pool = await raw(modelKeys.vpool("busy"));
+    const driver = await raw(modelKeys.storageDriver("busy", "node1"));
+    await expect(model.deleteVPool("busy")).rejects.toMatchObject({ code: "IN_USE", message: "vPool busy has 1 vDisk (busy1); delete them first." });
+    await expect(model.shrinkVPool("busy", "node1")).rejects.toMatchObject({ code: "IN_USE" });
+    expect(await raw(modelKeys.vpool("busy"))).toBe(pool);
+    expect(await raw(modelKeys.storageDriver("busy", "node1"))).toBe(driver);
+    // A change of the vPool's defaults while a vDisk is being created in it refuses neither.
+    const [created, updated] = await Promise.allSettled([model.createVDisk("busy2", 8 << 20, { vpool: "busy" }), model.updateVPool("busy", { cacheMode: "none" })]);
+    expect([created.status, updated.status]).toEqual(["fulfilled", "fulfilled"]);
+    for (const name of ["busy1", "busy2"]) await vdisks.delete(name, true);
+    await model.deleteVPool("busy");
+    expect(await raw(modelKeys.storageDriver("busy", "node1"))).toBeUndefined();
+  });
+
   it("never leaves a vDisk in a vPool deleted at the same time", async () => {
     for (let round = 0; round < 4; round++) {
       await model.createVPool({ name: "race" });
