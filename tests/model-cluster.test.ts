@@ -67,6 +67,13 @@ describe("two storage routers on one etcd", () => {
       expect.objectContaining({ name: "on-b", vpool: "default-node-b", storageRouterId: "node-b", state: "running" }),
     ]);
     expect((await ovsJson<Array<{ name: string }>>(nodeA, ["vdisk", "list", "--vpool", "default-node-b"])).map((v) => v.name)).toEqual(["on-b"]);
+    const remote = await nodeB.ovs(["vdisk", "info", "on-a"]);
+    expectOk(remote, "info of the other node's vDisk");
+    expect(remote.stdout).toBe("vDisk on-a (16 MiB, vPool default) is served by storage router node-a; ask its API for live statistics.\n");
+    const local = await ovsJson<{ vpool: string; storageRouterId: string; state: string; stats: { writes: number } }>(nodeB, ["vdisk", "info", "on-b"]);
+    expect(local).toMatchObject({ vpool: "default-node-b", storageRouterId: "node-b", state: "running", stats: { writes: 0 } });
+    const missing = await nodeB.ovs(["vdisk", "info", "nowhere"]);
+    expect(missing.stderr).toBe("ovs: there is no vDisk named nowhere.\n");
     const deleteOther = await nodeA.ovs(["vpool", "delete", "default-node-b"]);
     expect(deleteOther.stderr).toBe("ovs: vPool default-node-b has 1 vDisk (on-b); delete them first.\n");
   });

@@ -104,6 +104,9 @@ describe("registration", () => {
     const list = await ovsJson<Array<Record<string, unknown>>>(["vdisk", "list"]);
     expect(list).toEqual([expect.objectContaining({ name: "plain", vpool: "default", storageRouterId: nodeId, state: "running", template: false })]);
     expect((await ovsJson<Record<string, unknown>>(["vpool", "show", "default"])).vdiskCount).toBe(1);
+    const info = await node.ovs(["vdisk", "info", "plain"]);
+    expectOk(info, "vdisk info");
+    expect(info.stdout).toMatch(/^vPool\s+default$/m);
   });
 });
 

@@ -328,9 +328,11 @@ vdisk
   .description("show a vDisk with its live statistics")
   .option("--json", "print JSON")
   .action(async (name: string, options: { json?: boolean }) => {
-    const info = await callApi<VDiskInfo>(api(), "GET", `/api/v1/vdisks/${encodeURIComponent(name)}`);
+    const info = await callApi<Omit<VDiskInfo, "state"> & { state: VDiskInfo["state"] | "remote"; vpool?: string; storageRouterId?: string }>(api(), "GET", `/api/v1/vdisks/${encodeURIComponent(name)}`);
     if (options.json) printJson(info);
-    else printInfo(info);
+    else if (info.state === "remote") process.stdout.write(`vDisk ${info.name} (${info.size}, vPool ${info.vpool ?? "?"}) is served by storage router ${info.storageRouterId ?? "?"}; ask its API for live statistics.\n`);
+    else printInfo(info as VDiskInfo);
+    if (!options.json && info.vpool !== undefined && info.state !== "remote") process.stdout.write(`${"vPool".padEnd(16)}${info.vpool}\n`);
   });
 
 vdisk

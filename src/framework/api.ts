@@ -185,8 +185,8 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     return reply.status(201).send(info);
   });
 
-  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name", { schema: { tags: ["vdisks"], summary: "a vDisk with its live statistics", params: NameParams } }, async (request) =>
-    options.vdisks.info(request.params.name),
+  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name", { schema: { tags: ["vdisks"], summary: "a vDisk with its vPool and live statistics (state remote when another storage router serves it)", params: NameParams } }, async (request) =>
+    model ? model.getVDisk(request.params.name) : options.vdisks.info(request.params.name),
   );
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ResizeBody> }>(

@@ -448,6 +448,23 @@ export class ManagementModel {
     }
   }
 
+  /**
+   * One vDisk: served here, its live information with its vPool and storage router; served by another
+   * storage router, what the registry says (state "remote"); NOT_FOUND otherwise.
+   */
+  async getVDisk(name: string): Promise<(VDiskInfo & { vpool: string; storageRouterId: string }) | VDiskListItem> {
+    const [routers, records] = await Promise.all([this.routers.list(modelKeys.storageRouterPrefix), this.vdiskRecords()]);
+    const record = records.find((candidate) => candidate.name === name);
+    const vpool = record === undefined ? undefined : this.vpoolResolver(routers.map((r) => r.record), records)(record);
+    try {
+      const info = this.options.vdisks.info(name);
+      return { ...info, vpool: vpool ?? defaultVPoolName, storageRouterId: info.nodeId };
+    } catch (error) {
+      if (!isOvsError(error, "NOT_FOUND") || record === undefined) throw error;
+      return this.vdiskItem(record, vpool ?? defaultVPoolName);
+    }
+  }
+
   /** vDisks of the whole cluster with filter, sort and paging; live statistics for those this node serves. */
   async listVDisks(query: VDiskListQuery = {}): Promise<{ vdisks: VDiskListItem[]; total: number; offset: number; limit: number }> {
     const sort = query.sort ?? "name";
