@@ -123,7 +123,11 @@ export class PlatformNode {
       await this.api.listen({ host: this.options.apiHost, port: this.options.apiPort });
       const address = this.api.server.address();
       const apiPort = typeof address === "object" && address ? address.port : this.options.apiPort;
-      await this.model.registerNode({ name: this.options.nodeId, ip: this.options.apiHost, ports: { nbd: nbdPort, api: apiPort } });
+      // Not fatal: a node whose model records cannot be written (a record edited by hand) still serves its
+      // vDisks; the log says why, and the next start registers again.
+      await this.model.registerNode({ name: this.options.nodeId, ip: this.options.apiHost, ports: { nbd: nbdPort, api: apiPort } }).catch((error: unknown) => {
+        log.error({ err: error }, "registering this storage router in the model failed; vDisks are served, the model shows it stale until the next start");
+      });
       this.model.startHeartbeat();
       this.info = {
         version: this.options.version,
