@@ -458,4 +458,37 @@ describe("LocalBackend fenced puts (one put asserting another object)", () => {
       await backend.close();
     }
   });
+
+  it("never passes an assert on a cached owner value that a put, delete, apply or namespace deletion changed", async () => {
+    const backend = await LocalBackend.open({ dir: await newDir() });
+    const owner = (value: string) => [{ kind: "equals" as const, name: "owner", value: Buffer.from(value) }];
+    const put = (name: string) => [{ kind: "put" as const, name, data: Buffer.from(name) }];
+    try {
+      await backend.createNamespace("ns");
+      await backend.put("ns", "owner", Buffer.from("A"));
+      await backend.apply("ns", owner("A"), put("x1")); // reads and caches "A"
+      await backend.apply("ns", owner("A"), put("x2")); // from the cache
+      await backend.put("ns", "owner", Buffer.from("B")); // plain put
+      await expect(backend.apply("ns", owner("A"), put("x3"))).rejects.toMatchObject({ code: "ASSERT_FAILED" });
+      await backend.apply("ns", owner("B"), put("x4"));
+      await backend.apply("ns", owner("B"), [{ kind: "put", name: "owner", data: Buffer.from("C") }]); // single-put apply of the owner itself
+      await expect(backend.apply("ns", owner("B"), put("x5"))).rejects.toMatchObject({ code: "ASSERT_FAILED" });
+      await backend.apply("ns", owner("C"), [...put("y"), { kind: "put", name: "owner", data: Buffer.from("D") }]); // journaled apply
+      await expect(backend.apply("ns", owner("C"), put("x6"))).rejects.toMatchObject({ code: "ASSERT_FAILED" });
+      await backend.apply("ns", owner("D"), put("x7"));
+      await backend.delete("ns", "owner");
+      await expect(backend.apply("ns", owner("D"), put("x8"))).rejects.toMatchObject({ code: "ASSERT_FAILED" });
+      await backend.put("ns", "owner", Buffer.from("E"));
+      await backend.apply("ns", owner("E"), put("x9"));
+      await backend.deleteNamespace("ns");
+      await backend.createNamespace("ns");
+      await backend.put("ns", "owner", Buffer.from("F"));
+      await expect(backend.apply("ns", owner("E"), put("x10"))).rejects.toMatchObject({ code: "ASSERT_FAILED" });
+      await backend.apply("ns", owner("F"), put("x11"));
+      const names = (await backend.list("ns")).names;
+      expect(names.sort()).toEqual(["owner", "x11"]);
+    } finally {
+      await backend.close();
+    }
+  });
 });

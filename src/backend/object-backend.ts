@@ -45,6 +45,13 @@ export const listLimitMax = 1000;
 export interface ObjectBackend {
   /** A short description for logs and `ovs` output, e.g. "local:/var/lib/ovs/backend". */
   readonly description: string;
+  /**
+   * True if put and apply neither keep nor read the data buffers passed in once their promise settles,
+   * so the caller may reuse them (the volume pools its 4 MiB SCO buffers then). False or absent: a
+   * buffer may still be read after the call returned (ALBA writes the remaining fragments of a chunk
+   * after c of them are durable, and may keep fragment views in its cache).
+   */
+  readonly releasesDataOnReturn?: boolean;
 
   createNamespace(namespace: string): Promise<void>; // ALREADY_EXISTS if it exists
   deleteNamespace(namespace: string): Promise<void>; // removes every object; NOT_FOUND if missing

@@ -54,6 +54,24 @@ export class ChunkQueue {
     return target;
   }
 
+  /**
+   * Removes the next `byteCount` bytes and returns them as views of the chunks that hold them, in order
+   * (no copy; they keep those chunks alive while referenced).
+   */
+  takeViews(byteCount: number): Buffer[] {
+    assert(byteCount <= this.byteCount, "ChunkQueue.takeViews: not enough bytes");
+    const views: Buffer[] = [];
+    let left = byteCount;
+    while (left > 0) {
+      const head = this.chunks[this.headIndex]!;
+      const n = Math.min(head.length - this.headOffset, left);
+      views.push(head.subarray(this.headOffset, this.headOffset + n));
+      left -= n;
+      this.skip(n);
+    }
+    return views;
+  }
+
   /** Moves the next `byteCount` bytes into target[targetOffset...] and consumes them. */
   copyInto(target: Buffer, targetOffset: number, byteCount: number): void {
     assert(byteCount <= this.byteCount && targetOffset + byteCount <= target.length, "ChunkQueue.copyInto: out of bounds");

@@ -7,3 +7,4 @@ export * from "./log.js";
 export * from "./isal.js";
 export * from "./chunk-queue.js";
 export * from "./buffer-pool.js";
+export * from "./coalescer.js";

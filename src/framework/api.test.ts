@@ -153,6 +153,38 @@ describe("vDisk settings", () => {
   });
 });
 
+describe("vDisk scrub", () => {
+  it("scrubs with the write role and returns the report; bad bodies 400 and an unknown vDisk 404, nothing changed", async () => {
+    await vdisks.create("scrub1", 16 * 1024 * 1024);
+    try {
+      const url = "/api/v1/vdisks/scrub1/scrub";
+      expect((await app.inject({ method: "POST", url, headers: as("reader"), payload: {} })).statusCode).toBe(403);
+      for (const [payload, message] of [
+        [{ threshold: 0 }, "invalid request: body.threshold must be > 0."],
+        [{ threshold: 1.5 }, "invalid request: body.threshold must be <= 1."],
+        [{ threshold: "half" }, "invalid request: body.threshold must be number."],
+        [{ colour: 1 }, 'invalid request: body has an unknown field "colour".'],
+        [{ bandwidth: "fast" }, '"fast" is not a size; use a number with an optional unit K, M, G or T (e.g. 10G).'],
+        [{ bandwidth: -1 }, null],
+      ] as const) {
+        const response = await app.inject({ method: "POST", url, headers: as("writer"), payload });
+        expect(response.statusCode, JSON.stringify(payload)).toBe(400);
+        expect(response.json().error.code).toBe("INVALID_ARGUMENT");
+        if (message !== null) expect(response.json().error.message).toBe(message);
+      }
+      const missing = await app.inject({ method: "POST", url: "/api/v1/vdisks/nope/scrub", headers: as("writer"), payload: {} });
+      expect(missing.statusCode).toBe(404);
+      expect(missing.json().error.code).toBe("NOT_FOUND");
+      const scrubbed = await app.inject({ method: "POST", url, headers: as("writer"), payload: { threshold: 0.75, bandwidth: "32M/s" } });
+      expect(scrubbed.statusCode).toBe(200);
+      expect(scrubbed.json()).toMatchObject({ threshold: 0.75, bandwidthBytesPerSecond: 32 * 1024 * 1024, scosRewritten: 0, bytesReclaimed: 0 });
+      expect(typeof scrubbed.json().durationMs).toBe("number");
+    } finally {
+      await vdisks.delete("scrub1", true);
+    }
+  });
+});
+
 describe("the OpenAPI document", () => {
   it("lists every route with its summary, role and parameters, and is structurally valid", async () => {
     const response = await app.inject({ method: "GET", url: "/api/openapi.json", headers: as("reader") });

@@ -28,6 +28,7 @@ import { registerSnapshotRoutes } from "./snapshot-api.js";
 import { registerSettingsRoutes } from "./settings-api.js";
 import { registerModelRoutes, VDiskListQuery } from "./model-api.js";
 import type { ManagementModel } from "./model/model-service.js";
+import { registerScrubRoutes } from "./scrub-api.js";
 
 export interface NodeInfo {
   version: string;
@@ -209,6 +210,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   registerSnapshotRoutes(app, options.vdisks);
   registerSettingsRoutes(app, options.vdisks);
   if (model) registerModelRoutes(app, model, options.vdisks);
+  registerScrubRoutes(app, options.vdisks);
   registerAuthRoutes(app, options.auth, now);
   if (options.scheduler !== undefined) registerSchedulerRoutes(app, options.scheduler);
   registerHealthRoutes(app, () => {

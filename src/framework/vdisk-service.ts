@@ -25,8 +25,8 @@ import { OvsError, formatBytes, type Logger } from "../base/index.js";
 import type { ClusterStore, SequenceAssert } from "../store/index.js";
 import type { ObjectBackend } from "../backend/index.js";
 import {
-  QosLimiter, Volume, defaultVolumeSettings, noQosLimits, qosLimitKeys, validateConfig, validateQosLimits,
-  type QosLimits, type SnapshotInfo, type VolumeConfig,
+  QosLimiter, Volume, defaultVolumeSettings, noQosLimits, qosLimitKeys, validateConfig, validateQosLimits, validateScrubOptions,
+  type QosLimits, type ScrubProgress, type ScrubReport, type SnapshotInfo, type VolumeConfig,
 } from "../volume/index.js";
 import { VolumeExport, type NbdExport, type NbdExportProvider } from "../frontend/index.js";
 import type { NodeMetrics } from "./metrics/metrics.js";
@@ -410,11 +410,13 @@ export class VDiskService implements NbdExportProvider {
   /**
    * Restarts a vDisk's volume on this node (the original's restart: e.g. after a halt): closes it and
    * opens it again from its local data (or from the backend when that is gone). Refused while NBD
-   * clients are connected unless force, which disconnects them first. The QoS limiter is kept.
+   * clients are connected unless force, which disconnects them first, and while a scrub runs (CONFLICT).
+   * The QoS limiter is kept.
    */
   async restart(name: string, force: boolean): Promise<VDiskInfo> {
     return this.withLock(name, async () => {
       const served = this.get(name);
+      if (served.volume.scrubbing) throw new OvsError("CONFLICT", `vDisk ${name} is being scrubbed; retry the restart when the scrub has finished.`);
       const connections = served.nbdExport.connectionCount;
       if (connections > 0 && !force) {
         throw new OvsError("IN_USE", `vDisk ${name} has ${connections} NBD client${connections === 1 ? "" : "s"} connected; disconnect ${connections === 1 ? "it" : "them"} or restart with --force.`);
@@ -433,6 +435,19 @@ export class VDiskService implements NbdExportProvider {
       this.options.log.info({ vdisk: name, force }, "vDisk restarted");
       return this.info(name);
     });
+  }
+
+  /**
+   * Scrubs a vDisk while it serves I/O (not under the vDisk's lock: snapshots may be taken meanwhile;
+   * the volume refuses a rollback or a second scrub until it is done). Bad options are refused before
+   * anything changes. `onProgress` sees each phase's done/total.
+   */
+  async scrub(name: string, options: { threshold?: number; bandwidthBytesPerSecond?: number }, onProgress?: (progress: ScrubProgress) => void): Promise<ScrubReport> {
+    validateScrubOptions(options);
+    const served = this.get(name);
+    const report = await served.volume.scrub({ ...options, ...(onProgress ? { onProgress } : {}) });
+    this.options.log.info({ vdisk: name, report }, "vDisk scrubbed");
+    return report;
   }
 
   async resize(name: string, sizeBytes: number): Promise<VDiskInfo> {

@@ -12,6 +12,7 @@ export {
   type VolumeStats,
 } from "./volume.js";
 export { snapshotLimits, isValidSnapshotName } from "./snapshots-object.js";
+export { scrubLimits, validateScrubOptions, type ScrubOptions, type ScrubProgress, type ScrubReport } from "./scrubber.js";
 export { scoName, parseScoName, type ScoId } from "./sco-name.js";
 export * as tlogFormat from "./tlog-format.js";
 export { QosLimiter, noQosLimits, qosLimitKeys, validateQosLimits, type QosLimits, type QosKind } from "./qos.js";

@@ -60,6 +60,18 @@ const legacyMapValueSizeBytes = 12;
 /** One update of a commit: the location (zeroLocation = reads as zeros) and the TLog seq that wrote it. */
 export type MapUpdate = [clusterAddress: number, location: ClusterLocation, tlogSeq: number];
 
+/**
+ * A cluster moved by the scrubber: wherever the map or the history holds `address` at (fromScoNumber,
+ * fromOffsetClusters), it now lives at (toScoNumber, toOffsetClusters); CRC, clone id and TLog seq stay.
+ */
+export interface Relocation {
+  address: number;
+  fromScoNumber: number;
+  fromOffsetClusters: number;
+  toScoNumber: number;
+  toOffsetClusters: number;
+}
+
 export class MetadataStore {
   private readonly root: RootDatabase;
   private readonly map: Database<Buffer, Buffer>;
@@ -131,6 +143,29 @@ export class MetadataStore {
     for (const key of this.map.getKeys({ start, end: stop })) yield readKey(key);
   }
 
+  /**
+   * True if the cluster at `address` stored at (scoNumber, offsetClusters) can still be read: it is the
+   * current map value, or a history value that one of `snapshotSeqs` (ascending) sees. Locations are
+   * unique within a volume (SCO numbers are never reused), so the location identifies the TLog entry.
+   * Used by the scrubber to tell live clusters from garbage.
+   */
+  isLocationLive(address: number, scoNumber: number, offsetClusters: number, snapshotSeqs: readonly number[]): boolean {
+    writeKey(this.keyBuffer, address);
+    const value = this.map.getBinaryFast(this.keyBuffer);
+    if (value !== undefined && value.readUInt32LE(0) === scoNumber && value.readUInt16LE(4) === offsetClusters) return true;
+    if (snapshotSeqs.length === 0) return false; // no snapshot sees any history value
+    writeKey(this.historyStart, address);
+    this.historyStart.writeUInt32BE(0, 8);
+    writeKey(this.historyEnd, address);
+    this.historyEnd.writeUInt32BE(0xffff_ffff, 8);
+    for (const { key, value: old } of this.history.getRange({ start: this.historyStart, end: this.historyEnd })) {
+      if (old.readUInt32LE(0) !== scoNumber || old.readUInt16LE(4) !== offsetClusters) continue;
+      // Current from its TLog seq through the key's seq f: seen by a snapshot whose cut lies in between.
+      return snapshotBetween(snapshotSeqs, valueSeq(old), key.readUInt32BE(8));
+    }
+    return false;
+  }
+
   getConfig<T>(): T | undefined {
     const text = this.meta.get("config");
     return text === undefined ? undefined : (JSON.parse(text) as T);
@@ -191,6 +226,8 @@ export class MetadataStore {
     deleteSnapshots?: Iterable<number>;
     /** Small named values (owner tag, rollback intent); undefined removes one. */
     values?: Record<string, string | undefined>;
+    /** The scrubber's moves: applied to the map value, or to the history value, holding the old location. */
+    relocations?: Iterable<Relocation>;
   }): Promise<void> {
     // lmdb-js copies keys and values into its write buffer when put/remove is called, so one key and
     // one value buffer serve the whole batch.
@@ -223,6 +260,7 @@ export class MetadataStore {
           }
         }
       }
+      for (const relocation of batch.relocations ?? []) this.relocate(relocation);
       for (const record of batch.tlogs ?? []) this.meta.put(tlogKey(record.seq), JSON.stringify(record));
       if (batch.cork) this.meta.put("cork", JSON.stringify(batch.cork));
       if (batch.config !== undefined) this.meta.put("config", JSON.stringify(batch.config));
@@ -234,6 +272,38 @@ export class MetadataStore {
         else this.meta.put(`value:${key}`, value);
       }
     });
+  }
+
+  /** Inside a transaction: moves one cluster's location in the map, or else in the history. */
+  private relocate(relocation: Relocation): void {
+    const key = Buffer.allocUnsafe(8);
+    writeKey(key, relocation.address);
+    const moved = (old: Buffer): Buffer | undefined => {
+      if (old.readUInt32LE(0) !== relocation.fromScoNumber || old.readUInt16LE(4) !== relocation.fromOffsetClusters) return undefined;
+      const value = normalizeValue(old);
+      value.writeUInt32LE(relocation.toScoNumber, 0);
+      value.writeUInt16LE(relocation.toOffsetClusters, 4);
+      return value;
+    };
+    const current = this.map.getBinaryFast(key);
+    const inMap = current === undefined ? undefined : moved(current);
+    if (inMap !== undefined) {
+      this.map.put(key, inMap);
+      return;
+    }
+    const start = Buffer.alloc(12);
+    const end = Buffer.alloc(12);
+    writeKey(start, relocation.address);
+    writeKey(end, relocation.address);
+    end.writeUInt32BE(0xffff_ffff, 8);
+    for (const { key: historyKey, value } of this.history.getRange({ start, end })) {
+      const inHistory = moved(value);
+      if (inHistory !== undefined) {
+        this.history.put(Buffer.from(historyKey), inHistory);
+        return;
+      }
+    }
+    // Neither: overwritten (and seen by no snapshot) since the scrubber looked; nothing to move.
   }
 
   /** Resolves when every committed transaction is durable on disk. */

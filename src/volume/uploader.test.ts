@@ -76,4 +76,67 @@ describe("Uploader", () => {
     expect(await backend.exists("ns", "00_00000002_00")).toBe(true);
     await uploader.stop();
   });
+
+  it("puts the next TLog while a stored TLog's bookkeeping runs, calls it in order and retries it after a failure", async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "ovs-upl-"));
+    dirs.push(dir);
+    const backend = new MemoryBackend();
+    await backend.createNamespace("ns");
+    for (const name of ["tlog_a", "tlog_b"]) await fsp.writeFile(path.join(dir, name), name);
+    const calls: number[] = [];
+    let failNext = true;
+    let releaseBookkeeping!: () => void;
+    const bookkeepingGate = new Promise<void>((resolve) => (releaseBookkeeping = resolve));
+    const uploader = new Uploader({
+      backend,
+      namespace: "ns",
+      log: silentLogger(),
+      onTlogStored: async (seq) => {
+        calls.push(seq);
+        await bookkeepingGate;
+        if (seq === 1 && failNext) {
+          failNext = false;
+          throw new Error("snapshots object write failed");
+        }
+      },
+    });
+    uploader.enqueueTlog(1, "tlog_a", path.join(dir, "tlog_a"), []);
+    uploader.enqueueTlog(2, "tlog_b", path.join(dir, "tlog_b"), []);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Both TLogs are on the backend although the first one's bookkeeping has not finished.
+    expect(await backend.exists("ns", "tlog_b")).toBe(true);
+    expect(calls).toEqual([1, 2]);
+    let idle = false;
+    const idlePromise = uploader.idle().then(() => (idle = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(idle).toBe(false); // bookkeeping still pending counts
+    releaseBookkeeping();
+    await idlePromise;
+    expect(calls).toEqual([1, 2, 1]); // the failed one was called again
+    expect(uploader.stats().failures).toBe(1);
+    await uploader.stop();
+  });
+
+  it("releases a SCO's data once its put returned, or at once when it does not keep it", async () => {
+    const backend = new MemoryBackend();
+    await backend.createNamespace("ns");
+    const data = randomBytes(4096);
+    let release!: () => void;
+    const ready = new Promise<void>((resolve) => (release = resolve));
+    const released: number[] = [];
+    const uploader = new Uploader({ backend, namespace: "ns", log: silentLogger(), onTlogStored: async () => undefined });
+    for (let scoNumber = 1; scoNumber <= 16; scoNumber++) {
+      uploader.enqueueSco({ scoNumber, file: "/nonexistent", expectedCrc: crc32c(data), ready, data, onDataReleased: () => released.push(scoNumber) });
+    }
+    // 4 start at once (waiting for ready); the queue keeps data for 2 × uploadsInFlightMax more; the
+    // others will re-read their file and release the data at once.
+    expect(released).toEqual([13, 14, 15, 16]);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(released).toEqual([13, 14, 15, 16]); // nothing put yet: nothing else released
+    release();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(released.slice(4).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    expect(await backend.exists("ns", "00_00000001_00")).toBe(true);
+    await uploader.stop();
+  });
 });

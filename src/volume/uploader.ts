@@ -1,7 +1,9 @@
 // Background uploads of a volume's SCOs and TLogs to the object backend, in order (DESIGN.md §4.3):
 // SCOs upload in parallel (at most uploadsInFlightMax); a TLog starts only when every SCO queued before
 // it and the TLog before it are stored, so a TLog on the backend never names a SCO that is not there and
-// TLogs are stored in their order. SCOs queued after a TLog do not wait for it.
+// TLogs are stored in their order. SCOs queued after a TLog do not wait for it. onTlogStored is called in
+// TLog order right after each TLog's put; the next TLog's put does not wait for that bookkeeping (the
+// volume coalesces it), and a failed bookkeeping is retried by calling onTlogStored again.
 // Failed uploads are retried with backoff until they succeed or the uploader stops; nothing is dropped.
 // A SCO re-read from its file is checked against its CRC before the put, so a file still being written
 // never reaches the backend; an item may also wait for a `ready` promise first.
@@ -13,7 +15,7 @@ import type { ObjectBackend } from "../backend/index.js";
 import { scoName } from "./sco-name.js";
 
 type Item =
-  | { kind: "sco"; queueSeq: number; scoNumber: number; file: string; data: Buffer | undefined; expectedCrc: number; ready: Promise<void> }
+  | { kind: "sco"; queueSeq: number; scoNumber: number; file: string; data: Buffer | undefined; expectedCrc: number; ready: Promise<void>; onDataReleased: (() => void) | undefined }
   | { kind: "tlog"; queueSeq: number; seq: number; id: string; file: string; scoNumbers: number[] };
 
 export const uploaderLimits = {
@@ -25,6 +27,8 @@ export const uploaderLimits = {
 export class Uploader {
   private readonly queue: Item[] = [];
   private inFlight = 0;
+  /** Bookkeeping of stored TLogs still running (see finishTlog). */
+  private background = 0;
   private tlogInFlight = false;
   private nextQueueSeq = 1;
   /** Queue sequence numbers of SCOs queued or in flight (a TLog waits for those before it). */
@@ -50,13 +54,16 @@ export class Uploader {
   /**
    * Queues a closed SCO. `data` is its content when the caller still has it in memory: it is uploaded
    * from there (no re-read of the file) if few uploads are queued; a long queue (a slow or absent
-   * backend) reads the file instead, so memory stays bounded.
+   * backend) reads the file instead, so memory stays bounded. `onDataReleased` is called once the
+   * uploader will not read `data` again: at once if it is not kept, else after the put that used it
+   * returned (never while the uploader stops with the item pending: the caller then just drops it).
    */
-  enqueueSco(sco: { scoNumber: number; file: string; expectedCrc: number; ready: Promise<void>; data?: Buffer }): void {
+  enqueueSco(sco: { scoNumber: number; file: string; expectedCrc: number; ready: Promise<void>; data?: Buffer; onDataReleased?: (() => void) | undefined }): void {
     const keep = sco.data !== undefined && this.queue.length < uploaderLimits.uploadsInFlightMax * 2;
     const queueSeq = this.nextQueueSeq++;
     this.outstandingScoSeqs.add(queueSeq);
-    this.queue.push({ kind: "sco", queueSeq, scoNumber: sco.scoNumber, file: sco.file, expectedCrc: sco.expectedCrc, ready: sco.ready, data: keep ? sco.data : undefined });
+    if (!keep) sco.onDataReleased?.();
+    this.queue.push({ kind: "sco", queueSeq, scoNumber: sco.scoNumber, file: sco.file, expectedCrc: sco.expectedCrc, ready: sco.ready, data: keep ? sco.data : undefined, onDataReleased: keep ? sco.onDataReleased : undefined });
     this.pump();
   }
 
@@ -71,14 +78,14 @@ export class Uploader {
 
   /** Resolves when the queue is empty and nothing is in flight. */
   idle(): Promise<void> {
-    if (this.queue.length === 0 && this.inFlight === 0) return Promise.resolve();
+    if (this.queue.length === 0 && this.inFlight === 0 && this.background === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Stops taking new items and waits for the ones in flight (the queue is rebuilt at the next open). */
   async stop(): Promise<void> {
     this.stopped = true;
-    await Promise.allSettled([...this.running]);
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
     for (const waiter of this.idleWaiters.splice(0)) waiter();
   }
 
@@ -111,9 +118,55 @@ export class Uploader {
       if (item.kind === "sco") this.outstandingScoSeqs.delete(item.queueSeq);
       else this.tlogInFlight = false;
       this.pump();
-      if (this.queue.length === 0 && this.inFlight === 0) for (const waiter of this.idleWaiters.splice(0)) waiter();
+      this.notifyIdle();
     });
     this.running.add(run);
+  }
+
+  /** Waits for a stored TLog's bookkeeping, calling onTlogStored again (with backoff) after failures. */
+  private async finishTlog(item: Item & { kind: "tlog" }, first: Promise<void>): Promise<void> {
+    const { log } = this.options;
+    let attempt = first;
+    let delayMs: number = uploaderLimits.retryDelayMsMin;
+    for (;;) {
+      try {
+        await attempt;
+        return;
+      } catch (error) {
+        this.counters.failures++;
+        if (this.stopped || this.options.isFatal?.(error)) {
+          log.error({ err: error, item: item.id }, "bookkeeping of a stored TLog failed for good; the next open redoes it");
+          return;
+        }
+        log.warn({ err: error, item: item.id, retryInMs: delayMs }, "bookkeeping of a stored TLog failed; retrying");
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        if (this.stopped) return;
+        delayMs = Math.min(delayMs * 2, uploaderLimits.retryDelayMsMax);
+        attempt = this.options.onTlogStored(item.seq, item.scoNumbers);
+      }
+    }
+  }
+
+  /** Counts background work (a TLog's bookkeeping) towards idle() and stop(). */
+  private track(work: Promise<void>): void {
+    this.background++;
+    const run = work.finally(() => {
+      this.running.delete(run);
+      this.background--;
+      this.notifyIdle();
+    });
+    this.running.add(run);
+  }
+
+  private notifyIdle(): void {
+    if (this.queue.length === 0 && this.inFlight === 0 && this.background === 0) for (const waiter of this.idleWaiters.splice(0)) waiter();
+  }
+
+  private releaseData(item: Item & { kind: "sco" }): void {
+    const release = item.onDataReleased;
+    item.onDataReleased = undefined;
+    item.data = undefined;
+    release?.();
   }
 
   private async upload(item: Item): Promise<void> {
@@ -143,15 +196,18 @@ export class Uploader {
           if (check && crc32c(data) !== item.expectedCrc) throw new OvsError("CHECKSUM_MISMATCH", `SCO ${name} does not match its CRC yet`);
           await put(name, data);
           this.counters.scoUploads++;
+          this.releaseData(item);
         } else {
           await put(item.id, await fsp.readFile(item.file));
           this.counters.tlogUploads++;
-          await this.options.onTlogStored(item.seq, item.scoNumbers);
+          // Called now, in TLog order; the next TLog may be put while its bookkeeping runs.
+          this.track(this.finishTlog(item, this.options.onTlogStored(item.seq, item.scoNumbers)));
         }
         return;
       } catch (error) {
         this.counters.failures++;
         if (this.options.isFatal?.(error)) {
+          if (item.kind === "sco") this.releaseData(item);
           log.error({ err: error, item: item.kind === "sco" ? item.scoNumber : item.id }, "upload refused for good; dropped");
           return;
         }

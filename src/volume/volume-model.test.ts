@@ -1,7 +1,9 @@
 // Seeded model-based test of the volume engine: random writes (aligned and not), trims, write-zeroes,
 // flushes, clean restarts, crashes (stop without sync, as kill -9), uploads with eviction, snapshots,
-// deletes of snapshots, rollbacks, restarts from the backend on an empty directory and node losses
-// (a crash, then a restart from the backend elsewhere), against an in-memory reference disk. After a
+// deletes of snapshots, rollbacks, restarts from the backend on an empty directory, node losses
+// (a crash, then a restart from the backend elsewhere) and scrubs (at random thresholds, beside
+// foreground writes and reads, or stopped at a random step by a crash followed by a local restart or a
+// restart from the backend; of the parent during a clone session and of the clone), against an in-memory reference disk. After a
 // crash every sector must hold its last flushed value or a value written after that flush; after a node
 // loss, its value at the last full backend sync or one written since; everything else (every read, every
 // rollback to a snapshot, every restart from the backend after a full sync) must match exactly. A
@@ -15,9 +17,12 @@ import { randomUUID } from "node:crypto";
 import { isOvsError, silentLogger } from "../base/index.js";
 import { Volume, defaultVolumeSettings, type VolumeConfig } from "./volume.js";
 import { MemoryBackend } from "./testing/memory-backend.js";
+import { ScrubStoppedForTest, type ScrubStopPoint } from "./scrubber.js";
 
 const sizeBytes = 4 * 1024 * 1024;
 const sectorBytes = 512;
+const scrubThresholds = [0.3, 0.5, 0.8, 1];
+const scrubStopPoints: ScrubStopPoint[] = ["prepared", "uploaded", "committed", "published", "deleting"];
 
 /** xorshift32: small, seeded, reproducible. */
 function rng(seed: number): () => number {
@@ -153,10 +158,21 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
             flushed = Buffer.from(reference);
             pendingSectors.clear();
           }
-        } else if (c < 95) {
+        } else if (c < 93) {
           await clone.close();
           clone = await Volume.open({ dir: cloneDir, backend, log, resolveParent });
           open.set(cloneNamespace, clone);
+        } else if (c < 97) {
+          // A scrub of the parent (while the clone reads through it) or of the clone itself.
+          const target = int(2) === 0 ? volume : clone;
+          const scrub = target.scrub({ threshold: scrubThresholds[int(scrubThresholds.length)]!, bandwidthBytesPerSecond: 0 });
+          const got = await clone.read(at, length);
+          await scrub;
+          if (!got.equals(cloneReference.subarray(at, at + length))) throw new Error(`op ${op} clone step ${step}: read during a scrub differs from the clone's reference`);
+          if (target === volume) {
+            flushed = Buffer.from(reference); // a scrub stores everything written before it
+            pendingSectors.clear();
+          }
         } else {
           await clone.syncToBackend();
           await clone.close();
@@ -190,6 +206,7 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
     }
   };
   const profile: Record<string, { count: number; ms: number }> = {};
+  let scrubbedScoCount = 0;
   try {
     for (let op = 0; op < operationCount; op++) {
       const choice = int(1000) / 10;
@@ -216,9 +233,49 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
           reference.fill(0, first, end);
           remember(first, end - first);
         }
-      } else if (choice < 76) {
+      } else if (choice < 74) {
         const data = await volume.read(offset, length);
         if (!data.equals(reference.subarray(offset, offset + length))) throw new Error(`op ${op}: read at ${offset}+${length} differs from the reference`);
+      } else if (choice < 76) {
+        const threshold = scrubThresholds[int(scrubThresholds.length)]!;
+        const mode = int(3);
+        if (mode === 0) {
+          // Beside foreground I/O: writes and reads while it runs.
+          const scrub = volume.scrub({ threshold, bandwidthBytesPerSecond: 0 });
+          for (let i = 0; i < 3; i++) {
+            const at = int(sizeBytes / sectorBytes) * sectorBytes;
+            const n = Math.min(sizeBytes - at, (1 + int(64)) * sectorBytes);
+            const data = Buffer.alloc(n, fill++ & 0xff);
+            for (let j = 0; j < n; j += 512) data.writeUInt32LE(op * 100000 + 90000 + i * 1000 + j / 512, j);
+            await volume.write(at, data);
+            data.copy(reference, at);
+            remember(at, n);
+            const readAt = int(sizeBytes / sectorBytes) * sectorBytes;
+            const got = await volume.read(readAt, Math.min(sizeBytes - readAt, 16384));
+            if (!got.equals(reference.subarray(readAt, readAt + got.length))) throw new Error(`op ${op}: read during a scrub differs from the reference`);
+          }
+          scrubbedScoCount += (await scrub).scosRewritten;
+        } else if (mode === 1) {
+          scrubbedScoCount += (await volume.scrub({ threshold, bandwidthBytesPerSecond: 0 })).scosRewritten;
+          allSynced(); // everything written before it is stored first
+        } else {
+          // A crash at a random step of the scrub, then a local restart or a restart from the backend.
+          const stopAt = scrubStopPoints[int(scrubStopPoints.length)]!;
+          const stopped = await volume.scrub({ threshold, bandwidthBytesPerSecond: 0, stopAt }).then(() => undefined, (e: unknown) => e);
+          if (stopped !== undefined && !(stopped instanceof ScrubStoppedForTest)) throw stopped;
+          await volume.crashForTest();
+          if (int(2) === 0) {
+            volume = await Volume.open({ dir, backend, log });
+          } else {
+            dir = await newDir();
+            volume = await Volume.openFromBackend({ dir, backend, namespace: config.namespace, log });
+          }
+          allSynced();
+          const after = await volume.read(0, sizeBytes);
+          if (!after.equals(reference)) throw new Error(`op ${op}: after a crash at scrub step ${stopAt} and a restart the volume differs from the reference`);
+          const listed = volume.listSnapshots().map((snapshot) => snapshot.name);
+          if (listed.join() !== [...snapshotImages.keys()].join()) throw new Error(`op ${op}: snapshots ${listed.join()} after a crash in a scrub`);
+        }
       } else if (choice < 82.5) {
         await volume.flush();
         flushed = Buffer.from(reference);
@@ -312,12 +369,12 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
       } else {
         await exerciseClone(op);
       }
-      const kind = ["write", "zeroes", "trim", "read", "flush", "restart", "crash", "backend-sync", "snapshot", "delete-snapshot", "rollback", "restart-from-backend", "node-loss", "clone"][[51, 57, 62, 76, 82.5, 85.5, 88.5, 92, 95.5, 96.5, 98, 99, 99.5, 100].findIndex((bound) => choice < bound)]!;
+      const kind = ["write", "zeroes", "trim", "read", "scrub", "flush", "restart", "crash", "backend-sync", "snapshot", "delete-snapshot", "rollback", "restart-from-backend", "node-loss", "clone"][[51, 57, 62, 74, 76, 82.5, 85.5, 88.5, 92, 95.5, 96.5, 98, 99, 99.5, 100].findIndex((bound) => choice < bound)]!;
       const entry = (profile[kind] ??= { count: 0, ms: 0 });
       entry.count++;
       entry.ms += performance.now() - opStartedAt;
     }
-    if (process.env.OVS_MODEL_PROFILE) console.log(JSON.stringify(profile));
+    if (process.env.OVS_MODEL_PROFILE) console.log(JSON.stringify({ ...profile, scrubbedScoCount }));
     const all = await volume.read(0, sizeBytes);
     if (!all.equals(reference)) throw new Error("final read differs from the reference");
   } catch (error) {

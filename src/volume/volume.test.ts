@@ -49,6 +49,23 @@ describe("Volume", () => {
     expect((await volume.read(513, 1000)).equals(Buffer.alloc(1000))).toBe(true);
   });
 
+  it("writes chunks (an NBD payload spanning socket chunks) like one buffer, aligned or not", async () => {
+    const { volume } = await create({ scoSizeBytes: 1024 * 1024 });
+    const data = randomBytes(2560 * 1024);
+    // Chunk edges off cluster and SCO boundaries; the write crosses three SCOs of 1 MiB.
+    const cuts = [0, 1000, 1_100_000, 1_100_001, 2_200_000, data.length];
+    const chunks = cuts.slice(1).map((end, index) => data.subarray(cuts[index]!, end));
+    await volume.writeChunks(8192, chunks, data.length);
+    expect((await volume.read(8192, data.length)).equals(data)).toBe(true);
+    const unaligned = randomBytes(5000);
+    await volume.writeChunks(8192 + 100, [unaligned.subarray(0, 3000), unaligned.subarray(3000)], unaligned.length);
+    const expected = Buffer.from(data);
+    unaligned.copy(expected, 100);
+    expect((await volume.read(8192, data.length)).equals(expected)).toBe(true);
+    await volume.flush();
+    await expect(volume.writeChunks(8192, [data.subarray(0, 4096)], 8192)).rejects.toThrow(/add up/);
+  });
+
   it("reads back aligned and unaligned writes", async () => {
     const { volume } = await create();
     const a = randomBytes(16384);
@@ -205,7 +222,10 @@ describe("Volume", () => {
       await Promise.all(addresses.slice(i, i + 100).map((a) => volume.write(a * 4096, data)));
     }
     await volume.flush();
-    await new Promise((resolve) => setTimeout(resolve, 200)); // the metadata commit follows the sync
+    // The metadata commit follows the sync (in the background): wait for it, boundedly.
+    for (const deadline = Date.now() + 10_000; volume.stats().uncommittedClusterCount > 0 && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     expect(volume.stats().uncommittedClusterCount).toBe(0);
     for (const address of addresses.slice(0, 50)) expect((await volume.read(address * 4096, 4096)).equals(data)).toBe(true);
     expect((await volume.read((clusterCount - 1) * 4096, 4096)).equals(Buffer.alloc(4096))).toBe(true);

@@ -24,7 +24,7 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { assert, Crc32cCombiner, crc32c, crc32cBlocks, OvsError, systemErrorCode, type Logger } from "../base/index.js";
+import { assert, BufferPool, Coalescer, Crc32cCombiner, crc32c, crc32cBlocks, OvsError, systemErrorCode, type Logger } from "../base/index.js";
 import type { ObjectBackend, ObjectUpdate } from "../backend/index.js";
 import { MetadataStore, zeroLocation, type ClusterLocation, type Cork, type SnapshotRecord, type TlogRecord } from "./metadata-store.js";
 import {
@@ -41,9 +41,10 @@ import {
 import { TlogWriter } from "./tlog-writer.js";
 import { EntryKind, parseTlog, clusterAddressMax, entriesCrcOf, tlogHeaderSizeBytes } from "./tlog-format.js";
 import { parseScoName, scoName } from "./sco-name.js";
-import { closeFile, fdatasync, ioError, openFile, preadAll, pwriteAll, scoReadFds } from "./file-io.js";
+import { closeFile, fdatasync, ioError, openFile, preadAll, pwriteAll, removeFile, scoReadFds } from "./file-io.js";
 import { Uploader } from "./uploader.js";
 import { DirtyMap } from "./dirty-map.js";
+import { finishInterruptedScrub, runScrub, type ScrubHost, type ScrubOptions, type ScrubReport } from "./scrubber.js";
 
 export interface VolumeConfig {
   id: string;
@@ -112,9 +113,61 @@ export function defaultVolumeSettings(): Pick<VolumeConfig, "clusterSizeBytes" |
 }
 
 
+/** Reads a list of chunks front to back as one byte string (writeChunks). */
+class ChunkCursor {
+  private index = 0;
+  private offset = 0;
+
+  constructor(private readonly chunks: readonly Uint8Array[], readonly length: number) {
+    let total = 0;
+    for (const chunk of chunks) total += chunk.length;
+    assert(total === length, "writeChunks: the chunks' lengths do not add up to lengthBytes");
+  }
+
+  /** Copies the next `byteCount` bytes into target[targetOffset...]. */
+  copyNext(target: Buffer, targetOffset: number, byteCount: number): void {
+    let copied = 0;
+    while (copied < byteCount) {
+      const chunk = this.chunks[this.index]!;
+      const n = Math.min(chunk.length - this.offset, byteCount - copied);
+      target.set(chunk.subarray(this.offset, this.offset + n), targetOffset + copied);
+      copied += n;
+      this.offset += n;
+      if (this.offset === chunk.length) {
+        this.index++;
+        this.offset = 0;
+      }
+    }
+  }
+}
+
+/**
+ * SCO buffers are reused rather than allocated per SCO: each fresh 4 MiB Buffer is V8 external memory,
+ * and at a few hundred MB/s of writes those allocations alone made V8 run a full mark-compact GC about
+ * 60 times per GiB written (node --trace-gc on an in-process sequential write). One pool per SCO size,
+ * shared by the volumes of the process, keeps at most scoBufferPoolBytesMax of idle buffers.
+ */
+const scoBufferPools = new Map<number, BufferPool>();
+const scoBufferPoolBytesMax = 64 * 1024 * 1024;
+
+function scoBufferPool(scoSizeBytes: number): BufferPool {
+  let pool = scoBufferPools.get(scoSizeBytes);
+  if (pool === undefined) {
+    pool = new BufferPool(scoSizeBytes, Math.max(2, Math.floor(scoBufferPoolBytesMax / scoSizeBytes)));
+    scoBufferPools.set(scoSizeBytes, pool);
+  }
+  return pool;
+}
+
 /** A SCO with a memory copy: the open one, and closed ones until they are synced. */
 class MemorySco {
   readonly buffer: Buffer;
+  /**
+   * Holders of `buffer`: the volume while the SCO is in memoryScos, plus an upload reading from it
+   * (only with a backend that releasesDataOnReturn). The last release returns it to the pool; a holder
+   * that never releases (a close, a crash, a halted upload) just leaves the buffer to the GC.
+   */
+  private bufferRefs = 1;
   clusterCount = 0; // clusters allocated (copied into buffer)
   writtenClusterCount = 0; // clusters whose pwrite has been issued
   fd: number | undefined;
@@ -129,8 +182,19 @@ class MemorySco {
   /** The file was created and its directory entry is not yet known durable. */
   createdSinceSync = false;
 
-  constructor(readonly scoNumber: number, readonly path: string, scoSizeBytes: number, readonly numberReserved: Promise<void>) {
-    this.buffer = Buffer.allocUnsafe(scoSizeBytes);
+  constructor(readonly scoNumber: number, readonly path: string, private readonly pool: BufferPool, readonly numberReserved: Promise<void>) {
+    this.buffer = pool.take();
+  }
+
+  retainBuffer(): void {
+    assert(this.bufferRefs > 0, "MemorySco.retainBuffer after the last release");
+    this.bufferRefs++;
+  }
+
+  /** Called once per holder, when that holder will not touch `buffer` (or a view of it) again. */
+  releaseBuffer(): void {
+    assert(this.bufferRefs > 0, "MemorySco.releaseBuffer: released too often");
+    if (--this.bufferRefs === 0) this.pool.release(this.buffer);
   }
 }
 
@@ -225,15 +289,30 @@ export class Volume {
   private snapshots: SnapshotRecord[] = [];
   /** TLogs listed by the snapshots object on the backend, in order. */
   private backendTlogs: SnapshotsObjectTlog[] = [];
+  /**
+   * Every TLog up to this seq is listed by the snapshots object on the backend and marked stored in the
+   * metadata (backendTlogs also holds TLogs put whose commit is still pending).
+   */
+  private storedThroughSeq = 0;
   private snapshotsGeneration = 0;
   /** Never reused while the volume is open (a delete's commit may still be queued behind a create). */
   private snapshotNumberNext = 1;
-  private snapshotsObjectWrites: Promise<void> = Promise.resolve();
+  /** Rewrites of the snapshots object; requests while one waits share it (see writeSnapshotsObject). */
+  private readonly snapshotsObjectWriter = new Coalescer(() => this.writeSnapshotsObjectNow());
+  /** TLogs on the backend whose listing and "stored" records are not committed yet, in seq order. */
+  private readonly tlogsToCommitStored: Array<{ record: TlogRecord; scoNumbers: number[] }> = [];
+  private readonly storedTlogCommitter = new Coalescer(() => this.commitStoredTlogs());
   private garbageCollection: Promise<void> = Promise.resolve();
+  /** Local files of stored TLogs below this seq are removed (removeStoredTlogFiles resumes here). */
+  private tlogFilesRemovedBelowSeq = 0;
   /** Finds a clone's parent volume (clones only). */
   private resolveParent: ParentResolver | undefined;
   /** Set when the volume was opened by a restart from the backend. */
   restoreReport: RestoreReport | undefined;
+  /** The scrub running, if any (one at a time; close waits for it to stop). */
+  private scrubRun: Promise<ScrubReport> | undefined;
+  /** Reads in flight: a scrub deletes old SCOs only once every read that may use them has finished. */
+  private readonly readsInFlight = new Set<Promise<void>>();
   private readonly counters = { reads: 0, writes: 0, readBytes: 0, writeBytes: 0, flushes: 0, syncs: 0, backendReads: 0, checksumErrors: 0 };
 
   private constructor(dir: string, backend: ObjectBackend, metadata: MetadataStore, config: VolumeConfig, log: Logger) {
@@ -320,6 +399,7 @@ export class Volume {
       volume.ownerTag = await takeOwnerTag(backend, config);
       volume.loadBookkeeping();
       await volume.recover();
+      await finishInterruptedScrub(volume.scrubHost());
     } catch (error) {
       await volume.uploader.stop();
       await metadata.close();
@@ -482,6 +562,22 @@ export class Volume {
         await this.writeUnaligned(offsetBytes, data);
       }
     }
+    if (fua) await this.flush();
+  }
+
+  /**
+   * write() of the concatenation of `chunks` (lengthBytes in all): the NBD server hands over a payload
+   * that spans socket chunks as views of them, and aligned writes copy them straight into the SCO buffer
+   * (one copy instead of a gather plus a copy). The chunks are only read, until the promise settles.
+   */
+  async writeChunks(offsetBytes: number, chunks: readonly Uint8Array[], lengthBytes: number, fua = false): Promise<void> {
+    const clusterSize = this.config.clusterSizeBytes;
+    if (offsetBytes % clusterSize !== 0 || lengthBytes % clusterSize !== 0) return this.write(offsetBytes, Buffer.concat(chunks, lengthBytes), fua);
+    this.checkIo(offsetBytes, lengthBytes);
+    this.checkWritable();
+    this.counters.writes++;
+    this.counters.writeBytes += lengthBytes;
+    if (lengthBytes > 0) await this.writeClusters(offsetBytes / clusterSize, new ChunkCursor(chunks, lengthBytes));
     if (fua) await this.flush();
   }
 
@@ -748,6 +844,7 @@ export class Volume {
     const record = this.snapshots.find((snapshot) => snapshot.name === name);
     if (!record) throw new OvsError("NOT_FOUND", `volume ${this.name} has no snapshot named ${name}`);
     if (!record.stored) throw new OvsError("CONFLICT", `snapshot ${name} of volume ${this.name} is not on the backend yet; retry once its state is "stored"`);
+    if (this.scrubRun) throw new OvsError("CONFLICT", `volume ${this.name} is being scrubbed; retry the rollback when the scrub has finished`);
     await this.enqueueCommit(async () => {
       await this.metadata.commit({ values: { rollback: JSON.stringify({ snapshot: name, tlogSeq: record.tlogSeq }) } });
       await this.metadata.flushed();
@@ -785,6 +882,83 @@ export class Volume {
     return Volume.openFromBackend({ dir, backend, namespace: config.namespace, log, resolveParent: options.resolveParent });
   }
 
+  // ---------------------------------------------------------------------------------------------------
+  // Scrubbing (algorithm in scrubber.ts)
+
+  /**
+   * Scrubs the volume while it serves I/O: SCOs on the backend whose live fraction is under the
+   * threshold have their live clusters rewritten into new SCOs, the TLogs naming them are replaced,
+   * and the old objects are deleted once nothing can read them. One scrub at a time (CONFLICT).
+   */
+  async scrub(options: ScrubOptions = {}): Promise<ScrubReport> {
+    this.checkNotHalted();
+    if (this.scrubRun) throw new OvsError("CONFLICT", `volume ${this.name} is already being scrubbed`);
+    const run = runScrub(this.scrubHost(), options);
+    this.scrubRun = run;
+    try {
+      return await run;
+    } finally {
+      this.scrubRun = undefined;
+    }
+  }
+
+  get scrubbing(): boolean {
+    return this.scrubRun !== undefined;
+  }
+
+  private scrubHost(): ScrubHost {
+    return {
+      name: this.config.name,
+      namespace: this.config.namespace,
+      clusterSizeBytes: this.config.clusterSizeBytes,
+      scoSizeBytes: this.config.scoSizeBytes,
+      backend: this.backend,
+      log: this.log,
+      metadata: this.metadata,
+      scoDir: this.scoDir,
+      tlogDir: this.tlogDir,
+      storeWrittenSoFar: async (timeoutMs) => {
+        this.checkNotHalted();
+        if (this.openSco.clusterCount > 0) this.rollSco(true);
+        else if (this.currentTlog.entryCount > 0) this.rollTlog();
+        const seq = this.currentTlog.seq - 1;
+        await this.sync();
+        const deadline = Date.now() + timeoutMs;
+        // Committed as stored, not only put: the scrub rewrites these TLogs' records, which a pending
+        // stored-TLog commit would overwrite with the old names.
+        while (this.storedThroughSeq < seq) {
+          this.checkNotHalted();
+          if (Date.now() > deadline) throw new OvsError("UNAVAILABLE", `the backend did not take volume ${this.name}'s TLogs within ${timeoutMs} ms; the scrub did not start`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      },
+      backendTlogs: () => this.backendTlogs,
+      renameBackendTlogs: (ids) => {
+        this.backendTlogs = this.backendTlogs.map((tlog) => ({ seq: tlog.seq, id: ids.get(tlog.seq) ?? tlog.id }));
+      },
+      snapshotSeqs: () => this.snapshots.map((snapshot) => snapshot.tlogSeq).sort((a, b) => a - b),
+      writeSnapshotsObject: () => this.writeSnapshotsObject(),
+      fencedApply: (updates) => this.fencedApply(updates),
+      enqueueCommit: (work) => this.enqueueCommit(work),
+      allocateScoNumber: async () => {
+        const scoNumber = this.takeScoNumber();
+        await this.scoNumberReserved;
+        return scoNumber;
+      },
+      drainReads: async () => {
+        await Promise.allSettled([...this.readsInFlight]);
+      },
+      forgetLocalSco: async (scoNumber) => {
+        if (this.localScos.get(scoNumber)?.disposable === false) return; // only copies of backend objects
+        const file = this.scoPath(scoNumber);
+        scoReadFds.forget(file);
+        await fsp.rm(file, { force: true });
+        this.localScos.delete(scoNumber);
+      },
+      stopping: () => this.closing || this.halted !== undefined,
+    };
+  }
+
   /** Waits until everything closed so far is on the backend (tests, migration, clean shutdown). */
   async waitForUploads(): Promise<void> {
     await this.uploader.idle();
@@ -811,11 +985,14 @@ export class Volume {
     } catch (error) {
       this.log.error({ err: error }, "final sync failed");
     }
+    await this.scrubRun?.catch(() => undefined); // it stops at its next step (stopping() is true)
     await this.committing;
     await this.uploader.stop();
+    await this.storedTlogCommitter.settled();
     await this.housekeeping;
-    await this.snapshotsObjectWrites;
+    await this.snapshotsObjectWriter.settled();
     await this.garbageCollection;
+    await this.committing;
     for (const waiter of this.throttleWaiters.splice(0)) waiter();
     for (const sco of this.memoryScos.values()) if (sco.fd !== undefined) await closeFile(sco.fd);
     for (const fd of this.tlogFds.values()) await closeFile(fd);
@@ -833,11 +1010,14 @@ export class Volume {
     if (this.syncTimer) clearInterval(this.syncTimer);
     await Promise.allSettled([...this.memoryScos.values()].flatMap((sco) => [...sco.inflight, ...(sco.batch ? [sco.batch.promise] : [])]));
     while (this.syncing) await new Promise((resolve) => setTimeout(resolve, 1));
+    await this.scrubRun?.catch(() => undefined);
     await this.committing;
     await this.uploader.stop();
+    await this.storedTlogCommitter.settled();
     await this.housekeeping;
-    await this.snapshotsObjectWrites;
+    await this.snapshotsObjectWriter.settled();
     await this.garbageCollection;
+    await this.committing;
     for (const sco of this.memoryScos.values()) if (sco.fd !== undefined) await closeFile(sco.fd);
     for (const fd of this.tlogFds.values()) await closeFile(fd);
     for (const file of await fsp.readdir(this.scoDir).catch(() => [])) scoReadFds.forget(path.join(this.scoDir, file));
@@ -885,13 +1065,14 @@ export class Volume {
     return () => releases.forEach((r) => r());
   }
 
-  private async writeClusters(firstCluster: number, data: Uint8Array): Promise<void> {
+  /** `data` is one buffer, or chunks whose concatenation is the data (copied from in place). */
+  private async writeClusters(firstCluster: number, data: Uint8Array | ChunkCursor): Promise<void> {
     if (this.nonDisposableBytes() > this.nonDisposableLimitBytes()) await this.throttle();
     this.checkWritable();
     const clusterSize = this.config.clusterSizeBytes;
     const clusterCount = data.length / clusterSize;
     assert(Number.isInteger(clusterCount));
-    const source = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length);
+    const source = data instanceof ChunkCursor ? data : Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length);
     const batches: Promise<void>[] = [];
     let done = 0;
     while (done < clusterCount) {
@@ -899,7 +1080,8 @@ export class Volume {
       const count = Math.min(clusterCount - done, this.clustersPerSco - sco.clusterCount);
       const tlog = this.currentTlog;
       const scoOffsetBytes = sco.clusterCount * clusterSize;
-      source.copy(sco.buffer, scoOffsetBytes, done * clusterSize, (done + count) * clusterSize);
+      if (source instanceof ChunkCursor) source.copyNext(sco.buffer, scoOffsetBytes, count * clusterSize);
+      else source.copy(sco.buffer, scoOffsetBytes, done * clusterSize, (done + count) * clusterSize);
       const crcs = this.crcScratch;
       crc32cBlocks(sco.buffer.subarray(scoOffsetBytes, scoOffsetBytes + count * clusterSize), clusterSize, crcs);
       for (let i = 0; i < count; i++) {
@@ -993,6 +1175,16 @@ export class Volume {
   }
 
   private newMemorySco(): MemorySco {
+    const scoNumber = this.takeScoNumber();
+    const name = scoName({ cloneId: 0, scoNumber, version: 0 });
+    const sco = new MemorySco(scoNumber, path.join(this.scoDir, name), scoBufferPool(this.config.scoSizeBytes), this.scoNumberReserved);
+    this.memoryScos.set(scoNumber, sco);
+    this.localScos.set(scoNumber, { sizeBytes: 0, disposable: false });
+    return sco;
+  }
+
+  /** The next SCO number; usable once this.scoNumberReserved (as of the call) resolves. */
+  private takeScoNumber(): number {
     const scoNumber = this.nextScoNumber++;
     if (scoNumber >= this.scoNumberReservedEnd) {
       // SCOs reach the backend before any TLog names them, so their numbers are reserved durably ahead:
@@ -1005,11 +1197,7 @@ export class Volume {
       });
       this.scoNumberReserved.catch((error: unknown) => this.halt(error instanceof OvsError ? error : ioError(error, "SCO number reservation")));
     }
-    const name = scoName({ cloneId: 0, scoNumber, version: 0 });
-    const sco = new MemorySco(scoNumber, path.join(this.scoDir, name), this.config.scoSizeBytes, this.scoNumberReserved);
-    this.memoryScos.set(scoNumber, sco);
-    this.localScos.set(scoNumber, { sizeBytes: 0, disposable: false });
-    return sco;
+    return scoNumber;
   }
 
   /** Closes the open SCO into the current TLog and opens the next; closes the TLog every N SCOs. */
@@ -1024,7 +1212,10 @@ export class Volume {
     this.currentTlog.scoNumbers.push(sco.scoNumber);
     // Its content is final: upload it now, from memory, once its number is durably reserved. The TLog
     // naming it waits for it (barrier), and it becomes disposable only once that TLog is stored.
-    this.uploader.enqueueSco({ scoNumber: sco.scoNumber, file: sco.path, expectedCrc: scoCrc, ready: sco.numberReserved, data });
+    // The upload holds the buffer too when the backend is done with it on return (else no pooling).
+    const pooled = this.backend.releasesDataOnReturn === true;
+    if (pooled) sco.retainBuffer();
+    this.uploader.enqueueSco({ scoNumber: sco.scoNumber, file: sco.path, expectedCrc: scoCrc, ready: sco.numberReserved, data, onDataReleased: pooled ? () => sco.releaseBuffer() : undefined });
     this.openSco = this.newMemorySco();
     this.changedSinceSync = true;
     this.scoRollsSinceSync++;
@@ -1147,6 +1338,7 @@ export class Volume {
       // Closed before the capture (so its SCO CRC entry is durable now) and fully synced.
       if (closedAtCapture.has(sco) && !sco.dirtySinceSync && sco.inflight.size === 0 && !sco.batch) {
         this.memoryScos.delete(sco.scoNumber); // reads now go to the (synced) file
+        sco.releaseBuffer(); // no write in flight (checked above) and reads copy synchronously
         if (sco.fd !== undefined) await closeFile(sco.fd);
       }
     }
@@ -1249,8 +1441,20 @@ export class Volume {
     return volume;
   }
 
-  /** Reads `clusterCount` clusters from `firstCluster` into `target`, verifying every cluster's CRC. */
-  private async readClusters(firstCluster: number, clusterCount: number, target: Buffer, asOfTlogSeq?: number): Promise<void> {
+  /**
+   * Reads `clusterCount` clusters from `firstCluster` into `target`, verifying every cluster's CRC. Tracked
+   * in readsInFlight: a scrub deletes the SCOs it replaced only after every read that may have looked up
+   * their locations has finished (lookups happen synchronously at the start of the read).
+   */
+  private readClusters(firstCluster: number, clusterCount: number, target: Buffer, asOfTlogSeq?: number): Promise<void> {
+    const read = this.readClustersUntracked(firstCluster, clusterCount, target, asOfTlogSeq);
+    this.readsInFlight.add(read);
+    const untrack = (): void => void this.readsInFlight.delete(read);
+    read.then(untrack, untrack);
+    return read;
+  }
+
+  private async readClustersUntracked(firstCluster: number, clusterCount: number, target: Buffer, asOfTlogSeq?: number): Promise<void> {
     const clusterSize = this.config.clusterSizeBytes;
     // Runs of clusters that are consecutive in one SCO file are read with one pread.
     let runs: Array<{ scoNumber: number; offsetClusters: number; targetIndex: number; locations: ClusterLocation[] }> | undefined;
@@ -1348,30 +1552,61 @@ export class Volume {
   // ---------------------------------------------------------------------------------------------------
   // Backend bookkeeping
 
-  private async tlogStored(seq: number, scoNumbers: number[]): Promise<void> {
-    const record = this.metadata.tlogRecords(seq).find((r) => r.seq === seq);
-    assert(record !== undefined, `TLog ${seq} has no record`);
-    // Stored means listed by the snapshots object (a restart from the backend starts from that list).
-    if (!this.backendTlogs.some((t) => t.seq === seq)) {
-      assert(this.backendTlogs.length === 0 || this.backendTlogs.at(-1)!.seq < seq, "TLogs are stored in order");
+  /**
+   * Called by the uploader, in TLog order, once TLog `seq` is on the backend. Its listing in the snapshots
+   * object (stored means listed: a restart from the backend starts from that list) and its "stored"
+   * record are committed by commitStoredTlogs, coalesced: TLogs that reach the backend while one commit
+   * runs share the next one, so the uploader can put the next TLog meanwhile and a sequential writer
+   * does not wait for one snapshots-object rewrite and one LMDB sync per TLog. Idempotent (a retry after
+   * a failed commit calls it again).
+   */
+  private tlogStored(seq: number, scoNumbers: number[]): Promise<void> {
+    const last = this.backendTlogs.at(-1);
+    if (last === undefined || last.seq < seq) {
+      const record = this.metadata.tlogRecords(seq).find((r) => r.seq === seq);
+      assert(record !== undefined, `TLog ${seq} has no record`);
       this.backendTlogs.push({ seq, id: record.id });
+      this.tlogsToCommitStored.push({ record, scoNumbers });
+    } else {
+      assert(this.backendTlogs.some((t) => t.seq === seq), "TLogs are stored in order");
     }
-    await this.writeSnapshotsObject();
-    const nowStored = this.snapshots.filter((snapshot) => !snapshot.stored && snapshot.tlogSeq <= seq);
-    await this.enqueueCommit(async () => {
-      await this.metadata.commit({
-        tlogs: [{ ...record, closed: true, stored: true }],
-        snapshots: nowStored.map((snapshot) => ({ ...snapshot, stored: true })),
+    return this.storedTlogCommitter.run();
+  }
+
+  /**
+   * Commits every TLog put on the backend so far: one snapshots object listing them, then one LMDB
+   * commit marking them (and the snapshots they complete) stored, then their SCOs become disposable.
+   * On failure they stay pending for the next run (the uploader retries).
+   */
+  private async commitStoredTlogs(): Promise<void> {
+    const batch = this.tlogsToCommitStored.splice(0);
+    if (batch.length === 0) return;
+    const lastSeq = batch.at(-1)!.record.seq;
+    let nowStored: SnapshotRecord[];
+    try {
+      await this.writeSnapshotsObject();
+      nowStored = this.snapshots.filter((snapshot) => !snapshot.stored && snapshot.tlogSeq <= lastSeq);
+      await this.enqueueCommit(async () => {
+        await this.metadata.commit({
+          tlogs: batch.map(({ record }) => ({ ...record, closed: true, stored: true })),
+          snapshots: nowStored.map((snapshot) => ({ ...snapshot, stored: true })),
+        });
+        await this.metadata.flushed(); // "stored" must be durable before its SCOs may leave the disk
       });
-      await this.metadata.flushed(); // "stored" must be durable before its SCOs may leave the disk
-    });
+    } catch (error) {
+      this.tlogsToCommitStored.unshift(...batch);
+      throw error;
+    }
     for (const snapshot of nowStored) snapshot.stored = true;
-    for (const scoNumber of scoNumbers) {
-      const sco = this.localScos.get(scoNumber);
-      if (sco) sco.disposable = true;
+    this.storedThroughSeq = Math.max(this.storedThroughSeq, lastSeq);
+    for (const { scoNumbers } of batch) {
+      for (const scoNumber of scoNumbers) {
+        const sco = this.localScos.get(scoNumber);
+        if (sco) sco.disposable = true;
+      }
     }
     for (const waiter of this.throttleWaiters.splice(0)) waiter();
-    // Housekeeping off the uploader's path (the uploader waits for this function before its next item).
+    // Housekeeping off the uploader's path.
     this.housekeeping = this.housekeeping
       .then(async () => {
         await this.evictScos();
@@ -1407,7 +1642,7 @@ export class Volume {
       toFreeBytes -= sco.sizeBytes;
       const file = this.scoPath(scoNumber);
       scoReadFds.forget(file);
-      await fsp.rm(file, { force: true });
+      await removeFile(file);
       this.localScos.delete(scoNumber);
       total -= sco.sizeBytes;
     }
@@ -1415,22 +1650,23 @@ export class Volume {
 
   /**
    * Rewrites the snapshots object from the current state: the stored TLogs and the snapshots they
-   * cover. Writes are serialised; each one writes the state as of when it runs. Fenced.
+   * cover. Writes are serialised; each one writes the state as of when it starts, and calls made while
+   * one waits to start share it (Coalescer). Fenced.
    */
   private writeSnapshotsObject(): Promise<void> {
-    const write = this.snapshotsObjectWrites.then(async () => {
-      const lastSeq = this.backendTlogs.at(-1)?.seq ?? 0;
-      const value: SnapshotsObject = {
-        volumeId: this.config.id,
-        generation: this.snapshotsGeneration,
-        ...(this.config.parent ? { parent: { namespace: this.config.parent.namespace, snapshot: this.config.parent.snapshot, tlogSeq: this.config.parent.tlogSeq } } : {}),
-        tlogs: this.backendTlogs,
-        snapshots: this.snapshots.filter((snapshot) => snapshot.tlogSeq <= lastSeq).map(({ stored: _stored, ...snapshot }) => snapshot),
-      };
-      await this.fencedApply([{ kind: "put", name: snapshotsObjectName, data: encodeSnapshotsObject(value) }]);
-    });
-    this.snapshotsObjectWrites = write.catch(() => undefined);
-    return write;
+    return this.snapshotsObjectWriter.run();
+  }
+
+  private async writeSnapshotsObjectNow(): Promise<void> {
+    const lastSeq = this.backendTlogs.at(-1)?.seq ?? 0;
+    const value: SnapshotsObject = {
+      volumeId: this.config.id,
+      generation: this.snapshotsGeneration,
+      ...(this.config.parent ? { parent: { namespace: this.config.parent.namespace, snapshot: this.config.parent.snapshot, tlogSeq: this.config.parent.tlogSeq } } : {}),
+      tlogs: this.backendTlogs,
+      snapshots: this.snapshots.filter((snapshot) => snapshot.tlogSeq <= lastSeq).map(({ stored: _stored, ...snapshot }) => snapshot),
+    };
+    await this.fencedApply([{ kind: "put", name: snapshotsObjectName, data: encodeSnapshotsObject(value) }]);
   }
 
   /**
@@ -1475,15 +1711,24 @@ export class Volume {
     this.snapshots = this.metadata.snapshotRecords();
     this.snapshotNumberNext = (this.snapshots.at(-1)?.number ?? 0) + 1;
     this.backendTlogs = this.metadata.tlogRecords().filter((record) => record.stored).map((record) => ({ seq: record.seq, id: record.id }));
+    this.storedThroughSeq = this.backendTlogs.at(-1)?.seq ?? 0;
   }
 
   /** Local TLog files are removed once stored and behind a durable cork (a restart no longer needs them). */
   private async removeStoredTlogFiles(): Promise<void> {
     await this.metadata.flushed();
     const cork = this.metadata.getCork();
-    for (const record of this.metadata.tlogRecords()) {
+    // Resumes where the last pass stopped: a pass over every record each time made this quadratic
+    // in the volume's TLog count (one unlink per TLog ever written, per TLog stored).
+    let contiguous = true;
+    for (const record of this.metadata.tlogRecords(this.tlogFilesRemovedBelowSeq)) {
       if (record.seq >= cork.seq) break;
-      if (record.stored) await fsp.rm(path.join(this.tlogDir, record.id), { force: true });
+      if (!record.stored) {
+        contiguous = false; // look at it again next time
+        continue;
+      }
+      await removeFile(path.join(this.tlogDir, record.id));
+      if (contiguous) this.tlogFilesRemovedBelowSeq = record.seq + 1;
     }
   }
 
@@ -1499,7 +1744,7 @@ export class Volume {
     const scoCrcs = new Map<number, number>(); // scoNumber → CRC of the whole SCO
     const scoClusterEnd = new Map<number, number>(); // referenced SCOs: highest offset + 1
     const pendingUploads: Array<{ record: TlogRecord; scoNumbers: number[]; closed: boolean }> = [];
-    let lastScoStored = 0;
+    const storedScos = new Set<number>(); // SCOs closed into parsed TLogs that are on the backend
     let lowestParsedSco = Number.MAX_SAFE_INTEGER; // SCOs below it belong to stored TLogs not parsed
     for (const [index, record] of records.entries()) {
       const isLast = index === records.length - 1;
@@ -1532,7 +1777,8 @@ export class Volume {
         }
       }
       if (record.stored) {
-        lastScoStored = Math.max(lastScoStored, ...scoNumbers);
+        // A set, not a highest number: a scrub's SCOs have new (high) numbers in old TLogs.
+        for (const scoNumber of scoNumbers) storedScos.add(scoNumber);
         continue;
       }
       // Not on the backend yet: resume writing it (last) or finish closing it, and queue it.
@@ -1591,14 +1837,14 @@ export class Volume {
         await this.closeRecoveredSco(id.scoNumber, full, clusterCount);
       }
       const sizeBytes = clusterCount * this.config.clusterSizeBytes;
-      this.localScos.set(id.scoNumber, { sizeBytes, disposable: id.scoNumber <= lastScoStored });
+      this.localScos.set(id.scoNumber, { sizeBytes, disposable: storedScos.has(id.scoNumber) });
     }
     this.nextScoNumber = Math.max(scoNumberMax + 1, cork.nextScoNumber ?? 1, this.metadata.getScoNumberReservedEnd());
     this.openSco = this.newMemorySco();
     for (const item of pendingUploads) {
       for (const scoNumber of item.scoNumbers) {
         const expectedCrc = scoCrcs.get(scoNumber);
-        if (scoNumber > lastScoStored && expectedCrc !== undefined) {
+        if (!storedScos.has(scoNumber) && expectedCrc !== undefined) {
           this.uploader.enqueueSco({ scoNumber, file: this.scoPath(scoNumber), expectedCrc, ready: Promise.resolve() });
         }
       }

@@ -109,6 +109,19 @@ export class MeteredExport implements NbdExport {
     }
   }
 
+  /** Present whatever the inner export offers (the server uses it when present): gathers if needed. */
+  async writeChunks(offsetBytes: number, chunks: readonly Buffer[], lengthBytes: number, fua: boolean): Promise<void> {
+    const start = performance.now();
+    try {
+      if (this.inner.writeChunks !== undefined) await this.inner.writeChunks(offsetBytes, chunks, lengthBytes, fua);
+      else await this.inner.write(offsetBytes, Buffer.concat(chunks, lengthBytes), fua);
+      this.meters.write.observe((performance.now() - start) / 1000, lengthBytes);
+    } catch (error) {
+      this.meters.write.errors++;
+      throw error;
+    }
+  }
+
   async flush(): Promise<void> {
     const start = performance.now();
     try {

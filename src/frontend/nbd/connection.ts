@@ -21,8 +21,9 @@
 // the socket is ended (and destroyed after closeTimeoutMs if the client never closes its side).
 // The export is detached once the socket is closed and no request is in flight.
 //
-// Buffers: WRITE payloads are handed over to the export (see nbd-export.ts) and, when they were gathered
-// into a pooled buffer, returned to the pool once the export's promise settles; READ data returned by
+// Buffers: WRITE payloads are handed over to the export (see nbd-export.ts): as views of the socket
+// chunks to an export with writeChunks, else, when they span chunks, gathered into a pooled buffer that
+// returns to the pool once the export's promise settles; READ data returned by
 // the export is owned by this connection and written to the socket as is.
 
 import type { Socket } from "node:net";
@@ -215,12 +216,19 @@ export class NbdConnection {
     if (this.writePending) {
       if (this.queue.byteCount < header.lengthBytes) return false;
       this.writePending = false;
-      // A payload within one socket chunk is a view of it; one that spans chunks is gathered into a
-      // pooled buffer (returned when the export is done with it) rather than a fresh allocation.
-      const pooled = this.queue.contiguous(header.lengthBytes) === undefined && header.lengthBytes <= writePayloadPool.bufferBytes
-        ? writePayloadPool.take()
-        : undefined;
-      this.dispatchWrite(this.queue.take(header.lengthBytes, pooled), pooled);
+      // A payload within one socket chunk is a view of it; one that spans chunks goes to an export
+      // that takes chunks as views of them (it copies them once, into its own buffer), else it is
+      // gathered into a pooled buffer (returned when the export is done with it).
+      const spans = this.queue.contiguous(header.lengthBytes) === undefined;
+      if (spans && this.nbdExport!.writeChunks !== undefined) {
+        const lengthBytes = header.lengthBytes;
+        const chunks = this.queue.takeViews(lengthBytes);
+        this.dispatchWrite(lengthBytes, undefined, (offsetBytes, fua) => this.nbdExport!.writeChunks!(offsetBytes, chunks, lengthBytes, fua));
+        return true;
+      }
+      const pooled = spans && header.lengthBytes <= writePayloadPool.bufferBytes ? writePayloadPool.take() : undefined;
+      const payload = this.queue.take(header.lengthBytes, pooled);
+      this.dispatchWrite(payload.length, pooled, (offsetBytes, fua) => this.nbdExport!.write(offsetBytes, payload, fua));
       return true;
     }
     if (this.queue.byteCount < REQUEST_HEADER_BYTES) return false;
@@ -276,13 +284,12 @@ export class NbdConnection {
     return true;
   }
 
-  private dispatchWrite(payload: Buffer, pooled: Buffer | undefined): void {
+  private dispatchWrite(bytes: number, pooled: Buffer | undefined, write: (offsetBytes: number, fua: boolean) => Promise<void>): void {
     const { handleHi, handleLo, offsetBytes, commandFlags } = this.header;
-    const bytes = payload.length;
     this.begin(bytes);
     let promise: Promise<void>;
     try {
-      promise = this.nbdExport!.write(offsetBytes, payload, (commandFlags & NBD_CMD_FLAG_FUA) !== 0);
+      promise = write(offsetBytes, (commandFlags & NBD_CMD_FLAG_FUA) !== 0);
     } catch (error) {
       promise = Promise.reject(error);
     }

@@ -158,6 +158,22 @@ describe("ChunkQueue", () => {
     expect(queue.contiguous(1)).toBeUndefined();
   });
 
+  test("takeViews hands out views of the chunks a range spans, in order, and consumes them", () => {
+    const queue = new ChunkQueue();
+    const a = Buffer.from([1, 2, 3, 4]);
+    const b = Buffer.from([5, 6]);
+    const c = Buffer.from([7, 8, 9]);
+    for (const chunk of [a, b, c]) queue.push(chunk);
+    queue.skip(1);
+    const views = queue.takeViews(6);
+    expect(views.map((view) => [...view])).toEqual([[2, 3, 4], [5, 6], [7]]);
+    b[0] = 50; // views share memory with the chunks
+    expect(views[1]![0]).toBe(50);
+    expect(queue.byteCount).toBe(2);
+    expect([...queue.take(2)]).toEqual([8, 9]);
+    expect(() => queue.takeViews(1)).toThrow();
+  });
+
   test("many small chunks, skipped and copied in odd sizes, come out in order", () => {
     const queue = new ChunkQueue();
     const all = Buffer.alloc(10_000);

@@ -35,6 +35,12 @@ export interface NbdExport {
   read(offsetBytes: number, lengthBytes: number): Promise<Buffer>;
   /** Takes ownership of `data` (see the header: copy it if it is kept after the promise settles). */
   write(offsetBytes: number, data: Buffer, fua: boolean): Promise<void>;
+  /**
+   * Optional: the same as write() of the concatenation of `chunks` (lengthBytes in all), for a payload
+   * that arrived in several socket chunks; the server then hands over views of those chunks instead of
+   * gathering them into one buffer (an export that copies the payload anyway saves a copy).
+   */
+  writeChunks?(offsetBytes: number, chunks: readonly Buffer[], lengthBytes: number, fua: boolean): Promise<void>;
   /** Resolves once all writes acknowledged before it are durable. */
   flush(): Promise<void>;
   /** A hint: the range may be discarded. The server follows it with flush() when FUA is set. */

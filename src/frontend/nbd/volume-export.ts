@@ -44,6 +44,11 @@ export class VolumeExport implements NbdExport {
     return wait ? wait.then(() => this.volume.write(offsetBytes, data, fua)) : this.volume.write(offsetBytes, data, fua);
   }
 
+  writeChunks(offsetBytes: number, chunks: readonly Buffer[], lengthBytes: number, fua: boolean): Promise<void> {
+    const wait = this.qos?.admit("write", lengthBytes);
+    return wait ? wait.then(() => this.volume.writeChunks(offsetBytes, chunks, lengthBytes, fua)) : this.volume.writeChunks(offsetBytes, chunks, lengthBytes, fua);
+  }
+
   flush(): Promise<void> {
     return this.volume.flush();
   }

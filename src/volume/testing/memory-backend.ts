@@ -6,6 +6,7 @@ import type { ByteRange, ListOptions, ListPage, ObjectAssert, ObjectBackend, Obj
 
 export class MemoryBackend implements ObjectBackend {
   readonly description = "memory";
+  readonly releasesDataOnReturn = true; // puts copy the data
   readonly namespaces = new Map<string, Map<string, Buffer>>();
   failPuts = false;
   putCount = 0;
