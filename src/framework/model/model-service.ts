@@ -204,7 +204,7 @@ export class ManagementModel {
         const driver = await this.drivers.get(driverId);
         const changes: Change[] = [written.change];
         if (driver === undefined) changes.push(this.drivers.create(driverId, { vpool: vpoolName, storageRouterId: nodeId, status: "running", createdAt: this.isoNow() }).change);
-        await commit(this.store, changes, "the storage router changed while it registered");
+        await commit(this.store, changes, "the storage router changed while it registered.");
         await this.heartbeat();
         this.options.log.info({ storageRouter: nodeId, vpool: vpoolName }, "storage router registered");
         return written.record;
@@ -222,7 +222,7 @@ export class ManagementModel {
     const created = this.vpools.create(name, {
       name, backend, ...(preset === undefined ? {} : { preset }), settings: { ...vpoolSettingsDefault }, status: "running", createdAt: this.isoNow(), updatedAt: this.isoNow(),
     });
-    await commit(this.store, [created.change], `the vPool ${name} was created meanwhile`);
+    await commit(this.store, [created.change], `the vPool ${name} was created meanwhile.`);
     return name;
   }
 
@@ -262,7 +262,7 @@ export class ManagementModel {
   async markOffline(id: string, expectedVersion?: number): Promise<StorageRouterView> {
     const loaded = await this.routers.require(id);
     const updated = this.routers.update(loaded, { ...loaded.record, status: "offline", updatedAt: this.isoNow() }, expectedVersion);
-    await commit(this.store, [updated.change], `storage router ${id} changed meanwhile; read it again and retry`);
+    await commit(this.store, [updated.change], `storage router ${id} changed meanwhile; read it again and retry.`);
     return this.getStorageRouter(id);
   }
 
@@ -333,7 +333,7 @@ export class ManagementModel {
     if (await this.vpools.get(name)) throw new OvsError("ALREADY_EXISTS", `a vPool named ${name} already exists.`);
     const created = this.vpools.create(name, { name, backend, ...(preset === undefined ? {} : { preset }), settings, status: "running", createdAt: this.isoNow(), updatedAt: this.isoNow() });
     try {
-      await commit(this.store, [created.change, ...changes], `a vPool named ${name} was created meanwhile, or a storage router changed`);
+      await commit(this.store, [created.change, ...changes], `a vPool named ${name} was created meanwhile, or a storage router changed.`);
     } catch (error) {
       if (isOvsError(error, "CONFLICT") && (await this.vpools.get(name)) !== undefined) throw new OvsError("ALREADY_EXISTS", `a vPool named ${name} already exists.`);
       throw error;
@@ -347,7 +347,7 @@ export class ManagementModel {
     const loaded = await this.vpools.require(name);
     const settings = vpoolSettings(loaded.record.settings, change);
     const updated = this.vpools.update(loaded, { ...loaded.record, settings, updatedAt: this.isoNow() }, expectedVersion);
-    await commit(this.store, [updated.change], `vPool ${name} changed meanwhile; read it again and retry`);
+    await commit(this.store, [updated.change], `vPool ${name} changed meanwhile; read it again and retry.`);
     return this.getVPool(name);
   }
 
@@ -360,7 +360,7 @@ export class ManagementModel {
     if ((await this.drivers.get(`${name}@${routerId}`)) !== undefined) throw new OvsError("ALREADY_EXISTS", `vPool ${name} is already on storage router ${routerId}.`);
     const updated = this.vpools.update(pool, { ...pool.record, updatedAt: this.isoNow() }, expectedVersion);
     const driver = this.drivers.create(`${name}@${routerId}`, { vpool: name, storageRouterId: routerId, status: "running", createdAt: this.isoNow() });
-    await commit(this.store, [updated.change, driver.change, this.routers.unchanged(router)], `vPool ${name} or storage router ${routerId} changed meanwhile; read it again and retry`);
+    await commit(this.store, [updated.change, driver.change, this.routers.unchanged(router)], `vPool ${name} or storage router ${routerId} changed meanwhile; read it again and retry.`);
     return this.getVPool(name);
   }
 
@@ -373,14 +373,14 @@ export class ManagementModel {
     checkVersionOf("vPool", pool.record.version, expectedVersion);
     // Phase 1: mark the storage driver removing (a vDisk create on that node now fails its assert).
     const marking = this.drivers.update(driver, { ...driver.record, status: "removing" });
-    await commit(this.store, [marking.change, this.vpools.unchanged(pool)], `vPool ${name} changed meanwhile; read it again and retry`);
+    await commit(this.store, [marking.change, this.vpools.unchanged(pool)], `vPool ${name} changed meanwhile; read it again and retry.`);
     const marked = (await this.drivers.require(`${name}@${routerId}`)) as Loaded<StorageDriverRecord>;
     try {
       const users = await this.vdisksOf(name, routerId);
       if (users.length > 0) throw new OvsError("IN_USE", `storage router ${routerId} serves ${users.length} vDisk${users.length === 1 ? "" : "s"} of vPool ${name} (${users.slice(0, 5).join(", ")}${users.length > 5 ? ", …" : ""}); delete or move them first.`);
       const current = await this.vpools.require(name);
       const updated = this.vpools.update(current, { ...current.record, updatedAt: this.isoNow() });
-      await commit(this.store, [this.drivers.remove(marked), updated.change], `vPool ${name} changed meanwhile; read it again and retry`);
+      await commit(this.store, [this.drivers.remove(marked), updated.change], `vPool ${name} changed meanwhile; read it again and retry.`);
     } catch (error) {
       await this.store.testAndSet(marked.key, marked.bytes, driver.bytes);
       throw error;
@@ -400,13 +400,13 @@ export class ManagementModel {
       this.vpools.update(pool, { ...pool.record, status: "deleting", updatedAt: this.isoNow() }, expectedVersion).change,
       ...drivers.map((driver) => this.drivers.update(driver, { ...driver.record, status: "removing" }).change),
     ];
-    await commit(this.store, marking, `vPool ${name} changed meanwhile; read it again and retry`);
+    await commit(this.store, marking, `vPool ${name} changed meanwhile; read it again and retry.`);
     const marked = await this.vpools.require(name);
     const markedDrivers = await this.drivers.list(modelKeys.storageDriverPrefix(name));
     try {
       const users = await this.vdisksOf(name);
       if (users.length > 0) throw new OvsError("IN_USE", `vPool ${name} has ${users.length} vDisk${users.length === 1 ? "" : "s"} (${users.slice(0, 5).join(", ")}${users.length > 5 ? ", …" : ""}); delete them first.`);
-      await commit(this.store, [this.vpools.remove(marked), ...markedDrivers.map((driver) => this.drivers.remove(driver))], `vPool ${name} changed meanwhile; read it again and retry`);
+      await commit(this.store, [this.vpools.remove(marked), ...markedDrivers.map((driver) => this.drivers.remove(driver))], `vPool ${name} changed meanwhile; read it again and retry.`);
     } catch (error) {
       // Put back what was there (the same bytes: a create that read them before may still commit).
       await this.store.testAndSet(marked.key, marked.bytes, pool.bytes);
@@ -657,7 +657,7 @@ export class ManagementModel {
     const view = await this.getDomain(name);
     const users = [...view.storageRouters.map((id) => `storage router ${id}`), ...view.asds.map((id) => `ASD ${id}`)];
     if (users.length > 0) throw new OvsError("IN_USE", `domain ${name} is assigned to ${users.slice(0, 5).join(", ")}${users.length > 5 ? ", …" : ""}; unassign them first.`);
-    await commit(this.store, [this.domains.remove(loaded, expectedVersion)], `domain ${name} changed meanwhile; read it again and retry`);
+    await commit(this.store, [this.domains.remove(loaded, expectedVersion)], `domain ${name} changed meanwhile; read it again and retry.`);
   }
 
   /**
@@ -693,7 +693,7 @@ export class ManagementModel {
         changes.push(this.asdDomains.remove(overlay));
       }
     }
-    await commit(this.store, changes, `domain ${name} or one of the storage routers or ASDs changed meanwhile; read them again and retry`);
+    await commit(this.store, changes, `domain ${name} or one of the storage routers or ASDs changed meanwhile; read them again and retry.`);
     return this.getDomain(name);
   }
 }

@@ -107,7 +107,10 @@ describe("optimistic concurrency", () => {
     // Through the service: concurrent updates naming the same version: one wins, the other is CONFLICT.
     const outcomes = await Promise.allSettled([model.updateVPool("occ", { scoCacheMaxBytes: 1 << 20 }, now.version), model.updateVPool("occ", { scoCacheMaxBytes: 2 << 20 }, now.version)]);
     expect(outcomes.map((o) => o.status).sort()).toEqual(["fulfilled", "rejected"]);
-    expect((outcomes.find((o) => o.status === "rejected") as PromiseRejectedResult).reason).toMatchObject({ code: "CONFLICT" });
+    const reason = (outcomes.find((o) => o.status === "rejected") as PromiseRejectedResult).reason as Error;
+    expect(reason).toMatchObject({ code: "CONFLICT" });
+    // Refused before sending (it read the winner's version) or by the store (it lost the race): one sentence either way.
+    expect(reason.message).toMatch(/^(the vPool changed since version \d+ \(it is at version \d+\)|vPool occ changed meanwhile); read it again and retry\.$/);
     await model.deleteVPool("occ");
   });
 
