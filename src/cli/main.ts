@@ -20,6 +20,7 @@ import { registerScheduleCommands } from "./schedule-commands.js";
 import { runAsd } from "../alba/index.js";
 import { CliError, callApi, resolveApiUrl, streamApi } from "./api-client.js";
 import { registerAlbaCommands, sizeOption } from "./alba-commands.js";
+import { registerModelCommands } from "./model-commands.js";
 import type { ScrubReport } from "../volume/index.js";
 
 const version = readVersion();
@@ -314,24 +315,36 @@ vdisk
   .command("create <name>")
   .description("create a thin vDisk")
   .requiredOption("--size <size>", "size, e.g. 10G (binary units)", sizeOption)
-  .option("--sco-cache-max <size>", "keep at most this much of its data in local SCO files once it is on the backend (default: no cap)", sizeOption)
+  .option("--sco-cache-max <size>", "keep at most this much of its data in local SCO files once it is on the backend (default: the vPool's)", sizeOption)
+  .option("--vpool <name>", "the vPool (default: the node's default vPool)")
   .option("--json", "print JSON")
-  .action(async (name: string, options: { size: string; scoCacheMax?: string; json?: boolean }) => {
-    const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", { name, size: options.size, ...(options.scoCacheMax === undefined ? {} : { scoCacheMax: options.scoCacheMax }) });
+  .action(async (name: string, options: { size: string; scoCacheMax?: string; vpool?: string; json?: boolean }) => {
+    const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", { name, size: options.size, ...(options.scoCacheMax === undefined ? {} : { scoCacheMax: options.scoCacheMax }), ...(options.vpool === undefined ? {} : { vpool: options.vpool }) });
     if (options.json) printJson(info);
     else process.stdout.write(`created vDisk ${info.name} (${info.size})\n`);
   });
 
 vdisk
   .command("list")
-  .description("list vDisks")
+  .description("list the cluster's vDisks")
+  .option("--vpool <name>", "only this vPool's")
+  .option("--name <prefix>", "only names starting with this")
+  .option("--sort <key>", "name, size or created; a leading - sorts descending", "name")
+  .option("--limit <n>", "at most this many (1 to 1000)", (value: string) => Number(value))
+  .option("--offset <n>", "skip this many first", (value: string) => Number(value))
   .option("--json", "print JSON")
-  .action(async (options: { json?: boolean }) => {
-    const { vdisks } = await callApi<{ vdisks: VDiskInfo[] }>(api(), "GET", "/api/v1/vdisks");
+  .action(async (options: { vpool?: string; name?: string; sort: string; limit?: number; offset?: number; json?: boolean }) => {
+    const query = new URLSearchParams({ sort: options.sort });
+    if (options.vpool !== undefined) query.set("vpool", options.vpool);
+    if (options.name !== undefined) query.set("name", options.name);
+    if (options.limit !== undefined) query.set("limit", String(options.limit));
+    if (options.offset !== undefined) query.set("offset", String(options.offset));
+    const { vdisks, total } = await callApi<{ vdisks: Array<{ name: string; size: string; namespace: string; vpool: string; storageRouterId: string; connectionCount: number | null; state: string }>; total: number }>(api(), "GET", `/api/v1/vdisks?${query.toString()}`);
     if (options.json) return printJson(vdisks);
-    if (vdisks.length === 0) return void process.stdout.write("no vDisks (create one with: ovs vdisk create NAME --size 10G)\n");
-    const header = ["NAME", "SIZE", "CONNECTIONS", "NAMESPACE"];
-    const rows = vdisks.map((v) => [v.name, v.size, String(v.connectionCount), v.namespace]);
+    if (total === 0) return void process.stdout.write("no vDisks (create one with: ovs vdisk create NAME --size 10G)\n");
+    const header = ["NAME", "SIZE", "CONNECTIONS", "NAMESPACE", "VPOOL", "STORAGE ROUTER", "STATE"];
+    const rows = vdisks.map((v) => [v.name, v.size, v.connectionCount === null ? "-" : String(v.connectionCount), v.namespace, v.vpool, v.storageRouterId, v.state]);
+    if (vdisks.length < total) process.stderr.write(`showing ${vdisks.length} of ${total} vDisks\n`);
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     for (const row of [header, ...rows]) process.stdout.write(row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd() + "\n");
   });
@@ -341,9 +354,11 @@ vdisk
   .description("show a vDisk with its live statistics")
   .option("--json", "print JSON")
   .action(async (name: string, options: { json?: boolean }) => {
-    const info = await callApi<VDiskInfo>(api(), "GET", `/api/v1/vdisks/${encodeURIComponent(name)}`);
+    const info = await callApi<Omit<VDiskInfo, "state"> & { state: VDiskInfo["state"] | "remote"; vpool?: string; storageRouterId?: string }>(api(), "GET", `/api/v1/vdisks/${encodeURIComponent(name)}`);
     if (options.json) printJson(info);
-    else printInfo(info);
+    else if (info.state === "remote") process.stdout.write(`vDisk ${info.name} (${info.size}, vPool ${info.vpool ?? "?"}) is served by storage router ${info.storageRouterId ?? "?"}; ask its API for live statistics.\n`);
+    else printInfo(info as VDiskInfo);
+    if (!options.json && info.vpool !== undefined && info.state !== "remote") process.stdout.write(`${"vPool".padEnd(16)}${info.vpool}\n`);
   });
 
 vdisk
@@ -585,6 +600,7 @@ registerAuthCommands(program, api, printJson);
 registerHealthCommands(program, api, printJson);
 registerScheduleCommands(program, api, printJson);
 registerAlbaCommands(program, { api, printJson });
+registerModelCommands(program, { api, printJson });
 
 try {
   await program.parseAsync(process.argv);

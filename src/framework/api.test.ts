@@ -16,6 +16,7 @@ import { VDiskService } from "./vdisk-service.js";
 import { AuthService } from "./auth/auth-service.js";
 import { buildApi } from "./api.js";
 import { NodeMetrics } from "./metrics/metrics.js";
+import { ManagementModel } from "./model/model-service.js";
 
 let dir: string;
 let store: EmbeddedStore;
@@ -36,7 +37,9 @@ beforeAll(async () => {
   await auth.bootstrap("admin password");
   await auth.createUser("reader", "reader password", "read");
   await auth.createUser("writer", "writer password", "write");
-  app = await buildApi({ vdisks, store, backend, auth, metrics: new NodeMetrics({ nodeId: "n1", processMetrics: false }), log, now: () => nowMs, nodeInfo: () => ({ version: "t", nodeId: "n1", dataDir: dir, store: "s", backend: "b", nbd: { host: "127.0.0.1", port: 1 }, api: { host: "h", port: 2 }, asds: [] }) });
+  const model = new ManagementModel({ store, vdisks, nodeId: "n1", log });
+  await model.registerNode({ name: "n1", ip: "127.0.0.1", ports: { nbd: 1, api: 2 } });
+  app = await buildApi({ vdisks, store, backend, auth, model, metrics: new NodeMetrics({ nodeId: "n1", processMetrics: false }), log, now: () => nowMs, nodeInfo: () => ({ version: "t", nodeId: "n1", dataDir: dir, store: "s", backend: "b", nbd: { host: "127.0.0.1", port: 1 }, api: { host: "h", port: 2 }, asds: [] }) });
   // Another component's plugin, registered after buildApi with no auth configuration at all.
   await app.register(async (plugin) => {
     plugin.get("/api/v1/later", { schema: { summary: "a route added later" } }, async () => ({ ok: true }));
@@ -106,6 +109,15 @@ describe("validation", () => {
     const query = await app.inject({ method: "DELETE", url: "/api/v1/vdisks/x?force=maybe", headers: as("writer") });
     expect(query.json().error.message).toBe("invalid request: querystring.force must be boolean.");
     expect(vdisks.list()).toEqual([]);
+    for (const [url, message] of [
+      ["/api/v1/vdisks?sort=colour", 'cannot sort by "colour": use name, size or created, with a leading - for descending order.'],
+      ["/api/v1/vdisks?limit=0", "invalid request: querystring.limit must be >= 1."],
+      ["/api/v1/vdisks?page=2", 'invalid request: querystring has an unknown field "page".'],
+    ] as const) {
+      const response = await app.inject({ method: "GET", url, headers: as("reader") });
+      expect(response.statusCode, url).toBe(400);
+      expect(response.json()).toEqual({ error: { code: "INVALID_ARGUMENT", message } });
+    }
   });
 });
 

@@ -33,6 +33,8 @@ import { Scheduler } from "./scheduler/scheduler.js";
 import { frameworkTasks } from "./scheduler/tasks.js";
 import type { HealthContext } from "./health/healthcheck.js";
 import type { AsdCommand } from "./asd-supervisor.js";
+import { ManagementModel } from "./model/model-service.js";
+import { VPoolBackend } from "./model/vpool-backend.js";
 
 export type BackendKind = "alba" | "local";
 
@@ -76,6 +78,7 @@ export class PlatformNode {
   private info: NodeInfo | undefined;
   private audit: AuditLog | undefined;
   private scheduler: Scheduler | undefined;
+  private model: ManagementModel | undefined;
   /** Set by start() when this start created the first admin: print it once, then forget it. */
   firstAdmin: { username: string; password: string; generated: boolean } | undefined;
 
@@ -100,7 +103,11 @@ export class PlatformNode {
       const clusterSecret = this.options.clusterSecret ?? this.alba?.clusterSecret;
       const metrics = new NodeMetrics({ nodeId: this.options.nodeId, asds: new AsdProbes({ store: this.store, clusterSecret }) });
       this.readCache = await ReadCache.open({ dir: path.join(dataDir, "read-cache"), capacityBytes: this.options.readCacheSizeBytes ?? readCacheLimits.sizeBytesDefault, log });
-      this.vdisks = new VDiskService({ dataDir, nodeId: this.options.nodeId, store: this.store, backend: this.backend, log, metrics, readCache: this.readCache });
+      // With ALBA, a vDisk's namespace gets its vPool's preset (model/vpool-backend.ts).
+      const manager = this.alba?.manager;
+      const vdiskBackend = manager === undefined ? this.backend : new VPoolBackend(this.backend, (namespace, preset) => manager.createNamespace(namespace, preset));
+      this.vdisks = new VDiskService({ dataDir, nodeId: this.options.nodeId, store: this.store, backend: vdiskBackend, log, metrics, readCache: this.readCache });
+      this.model = new ManagementModel({ store: this.store, vdisks: this.vdisks, nodeId: this.options.nodeId, alba: this.alba, localBackendDir: this.alba ? undefined : path.join(dataDir, "backend"), log });
       await this.vdisks.start();
       this.nbd = new NbdServer({ provider: this.vdisks, host: this.options.nbdHost, port: this.options.nbdPort, logger: log });
       const nbdPort = await this.nbd.listen();
@@ -116,12 +123,18 @@ export class PlatformNode {
       this.scheduler = new Scheduler({ store, nodeId: this.options.nodeId, log, tasks: frameworkTasks({ auth, health }) });
       this.api = await buildApi({
         vdisks: this.vdisks, store: this.store, backend: this.backend, alba: this.alba, auth, audit: this.audit, metrics, scheduler: this.scheduler,
-        nodeInfo: () => this.info!, log, version: this.options.version, clusterSecret,
+        nodeInfo: () => this.info!, log, version: this.options.version, clusterSecret, model: this.model,
       });
       await this.scheduler.start();
       await this.api.listen({ host: this.options.apiHost, port: this.options.apiPort });
       const address = this.api.server.address();
       const apiPort = typeof address === "object" && address ? address.port : this.options.apiPort;
+      // Not fatal: a node whose model records cannot be written (a record edited by hand) still serves its
+      // vDisks; the log says why, and the next start registers again.
+      await this.model.registerNode({ name: this.options.nodeId, ip: this.options.apiHost, ports: { nbd: nbdPort, api: apiPort } }).catch((error: unknown) => {
+        log.error({ err: error }, "registering this storage router in the model failed; vDisks are served, the model shows it stale until the next start");
+      });
+      this.model.startHeartbeat();
       this.info = {
         version: this.options.version,
         nodeId: this.options.nodeId,
@@ -150,6 +163,7 @@ export class PlatformNode {
         log.error({ err: error }, `stopping ${what} failed`);
       }
     };
+    this.model?.stop();
     await step("the scheduler", this.scheduler && (() => this.scheduler!.stop()));
     await step("the API", this.api && (() => this.api!.close()));
     await step("the audit log", this.audit && (() => this.audit!.close()));
@@ -160,6 +174,6 @@ export class PlatformNode {
     if (this.alba) await step("the ALBA backend and its ASDs", () => this.alba!.stop());
     else await step("the backend", this.backend && (() => this.backend!.close()));
     await step("the store", this.store && (() => this.store!.close()));
-    this.api = this.nbd = this.vdisks = this.readCache = this.backend = this.store = this.alba = this.audit = this.scheduler = undefined;
+    this.api = this.nbd = this.vdisks = this.readCache = this.backend = this.store = this.alba = this.audit = this.scheduler = this.model = undefined;
   }
 }

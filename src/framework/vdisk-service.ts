@@ -27,7 +27,7 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { OvsError, formatBytes, type Logger } from "../base/index.js";
-import type { ClusterStore } from "../store/index.js";
+import type { ClusterStore, SequenceAssert } from "../store/index.js";
 import type { ObjectBackend } from "../backend/index.js";
 import {
   QosLimiter, Volume, defaultReadCacheSettings, defaultVolumeSettings, noQosLimits, qosLimitKeys, validateConfig, validateQosLimits,
@@ -52,6 +52,8 @@ export interface VDiskRecord {
   qos?: QosLimits;
   /** Read cache mode and quota; absent = the defaults (cache-on-read, no quota). */
   cache?: ReadCacheSettings;
+  /** The vPool it belongs to (model/); absent: its node's default vPool (a clone: its parent's). */
+  vpool?: string;
 }
 
 /** A vDisk's settings: the changeable ones and, read-only, those fixed at creation. */
@@ -103,7 +105,8 @@ function restoreOf(volume: Volume): { tlogCount: number; entryCount: number; dur
   return report && { tlogCount: report.tlogCount, entryCount: report.entryCount, durationMs: report.durationMs };
 }
 
-const registryPrefix = "ovs/vdisks/";
+/** The registry's key prefix: one record per vDisk under it (docs/formats/vdisk-registry.md). */
+export const registryPrefix = "ovs/vdisks/";
 export const vdiskNameMaxBytes = 64;
 const namePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -237,12 +240,22 @@ export class VDiskService implements NbdExportProvider {
     this.served.clear();
   }
 
-  /** settings.scoCacheMaxBytes: a per-vDisk cap on local SCO bytes (0 = none; the default). */
-  async create(name: string, sizeBytes: number, settings: { scoCacheMaxBytes?: number } = {}): Promise<VDiskInfo> {
+  /**
+   * settings.scoCacheMaxBytes: a per-vDisk cap on local SCO bytes (0 = none; the default). The vPool
+   * (model/) passes its defaults (SCO size, TLog multiplier), its name for the record and the asserts
+   * that make the registry put fail (ASSERT_FAILED, nothing left behind) if the vPool changed meanwhile.
+   */
+  async create(
+    name: string,
+    sizeBytes: number,
+    settings: { scoCacheMaxBytes?: number; scoSizeBytes?: number; tlogMultiplier?: number; vpool?: string; asserts?: readonly SequenceAssert[] } = {},
+  ): Promise<VDiskInfo> {
     validateVDiskName(name);
     const id = randomUUID();
     const config: VolumeConfig = { id, name, namespace: `vdisk-${id}`, sizeBytes, createdAt: new Date().toISOString(), ...defaultVolumeSettings() };
     if (settings.scoCacheMaxBytes !== undefined) config.scoCacheMaxBytes = settings.scoCacheMaxBytes;
+    if (settings.scoSizeBytes !== undefined) config.scoSizeBytes = settings.scoSizeBytes;
+    if (settings.tlogMultiplier !== undefined) config.tlogMultiplier = settings.tlogMultiplier;
     validateConfig(config);
     return this.withLock(name, async () => {
       const existing = await this.options.store.get(registryPrefix + name);
@@ -251,9 +264,10 @@ export class VDiskService implements NbdExportProvider {
         throw new OvsError("ALREADY_EXISTS", `a vDisk named ${name} already exists${owner === this.options.nodeId ? "" : ` (on node ${owner})`}.`);
       }
       const record: VDiskRecord = { id, name, nodeId: this.options.nodeId, namespace: config.namespace, sizeBytes, createdAt: config.createdAt };
+      if (settings.vpool !== undefined) record.vpool = settings.vpool;
       const volume = await Volume.create({ dir: this.volumeDir(record), backend: this.options.backend, config, log: this.options.log });
       try {
-        await this.options.store.sequence([{ kind: "absent", key: registryPrefix + name }], [{ kind: "put", key: registryPrefix + name, value: encode(record) }]);
+        await this.options.store.sequence([{ kind: "absent", key: registryPrefix + name }, ...(settings.asserts ?? [])], [{ kind: "put", key: registryPrefix + name, value: encode(record) }]);
       } catch (error) {
         await volume.close();
         await this.removeVolumeData(record);
@@ -455,6 +469,36 @@ export class VDiskService implements NbdExportProvider {
       if (clones.length > 0) throw new OvsError("IN_USE", `vDisk ${name} has clones (${clones.map((c) => c.name).join(", ")}); a template keeps one snapshot only, so delete them first.`);
       await served.volume.setAsTemplate();
       this.options.log.info({ vdisk: name }, "vDisk set as template");
+      return this.info(name);
+    });
+  }
+
+  /**
+   * Restarts a vDisk's volume on this node (the original's restart: e.g. after a halt): closes it and
+   * opens it again from its local data (or from the backend when that is gone). Refused while NBD
+   * clients are connected unless force, which disconnects them first, and while a scrub runs (CONFLICT).
+   * The QoS limiter is kept.
+   */
+  async restart(name: string, force: boolean): Promise<VDiskInfo> {
+    return this.withLock(name, async () => {
+      const served = this.get(name);
+      if (served.volume.scrubbing) throw new OvsError("CONFLICT", `vDisk ${name} is being scrubbed; retry the restart when the scrub has finished.`);
+      const connections = served.nbdExport.connectionCount;
+      if (connections > 0 && !force) {
+        throw new OvsError("IN_USE", `vDisk ${name} has ${connections} NBD client${connections === 1 ? "" : "s"} connected; disconnect ${connections === 1 ? "it" : "them"} or restart with --force.`);
+      }
+      if (connections > 0) this.disconnect(name);
+      try {
+        await served.volume.close();
+      } catch (error) {
+        this.options.log.warn({ err: error, vdisk: name }, "closing the vDisk before its restart failed; reopening from what is durable");
+      }
+      const dir = this.volumeDir(served.record);
+      const volume = (await Volume.hasLocalVolume(dir))
+        ? await Volume.open({ dir, backend: this.options.backend, log: this.options.log, resolveParent: this.resolveParent })
+        : await Volume.openFromBackend({ dir, backend: this.options.backend, namespace: served.record.namespace, log: this.options.log, resolveParent: this.resolveParent });
+      this.serve(served.record, volume, served.qos);
+      this.options.log.info({ vdisk: name, force }, "vDisk restarted");
       return this.info(name);
     });
   }
