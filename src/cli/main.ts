@@ -21,6 +21,7 @@ import { registerTaskCommands, runTask } from "./task-commands.js";
 import { runAsd } from "../alba/index.js";
 import { CliError, callApi, resolveApiUrl, streamApi } from "./api-client.js";
 import { registerAlbaCommands, sizeOption } from "./alba-commands.js";
+import { registerModelCommands } from "./model-commands.js";
 import type { ScrubReport } from "../volume/index.js";
 
 const version = readVersion();
@@ -59,6 +60,7 @@ interface NodeCommandOptions {
   nbdHost: string;
   apiPort: number;
   apiHost: string;
+  readCacheSize: string;
 }
 
 function nodeCommand(name: string, description: string): Command {
@@ -74,6 +76,7 @@ function nodeCommand(name: string, description: string): Command {
     .option("--api-host <host>", "address the REST API listens on (plain HTTP: put TLS in front of it before exposing it)", "127.0.0.1")
     .option("--backend <kind>", "object backend: alba (6 local ASD processes under the data dir) or local (a directory)", backendOption, "alba")
     .option("--asd-capacity <size>", "cap each local ASD at this size, e.g. 256M (small test and demo nodes)", sizeOption)
+    .option("--read-cache-size <size>", "the node's read cache for data no longer in a vDisk's write buffer, in DATA-DIR/read-cache (0 = off; emptied at every start)", sizeOption, "1G")
     .action(runNode);
 }
 
@@ -84,7 +87,7 @@ function backendOption(value: string): "alba" | "local" {
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const log = createLogger("ovs");
-  const { asdCapacity, ...rest } = options;
+  const { asdCapacity, readCacheSize, ...rest } = options;
   // OVS_ADMIN_PASSWORD: the first admin's password at a cluster's first start (automation, tests);
   // without it one is generated. Either way it is printed once, at that first start only.
   const node = new PlatformNode({
@@ -93,6 +96,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     version,
     asdCommand: { execPath: process.execPath, args: [fileURLToPath(import.meta.url), "asd"] },
     ...(asdCapacity === undefined ? {} : { asdCapacityBytes: parseSizeBytes(asdCapacity) }),
+    readCacheSizeBytes: parseSizeBytes(readCacheSize),
     adminPassword: process.env.OVS_ADMIN_PASSWORD,
     clusterSecret: process.env.OVS_CLUSTER_SECRET,
   });
@@ -168,6 +172,7 @@ function printStarted(info: NodeInfo, firstAdmin: PlatformNode["firstAdmin"]): v
     `  backend    ${info.backend}`,
     `  REST API   http://${info.api.host}:${info.api.port}/api/v1`,
     `  NBD        nbd://${nbdHost}:${info.nbd.port}/<vdisk>`,
+    ...(info.readCache ? [`  read cache ${info.readCache.capacityBytes === 0 ? "off" : `${formatBytes(info.readCache.capacityBytes)} in ${info.readCache.dir}`}`] : []),
     ...info.asds.map((asd) => `  ASD ${String(asd.index).padEnd(6)} ${asd.host}:${asd.port}  ${asd.asdId ?? "(id unknown)"}  pid ${asd.pid ?? "-"}  ${asd.dir}`),
     ...admin,
     ``,
@@ -197,11 +202,17 @@ function printInfo(info: VDiskInfo): void {
     ["namespace", info.namespace],
     ["created", info.createdAt],
     ["connections", String(info.connectionCount)],
-    ["write buffer", `${formatBytes(info.stats.localScoBytes)} local, ${formatBytes(info.stats.nonDisposableBytes)} not yet on the backend`],
+    ["write buffer", `${formatBytes(info.stats.localScoBytes)} local, ${formatBytes(info.stats.nonDisposableBytes)} not yet on the backend (writes wait above ${formatBytes(info.writeBufferLimitBytes)}; ${info.stats.throttledWrites} waited)`],
     ["uploads", `${info.stats.scoUploads} SCOs, ${info.stats.tlogUploads} TLogs, ${info.stats.pendingUploads} pending`],
     ["I/O", `${info.stats.reads} reads (${formatBytes(info.stats.readBytes)}), ${info.stats.writes} writes (${formatBytes(info.stats.writeBytes)}), ${info.stats.flushes} flushes`],
     ["checksum errors", String(info.stats.checksumErrors)],
   ];
+  const cache = info.stats.readCache;
+  if (cache) {
+    const ratio = cache.hits + cache.misses === 0 ? "" : ` (${((100 * cache.hits) / (cache.hits + cache.misses)).toFixed(1)} % hits)`;
+    rows.push(["read cache", `${cache.mode}, ${cache.quotaBytes === 0 ? "no quota" : `quota ${formatBytes(cache.quotaBytes)}`}; ${cache.hits} hits, ${cache.misses} misses${ratio}; ${formatBytes(cache.usedBytes)} in ${cache.entryCount} clusters`]);
+    rows.push(["node read cache", `${formatBytes(cache.node.usedBytes)} of ${formatBytes(cache.node.capacityBytes)} used (${cache.node.entryCount} clusters), ${cache.node.evictions} evictions, ${cache.node.checksumErrors} checksum errors`]);
+  }
   rows.push(["state", info.state]);
   if (info.parent) rows.push(["clone of", `${info.parent.name} at snapshot ${info.parent.snapshot} (depth ${info.cloneDepth})`]);
   if (info.template) rows.push(["template", "yes (read-only; clone it with: ovs vdisk clone NAME NEW)"]);
@@ -224,11 +235,13 @@ const qosSettingKeys = {
   "qos.writeBandwidth": { field: "writeBytesPerSecond", bandwidth: true },
   "qos.totalBandwidth": { field: "totalBytesPerSecond", bandwidth: true },
 } as const;
-const settingKeys = [...Object.keys(qosSettingKeys), "scoCacheMax", "scoSize", "tlogMultiplier"];
+const cacheModes = ["cache-on-read", "cache-on-write", "none"];
+const settingKeys = [...Object.keys(qosSettingKeys), "scoCacheMax", "cache.mode", "cache.quota", "scoSize", "tlogMultiplier"];
 
 /** KEY=VALUE arguments as the PATCH body; throws one sentence on an unknown key or a bad value. */
 function settingsBody(assignments: string[]): Record<string, unknown> {
   const qos: Record<string, number> = {};
+  const cache: Record<string, unknown> = {};
   const body: Record<string, unknown> = {};
   for (const assignment of assignments) {
     const equals = assignment.indexOf("=");
@@ -236,6 +249,11 @@ function settingsBody(assignments: string[]): Record<string, unknown> {
     const value = equals < 0 ? "" : assignment.slice(equals + 1).trim();
     if (!settingKeys.includes(key)) throw new CliError(`"${key}" is not a vDisk setting; use ${settingKeys.join(", ")}.`);
     if (equals < 0 || value === "") throw new CliError(`give ${key} a value, as in ${key}=VALUE.`);
+    if (key === "cache.mode") {
+      if (!cacheModes.includes(value)) throw new CliError(`"${value}" is not a valid cache.mode: use ${cacheModes.join(", ")}.`);
+      cache.mode = value;
+      continue;
+    }
     const qosKey = qosSettingKeys[key as keyof typeof qosSettingKeys] as (typeof qosSettingKeys)[keyof typeof qosSettingKeys] | undefined;
     if ((qosKey !== undefined && !qosKey.bandwidth) || key === "tlogMultiplier") {
       if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
@@ -249,12 +267,14 @@ function settingsBody(assignments: string[]): Record<string, unknown> {
     try {
       bytes = parseSizeBytes(qosKey !== undefined ? value.replace(/\/s$/i, "") : value);
     } catch {
-      throw new CliError(`"${value}" is not a valid ${key}: use a size${qosKey !== undefined ? " per second" : ""} such as 50M${qosKey !== undefined || key === "scoCacheMax" ? " (0 = no limit)" : ""}.`);
+      throw new CliError(`"${value}" is not a valid ${key}: use a size${qosKey !== undefined ? " per second" : ""} such as 50M${qosKey !== undefined || key === "scoCacheMax" || key === "cache.quota" ? " (0 = no limit)" : ""}.`);
     }
     if (qosKey !== undefined) qos[qosKey.field] = bytes;
+    else if (key === "cache.quota") cache.quota = bytes;
     else body[key] = bytes;
   }
   if (Object.keys(qos).length > 0) body.qos = qos;
+  if (Object.keys(cache).length > 0) body.cache = cache;
   return body;
 }
 
@@ -270,6 +290,8 @@ function printSettings(settings: VDiskSettings): void {
     ["qos.writeBandwidth", bandwidth(settings.qos.writeBytesPerSecond)],
     ["qos.totalBandwidth", bandwidth(settings.qos.totalBytesPerSecond)],
     ["scoCacheMax", settings.scoCacheMaxBytes === 0 ? "no cap" : formatBytes(settings.scoCacheMaxBytes)],
+    ["cache.mode", settings.cache.mode],
+    ["cache.quota", settings.cache.quotaBytes === 0 ? "no quota" : formatBytes(settings.cache.quotaBytes)],
     ["scoSize", `${formatBytes(settings.scoSizeBytes)} (fixed at creation)`],
     ["tlogMultiplier", `${settings.tlogMultiplier} (fixed at creation)`],
   ];
@@ -294,24 +316,36 @@ vdisk
   .command("create <name>")
   .description("create a thin vDisk")
   .requiredOption("--size <size>", "size, e.g. 10G (binary units)", sizeOption)
-  .option("--sco-cache-max <size>", "keep at most this much of its data in local SCO files once it is on the backend (default: no cap)", sizeOption)
+  .option("--sco-cache-max <size>", "keep at most this much of its data in local SCO files once it is on the backend (default: the vPool's)", sizeOption)
+  .option("--vpool <name>", "the vPool (default: the node's default vPool)")
   .option("--json", "print JSON")
-  .action(async (name: string, options: { size: string; scoCacheMax?: string; json?: boolean }) => {
-    const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", { name, size: options.size, ...(options.scoCacheMax === undefined ? {} : { scoCacheMax: options.scoCacheMax }) });
+  .action(async (name: string, options: { size: string; scoCacheMax?: string; vpool?: string; json?: boolean }) => {
+    const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", { name, size: options.size, ...(options.scoCacheMax === undefined ? {} : { scoCacheMax: options.scoCacheMax }), ...(options.vpool === undefined ? {} : { vpool: options.vpool }) });
     if (options.json) printJson(info);
     else process.stdout.write(`created vDisk ${info.name} (${info.size})\n`);
   });
 
 vdisk
   .command("list")
-  .description("list vDisks")
+  .description("list the cluster's vDisks")
+  .option("--vpool <name>", "only this vPool's")
+  .option("--name <prefix>", "only names starting with this")
+  .option("--sort <key>", "name, size or created; a leading - sorts descending", "name")
+  .option("--limit <n>", "at most this many (1 to 1000)", (value: string) => Number(value))
+  .option("--offset <n>", "skip this many first", (value: string) => Number(value))
   .option("--json", "print JSON")
-  .action(async (options: { json?: boolean }) => {
-    const { vdisks } = await callApi<{ vdisks: VDiskInfo[] }>(api(), "GET", "/api/v1/vdisks");
+  .action(async (options: { vpool?: string; name?: string; sort: string; limit?: number; offset?: number; json?: boolean }) => {
+    const query = new URLSearchParams({ sort: options.sort });
+    if (options.vpool !== undefined) query.set("vpool", options.vpool);
+    if (options.name !== undefined) query.set("name", options.name);
+    if (options.limit !== undefined) query.set("limit", String(options.limit));
+    if (options.offset !== undefined) query.set("offset", String(options.offset));
+    const { vdisks, total } = await callApi<{ vdisks: Array<{ name: string; size: string; namespace: string; vpool: string; storageRouterId: string; connectionCount: number | null; state: string }>; total: number }>(api(), "GET", `/api/v1/vdisks?${query.toString()}`);
     if (options.json) return printJson(vdisks);
-    if (vdisks.length === 0) return void process.stdout.write("no vDisks (create one with: ovs vdisk create NAME --size 10G)\n");
-    const header = ["NAME", "SIZE", "CONNECTIONS", "NAMESPACE"];
-    const rows = vdisks.map((v) => [v.name, v.size, String(v.connectionCount), v.namespace]);
+    if (total === 0) return void process.stdout.write("no vDisks (create one with: ovs vdisk create NAME --size 10G)\n");
+    const header = ["NAME", "SIZE", "CONNECTIONS", "NAMESPACE", "VPOOL", "STORAGE ROUTER", "STATE"];
+    const rows = vdisks.map((v) => [v.name, v.size, v.connectionCount === null ? "-" : String(v.connectionCount), v.namespace, v.vpool, v.storageRouterId, v.state]);
+    if (vdisks.length < total) process.stderr.write(`showing ${vdisks.length} of ${total} vDisks\n`);
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     for (const row of [header, ...rows]) process.stdout.write(row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd() + "\n");
   });
@@ -321,9 +355,11 @@ vdisk
   .description("show a vDisk with its live statistics")
   .option("--json", "print JSON")
   .action(async (name: string, options: { json?: boolean }) => {
-    const info = await callApi<VDiskInfo>(api(), "GET", `/api/v1/vdisks/${encodeURIComponent(name)}`);
+    const info = await callApi<Omit<VDiskInfo, "state"> & { state: VDiskInfo["state"] | "remote"; vpool?: string; storageRouterId?: string }>(api(), "GET", `/api/v1/vdisks/${encodeURIComponent(name)}`);
     if (options.json) printJson(info);
-    else printInfo(info);
+    else if (info.state === "remote") process.stdout.write(`vDisk ${info.name} (${info.size}, vPool ${info.vpool ?? "?"}) is served by storage router ${info.storageRouterId ?? "?"}; ask its API for live statistics.\n`);
+    else printInfo(info as VDiskInfo);
+    if (!options.json && info.vpool !== undefined && info.state !== "remote") process.stdout.write(`${"vPool".padEnd(16)}${info.vpool}\n`);
   });
 
 vdisk
@@ -348,7 +384,7 @@ vdisk
 
 vdisk
   .command("set <vdisk> <settings...>")
-  .description(`change settings while the vDisk serves I/O, as KEY=VALUE: qos.readIops, qos.writeIops, qos.totalIops (operations per second), qos.readBandwidth, qos.writeBandwidth, qos.totalBandwidth (per second, e.g. 50M), scoCacheMax (e.g. 1G); 0 = no limit`)
+  .description(`change settings while the vDisk serves I/O, as KEY=VALUE: qos.readIops, qos.writeIops, qos.totalIops (operations per second), qos.readBandwidth, qos.writeBandwidth, qos.totalBandwidth (per second, e.g. 50M), scoCacheMax (e.g. 1G), cache.mode (cache-on-read, cache-on-write or none), cache.quota (its share of the node's read cache, e.g. 512M); 0 = no limit`)
   .option("--json", "print the settings as JSON")
   .action(async (name: string, assignments: string[], options: { json?: boolean }) => {
     const body = settingsBody(assignments);
@@ -360,7 +396,7 @@ vdisk
 
 vdisk
   .command("settings <vdisk>")
-  .description("show a vDisk's settings: QoS limits and SCO cache cap (changeable with ovs vdisk set), SCO size and TLog multiplier (fixed)")
+  .description("show a vDisk's settings: QoS limits, SCO cache cap, read cache mode and quota (changeable with ovs vdisk set), SCO size and TLog multiplier (fixed)")
   .option("--json", "print JSON")
   .action(async (name: string, options: { json?: boolean }) => {
     const settings = await callApi<VDiskSettings>(api(), "GET", `/api/v1/vdisks/${encodeURIComponent(name)}/settings`);
@@ -566,6 +602,7 @@ registerHealthCommands(program, api, printJson);
 registerScheduleCommands(program, api, printJson);
 registerTaskCommands(program, api, printJson);
 registerAlbaCommands(program, { api, printJson });
+registerModelCommands(program, { api, printJson });
 
 try {
   await program.parseAsync(process.argv);

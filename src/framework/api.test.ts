@@ -16,6 +16,7 @@ import { VDiskService } from "./vdisk-service.js";
 import { AuthService } from "./auth/auth-service.js";
 import { buildApi } from "./api.js";
 import { NodeMetrics } from "./metrics/metrics.js";
+import { ManagementModel } from "./model/model-service.js";
 
 let dir: string;
 let store: EmbeddedStore;
@@ -36,7 +37,9 @@ beforeAll(async () => {
   await auth.bootstrap("admin password");
   await auth.createUser("reader", "reader password", "read");
   await auth.createUser("writer", "writer password", "write");
-  app = await buildApi({ vdisks, store, backend, auth, metrics: new NodeMetrics({ nodeId: "n1", processMetrics: false }), log, now: () => nowMs, nodeInfo: () => ({ version: "t", nodeId: "n1", dataDir: dir, store: "s", backend: "b", nbd: { host: "127.0.0.1", port: 1 }, api: { host: "h", port: 2 }, asds: [] }) });
+  const model = new ManagementModel({ store, vdisks, nodeId: "n1", log });
+  await model.registerNode({ name: "n1", ip: "127.0.0.1", ports: { nbd: 1, api: 2 } });
+  app = await buildApi({ vdisks, store, backend, auth, model, metrics: new NodeMetrics({ nodeId: "n1", processMetrics: false }), log, now: () => nowMs, nodeInfo: () => ({ version: "t", nodeId: "n1", dataDir: dir, store: "s", backend: "b", nbd: { host: "127.0.0.1", port: 1 }, api: { host: "h", port: 2 }, asds: [] }) });
   // Another component's plugin, registered after buildApi with no auth configuration at all.
   await app.register(async (plugin) => {
     plugin.get("/api/v1/later", { schema: { summary: "a route added later" } }, async () => ({ ok: true }));
@@ -106,6 +109,15 @@ describe("validation", () => {
     const query = await app.inject({ method: "DELETE", url: "/api/v1/vdisks/x?force=maybe", headers: as("writer") });
     expect(query.json().error.message).toBe("invalid request: querystring.force must be boolean.");
     expect(vdisks.list()).toEqual([]);
+    for (const [url, message] of [
+      ["/api/v1/vdisks?sort=colour", 'cannot sort by "colour": use name, size or created, with a leading - for descending order.'],
+      ["/api/v1/vdisks?limit=0", "invalid request: querystring.limit must be >= 1."],
+      ["/api/v1/vdisks?page=2", 'invalid request: querystring has an unknown field "page".'],
+    ] as const) {
+      const response = await app.inject({ method: "GET", url, headers: as("reader") });
+      expect(response.statusCode, url).toBe(400);
+      expect(response.json()).toEqual({ error: { code: "INVALID_ARGUMENT", message } });
+    }
   });
 });
 
@@ -118,15 +130,21 @@ describe("vDisk settings", () => {
       expect(read.statusCode).toBe(200);
       expect(read.json()).toMatchObject({ qos: { writeIops: 0 }, scoCacheMaxBytes: 0, scoSizeBytes: 4194304, tlogMultiplier: 16 });
       expect((await app.inject({ method: "PATCH", url, headers: as("reader"), payload: { qos: { writeIops: 1 } } })).statusCode).toBe(403);
-      const changed = await app.inject({ method: "PATCH", url, headers: as("writer"), payload: { qos: { writeIops: 300, readBytesPerSecond: "50M/s", totalBytesPerSecond: 1048576 }, scoCacheMax: "64M" } });
+      const changed = await app.inject({ method: "PATCH", url, headers: as("writer"), payload: { qos: { writeIops: 300, readBytesPerSecond: "50M/s", totalBytesPerSecond: 1048576 }, scoCacheMax: "64M", cache: { mode: "cache-on-write", quota: "512M" } } });
       expect(changed.statusCode).toBe(200);
-      const expected = { qos: { readIops: 0, writeIops: 300, totalIops: 0, readBytesPerSecond: 52428800, writeBytesPerSecond: 0, totalBytesPerSecond: 1048576 }, scoCacheMaxBytes: 67108864, scoSizeBytes: 4194304, tlogMultiplier: 16 };
+      const expected = {
+        qos: { readIops: 0, writeIops: 300, totalIops: 0, readBytesPerSecond: 52428800, writeBytesPerSecond: 0, totalBytesPerSecond: 1048576 }, scoCacheMaxBytes: 67108864,
+        cache: { mode: "cache-on-write", quotaBytes: 536870912 }, scoSizeBytes: 4194304, tlogMultiplier: 16,
+      };
       expect(changed.json()).toEqual(expected);
       for (const [payload, message] of [
         [{ qos: { writeIops: 1, colour: 2 } }, 'invalid request: body.qos has an unknown field "colour".'],
         [{ qos: { readIops: 1.5 } }, "invalid request: body.qos.readIops must be integer."],
         [{ qos: { readIops: 1, readBytesPerSecond: "fast" } }, '"fast" is not a size; use a number with an optional unit K, M, G or T (e.g. 10G).'],
         [{ qos: { readIops: 1 }, tlogMultiplier: 2 }, "the TLog multiplier of vDisk settings1 is fixed at creation (16); create a new vDisk to use another."],
+        [{ cache: { mode: "sometimes" } }, '"sometimes" is not a read cache mode; use cache-on-read, cache-on-write, none.'],
+        [{ qos: { readIops: 1 }, cache: { quota: "lots" } }, '"lots" is not a size; use a number with an optional unit K, M, G or T (e.g. 10G).'],
+        [{ cache: { quota: 1000 } }, "the read cache quota must be at least 4 KiB (one cluster), or 0 for no quota."],
       ] as const) {
         const response = await app.inject({ method: "PATCH", url, headers: as("writer"), payload });
         expect(response.statusCode, JSON.stringify(payload)).toBe(400);

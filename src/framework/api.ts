@@ -28,6 +28,8 @@ import { registerSnapshotRoutes } from "./snapshot-api.js";
 import { registerSettingsRoutes } from "./settings-api.js";
 import { registerTaskRoutes } from "./tasks/task-api.js";
 import { TaskService } from "./tasks/task-service.js";
+import { registerModelRoutes, VDiskListQuery } from "./model-api.js";
+import type { ManagementModel } from "./model/model-service.js";
 import { registerScrubRoutes } from "./scrub-api.js";
 
 export interface NodeInfo {
@@ -40,13 +42,15 @@ export interface NodeInfo {
   api: { host: string; port: number };
   /** The local ASD processes (ALBA backend), empty with --backend local. */
   asds: Array<{ index: number; asdId: string | null; host: string; port: number; dir: string; pid: number | null }>;
+  /** The node's read cache: where and how large (`ovs up --read-cache-size`); GET /api/v1/node adds its statistics. */
+  readCache?: { dir: string; capacityBytes: number };
 }
 
 const Size = Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 1 })], {
   description: "bytes, or a size with a binary unit such as 10G",
 });
 const CreateBody = Type.Object(
-  { name: Type.String({ minLength: 1, maxLength: 64 }), size: Size, scoCacheMax: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 0 })])) },
+  { name: Type.String({ minLength: 1, maxLength: 64 }), size: Size, vpool: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: "default: this node's default vPool" })), scoCacheMax: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 0 })])) },
   { additionalProperties: false },
 );
 const ResizeBody = Type.Object({ size: Size }, { additionalProperties: false });
@@ -79,6 +83,8 @@ export interface ApiOptions {
   nodeInfo: () => NodeInfo;
   log: Logger;
   version?: string;
+  /** The management model (storage routers, vPools, backends, domains; vDisks in vPools). */
+  model?: ManagementModel;
   /** The cluster secret ASDs check, for the health check's ASD probes. */
   clusterSecret?: string;
   /** Milliseconds since the epoch; tests pass a controllable clock. */
@@ -166,22 +172,30 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     });
   }
 
-  app.get("/api/v1/node", { schema: { tags: ["node"], summary: "this node: version, id, store, backend, where it listens and its local ASDs" } }, async () => {
+  app.get("/api/v1/node", { schema: { tags: ["node"], summary: "this node: version, id, store, backend, where it listens, its local ASDs and its read cache" } }, async () => {
     const info = options.nodeInfo();
     const local = options.alba?.localAsds();
-    return local === undefined ? info : { ...info, asds: local.map((asd) => ({ index: asd.index, asdId: asd.asdId, host: asd.host, port: asd.port, dir: asd.dir, pid: asd.pid })) };
+    const stats = options.vdisks.readCacheStats();
+    const readCache = info.readCache === undefined && stats === undefined ? undefined : { ...info.readCache, ...stats };
+    return local === undefined ? { ...info, readCache } : { ...info, readCache, asds: local.map((asd) => ({ index: asd.index, asdId: asd.asdId, host: asd.host, port: asd.port, dir: asd.dir, pid: asd.pid })) };
   });
 
-  app.get("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "list the vDisks this node serves, with live statistics" } }, async () => ({ vdisks: options.vdisks.list() }));
+  const model = options.model;
+  app.get<{ Querystring: Static<typeof VDiskListQuery> }>(
+    "/api/v1/vdisks",
+    { schema: { tags: ["vdisks"], summary: "list vDisks (filter by vPool, name prefix, template, storage router; sort; page), with live statistics for this node's", querystring: VDiskListQuery } },
+    async (request) => (model ? model.listVDisks(request.query) : { vdisks: options.vdisks.list() }),
+  );
 
   app.post<{ Body: Static<typeof CreateBody> }>("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "create a thin vDisk", body: CreateBody } }, async (request, reply) => {
-    const { scoCacheMax } = request.body;
-    const info = await options.vdisks.create(request.body.name, sizeOf(request.body.size), scoCacheMax === undefined ? {} : { scoCacheMaxBytes: scoCacheMax === 0 || scoCacheMax === "0" ? 0 : sizeOf(scoCacheMax) });
+    const { scoCacheMax, vpool } = request.body;
+    const settings = scoCacheMax === undefined ? {} : { scoCacheMaxBytes: scoCacheMax === 0 || scoCacheMax === "0" ? 0 : sizeOf(scoCacheMax) };
+    const info = model ? await model.createVDisk(request.body.name, sizeOf(request.body.size), { ...settings, ...(vpool === undefined ? {} : { vpool }) }) : await options.vdisks.create(request.body.name, sizeOf(request.body.size), settings);
     return reply.status(201).send(info);
   });
 
-  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name", { schema: { tags: ["vdisks"], summary: "a vDisk with its live statistics", params: NameParams } }, async (request) =>
-    options.vdisks.info(request.params.name),
+  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name", { schema: { tags: ["vdisks"], summary: "a vDisk with its vPool and live statistics (state remote when another storage router serves it)", params: NameParams } }, async (request) =>
+    model ? model.getVDisk(request.params.name) : options.vdisks.info(request.params.name),
   );
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ResizeBody> }>(
@@ -205,6 +219,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   registerAlbaRoutes(app, options.alba, tasks);
   registerSnapshotRoutes(app, options.vdisks, tasks);
   registerSettingsRoutes(app, options.vdisks);
+  if (model) registerModelRoutes(app, model, options.vdisks);
   registerScrubRoutes(app, options.vdisks);
   registerAuthRoutes(app, options.auth, now);
   if (options.scheduler !== undefined) registerSchedulerRoutes(app, options.scheduler);

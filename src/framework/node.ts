@@ -6,6 +6,7 @@
 //   <dataDir>/asds      ALBA: the local ASDs (asd-N), their layout and the cluster secret (docs/formats/asd-layout.md)
 //   <dataDir>/backend   local object backend (--backend local)
 //   <dataDir>/volumes   one directory per vDisk (write buffer, TLogs, metadata)
+//   <dataDir>/read-cache the node's read cache file (dropped at every start; volume/read-cache.ts)
 //   <dataDir>/audit.log the audit log of changes made through this node's API
 // At the first start of a cluster the first admin is created (auth/auth-service.ts bootstrap); its
 // password is handed out once through `firstAdmin` for the CLI to print.
@@ -19,6 +20,7 @@ import { OvsError, type Logger } from "../base/index.js";
 import type { ClusterStore } from "../store/index.js";
 import { openStore, parseStoreUrl } from "./store-url.js";
 import { LocalBackend, type ObjectBackend } from "../backend/index.js";
+import { ReadCache, readCacheLimits } from "../volume/index.js";
 import { NbdServer } from "../frontend/index.js";
 import { VDiskService } from "./vdisk-service.js";
 import { buildApi, type NodeInfo } from "./api.js";
@@ -33,6 +35,8 @@ import { TaskService } from "./tasks/task-service.js";
 import type { ScrubFunction } from "./tasks/scheduled-maintenance.js";
 import type { HealthContext } from "./health/healthcheck.js";
 import type { AsdCommand } from "./asd-supervisor.js";
+import { ManagementModel } from "./model/model-service.js";
+import { VPoolBackend } from "./model/vpool-backend.js";
 
 export type BackendKind = "alba" | "local";
 
@@ -61,6 +65,8 @@ export interface NodeOptions {
   clusterSecret?: string;
   /** The first admin's password at the first start of a cluster (OVS_ADMIN_PASSWORD); generated when absent. */
   adminPassword?: string;
+  /** `--read-cache-size`: the node's read cache in bytes (default readCacheLimits.sizeBytesDefault; 0 = off). */
+  readCacheSizeBytes?: number;
 }
 
 export class PlatformNode {
@@ -68,12 +74,14 @@ export class PlatformNode {
   private backend: ObjectBackend | undefined;
   private alba: AlbaService | undefined;
   private vdisks: VDiskService | undefined;
+  private readCache: ReadCache | undefined;
   private nbd: NbdServer | undefined;
   private api: FastifyInstance | undefined;
   private info: NodeInfo | undefined;
   private audit: AuditLog | undefined;
   private scheduler: Scheduler | undefined;
   private tasks: TaskService | undefined;
+  private model: ManagementModel | undefined;
   /** Set by start() when this start created the first admin: print it once, then forget it. */
   firstAdmin: { username: string; password: string; generated: boolean } | undefined;
 
@@ -97,7 +105,12 @@ export class PlatformNode {
       }
       const clusterSecret = this.options.clusterSecret ?? this.alba?.clusterSecret;
       const metrics = new NodeMetrics({ nodeId: this.options.nodeId, asds: new AsdProbes({ store: this.store, clusterSecret }) });
-      this.vdisks = new VDiskService({ dataDir, nodeId: this.options.nodeId, store: this.store, backend: this.backend, log, metrics });
+      this.readCache = await ReadCache.open({ dir: path.join(dataDir, "read-cache"), capacityBytes: this.options.readCacheSizeBytes ?? readCacheLimits.sizeBytesDefault, log });
+      // With ALBA, a vDisk's namespace gets its vPool's preset (model/vpool-backend.ts).
+      const manager = this.alba?.manager;
+      const vdiskBackend = manager === undefined ? this.backend : new VPoolBackend(this.backend, (namespace, preset) => manager.createNamespace(namespace, preset));
+      this.vdisks = new VDiskService({ dataDir, nodeId: this.options.nodeId, store: this.store, backend: vdiskBackend, log, metrics, readCache: this.readCache });
+      this.model = new ManagementModel({ store: this.store, vdisks: this.vdisks, nodeId: this.options.nodeId, alba: this.alba, localBackendDir: this.alba ? undefined : path.join(dataDir, "backend"), log });
       await this.vdisks.start();
       this.nbd = new NbdServer({ provider: this.vdisks, host: this.options.nbdHost, port: this.options.nbdPort, logger: log });
       const nbdPort = await this.nbd.listen();
@@ -120,12 +133,18 @@ export class PlatformNode {
       });
       this.api = await buildApi({
         vdisks: this.vdisks, store: this.store, backend: this.backend, alba: this.alba, auth, audit: this.audit, metrics, scheduler: this.scheduler, tasks: this.tasks,
-        nodeInfo: () => this.info!, log, version: this.options.version, clusterSecret,
+        nodeInfo: () => this.info!, log, version: this.options.version, clusterSecret, model: this.model,
       });
       await this.scheduler.start();
       await this.api.listen({ host: this.options.apiHost, port: this.options.apiPort });
       const address = this.api.server.address();
       const apiPort = typeof address === "object" && address ? address.port : this.options.apiPort;
+      // Not fatal: a node whose model records cannot be written (a record edited by hand) still serves its
+      // vDisks; the log says why, and the next start registers again.
+      await this.model.registerNode({ name: this.options.nodeId, ip: this.options.apiHost, ports: { nbd: nbdPort, api: apiPort } }).catch((error: unknown) => {
+        log.error({ err: error }, "registering this storage router in the model failed; vDisks are served, the model shows it stale until the next start");
+      });
+      this.model.startHeartbeat();
       this.info = {
         version: this.options.version,
         nodeId: this.options.nodeId,
@@ -135,6 +154,7 @@ export class PlatformNode {
         nbd: { host: this.options.nbdHost, port: nbdPort },
         api: { host: this.options.apiHost, port: apiPort },
         asds: this.alba?.localAsds().map((asd) => ({ index: asd.index, asdId: asd.asdId, host: asd.host, port: asd.port, dir: asd.dir, pid: asd.pid })) ?? [],
+        readCache: { dir: path.join(dataDir, "read-cache"), capacityBytes: this.readCache.capacityBytes },
       };
       return this.info;
     } catch (error) {
@@ -153,6 +173,7 @@ export class PlatformNode {
         log.error({ err: error }, `stopping ${what} failed`);
       }
     };
+    this.model?.stop();
     // Running tasks first (aborted; what does not end within 5 s is marked INTERRUPTED), so that the
     // scheduler does not wait for a long scheduled run.
     await step("the tasks", this.tasks && (() => this.tasks!.stop()));
@@ -162,9 +183,10 @@ export class PlatformNode {
     await step("the NBD server", this.nbd && (() => this.nbd!.close()));
     await step("maintenance", this.alba && (() => this.alba!.stopMaintenance()));
     await step("the vDisks", this.vdisks && (() => this.vdisks!.stop()));
+    await step("the read cache", this.readCache && (() => this.readCache!.close()));
     if (this.alba) await step("the ALBA backend and its ASDs", () => this.alba!.stop());
     else await step("the backend", this.backend && (() => this.backend!.close()));
     await step("the store", this.store && (() => this.store!.close()));
-    this.api = this.nbd = this.vdisks = this.backend = this.store = this.alba = this.audit = this.scheduler = this.tasks = undefined;
+    this.api = this.nbd = this.vdisks = this.readCache = this.backend = this.store = this.alba = this.audit = this.scheduler = this.model = this.tasks = undefined;
   }
 }

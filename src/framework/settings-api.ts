@@ -1,17 +1,19 @@
 // REST routes for a vDisk's settings and QoS limits (one plugin, registered by api.ts; errors go through
 // api.ts's handler: JSON { error: { code, message } }, bad bodies → 400 with nothing changed).
 //
-//   GET   /api/v1/vdisks/:name/settings   { qos: {6 limits}, scoCacheMaxBytes, scoSizeBytes, tlogMultiplier }
-//   PATCH /api/v1/vdisks/:name/settings   { qos?: {any of the 6 limits}, scoCacheMax?, scoSize?, tlogMultiplier? }
+//   GET   /api/v1/vdisks/:name/settings   { qos: {6 limits}, scoCacheMaxBytes, cache: { mode, quotaBytes }, scoSizeBytes, tlogMultiplier }
+//   PATCH /api/v1/vdisks/:name/settings   { qos?: {any of the 6 limits}, scoCacheMax?, cache?: { mode?, quota? }, scoSize?, tlogMultiplier? }
 //
-// Sizes (bandwidth limits, scoCacheMax) are integers of bytes or strings with a binary unit ("50M";
+// cache.mode is cache-on-read, cache-on-write or none; cache.quota is the vDisk's share of the node's
+// read cache (0 = no quota).
+// Sizes (bandwidth limits, scoCacheMax, cache.quota) are integers of bytes or strings with a binary unit ("50M";
 // bandwidths may end in "/s"); IOPS are integers; 0 = no limit. Changes apply while the vDisk serves I/O.
 // scoSize and tlogMultiplier are fixed at creation: a different value is refused with a clear message.
 
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { parseSizeBytes } from "../base/index.js";
-import type { QosLimits } from "../volume/index.js";
+import type { QosLimits, ReadCacheMode } from "../volume/index.js";
 import type { VDiskService, VDiskSettingsChange } from "./vdisk-service.js";
 
 const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }) });
@@ -33,9 +35,18 @@ const QosChange = Type.Object(
   },
   { additionalProperties: false },
 );
+const CacheChange = Type.Object(
+  {
+    // A string checked by the service, so that a bad mode is answered with the list of modes.
+    mode: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: "cache-on-read, cache-on-write or none: what fills the vDisk's read cache entries (backend reads, writes, nothing)" })),
+    quota: Type.Optional(SizeOrZero),
+  },
+  { additionalProperties: false },
+);
 const SettingsChange = Type.Object(
   {
     qos: Type.Optional(QosChange),
+    cache: Type.Optional(CacheChange),
     scoCacheMax: Type.Optional(SizeOrZero),
     scoSize: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 0 })], { description: "fixed at creation: only the current value is accepted" })),
     tlogMultiplier: Type.Optional(Type.Integer({ minimum: 0, description: "fixed at creation: only the current value is accepted" })),
@@ -66,6 +77,11 @@ export function settingsChangeOf(body: Static<typeof SettingsChange>): VDiskSett
     change.qos = qos;
   }
   if (body.scoCacheMax !== undefined) change.scoCacheMaxBytes = sizeOf(body.scoCacheMax);
+  if (body.cache !== undefined) {
+    change.cache = {};
+    if (body.cache.mode !== undefined) change.cache.mode = body.cache.mode as ReadCacheMode;
+    if (body.cache.quota !== undefined) change.cache.quotaBytes = sizeOf(body.cache.quota);
+  }
   if (body.scoSize !== undefined) change.scoSizeBytes = sizeOf(body.scoSize);
   if (body.tlogMultiplier !== undefined) change.tlogMultiplier = body.tlogMultiplier;
   return change;
@@ -74,13 +90,13 @@ export function settingsChangeOf(body: Static<typeof SettingsChange>): VDiskSett
 export function registerSettingsRoutes(app: FastifyInstance, vdisks: VDiskService): void {
   app.get<{ Params: Static<typeof NameParams> }>(
     "/api/v1/vdisks/:name/settings",
-    { schema: { tags: ["vdisks"], summary: "a vDisk's settings: QoS limits and SCO cache cap (changeable), SCO size and TLog multiplier (fixed)", params: NameParams } },
+    { schema: { tags: ["vdisks"], summary: "a vDisk's settings: QoS limits, SCO cache cap, read cache mode and quota (changeable), SCO size and TLog multiplier (fixed)", params: NameParams } },
     async (request) => vdisks.settings(request.params.name),
   );
 
   app.patch<{ Params: Static<typeof NameParams>; Body: Static<typeof SettingsChange> }>(
     "/api/v1/vdisks/:name/settings",
-    { schema: { tags: ["vdisks"], summary: "change QoS limits or the SCO cache cap while the vDisk serves I/O (0 = no limit)", params: NameParams, body: SettingsChange } },
+    { schema: { tags: ["vdisks"], summary: "change QoS limits, the SCO cache cap or the read cache mode and quota while the vDisk serves I/O (0 = no limit)", params: NameParams, body: SettingsChange } },
     async (request) => vdisks.setSettings(request.params.name, settingsChangeOf(request.body)),
   );
 }

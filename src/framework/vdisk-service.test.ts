@@ -10,7 +10,7 @@ import path from "node:path";
 import { EmbeddedStore } from "../store/index.js";
 import { LocalBackend } from "../backend/index.js";
 import { silentLogger } from "../base/index.js";
-import { noQosLimits } from "../volume/index.js";
+import { ReadCache, noQosLimits } from "../volume/index.js";
 import { VDiskService, type VDiskRecord } from "./vdisk-service.js";
 
 const MiB = 1024 * 1024;
@@ -49,7 +49,8 @@ describe("vDisk settings", () => {
   it("shows the defaults: no QoS limits, no SCO cache cap, the creation-time SCO size and TLog multiplier", async () => {
     const vdisks = await startService();
     await vdisks.create("d1", 16 * MiB);
-    expect(vdisks.settings("d1")).toEqual({ qos: { ...noQosLimits }, scoCacheMaxBytes: 0, scoSizeBytes: 4 * MiB, tlogMultiplier: 16 });
+    expect(vdisks.settings("d1")).toEqual({ qos: { ...noQosLimits }, scoCacheMaxBytes: 0, cache: { mode: "cache-on-read", quotaBytes: 0 }, scoSizeBytes: 4 * MiB, tlogMultiplier: 16 });
+    expect((await storedRecord("d1")).cache).toBeUndefined();
     expect(vdisks.info("d1").qos).toEqual({ limits: { ...noQosLimits }, delayedRequests: 0, delayedMsTotal: 0 });
     expect((await storedRecord("d1")).qos).toBeUndefined();
   });
@@ -68,6 +69,11 @@ describe("vDisk settings", () => {
       [{ qos: { totalIops: 500 }, scoCacheMaxBytes: -4096 }, /SCO cache size/],
       [{ qos: { totalIops: 500 }, scoSizeBytes: 8 * MiB }, /SCO size of vDisk d1 is fixed at creation \(4 MiB\)/],
       [{ tlogMultiplier: 8 }, /TLog multiplier of vDisk d1 is fixed at creation \(16\)/],
+      // A valid QoS change with a bad read cache setting: neither applies.
+      [{ qos: { totalIops: 500 }, cache: { mode: "sometimes" as never } }, /"sometimes" is not a read cache mode/],
+      [{ cache: { quotaBytes: -1 } }, /read cache quota must be a whole number/],
+      [{ cache: { quotaBytes: 1000 } }, /at least 4 KiB/],
+      [{ cache: { size: 5 } as never }, /"size" is not a read cache setting/],
     ];
     for (const [change, message] of bad) {
       await expect(vdisks.setSettings("d1", change), JSON.stringify(change)).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(message) });
@@ -87,7 +93,7 @@ describe("vDisk settings", () => {
     expect(set.qos).toEqual({ ...noQosLimits, writeIops: 300, readBytesPerSecond: 20 * MiB });
     // qos fields merge: setting one keeps the others.
     await vdisks.setSettings("d1", { qos: { totalIops: 1000 } });
-    const expected = { qos: { ...noQosLimits, writeIops: 300, readBytesPerSecond: 20 * MiB, totalIops: 1000 }, scoCacheMaxBytes: 64 * MiB, scoSizeBytes: 4 * MiB, tlogMultiplier: 16 };
+    const expected = { qos: { ...noQosLimits, writeIops: 300, readBytesPerSecond: 20 * MiB, totalIops: 1000 }, scoCacheMaxBytes: 64 * MiB, cache: { mode: "cache-on-read", quotaBytes: 0 }, scoSizeBytes: 4 * MiB, tlogMultiplier: 16 };
     expect(vdisks.settings("d1")).toEqual(expected);
     expect((await storedRecord("d1")).qos).toEqual(expected.qos);
 
@@ -144,3 +150,75 @@ async function waitForClone(vdisks: VDiskService): Promise<ReturnType<VDiskServi
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+describe("vDisk read cache settings", () => {
+  let readCache: ReadCache;
+  beforeEach(async () => {
+    readCache = await ReadCache.open({ dir: path.join(dir, "read-cache"), capacityBytes: 64 * MiB, log, freeBytesFloor: 0 });
+  });
+  afterEach(async () => {
+    await service?.stop();
+    service = undefined;
+    await readCache.close();
+  });
+
+  async function startWithCache(): Promise<VDiskService> {
+    service = new VDiskService({ dataDir: dir, nodeId: "n1", store, backend, log, readCache });
+    await service.start();
+    return service;
+  }
+
+  /** Writes `bytes`, stores everything on the backend and evicts it from the write buffer. */
+  async function writeAndEvict(vdisks: VDiskService, name: string, bytes: Buffer): Promise<void> {
+    await vdisks.setSettings(name, { scoCacheMaxBytes: 4096 });
+    await vdisks.openExport(name)!.write(0, bytes, false);
+    await vdisks.createSnapshot(name, `s${Date.now()}`); // closes the SCO and TLog
+    const deadline = Date.now() + 20_000;
+    while (vdisks.info(name).stats.localScoBytes > 0 || vdisks.info(name).stats.pendingUploads > 0) {
+      if (Date.now() > deadline) throw new Error("the write buffer was not evicted within 20 s");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  it("sets mode and quota live, persists them, serves hits, drops the entries at a rollback and a delete", async () => {
+    let vdisks = await startWithCache();
+    await vdisks.create("d1", 16 * MiB);
+    const data = Buffer.alloc(MiB, 0x3c);
+    await writeAndEvict(vdisks, "d1", data);
+    const nbdExport = (): ReturnType<VDiskService["openExport"]> & object => vdisks.openExport("d1")!;
+    expect((await nbdExport().read(0, MiB)).equals(data)).toBe(true);
+    await readCache.idle();
+    expect((await nbdExport().read(0, MiB)).equals(data)).toBe(true);
+    expect(vdisks.info("d1").stats.readCache).toMatchObject({ mode: "cache-on-read", hits: 256, misses: 256, usedBytes: MiB, node: { entryCount: 256, capacityBytes: 64 * MiB } });
+
+    const set = await vdisks.setSettings("d1", { cache: { quotaBytes: 256 * 1024 } });
+    expect(set.cache).toEqual({ mode: "cache-on-read", quotaBytes: 256 * 1024 });
+    expect(vdisks.info("d1").stats.readCache!.usedBytes).toBe(256 * 1024);
+    expect((await storedRecord("d1")).cache).toEqual({ mode: "cache-on-read", quotaBytes: 256 * 1024 });
+    await vdisks.setSettings("d1", { cache: { mode: "none" } });
+    expect(vdisks.info("d1").stats.readCache).toMatchObject({ mode: "none", quotaBytes: 256 * 1024, usedBytes: 0 });
+    await nbdExport().read(0, MiB);
+    expect(vdisks.info("d1").stats.readCache!.hits).toBe(256);
+
+    // Kept across a restart of the service (the cache itself starts empty: it is node-local and dropped).
+    await vdisks.stop();
+    vdisks = await startWithCache();
+    expect(vdisks.settings("d1").cache).toEqual({ mode: "none", quotaBytes: 256 * 1024 });
+    await vdisks.setSettings("d1", { cache: { mode: "cache-on-read", quotaBytes: 0 } });
+    expect((await storedRecord("d1")).cache).toBeUndefined(); // back to the defaults
+
+    // A rollback: the volume restarts from the backend, so its namespace's entries go; counters stay.
+    await nbdExport().read(0, MiB);
+    await readCache.idle();
+    expect(readCache.stats().entryCount).toBe(256);
+    const snapshot = vdisks.listSnapshots("d1")[0]!.name;
+    await vdisks.rollback("d1", snapshot);
+    expect(readCache.stats().entryCount).toBe(0);
+    expect(vdisks.info("d1").stats.readCache).toMatchObject({ misses: 256, usedBytes: 0 });
+    expect((await nbdExport().read(0, MiB)).equals(data)).toBe(true);
+    await readCache.idle();
+    expect(readCache.stats().entryCount).toBe(256);
+    await vdisks.delete("d1", false);
+    expect(readCache.stats().entryCount).toBe(0);
+  });
+});

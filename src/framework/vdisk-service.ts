@@ -16,17 +16,23 @@
 // - Every served vDisk (clones too) has one QoS limiter, shared by all its NBD connections and kept
 //   across a rollback; its limits are the record's `qos` (none when absent), applied at start.
 // - Settings (setSettings) are validated as a whole before anything changes, then persisted, then
-//   applied live: QoS limits in the record, the SCO cache cap in the volume's own configuration.
+//   applied live: QoS limits and the read cache mode and quota in the record, the SCO cache cap in the
+//   volume's own configuration.
+// - Every served vDisk has one owner in the node's read cache (when the node has one), kept across a
+//   rollback like the limiter; a volume that was restarted from the backend (a rollback, a lost local
+//   directory) has its namespace's cache entries dropped first (its SCO numbers may be reused), and a
+//   deleted vDisk's entries go with it.
 
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { OvsError, formatBytes, type Logger } from "../base/index.js";
-import type { ClusterStore } from "../store/index.js";
+import type { ClusterStore, SequenceAssert } from "../store/index.js";
 import type { ObjectBackend } from "../backend/index.js";
 import {
-  QosLimiter, Volume, defaultVolumeSettings, noQosLimits, qosLimitKeys, validateConfig, validateQosLimits, validateScrubOptions,
-  type QosLimits, type ScrubProgress, type ScrubReport, type SnapshotInfo, type VolumeConfig,
+  QosLimiter, Volume, defaultReadCacheSettings, defaultVolumeSettings, noQosLimits, qosLimitKeys, validateConfig, validateQosLimits,
+  validateReadCacheSettings, validateScrubOptions, volumeLimits,
+  type QosLimits, type ReadCache, type ReadCacheOwner, type ReadCacheSettings, type ReadCacheStats, type ScrubProgress, type ScrubReport, type SnapshotInfo, type VolumeConfig,
 } from "../volume/index.js";
 import { VolumeExport, type NbdExport, type NbdExportProvider } from "../frontend/index.js";
 import type { NodeMetrics } from "./metrics/metrics.js";
@@ -44,6 +50,10 @@ export interface VDiskRecord {
   parent?: { name: string; snapshot: string };
   /** QoS limits (0 = none); absent when no limit is set. */
   qos?: QosLimits;
+  /** Read cache mode and quota; absent = the defaults (cache-on-read, no quota). */
+  cache?: ReadCacheSettings;
+  /** The vPool it belongs to (model/); absent: its node's default vPool (a clone: its parent's). */
+  vpool?: string;
 }
 
 /** A vDisk's settings: the changeable ones and, read-only, those fixed at creation. */
@@ -51,6 +61,8 @@ export interface VDiskSettings {
   qos: QosLimits;
   /** Cap on the vDisk's local SCO bytes (0 = none); changeable while it serves I/O. */
   scoCacheMaxBytes: number;
+  /** Its use of the node's read cache (mode; quota in bytes, 0 = none); changeable while it serves I/O. */
+  cache: ReadCacheSettings;
   /** Fixed at creation. */
   scoSizeBytes: number;
   /** Fixed at creation. */
@@ -61,6 +73,8 @@ export interface VDiskSettings {
 export interface VDiskSettingsChange {
   qos?: Partial<QosLimits>;
   scoCacheMaxBytes?: number;
+  /** Fields given replace the current ones. */
+  cache?: Partial<ReadCacheSettings>;
   /** Refused unless equal to the current value (fixed at creation). */
   scoSizeBytes?: number;
   /** Refused unless equal to the current value (fixed at creation). */
@@ -82,6 +96,8 @@ export interface VDiskInfo extends Omit<VDiskRecord, "qos"> {
   restore?: ReturnType<typeof restoreOf>;
   /** The QoS limits in force (0 = none) and the requests they delayed since the vDisk started. */
   qos: { limits: QosLimits; delayedRequests: number; delayedMsTotal: number };
+  /** Non-disposable bytes above which writes wait (SCO size × TLog multiplier × 1.5). */
+  writeBufferLimitBytes: number;
 }
 
 function restoreOf(volume: Volume): { tlogCount: number; entryCount: number; durationMs: number } | undefined {
@@ -89,7 +105,8 @@ function restoreOf(volume: Volume): { tlogCount: number; entryCount: number; dur
   return report && { tlogCount: report.tlogCount, entryCount: report.entryCount, durationMs: report.durationMs };
 }
 
-const registryPrefix = "ovs/vdisks/";
+/** The registry's key prefix: one record per vDisk under it (docs/formats/vdisk-registry.md). */
+export const registryPrefix = "ovs/vdisks/";
 export const vdiskNameMaxBytes = 64;
 const namePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -108,6 +125,8 @@ interface Served {
   served: NbdExport;
   /** The vDisk's QoS limiter, in front of the volume in nbdExport. */
   qos: QosLimiter;
+  /** The vDisk's share of the node's read cache (none when the node has no cache). */
+  cache: ReadCacheOwner | undefined;
 }
 
 export class VDiskService implements NbdExportProvider {
@@ -117,18 +136,49 @@ export class VDiskService implements NbdExportProvider {
   disconnect: (name: string) => void = () => undefined;
 
   constructor(
-    private readonly options: { dataDir: string; nodeId: string; store: ClusterStore; backend: ObjectBackend; log: Logger; metrics?: NodeMetrics },
+    private readonly options: { dataDir: string; nodeId: string; store: ClusterStore; backend: ObjectBackend; log: Logger; metrics?: NodeMetrics; readCache?: ReadCache },
   ) {
     options.metrics?.setScrapeSource((name) => {
       const served = this.served.get(name);
-      return served && { stats: served.volume.stats(), sizeBytes: served.volume.sizeBytes, connectionCount: served.nbdExport.connectionCount };
+      return served && {
+        stats: served.volume.stats(), sizeBytes: served.volume.sizeBytes, connectionCount: served.nbdExport.connectionCount,
+        qos: served.qos.stats(), writeBufferLimitBytes: writeBufferLimitOf(served.volume),
+      };
     });
+    const readCache = options.readCache;
+    if (readCache !== undefined) options.metrics?.setReadCacheSource(() => readCache.stats());
   }
 
-  /** Serves a volume; `qos` is the vDisk's limiter when it is already served (a rollback keeps it). */
-  private serve(record: VDiskRecord, volume: Volume, qos = this.limiterFor(record)): void {
+  /**
+   * Serves a volume; `qos` and `cache` are the vDisk's limiter and read cache share when it is already
+   * served (a rollback keeps them).
+   */
+  private serve(record: VDiskRecord, volume: Volume, qos = this.limiterFor(record), cache = this.cacheOwnerFor(record)): void {
+    // Restarted from the backend: SCO numbers above the last listed one may be reused, so nothing
+    // cached for this namespace may be served any more.
+    if (volume.restoreReport !== undefined) this.options.readCache?.dropNamespace(record.namespace);
+    volume.setReadCache(cache);
     const nbdExport = new VolumeExport(volume, qos);
-    this.served.set(record.name, { record, volume, nbdExport, served: this.options.metrics?.meter(nbdExport) ?? nbdExport, qos });
+    this.served.set(record.name, { record, volume, nbdExport, served: this.options.metrics?.meter(nbdExport) ?? nbdExport, qos, cache });
+  }
+
+  /** The vDisk's read cache share with the record's settings (bad ones, edited by hand: the defaults). */
+  private cacheOwnerFor(record: VDiskRecord): ReadCacheOwner | undefined {
+    const readCache = this.options.readCache;
+    if (readCache === undefined) return undefined;
+    const settings = { ...defaultReadCacheSettings, ...record.cache };
+    try {
+      validateReadCacheSettings(settings);
+      return readCache.attach(record.name, settings);
+    } catch (error) {
+      this.options.log.error({ err: error, vdisk: record.name }, "the vDisk's stored read cache settings are invalid; it uses the defaults until they are set again");
+      return readCache.attach(record.name);
+    }
+  }
+
+  /** The node's read cache statistics (undefined when it has none). */
+  readCacheStats(): ReadCacheStats | undefined {
+    return this.options.readCache?.stats();
   }
 
   /** A new limiter with the record's limits; a record with bad limits (edited by hand) starts without. */
@@ -190,12 +240,22 @@ export class VDiskService implements NbdExportProvider {
     this.served.clear();
   }
 
-  /** settings.scoCacheMaxBytes: a per-vDisk cap on local SCO bytes (0 = none; the default). */
-  async create(name: string, sizeBytes: number, settings: { scoCacheMaxBytes?: number } = {}): Promise<VDiskInfo> {
+  /**
+   * settings.scoCacheMaxBytes: a per-vDisk cap on local SCO bytes (0 = none; the default). The vPool
+   * (model/) passes its defaults (SCO size, TLog multiplier), its name for the record and the asserts
+   * that make the registry put fail (ASSERT_FAILED, nothing left behind) if the vPool changed meanwhile.
+   */
+  async create(
+    name: string,
+    sizeBytes: number,
+    settings: { scoCacheMaxBytes?: number; scoSizeBytes?: number; tlogMultiplier?: number; vpool?: string; asserts?: readonly SequenceAssert[] } = {},
+  ): Promise<VDiskInfo> {
     validateVDiskName(name);
     const id = randomUUID();
     const config: VolumeConfig = { id, name, namespace: `vdisk-${id}`, sizeBytes, createdAt: new Date().toISOString(), ...defaultVolumeSettings() };
     if (settings.scoCacheMaxBytes !== undefined) config.scoCacheMaxBytes = settings.scoCacheMaxBytes;
+    if (settings.scoSizeBytes !== undefined) config.scoSizeBytes = settings.scoSizeBytes;
+    if (settings.tlogMultiplier !== undefined) config.tlogMultiplier = settings.tlogMultiplier;
     validateConfig(config);
     return this.withLock(name, async () => {
       const existing = await this.options.store.get(registryPrefix + name);
@@ -204,9 +264,10 @@ export class VDiskService implements NbdExportProvider {
         throw new OvsError("ALREADY_EXISTS", `a vDisk named ${name} already exists${owner === this.options.nodeId ? "" : ` (on node ${owner})`}.`);
       }
       const record: VDiskRecord = { id, name, nodeId: this.options.nodeId, namespace: config.namespace, sizeBytes, createdAt: config.createdAt };
+      if (settings.vpool !== undefined) record.vpool = settings.vpool;
       const volume = await Volume.create({ dir: this.volumeDir(record), backend: this.options.backend, config, log: this.options.log });
       try {
-        await this.options.store.sequence([{ kind: "absent", key: registryPrefix + name }], [{ kind: "put", key: registryPrefix + name, value: encode(record) }]);
+        await this.options.store.sequence([{ kind: "absent", key: registryPrefix + name }, ...(settings.asserts ?? [])], [{ kind: "put", key: registryPrefix + name, value: encode(record) }]);
       } catch (error) {
         await volume.close();
         await this.removeVolumeData(record);
@@ -239,6 +300,7 @@ export class VDiskService implements NbdExportProvider {
       stats,
       ...(restore ? { restore } : {}),
       qos: { limits: served.qos.current, ...served.qos.stats() },
+      writeBufferLimitBytes: writeBufferLimitOf(served.volume),
     };
   }
 
@@ -248,7 +310,10 @@ export class VDiskService implements NbdExportProvider {
   settings(name: string): VDiskSettings {
     const served = this.get(name);
     const config = served.volume.config;
-    return { qos: served.qos.current, scoCacheMaxBytes: config.scoCacheMaxBytes, scoSizeBytes: config.scoSizeBytes, tlogMultiplier: config.tlogMultiplier };
+    return {
+      qos: served.qos.current, scoCacheMaxBytes: config.scoCacheMaxBytes, cache: served.cache?.settings ?? { ...defaultReadCacheSettings, ...served.record.cache },
+      scoSizeBytes: config.scoSizeBytes, tlogMultiplier: config.tlogMultiplier,
+    };
   }
 
   /**
@@ -276,14 +341,29 @@ export class VDiskService implements NbdExportProvider {
         validateQosLimits(qos);
       }
       if (change.scoCacheMaxBytes !== undefined) validateConfig({ ...config, scoCacheMaxBytes: change.scoCacheMaxBytes });
+      let cache: ReadCacheSettings | undefined;
+      if (change.cache !== undefined) {
+        for (const key of Object.keys(change.cache)) {
+          if (key !== "mode" && key !== "quotaBytes") throw new OvsError("INVALID_ARGUMENT", `"${key}" is not a read cache setting; use mode, quotaBytes.`);
+        }
+        cache = { ...defaultReadCacheSettings, ...served.record.cache, ...change.cache };
+        validateReadCacheSettings(cache);
+      }
 
-      if (qos !== undefined) {
+      if (qos !== undefined || cache !== undefined) {
         const record: VDiskRecord = { ...served.record };
-        if (qosLimitKeys.some((key) => qos[key] > 0)) record.qos = qos;
-        else delete record.qos;
+        if (qos !== undefined) {
+          if (qosLimitKeys.some((key) => qos[key] > 0)) record.qos = qos;
+          else delete record.qos;
+        }
+        if (cache !== undefined) {
+          if (cache.mode === defaultReadCacheSettings.mode && cache.quotaBytes === defaultReadCacheSettings.quotaBytes) delete record.cache;
+          else record.cache = cache;
+        }
         await this.options.store.put(registryPrefix + name, encode(record));
         served.record = record;
-        served.qos.set(qos);
+        if (qos !== undefined) served.qos.set(qos);
+        if (cache !== undefined) served.cache?.set(cache);
       }
       if (change.scoCacheMaxBytes !== undefined && change.scoCacheMaxBytes !== config.scoCacheMaxBytes) {
         await served.volume.setScoCacheMax(change.scoCacheMaxBytes);
@@ -343,7 +423,7 @@ export class VDiskService implements NbdExportProvider {
       const served = this.get(name);
       this.checkRollback(name, snapshot);
       const volume = await served.volume.rollback(snapshot);
-      this.serve(served.record, volume, served.qos);
+      this.serve(served.record, volume, served.qos, served.cache);
       this.options.log.info({ vdisk: name, snapshot, restore: volume.restoreReport }, "vDisk rolled back");
       return this.info(name);
     });
@@ -404,6 +484,36 @@ export class VDiskService implements NbdExportProvider {
   }
 
   /**
+   * Restarts a vDisk's volume on this node (the original's restart: e.g. after a halt): closes it and
+   * opens it again from its local data (or from the backend when that is gone). Refused while NBD
+   * clients are connected unless force, which disconnects them first, and while a scrub runs (CONFLICT).
+   * The QoS limiter is kept.
+   */
+  async restart(name: string, force: boolean): Promise<VDiskInfo> {
+    return this.withLock(name, async () => {
+      const served = this.get(name);
+      if (served.volume.scrubbing) throw new OvsError("CONFLICT", `vDisk ${name} is being scrubbed; retry the restart when the scrub has finished.`);
+      const connections = served.nbdExport.connectionCount;
+      if (connections > 0 && !force) {
+        throw new OvsError("IN_USE", `vDisk ${name} has ${connections} NBD client${connections === 1 ? "" : "s"} connected; disconnect ${connections === 1 ? "it" : "them"} or restart with --force.`);
+      }
+      if (connections > 0) this.disconnect(name);
+      try {
+        await served.volume.close();
+      } catch (error) {
+        this.options.log.warn({ err: error, vdisk: name }, "closing the vDisk before its restart failed; reopening from what is durable");
+      }
+      const dir = this.volumeDir(served.record);
+      const volume = (await Volume.hasLocalVolume(dir))
+        ? await Volume.open({ dir, backend: this.options.backend, log: this.options.log, resolveParent: this.resolveParent })
+        : await Volume.openFromBackend({ dir, backend: this.options.backend, namespace: served.record.namespace, log: this.options.log, resolveParent: this.resolveParent });
+      this.serve(served.record, volume, served.qos);
+      this.options.log.info({ vdisk: name, force }, "vDisk restarted");
+      return this.info(name);
+    });
+  }
+
+  /**
    * Scrubs a vDisk while it serves I/O (not under the vDisk's lock: snapshots may be taken meanwhile;
    * the volume refuses a rollback or a second scrub until it is done). Bad options are refused before
    * anything changes. `onProgress` sees each phase's done/total.
@@ -442,6 +552,8 @@ export class VDiskService implements NbdExportProvider {
       this.options.metrics?.forget(name);
       if (connections > 0) this.disconnect(name);
       await served.volume.close();
+      if (served.cache !== undefined) this.options.readCache?.detach(served.cache);
+      this.options.readCache?.dropNamespace(record.namespace);
       await this.finishDelete(record);
       this.options.log.info({ vdisk: name, force }, "vDisk deleted");
     });
@@ -502,6 +614,10 @@ export class VDiskService implements NbdExportProvider {
       release();
     }
   }
+}
+
+function writeBufferLimitOf(volume: Volume): number {
+  return volume.config.scoSizeBytes * volume.config.tlogMultiplier * volumeLimits.nonDisposableFactor;
 }
 
 function encode(record: VDiskRecord): Buffer {

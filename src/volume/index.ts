@@ -4,6 +4,7 @@ export {
   defaultVolumeSettings,
   validateConfig,
   volumeLimits,
+  volumeOs,
   type CloneParent,
   type ParentResolver,
   type RestoreReport,
@@ -16,3 +17,17 @@ export { scrubLimits, validateScrubOptions, type ScrubOptions, type ScrubProgres
 export { scoName, parseScoName, type ScoId } from "./sco-name.js";
 export * as tlogFormat from "./tlog-format.js";
 export { QosLimiter, noQosLimits, qosLimitKeys, validateQosLimits, type QosLimits, type QosKind } from "./qos.js";
+export {
+  ReadCache,
+  ReadCacheOwner,
+  defaultReadCacheSettings,
+  readCacheLimits,
+  readCacheModes,
+  validateReadCacheSettings,
+  validateReadCacheSize,
+  type CachedLocation,
+  type ReadCacheMode,
+  type ReadCacheOwnerStats,
+  type ReadCacheSettings,
+  type ReadCacheStats,
+} from "./read-cache.js";

@@ -8,6 +8,10 @@
 // loss, its value at the last full backend sync or one written since; everything else (every read, every
 // rollback to a snapshot, every restart from the backend after a full sync) must match exactly. A
 // failure prints its seed; replay with OVS_MODEL_SEED=<seed>. OVS_MODEL_SEEDS / OVS_MODEL_OPS run more.
+// Two seeds in three run with the node's read cache (read-cache.ts), small (256 or 512 clusters) so that it
+// evicts all the time, in cache-on-read mode with a quota of 128 clusters or in cache-on-write mode, with
+// a write buffer that keeps no SCO once it is safe (reads of older data go to the cache or the backend),
+// entries dropped on a restart from the backend as the vDisk service does: no read may return stale bytes.
 
 import { afterEach, describe, expect, it } from "vitest";
 import fsp from "node:fs/promises";
@@ -16,6 +20,7 @@ import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { isOvsError, silentLogger } from "../base/index.js";
 import { Volume, defaultVolumeSettings, type VolumeConfig } from "./volume.js";
+import { ReadCache, type ReadCacheMode, type ReadCacheOwner } from "./read-cache.js";
 import { MemoryBackend } from "./testing/memory-backend.js";
 import { ScrubStoppedForTest, type ScrubStopPoint } from "./scrubber.js";
 
@@ -52,14 +57,31 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
   };
   let dir = await newDir();
   const backend = new MemoryBackend();
+  const cacheMode: ReadCacheMode | undefined = [undefined, "cache-on-read", "cache-on-write"][seed % 3] as ReadCacheMode | undefined;
   const id = randomUUID();
   const config: VolumeConfig = {
     ...defaultVolumeSettings(),
     id, name: "model", namespace: `vdisk-${id}`, sizeBytes, createdAt: "",
-    scoSizeBytes: 1024 * 1024, tlogMultiplier: 2, scoCacheMaxBytes: 2 * 1024 * 1024,
+    // With the read cache, SCOs leave the write buffer as soon as they are safe: reads go to the cache.
+    scoSizeBytes: 1024 * 1024, tlogMultiplier: 2, scoCacheMaxBytes: cacheMode === undefined ? 2 * 1024 * 1024 : 4096,
   };
   const log = silentLogger();
-  let volume = await Volume.create({ dir, backend, config, log });
+  // The read cache, as the vDisk service wires it: one owner per namespace, kept across restarts.
+  const readCache = cacheMode === undefined ? undefined : await ReadCache.open({ dir: await newDir(), capacityBytes: (cacheMode === "cache-on-write" ? 512 : 256) * 4096, log, freeBytesFloor: 0 });
+  const owners = new Map<string, ReadCacheOwner>();
+  const cached = (opened: Volume): Volume => {
+    if (readCache === undefined) return opened;
+    const namespace = opened.config.namespace;
+    if (opened.restoreReport !== undefined) readCache.dropNamespace(namespace);
+    let owner = owners.get(namespace);
+    if (owner === undefined) {
+      owner = readCache.attach(namespace, { mode: cacheMode!, quotaBytes: cacheMode === "cache-on-read" ? 128 * 4096 : 0 });
+      owners.set(namespace, owner);
+    }
+    opened.setReadCache(owner);
+    return opened;
+  };
+  let volume = cached(await Volume.create({ dir, backend, config, log }));
   // Reference: what each sector must read as; `pending` holds values written since the last flush.
   const reference = Buffer.alloc(sizeBytes);
   let flushed = Buffer.alloc(sizeBytes);
@@ -118,7 +140,7 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
       return { id: cloneId, name, namespace: `vdisk-${cloneId}`, createdAt: "" };
     };
     let cloneDir = await newDir();
-    let clone = await Volume.createClone({ dir: cloneDir, backend, parent: volume, snapshot: snapshot.name, identity: identity("clone"), log, resolveParent });
+    let clone = cached(await Volume.createClone({ dir: cloneDir, backend, parent: volume, snapshot: snapshot.name, identity: identity("clone"), log, resolveParent }));
     const cloneNamespace = clone.config.namespace;
     open.set(cloneNamespace, clone);
     const cloneReference = Buffer.from(snapshotImages.get(snapshot.name)!);
@@ -160,7 +182,7 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
           }
         } else if (c < 93) {
           await clone.close();
-          clone = await Volume.open({ dir: cloneDir, backend, log, resolveParent });
+          clone = cached(await Volume.open({ dir: cloneDir, backend, log, resolveParent }));
           open.set(cloneNamespace, clone);
         } else if (c < 97) {
           // A scrub of the parent (while the clone reads through it) or of the clone itself.
@@ -177,7 +199,7 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
           await clone.syncToBackend();
           await clone.close();
           cloneDir = await newDir();
-          clone = await Volume.openFromBackend({ dir: cloneDir, backend, namespace: cloneNamespace, log, resolveParent });
+          clone = cached(await Volume.openFromBackend({ dir: cloneDir, backend, namespace: cloneNamespace, log, resolveParent }));
           open.set(cloneNamespace, clone);
         }
       }
@@ -195,7 +217,7 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
         if (!isOvsError(refused, "CONFLICT")) throw new Error(`op ${op}: a template accepted a write`);
         if (clone.listSnapshots().length !== 1) throw new Error(`op ${op}: a template keeps ${clone.listSnapshots().length} snapshots`);
       }
-      const grandchild = await Volume.createClone({ dir: await newDir(), backend, parent: clone, snapshot: snapshotName, identity: identity("grandchild"), log, resolveParent });
+      const grandchild = cached(await Volume.createClone({ dir: await newDir(), backend, parent: clone, snapshot: snapshotName, identity: identity("grandchild"), log, resolveParent }));
       namespaces.push(grandchild.config.namespace);
       const got = await grandchild.read(0, sizeBytes);
       await grandchild.close();
@@ -282,12 +304,12 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
         pendingSectors.clear();
       } else if (choice < 85.5) {
         await volume.close();
-        volume = await Volume.open({ dir, backend, log });
+        volume = cached(await Volume.open({ dir, backend, log }));
         flushed = Buffer.from(reference); // a clean close syncs
         pendingSectors.clear();
       } else if (choice < 88.5) {
         await volume.crashForTest();
-        volume = await Volume.open({ dir, backend, log });
+        volume = cached(await Volume.open({ dir, backend, log }));
         const after = await volume.read(0, sizeBytes);
         checkAllowed(op, "a crash", after, flushed, pendingSectors);
         for (let s = 0; s < sizeBytes / sectorBytes; s++) {
@@ -332,7 +354,7 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
             const error = await volume.rollback(name).catch((e: unknown) => e);
             if (!isOvsError(error, "CONFLICT")) throw new Error(`op ${op}: rollback to pending snapshot ${name} did not fail with CONFLICT`);
           } else {
-            volume = await volume.rollback(name);
+            volume = cached(await volume.rollback(name));
             snapshotImages.get(name)!.copy(reference);
             allSynced();
             const kept = names.slice(0, names.indexOf(name) + 1);
@@ -348,7 +370,7 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
         await volume.syncToBackend();
         await volume.close();
         dir = await newDir();
-        volume = await Volume.openFromBackend({ dir, backend, namespace: config.namespace, log });
+        volume = cached(await Volume.openFromBackend({ dir, backend, namespace: config.namespace, log }));
         allSynced();
         const after = await volume.read(0, sizeBytes);
         if (!after.equals(reference)) throw new Error(`op ${op}: after a restart from the backend the volume differs from the reference`);
@@ -358,7 +380,7 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
         // Node loss: crash, then restart from the backend elsewhere (what was not uploaded is gone).
         await volume.crashForTest();
         dir = await newDir();
-        volume = await Volume.openFromBackend({ dir, backend, namespace: config.namespace, log });
+        volume = cached(await Volume.openFromBackend({ dir, backend, namespace: config.namespace, log }));
         const after = await volume.read(0, sizeBytes);
         checkAllowed(op, "a node loss", after, backendSynced, pendingSinceBackendSync);
         after.copy(reference);
@@ -374,13 +396,14 @@ async function runSeed(seed: number, operationCount: number): Promise<void> {
       entry.count++;
       entry.ms += performance.now() - opStartedAt;
     }
-    if (process.env.OVS_MODEL_PROFILE) console.log(JSON.stringify({ ...profile, scrubbedScoCount }));
+    if (process.env.OVS_MODEL_PROFILE) console.log(JSON.stringify({ ...profile, scrubbedScoCount }), JSON.stringify(readCache?.stats()), JSON.stringify(owners.get(config.namespace)?.stats()));
     const all = await volume.read(0, sizeBytes);
     if (!all.equals(reference)) throw new Error("final read differs from the reference");
   } catch (error) {
     throw new Error(`model test failed with seed ${seed} (replay: OVS_MODEL_SEED=${seed}): ${(error as Error).message}`, { cause: error });
   } finally {
     await volume.close();
+    await readCache?.close();
   }
 }
 

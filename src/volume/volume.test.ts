@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { randomBytes, randomUUID } from "node:crypto";
 import { silentLogger, isOvsError } from "../base/index.js";
-import { Volume, defaultVolumeSettings, type VolumeConfig } from "./volume.js";
+import { Volume, defaultVolumeSettings, volumeLimits, volumeOs, type VolumeConfig } from "./volume.js";
 import { MemoryBackend } from "./testing/memory-backend.js";
 import { parseTlog, EntryKind } from "./tlog-format.js";
 
@@ -207,9 +207,67 @@ describe("Volume", () => {
     })();
     await new Promise((r) => setTimeout(r, 500));
     expect(done).toBe(false); // blocked above 1.5 SCOs of non-disposable data, not failed
+    expect(volume.stats().throttledWrites).toBe(1);
     backend.failPuts = false;
     await writing;
     expect(done).toBe(true);
+    expect(volume.stats().throttledMsTotal).toBeGreaterThanOrEqual(400);
+  });
+
+  it("never evicts a SCO that is not safe on the backend yet, whatever the cap or the free space", async () => {
+    const realStatfs = volumeOs.statfs;
+    const backend = new MemoryBackend();
+    const { volume, dir } = await create({ scoSizeBytes: 1024 * 1024, tlogMultiplier: 1, scoCacheMaxBytes: 4096 }, backend);
+    try {
+      backend.failPuts = true;
+      const data = randomBytes(1024 * 1024 + 4096);
+      await volume.write(0, data); // one full SCO (closed, its TLog closed, uploads failing) and one open
+      await volume.flush();
+      // The disk "fills up": the guard's check (every second) evicts what it may, which is nothing.
+      volumeOs.statfs = async () => ({ freeBytes: 1024 ** 3, sizeBytes: 100 * 1024 ** 3 });
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(volume.stats().localScoBytes).toBeGreaterThanOrEqual(1024 * 1024);
+      expect(fs.existsSync(path.join(dir, "sco", "00_00000001_00"))).toBe(true);
+      expect((await volume.read(0, data.length)).equals(data)).toBe(true);
+      // Once the TLog is stored the SCO is disposable and goes.
+      backend.failPuts = false;
+      await volume.syncToBackend();
+      expect(volume.stats().localScoBytes).toBeLessThanOrEqual(4096);
+      expect((await volume.read(0, data.length)).equals(data)).toBe(true);
+    } finally {
+      volumeOs.statfs = realStatfs;
+    }
+  });
+
+  it("evicts safe SCOs when the file system runs short of space; writes wait while it is nearly full, then resume", async () => {
+    const realStatfs = volumeOs.statfs;
+    let freeBytes = 50 * 1024 ** 3;
+    volumeOs.statfs = async () => ({ freeBytes, sizeBytes: 100 * 1024 ** 3 });
+    try {
+      const { volume } = await create({ scoSizeBytes: 1024 * 1024, tlogMultiplier: 1 });
+      const data = randomBytes(4 * 1024 * 1024);
+      await volume.write(0, data);
+      await volume.syncToBackend();
+      expect(volume.stats().localScoBytes).toBeGreaterThanOrEqual(4 * 1024 * 1024); // no cap: kept as a read cache
+      // Under the trigger (max(2 GiB, 5 %) = 5 GiB here): the next check evicts every disposable SCO.
+      freeBytes = 3 * 1024 ** 3;
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(volume.stats().localScoBytes).toBe(0);
+      // Nearly full: writes wait, they do not fail (a full disk would halt the volume).
+      freeBytes = volumeLimits.writeFreeBytesMin - 1;
+      await new Promise((r) => setTimeout(r, 1200));
+      let written = false;
+      const writing = volume.write(0, Buffer.alloc(4096, 1)).then(() => (written = true));
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(written).toBe(false);
+      expect(volume.stats().halted).toBeUndefined();
+      freeBytes = 3 * 1024 ** 3;
+      await writing;
+      expect((await volume.read(0, 4096)).equals(Buffer.alloc(4096, 1))).toBe(true);
+      expect((await volume.read(4096, data.length - 4096)).equals(data.subarray(4096))).toBe(true);
+    } finally {
+      volumeOs.statfs = realStatfs;
+    }
   });
 
   it("keeps memory bounded on a 1 TiB thin volume: the map goes to LMDB, not the heap", async () => {

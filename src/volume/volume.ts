@@ -45,6 +45,7 @@ import { closeFile, fdatasync, ioError, openFile, preadAll, pwriteAll, removeFil
 import { Uploader } from "./uploader.js";
 import { DirtyMap } from "./dirty-map.js";
 import { finishInterruptedScrub, runScrub, type ScrubHost, type ScrubOptions, type ScrubReport } from "./scrubber.js";
+import type { ReadCacheOwner, ReadCacheOwnerStats } from "./read-cache.js";
 
 export interface VolumeConfig {
   id: string;
@@ -91,6 +92,11 @@ export const volumeLimits = {
   scoCacheFreeBytesMin: 2 * 1024 ** 3,
   /** ...or this fraction of its size, whichever is larger. */
   scoCacheFreeFraction: 0.05,
+  /**
+   * Below this much free space on the write buffer's file system writes wait (they never fail) until
+   * eviction or the operator frees space: a full disk would otherwise halt the volume (ENOSPC).
+   */
+  writeFreeBytesMin: 256 * 1024 * 1024,
   syncIntervalMs: 1000,
   /**
    * SCO rolls between background syncs (besides the timer, FLUSH and TLog rolls): bounds the TLog
@@ -106,6 +112,17 @@ export const volumeLimits = {
   replayUncommittedClusterCountMax: 256 * 1024,
   zeroChunkBytes: 1024 * 1024,
 } as const;
+
+/**
+ * The volume's view of its file system's free space (a seam: tests swap it to simulate a filling disk).
+ * Checked every syncIntervalMs and at each eviction.
+ */
+export const volumeOs = {
+  async statfs(dir: string): Promise<{ freeBytes: number; sizeBytes: number }> {
+    const stat = await fsp.statfs(dir);
+    return { freeBytes: stat.bavail * stat.bsize, sizeBytes: stat.blocks * stat.bsize };
+  },
+};
 
 /** The defaults of DESIGN.md §6. */
 export function defaultVolumeSettings(): Pick<VolumeConfig, "clusterSizeBytes" | "scoSizeBytes" | "tlogMultiplier" | "scoCacheMaxBytes"> {
@@ -217,12 +234,17 @@ export interface VolumeStats {
   localScoBytes: number;
   nonDisposableBytes: number;
   pendingUploads: number;
+  /** Writes that waited because non-disposable data was above the write-buffer limit, and how long in all. */
+  throttledWrites: number;
+  throttledMsTotal: number;
   /** Map updates held in memory, not yet committed to LMDB (bounded by the sync interval). */
   uncommittedClusterCount: number;
   halted: string | undefined;
   /** True when another start of this vDisk took its owner tag: this instance refuses all I/O. */
   fenced: boolean;
   snapshotCount: number;
+  /** The vDisk's use of the node's read cache (read-cache.ts), when one is attached. */
+  readCache?: ReadCacheOwnerStats;
 }
 
 export interface SnapshotInfo {
@@ -280,6 +302,9 @@ export class Volume {
   private committing: Promise<void> = Promise.resolve();
   private housekeeping: Promise<void> = Promise.resolve();
   private throttleWaiters: Array<() => void> = [];
+  /** The write buffer's file system has less than writeFreeBytesMin free: writes wait. */
+  private lowSpace = false;
+  private checkingSpace = false;
   private halted: OvsError | undefined;
   private fenced = false;
   private closing = false;
@@ -313,7 +338,9 @@ export class Volume {
   private scrubRun: Promise<ScrubReport> | undefined;
   /** Reads in flight: a scrub deletes old SCOs only once every read that may use them has finished. */
   private readonly readsInFlight = new Set<Promise<void>>();
-  private readonly counters = { reads: 0, writes: 0, readBytes: 0, writeBytes: 0, flushes: 0, syncs: 0, backendReads: 0, checksumErrors: 0 };
+  /** The vDisk's share of the node's read cache (read-cache.ts); none: reads of evicted SCOs go to the backend. */
+  private readCache: ReadCacheOwner | undefined;
+  private readonly counters = { reads: 0, writes: 0, readBytes: 0, writeBytes: 0, flushes: 0, syncs: 0, backendReads: 0, checksumErrors: 0, throttledWrites: 0, throttledMsTotal: 0 };
 
   private constructor(dir: string, backend: ObjectBackend, metadata: MetadataStore, config: VolumeConfig, log: Logger) {
     this.dir = dir;
@@ -661,6 +688,11 @@ export class Volume {
     await this.housekeeping;
   }
 
+  /** Attaches the node's read cache (its mode, quota and counters belong to the vDisk, not this instance). */
+  setReadCache(owner: ReadCacheOwner | undefined): void {
+    this.readCache = owner;
+  }
+
   stats(): VolumeStats {
     let localScoBytes = 0;
     let nonDisposableBytes = 0;
@@ -671,6 +703,7 @@ export class Volume {
     const uploads = this.uploader.stats();
     return {
       ...this.counters,
+      throttledMsTotal: Math.round(this.counters.throttledMsTotal),
       scoUploads: uploads.scoUploads,
       tlogUploads: uploads.tlogUploads,
       pendingUploads: uploads.pending,
@@ -680,6 +713,7 @@ export class Volume {
       halted: this.halted?.message,
       fenced: this.fenced,
       snapshotCount: this.snapshots.length,
+      ...(this.readCache ? { readCache: this.readCache.stats() } : {}),
     };
   }
 
@@ -1067,7 +1101,7 @@ export class Volume {
 
   /** `data` is one buffer, or chunks whose concatenation is the data (copied from in place). */
   private async writeClusters(firstCluster: number, data: Uint8Array | ChunkCursor): Promise<void> {
-    if (this.nonDisposableBytes() > this.nonDisposableLimitBytes()) await this.throttle();
+    if (this.lowSpace || this.nonDisposableBytes() > this.nonDisposableLimitBytes()) await this.throttle();
     this.checkWritable();
     const clusterSize = this.config.clusterSizeBytes;
     const clusterCount = data.length / clusterSize;
@@ -1092,6 +1126,7 @@ export class Volume {
         const entryIndex = tlog.appendLocation(address, sco.scoNumber, offsetClusters, dataCrc);
         this.setDirty(address, { cloneId: 0, scoNumber: sco.scoNumber, scoVersion: 0, offsetClusters, dataCrc }, tlog.seq, entryIndex);
       }
+      this.readCache?.populateFromWrite(this.config.namespace, sco.scoNumber, 0, sco.clusterCount, count, sco.buffer.subarray(scoOffsetBytes, scoOffsetBytes + count * clusterSize), crcs);
       sco.clusterCount += count;
       done += count;
       batches.push(this.scheduleScoWrite(sco));
@@ -1255,11 +1290,17 @@ export class Volume {
     return this.config.scoSizeBytes * this.config.tlogMultiplier * volumeLimits.nonDisposableFactor;
   }
 
-  /** Above the write-buffer limit writes wait (never fail) until uploads make SCOs disposable. */
+  /**
+   * Above the write-buffer limit writes wait (never fail) until uploads make SCOs disposable; on a file
+   * system short of space (lowSpace) until eviction or the operator frees some.
+   */
   private async throttle(): Promise<void> {
-    while (!this.closing && !this.halted && this.nonDisposableBytes() > this.nonDisposableLimitBytes()) {
+    const startedAt = performance.now();
+    this.counters.throttledWrites++;
+    while (!this.closing && !this.halted && (this.lowSpace || this.nonDisposableBytes() > this.nonDisposableLimitBytes())) {
       await new Promise<void>((resolve) => this.throttleWaiters.push(resolve));
     }
+    this.counters.throttledMsTotal += performance.now() - startedAt;
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -1420,9 +1461,9 @@ export class Volume {
    * For clones of this volume: reads clusters as they were right after TLog `tlogSeq` (a stored
    * snapshot's last TLog), from the committed map and its history, else from this volume's parent.
    */
-  async readAsOf(firstCluster: number, clusterCount: number, target: Buffer, tlogSeq: number): Promise<void> {
+  async readAsOf(firstCluster: number, clusterCount: number, target: Buffer, tlogSeq: number, cacheOwner?: ReadCacheOwner): Promise<void> {
     if (this.closing) throw new OvsError("UNAVAILABLE", `volume ${this.config.name} (a clone's parent) is closed or restarting; retry`);
-    await this.readClusters(firstCluster, clusterCount, target, tlogSeq);
+    await this.readClusters(firstCluster, clusterCount, target, tlogSeq, cacheOwner);
   }
 
   /** Addresses in [first, end) that may read as non-zero as of any snapshot (a superset), parents included. */
@@ -1445,16 +1486,18 @@ export class Volume {
    * Reads `clusterCount` clusters from `firstCluster` into `target`, verifying every cluster's CRC. Tracked
    * in readsInFlight: a scrub deletes the SCOs it replaced only after every read that may have looked up
    * their locations has finished (lookups happen synchronously at the start of the read).
+   * `cacheOwner`: whose read cache share serves clusters not in the write buffer (a clone's, when it
+   * reads through its parent), counted there.
    */
-  private readClusters(firstCluster: number, clusterCount: number, target: Buffer, asOfTlogSeq?: number): Promise<void> {
-    const read = this.readClustersUntracked(firstCluster, clusterCount, target, asOfTlogSeq);
+  private readClusters(firstCluster: number, clusterCount: number, target: Buffer, asOfTlogSeq?: number, cacheOwner = this.readCache): Promise<void> {
+    const read = this.readClustersUntracked(firstCluster, clusterCount, target, asOfTlogSeq, cacheOwner);
     this.readsInFlight.add(read);
     const untrack = (): void => void this.readsInFlight.delete(read);
     read.then(untrack, untrack);
     return read;
   }
 
-  private async readClustersUntracked(firstCluster: number, clusterCount: number, target: Buffer, asOfTlogSeq?: number): Promise<void> {
+  private async readClustersUntracked(firstCluster: number, clusterCount: number, target: Buffer, asOfTlogSeq: number | undefined, cacheOwner: ReadCacheOwner | undefined): Promise<void> {
     const clusterSize = this.config.clusterSizeBytes;
     // Runs of clusters that are consecutive in one SCO file are read with one pread.
     let runs: Array<{ scoNumber: number; offsetClusters: number; targetIndex: number; locations: ClusterLocation[] }> | undefined;
@@ -1497,7 +1540,7 @@ export class Volume {
       const parentSeq = this.config.parent!.tlogSeq;
       await Promise.all(
         parentRuns.map((run) =>
-          parent.readAsOf(firstCluster + run.targetIndex, run.clusterCount, target.subarray(run.targetIndex * clusterSize, (run.targetIndex + run.clusterCount) * clusterSize), parentSeq),
+          parent.readAsOf(firstCluster + run.targetIndex, run.clusterCount, target.subarray(run.targetIndex * clusterSize, (run.targetIndex + run.clusterCount) * clusterSize), parentSeq, cacheOwner),
         ),
       );
     }
@@ -1506,7 +1549,8 @@ export class Volume {
       runs.map(async (run) => {
         const view = target.subarray(run.targetIndex * clusterSize, (run.targetIndex + run.locations.length) * clusterSize);
         const name = scoName({ cloneId: 0, scoNumber: run.scoNumber, version: 0 });
-        const handle = await scoReadFds.acquire(this.scoPath(run.scoNumber));
+        // Evicted SCOs are not in localScos: no open() attempt per read of them.
+        const handle = this.localScos.has(run.scoNumber) ? await scoReadFds.acquire(this.scoPath(run.scoNumber)) : undefined;
         if (handle !== undefined) {
           try {
             await preadAll(handle.fd, view, 0, view.length, run.offsetClusters * clusterSize);
@@ -1519,7 +1563,10 @@ export class Volume {
             handle.release();
           }
         }
-        await this.readRunFromBackend(name, run.offsetClusters, view, run.locations, firstCluster + run.targetIndex);
+        const fromBackend = (index: number, count: number, subview: Buffer): Promise<void> =>
+          this.readRunFromBackend(name, run.offsetClusters + index, subview, run.locations.slice(index, index + count), firstCluster + run.targetIndex + index);
+        if (cacheOwner !== undefined) await cacheOwner.readThrough(this.config.namespace, run.locations, view, fromBackend);
+        else await fromBackend(0, run.locations.length, view);
       }),
     );
   }
@@ -1629,9 +1676,8 @@ export class Volume {
     const cap = this.config.scoCacheMaxBytes > 0 ? this.config.scoCacheMaxBytes : Number.MAX_SAFE_INTEGER;
     let toFreeBytes = 0;
     try {
-      const stat = await fsp.statfs(this.scoDir);
-      const freeBytes = stat.bavail * stat.bsize;
-      const triggerBytes = Math.max(volumeLimits.scoCacheFreeBytesMin, stat.blocks * stat.bsize * volumeLimits.scoCacheFreeFraction);
+      const { freeBytes, sizeBytes } = await volumeOs.statfs(this.scoDir);
+      const triggerBytes = Math.max(volumeLimits.scoCacheFreeBytesMin, sizeBytes * volumeLimits.scoCacheFreeFraction);
       if (freeBytes < triggerBytes) toFreeBytes = 2 * triggerBytes - freeBytes;
     } catch (error) {
       this.log.warn({ err: error }, "cannot read the free space of the write buffer's file system");
@@ -1892,8 +1938,39 @@ export class Volume {
   private start(): void {
     this.syncTimer = setInterval(() => {
       if (this.changedSinceSync && !this.syncing && !this.halted) this.backgroundSync();
+      if (!this.checkingSpace && !this.closing) void this.checkFreeSpace();
     }, volumeLimits.syncIntervalMs);
     this.syncTimer.unref();
+  }
+
+  /**
+   * The free-space guard (the original's SCO cache cleaner and mountpoint choking): under the eviction
+   * trigger, disposable SCOs are evicted now (not only when a TLog is stored); under writeFreeBytesMin
+   * writes wait until there is room again.
+   */
+  private async checkFreeSpace(): Promise<void> {
+    this.checkingSpace = true;
+    try {
+      const { freeBytes, sizeBytes } = await volumeOs.statfs(this.scoDir);
+      const wasLow = this.lowSpace;
+      this.lowSpace = freeBytes < volumeLimits.writeFreeBytesMin;
+      if (this.lowSpace !== wasLow) {
+        if (this.lowSpace) this.log.warn({ freeBytes }, "the write buffer's file system is nearly full: writes wait until space is freed");
+        else this.log.info({ freeBytes }, "the write buffer's file system has room again: writes resume");
+      }
+      if (!this.lowSpace) for (const waiter of this.throttleWaiters.splice(0)) waiter();
+      const triggerBytes = Math.max(volumeLimits.scoCacheFreeBytesMin, sizeBytes * volumeLimits.scoCacheFreeFraction);
+      if (freeBytes < triggerBytes) {
+        this.housekeeping = this.housekeeping
+          .then(() => this.evictScos())
+          .catch((error: unknown) => this.log.warn({ err: error }, "write buffer housekeeping failed"));
+        await this.housekeeping;
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, "cannot read the free space of the write buffer's file system");
+    } finally {
+      this.checkingSpace = false;
+    }
   }
 
   private halt(error: OvsError): void {

@@ -5,7 +5,8 @@
 // export of a vDisk, wrapping VolumeExport) adds to them after each request. Nothing is formatted or
 // looked up by label on the hot path: the label sets exist once per vDisk and operation, and the text is
 // built only when Prometheus scrapes. Scrape-time values (write buffer, uploads, size, connections, read
-// cache misses) come from Volume.stats() through the callback the vDisk service gives.
+// cache hits and misses, QoS delays) come from Volume.stats() and the vDisk's limiter through the callback
+// the vDisk service gives; the node's read cache from ReadCache.stats().
 // Also: the API's requests by route and status with their latency, and prom-client's process metrics.
 //
 // Families (docs/ARCHITECTURE.md, docs/grafana/openvstorage.json):
@@ -13,7 +14,12 @@
 //   ovs_vdisk_latency_seconds{vdisk,op}    (histogram)
 //   ovs_vdisk_size_bytes, ovs_vdisk_connections, ovs_vdisk_write_buffer_bytes{vdisk,state},
 //   ovs_vdisk_pending_uploads, ovs_vdisk_halted, ovs_vdisk_backend_reads_total,
-//   ovs_vdisk_checksum_errors_total, ovs_vdisk_uploads_total{vdisk,kind}
+//   ovs_vdisk_checksum_errors_total, ovs_vdisk_uploads_total{vdisk,kind}, ovs_vdisk_write_buffer_limit_bytes,
+//   ovs_vdisk_write_buffer_throttled_total, ovs_vdisk_write_buffer_throttle_seconds_total,
+//   ovs_vdisk_qos_delayed_total, ovs_vdisk_qos_delay_seconds_total,
+//   ovs_vdisk_read_cache_hits_total, ovs_vdisk_read_cache_misses_total, ovs_vdisk_read_cache_bytes,
+//   ovs_read_cache_capacity_bytes, ovs_read_cache_used_bytes, ovs_read_cache_entries,
+//   ovs_read_cache_evictions_total, ovs_read_cache_checksum_errors_total, ovs_read_cache_write_errors_total
 //   ovs_api_requests_total{method,route,status}, ovs_api_request_duration_seconds{method,route}
 //   ovs_asd_up, ovs_asd_capacity_bytes, ovs_asd_used_bytes, ovs_asd_values, ovs_asd_refusing_writes,
 //   ovs_asd_operations_total{asd,op}, ovs_asd_errors_total, ovs_asd_latency_seconds_total (asd-metrics.ts)
@@ -21,7 +27,7 @@
 
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { NbdExport } from "../../frontend/index.js";
-import type { VolumeStats } from "../../volume/index.js";
+import type { ReadCacheStats, VolumeStats } from "../../volume/index.js";
 import type { AsdProbes } from "./asd-metrics.js";
 
 export const vdiskOps = ["read", "write", "flush", "trim", "write_zeroes"] as const;
@@ -161,6 +167,9 @@ export interface VDiskScrape {
   stats: VolumeStats;
   sizeBytes: number;
   connectionCount: number;
+  /** The vDisk's QoS limiter: requests it delayed and their total delay. */
+  qos: { delayedRequests: number; delayedMsTotal: number };
+  writeBufferLimitBytes: number;
 }
 
 type Sample = { value: number; labels: Record<string, string | number>; metricName?: string };
@@ -179,6 +188,7 @@ export class NodeMetrics {
   readonly registry = new Registry();
   private readonly meters = new Map<string, VDiskMeters>();
   private scrapeOf: (name: string) => VDiskScrape | undefined = () => undefined;
+  private readCacheOf: () => ReadCacheStats | undefined = () => undefined;
   readonly apiRequests: Counter<"method" | "route" | "status">;
   readonly apiDuration: Histogram<"method" | "route">;
 
@@ -245,6 +255,26 @@ export class NodeMetrics {
       [{ kind: "sco" }, s.stats.scoUploads],
       [{ kind: "tlog" }, s.stats.tlogUploads],
     ]);
+    perVDisk("ovs_vdisk_write_buffer_limit_bytes", "non-disposable write buffer bytes above which writes wait (SCO size × TLog multiplier × 1.5)", "gauge", (s) => [[{}, s.writeBufferLimitBytes]]);
+    perVDisk("ovs_vdisk_write_buffer_throttled_total", "writes that waited because the write buffer was above its limit (they slow down, never fail)", "counter", (s) => [[{}, s.stats.throttledWrites]]);
+    perVDisk("ovs_vdisk_write_buffer_throttle_seconds_total", "time writes waited for the write buffer", "counter", (s) => [[{}, s.stats.throttledMsTotal / 1000]]);
+    perVDisk("ovs_vdisk_qos_delayed_total", "requests the vDisk's QoS limits delayed", "counter", (s) => [[{}, s.qos.delayedRequests]]);
+    perVDisk("ovs_vdisk_qos_delay_seconds_total", "total delay the vDisk's QoS limits imposed", "counter", (s) => [[{}, s.qos.delayedMsTotal / 1000]]);
+    perVDisk("ovs_vdisk_read_cache_hits_total", "clusters served from the node's read cache", "counter", (s) => (s.stats.readCache ? [[{}, s.stats.readCache.hits]] : []));
+    perVDisk("ovs_vdisk_read_cache_misses_total", "clusters in neither the write buffer nor the read cache (read from the backend)", "counter", (s) => (s.stats.readCache ? [[{}, s.stats.readCache.misses]] : []));
+    perVDisk("ovs_vdisk_read_cache_bytes", "bytes of the node's read cache holding this vDisk's entries", "gauge", (s) => (s.stats.readCache ? [[{}, s.stats.readCache.usedBytes]] : []));
+    const node = (name: string, help: string, type: "counter" | "gauge", pick: (stats: ReadCacheStats) => number): void => {
+      this.add(new ScrapeMetric(name, help, type, () => {
+        const stats = this.readCacheOf();
+        return stats === undefined ? [] : [{ value: pick(stats), labels: {} }];
+      }));
+    };
+    node("ovs_read_cache_capacity_bytes", "size of the node's read cache (ovs up --read-cache-size)", "gauge", (c) => c.capacityBytes);
+    node("ovs_read_cache_used_bytes", "bytes of cached clusters in the node's read cache", "gauge", (c) => c.usedBytes);
+    node("ovs_read_cache_entries", "clusters in the node's read cache", "gauge", (c) => c.entryCount);
+    node("ovs_read_cache_evictions_total", "read cache entries evicted to make room (CLOCK, or a vDisk's quota)", "counter", (c) => c.evictions);
+    node("ovs_read_cache_checksum_errors_total", "cached clusters that failed their checksum (dropped; read from the backend)", "counter", (c) => c.checksumErrors);
+    node("ovs_read_cache_write_errors_total", "read cache file writes that failed (those clusters were not cached)", "counter", (c) => c.writeErrors);
   }
 
   private add(metric: ScrapeMetric): void {
@@ -254,6 +284,11 @@ export class NodeMetrics {
   /** Where the scrape reads a vDisk's volume statistics (the vDisk service). */
   setScrapeSource(scrapeOf: (name: string) => VDiskScrape | undefined): void {
     this.scrapeOf = scrapeOf;
+  }
+
+  /** Where the scrape reads the node's read cache statistics. */
+  setReadCacheSource(readCacheOf: () => ReadCacheStats | undefined): void {
+    this.readCacheOf = readCacheOf;
   }
 
   /** The meters of a vDisk that is opened; its label sets appear from now on. */
