@@ -122,6 +122,20 @@ describe("GET /metrics", () => {
     expect(up).toHaveLength(6);
     expect(up.every((sample) => sample.value === 1)).toBe(true);
     expect(after.get("ovs_asd_capacity_bytes")!.samples).toHaveLength(6);
+    // The node's ALBA maintenance: queues and what it did (a verify of the vDisk's namespace counts).
+    for (const [name, type] of [
+      ["ovs_alba_repair_queue_objects", "gauge"], ["ovs_alba_verify_queue_namespaces", "gauge"], ["ovs_alba_decommissions_draining", "gauge"],
+      ["ovs_alba_maintenance_objects_total", "counter"], ["ovs_alba_maintenance_fragments_total", "counter"], ["ovs_alba_repair_queue_overflows_total", "counter"],
+    ] as const) {
+      expect(after.get(name)?.type, name).toBe(type);
+    }
+    expect(sampleValue(after, "ovs_alba_repair_queue_objects", { node: nodeId })).toBe(0);
+    const verifiedBefore = sampleValue(after, "ovs_alba_maintenance_fragments_total", { node: nodeId, action: "verified" });
+    const namespace = (JSON.parse((await node.ovs(["vdisk", "info", "metered", "--json"])).stdout) as { namespace: string }).namespace;
+    expectOk(await node.ovs(["alba", "namespace", "verify", namespace], 180_000), "verify");
+    const verified = await scrape();
+    expect(sampleValue(verified, "ovs_alba_maintenance_fragments_total", { node: nodeId, action: "verified" })).toBeGreaterThan(verifiedBefore);
+    expect(sampleValue(verified, "ovs_alba_maintenance_fragments_total", { node: nodeId, action: "bad_found" })).toBe(0);
     // The Grafana dashboard asks only for families this node exports.
     const dashboard = await fsp.readFile(path.resolve("docs/grafana/openvstorage.json"), "utf8");
     const asked = new Set([...dashboard.matchAll(/\b((?:ovs|process|nodejs)_[a-z0-9_]+)/g)].map((m) => m[1]!.replace(/_bucket$/, "")));

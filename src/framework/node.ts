@@ -104,7 +104,12 @@ export class PlatformNode {
         this.backend = await LocalBackend.open({ dir: path.join(dataDir, "backend") });
       }
       const clusterSecret = this.options.clusterSecret ?? this.alba?.clusterSecret;
-      const metrics = new NodeMetrics({ nodeId: this.options.nodeId, asds: new AsdProbes({ store: this.store, clusterSecret }) });
+      const alba = this.alba;
+      const metrics = new NodeMetrics({
+        nodeId: this.options.nodeId,
+        asds: new AsdProbes({ store: this.store, clusterSecret }),
+        ...(alba === undefined ? {} : { maintenance: () => { try { return alba.maintenanceStatus(); } catch { return undefined; } } }),
+      });
       this.readCache = await ReadCache.open({ dir: path.join(dataDir, "read-cache"), capacityBytes: this.options.readCacheSizeBytes ?? readCacheLimits.sizeBytesDefault, log });
       // With ALBA, a vDisk's namespace gets its vPool's preset (model/vpool-backend.ts).
       const manager = this.alba?.manager;

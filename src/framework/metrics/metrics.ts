@@ -29,6 +29,7 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client
 import type { NbdExport } from "../../frontend/index.js";
 import type { ReadCacheStats, VolumeStats } from "../../volume/index.js";
 import type { AsdProbes } from "./asd-metrics.js";
+import type { MaintenanceStatus } from "../../alba/index.js";
 
 export const vdiskOps = ["read", "write", "flush", "trim", "write_zeroes"] as const;
 export type VDiskOp = (typeof vdiskOps)[number];
@@ -192,7 +193,7 @@ export class NodeMetrics {
   readonly apiRequests: Counter<"method" | "route" | "status">;
   readonly apiDuration: Histogram<"method" | "route">;
 
-  constructor(options: { nodeId: string; processMetrics?: boolean; asds?: AsdProbes }) {
+  constructor(options: { nodeId: string; processMetrics?: boolean; asds?: AsdProbes; maintenance?: () => MaintenanceStatus | undefined }) {
     this.registry.setDefaultLabels({ node: options.nodeId });
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
     this.apiRequests = new Counter({ name: "ovs_api_requests_total", help: "REST API requests by route pattern and status", labelNames: ["method", "route", "status"], registers: [this.registry] });
@@ -241,6 +242,30 @@ export class NodeMetrics {
       }));
     };
     for (const family of options.asds?.families() ?? []) this.registry.registerMetric(family as unknown as Parameters<Registry["registerMetric"]>[0]);
+    // The ALBA maintenance agent of this node (no ALBA backend: no samples).
+    const maintenance = (name: string, help: string, type: "counter" | "gauge", pick: (status: MaintenanceStatus) => Array<[Record<string, string>, number]>): void => {
+      this.add(new ScrapeMetric(name, help, type, () => {
+        const status = options.maintenance?.();
+        return status === undefined ? [] : pick(status).map(([labels, value]) => ({ value, labels }));
+      }));
+    };
+    maintenance("ovs_alba_repair_queue_objects", "objects queued for repair because a read or a verify found a bad fragment (the repair scan also finds objects below full redundancy)", "gauge", (s) => [[{}, s.queued.repairs]]);
+    maintenance("ovs_alba_verify_queue_namespaces", "namespaces queued for verification", "gauge", (s) => [[{}, s.queued.verifies.length]]);
+    maintenance("ovs_alba_decommissions_draining", "ASDs being drained by decommission", "gauge", (s) => [[{}, s.queued.decommissions.length]]);
+    maintenance("ovs_alba_maintenance_objects_total", "objects repaired, upgraded to a better policy, or whose repair was dropped (the writer won), since the node started", "counter", (s) => [
+      [{ outcome: "repaired" }, s.counters.objectsRepaired],
+      [{ outcome: "upgraded" }, s.counters.objectsUpgraded],
+      [{ outcome: "dropped" }, s.counters.repairsDropped],
+    ]);
+    maintenance("ovs_alba_maintenance_fragments_total", "fragments handled by maintenance since the node started, by action", "counter", (s) => [
+      [{ action: "rebuilt" }, s.counters.fragmentsRebuilt],
+      [{ action: "copied" }, s.counters.fragmentsCopied],
+      [{ action: "verified" }, s.counters.fragmentsVerified],
+      [{ action: "bad_found" }, s.counters.badFragmentsFound],
+      [{ action: "collected" }, s.counters.fragmentsCollected],
+      [{ action: "moved" }, s.counters.fragmentsMoved],
+    ]);
+    maintenance("ovs_alba_repair_queue_overflows_total", "bad-fragment reports not queued because the repair queue was full", "counter", (s) => [[{}, s.counters.repairQueueOverflows]]);
     perVDisk("ovs_vdisk_size_bytes", "vDisk size", "gauge", (s) => [[{}, s.sizeBytes]]);
     perVDisk("ovs_vdisk_connections", "NBD connections using the vDisk", "gauge", (s) => [[{}, s.connectionCount]]);
     perVDisk("ovs_vdisk_write_buffer_bytes", "SCO bytes in the local write buffer: all of them (local), and those not yet safe on the backend (not_disposable; writes are throttled above the limit)", "gauge", (s) => [
