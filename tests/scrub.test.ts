@@ -107,7 +107,9 @@ describe("scrubbing through the front door", () => {
     }
     const scrubbed = await scrub;
     expectOk(scrubbed, "scrub");
-    const report = JSON.parse(scrubbed.stdout) as { scosRewritten: number; scosWritten: number; liveBytesRewritten: number; bytesReclaimed: number; durationMs: number };
+    const task = JSON.parse(scrubbed.stdout) as { kind: string; state: string; result: { scosRewritten: number; scosWritten: number; liveBytesRewritten: number; bytesReclaimed: number; durationMs: number } };
+    expect(task).toMatchObject({ kind: "vdisk.scrub", state: "succeeded" });
+    const report = task.result;
     expect(report.scosRewritten).toBeGreaterThan(0);
     expect(report.bytesReclaimed).toBeGreaterThan(16 * MiB);
     const bytesAfter = await backendBytes(namespace);
@@ -121,10 +123,19 @@ describe("scrubbing through the front door", () => {
     const cloneScrub = await node.ovs(["vdisk", "scrub", "sc1-clone", "--threshold", "1", "--bandwidth", "0"]);
     expectOk(cloneScrub, "scrub the clone");
     expect(cloneScrub.stdout).toMatch(/^scrubbed vDisk sc1-clone in [\d.]+ s: \d+ of \d+ SCOs rewritten into \d+, .* of live data moved, .* reclaimed on the backend\n$/);
-    // The REST API answers the same report.
+    // The REST API runs it as a task (202 + Location) whose result is the same report.
     const viaApi = await node.fetch("/api/v1/vdisks/sc1/scrub", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ threshold: 0.5 }) });
-    expect(viaApi.status).toBe(200);
-    expect(((await viaApi.json()) as { threshold: number }).threshold).toBe(0.5);
+    expect(viaApi.status).toBe(202);
+    const started = (await viaApi.json()) as { id: string; kind: string };
+    expect(started.kind).toBe("vdisk.scrub");
+    expect(viaApi.headers.get("location")).toBe(`/api/v1/tasks/${started.id}`);
+    let apiTask = { state: "queued", result: undefined as { threshold: number } | undefined };
+    for (const deadline = Date.now() + 60_000; apiTask.state !== "succeeded" && apiTask.state !== "failed" && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      apiTask = (await (await node.fetch(`/api/v1/tasks/${started.id}`)).json()) as typeof apiTask;
+    }
+    expect(apiTask.state).toBe("succeeded");
+    expect(apiTask.result!.threshold).toBe(0.5);
 
     // Restart from the backend: the local data of both is gone; the node rebuilds them from their namespaces.
     // (Each scrub first stored everything written before it, so the backend has every write.)

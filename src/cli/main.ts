@@ -449,11 +449,13 @@ vdisk
   .description("give back the backend space of overwritten, trimmed and unsnapshotted data: SCOs less live than the threshold are rewritten (the vDisk serves I/O meanwhile)")
   .option("--threshold <fraction>", "rewrite SCOs whose live fraction is under it, above 0 and at most 1 (default 0.5)", thresholdOption)
   .option("--bandwidth <size>", "backend bytes per second the scrub may read and write, e.g. 64M (default 64M; 0 = no limit)", (value: string) => (value === "0" ? value : sizeOption(value)))
-  .option("--json", "print the report as JSON")
-  .action(async (name: string, options: { threshold?: number; bandwidth?: string; json?: boolean }) => {
+  .option("--json", "print the final task as JSON (its result is the report)")
+  .option("--no-wait", "print the task id and return at once")
+  .action(async (name: string, options: { threshold?: number; bandwidth?: string; json?: boolean; wait: boolean }) => {
     const body = { ...(options.threshold !== undefined ? { threshold: options.threshold } : {}), ...(options.bandwidth !== undefined ? { bandwidth: options.bandwidth === "0" ? 0 : options.bandwidth } : {}) };
-    const report = await callApi<ScrubReport>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/scrub`, body);
-    if (options.json) return printJson(report);
+    const task = await runTask(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/scrub`, body, { json: options.json, wait: options.wait, printJson });
+    if (task === undefined) return;
+    const report = task.result as ScrubReport;
     process.stdout.write(`scrubbed vDisk ${name} in ${(report.durationMs / 1000).toFixed(1)} s: ${report.scosRewritten} of ${report.scosExamined} SCOs rewritten into ${report.scosWritten}, ${formatBytes(report.liveBytesRewritten)} of live data moved, ${formatBytes(Math.max(0, report.bytesReclaimed))} reclaimed on the backend\n`);
   });
 

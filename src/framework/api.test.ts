@@ -160,7 +160,7 @@ describe("vDisk settings", () => {
 });
 
 describe("vDisk scrub", () => {
-  it("scrubs with the write role and returns the report; bad bodies 400 and an unknown vDisk 404, nothing changed", async () => {
+  it("scrubs with the write role as a task whose result is the report; bad bodies 400 and an unknown vDisk 404, no task", async () => {
     await vdisks.create("scrub1", 16 * 1024 * 1024);
     try {
       const url = "/api/v1/vdisks/scrub1/scrub";
@@ -181,10 +181,21 @@ describe("vDisk scrub", () => {
       const missing = await app.inject({ method: "POST", url: "/api/v1/vdisks/nope/scrub", headers: as("writer"), payload: {} });
       expect(missing.statusCode).toBe(404);
       expect(missing.json().error.code).toBe("NOT_FOUND");
-      const scrubbed = await app.inject({ method: "POST", url, headers: as("writer"), payload: { threshold: 0.75, bandwidth: "32M/s" } });
-      expect(scrubbed.statusCode).toBe(200);
-      expect(scrubbed.json()).toMatchObject({ threshold: 0.75, bandwidthBytesPerSecond: 32 * 1024 * 1024, scosRewritten: 0, bytesReclaimed: 0 });
-      expect(typeof scrubbed.json().durationMs).toBe("number");
+      const tasksBefore = (await app.inject({ method: "GET", url: "/api/v1/tasks?kind=vdisk.scrub", headers: as("reader") })).json().tasks.length;
+      expect(tasksBefore).toBe(0); // the refused requests started none
+      const started = await app.inject({ method: "POST", url, headers: as("writer"), payload: { threshold: 0.75, bandwidth: "32M/s" } });
+      expect(started.statusCode).toBe(202);
+      const taskId = started.json().id as string;
+      expect(started.headers.location).toBe(`/api/v1/tasks/${taskId}`);
+      expect(started.json()).toMatchObject({ kind: "vdisk.scrub", target: "scrub1" });
+      let task = started.json();
+      for (const deadline = Date.now() + 60_000; task.state !== "succeeded" && task.state !== "failed" && Date.now() < deadline; ) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        task = (await app.inject({ method: "GET", url: `/api/v1/tasks/${taskId}`, headers: as("reader") })).json();
+      }
+      expect(task.state).toBe("succeeded");
+      expect(task.result).toMatchObject({ threshold: 0.75, bandwidthBytesPerSecond: 32 * 1024 * 1024, scosRewritten: 0, bytesReclaimed: 0 });
+      expect(typeof task.result.durationMs).toBe("number");
     } finally {
       await vdisks.delete("scrub1", true);
     }

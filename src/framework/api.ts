@@ -220,7 +220,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   registerSnapshotRoutes(app, options.vdisks, tasks);
   registerSettingsRoutes(app, options.vdisks);
   if (model) registerModelRoutes(app, model, options.vdisks);
-  registerScrubRoutes(app, options.vdisks);
+  registerScrubRoutes(app, options.vdisks, tasks);
   registerAuthRoutes(app, options.auth, now);
   if (options.scheduler !== undefined) registerSchedulerRoutes(app, options.scheduler);
   registerHealthRoutes(app, () => {

@@ -518,6 +518,12 @@ export class VDiskService implements NbdExportProvider {
    * the volume refuses a rollback or a second scrub until it is done). Bad options are refused before
    * anything changes. `onProgress` sees each phase's done/total.
    */
+  /** Refuses (INVALID_ARGUMENT, NOT_FOUND) what scrub() would, before a task is started for it. */
+  checkScrub(name: string, options: { threshold?: number; bandwidthBytesPerSecond?: number }): void {
+    validateScrubOptions(options);
+    this.get(name);
+  }
+
   async scrub(name: string, options: { threshold?: number; bandwidthBytesPerSecond?: number }, onProgress?: (progress: ScrubProgress) => void): Promise<ScrubReport> {
     validateScrubOptions(options);
     const served = this.get(name);
