@@ -12,10 +12,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fsp from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort, run, stopChild, waitForPort } from "./process-helpers.js";
 
 interface Options {
   dir: string;
@@ -43,58 +43,6 @@ function parseArgs(): Options {
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const bin = path.join(root, "dist/src/cli/main.js");
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address() as net.AddressInfo;
-      server.close(() => resolve(address.port));
-    });
-    server.on("error", reject);
-  });
-}
-
-function run(command: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.pid !== undefined && process.kill(child.pid, "SIGKILL"), timeoutMs);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-async function waitForPort(port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, "127.0.0.1", () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on("error", () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${port} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.on("exit", () => resolve());
-    if (child.pid !== undefined) process.kill(child.pid, "SIGTERM");
-    setTimeout(() => child.pid !== undefined && child.exitCode === null && process.kill(child.pid, "SIGKILL"), 30_000).unref();
-  });
-}
-
 interface Node {
   nbdPort: number;
   ovs: (args: string[]) => Promise<string>;
@@ -106,7 +54,8 @@ async function startNode(dir: string, backend: string): Promise<Node> {
   const dataDir = path.join(dir, "ovs-data");
   const [nbdPort, apiPort] = [await freePort(), await freePort()];
   const adminPassword = randomBytes(18).toString("base64url");
-  const child = spawn(process.execPath, [bin, "up", "--data-dir", dataDir, "--nbd-port", String(nbdPort), "--api-port", String(apiPort), "--backend", backend, "--read-cache-size", "1G"], {
+  // The same V8 flag as the `ovs` command's shebang (see src/cli/main.ts).
+  const child = spawn(process.execPath, ["--initial-old-space-size=128", bin, "up", "--data-dir", dataDir, "--nbd-port", String(nbdPort), "--api-port", String(apiPort), "--backend", backend, "--read-cache-size", "1G"], {
     stdio: ["ignore", "ignore", "inherit"],
     env: { ...process.env, OVS_LOG_LEVEL: "warn", OVS_ADMIN_PASSWORD: adminPassword },
   });
