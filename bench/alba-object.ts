@@ -24,6 +24,7 @@ import { fileURLToPath } from "node:url";
 import { MiB, silentLogger } from "../src/base/index.js";
 import { EmbeddedStore } from "../src/store/index.js";
 import { AlbaBackend, AlbaManager, runAsd, singleNodePreset } from "../src/alba/index.js";
+import { optionValue } from "./args.js";
 
 interface Options {
   objectCount: number;
@@ -36,10 +37,7 @@ interface Options {
 
 function parseArgs(): Options {
   const args = process.argv.slice(2);
-  const value = (name: string, fallback: string): string => {
-    const index = args.indexOf(name);
-    return index >= 0 && args[index + 1] !== undefined ? args[index + 1]! : fallback;
-  };
+  const value = (name: string, fallback: string): string => optionValue(args, name, fallback);
   return {
     objectCount: Number(value("--objects", "64")),
     inFlight: Number(value("--inflight", "4")),

@@ -16,6 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, run, stopChild, waitForPort } from "./process-helpers.js";
+import { optionValue } from "./args.js";
 
 interface Options {
   dir: string;
@@ -27,10 +28,7 @@ interface Options {
 
 function parseArgs(): Options {
   const args = process.argv.slice(2);
-  const value = (name: string, fallback: string): string => {
-    const index = args.indexOf(name);
-    return index >= 0 && args[index + 1] !== undefined ? args[index + 1]! : fallback;
-  };
+  const value = (name: string, fallback: string): string => optionValue(args, name, fallback);
   return {
     dir: value("--dir", os.tmpdir()),
     runtimeS: Number(value("--runtime-s", "15")),

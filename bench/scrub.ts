@@ -17,13 +17,11 @@ import { randomUUID } from "node:crypto";
 import { silentLogger } from "../src/base/index.js";
 import { LocalBackend } from "../src/backend/index.js";
 import { Volume, defaultVolumeSettings, type VolumeConfig } from "../src/volume/index.js";
+import { optionValue } from "./args.js";
 
 function parseArgs(): { sizeMiB: number; dir: string } {
   const args = process.argv.slice(2);
-  const value = (name: string, fallback: string): string => {
-    const index = args.indexOf(name);
-    return index >= 0 && args[index + 1] !== undefined ? args[index + 1]! : fallback;
-  };
+  const value = (name: string, fallback: string): string => optionValue(args, name, fallback);
   const sizeMiB = Number(value("--size-mib", "256"));
   if (!Number.isInteger(sizeMiB) || sizeMiB < 8) throw new Error("--size-mib takes a whole number of MiB, at least 8");
   return { sizeMiB, dir: value("--dir", os.tmpdir()) };

@@ -19,6 +19,7 @@ import { randomUUID } from "node:crypto";
 import { silentLogger } from "../src/base/index.js";
 import { LocalBackend } from "../src/backend/index.js";
 import { Volume, defaultVolumeSettings, type VolumeConfig } from "../src/volume/index.js";
+import { optionValue } from "./args.js";
 
 interface Options {
   sizesGiB: number[];
@@ -28,10 +29,7 @@ interface Options {
 
 function parseArgs(): Options {
   const args = process.argv.slice(2);
-  const value = (name: string, fallback: string): string => {
-    const index = args.indexOf(name);
-    return index >= 0 && args[index + 1] !== undefined ? args[index + 1]! : fallback;
-  };
+  const value = (name: string, fallback: string): string => optionValue(args, name, fallback);
   const sizesGiB = value("--sizes", "1,20").split(",").map(Number);
   if (sizesGiB.some((size) => !(size > 0))) throw new Error("--sizes takes positive GiB figures, e.g. 1,20");
   return { sizesGiB, reps: Number(value("--reps", "5")), dir: value("--dir", os.tmpdir()) };

@@ -13,6 +13,7 @@ import path from "node:path";
 import { EmbeddedStore, type ClusterStore } from "../src/store/index.js";
 import { EtcdStore } from "../src/store/etcd-store.js";
 import { startEtcdCluster, type EtcdTestCluster } from "../src/store/etcd-test-cluster.js";
+import { optionValue } from "./args.js";
 
 interface Options {
   opsPerRun: number;
@@ -22,10 +23,7 @@ interface Options {
 
 function parseArgs(): Options {
   const args = process.argv.slice(2);
-  const value = (name: string, fallback: string): string => {
-    const index = args.indexOf(name);
-    return index >= 0 && args[index + 1] !== undefined ? args[index + 1]! : fallback;
-  };
+  const value = (name: string, fallback: string): string => optionValue(args, name, fallback);
   return { opsPerRun: Number(value("--ops", "1000")), reps: Number(value("--reps", "3")), dir: value("--dir", os.tmpdir()) };
 }
 
