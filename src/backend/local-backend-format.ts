@@ -16,6 +16,8 @@ import { isValidName } from "./names.js";
 
 export const objectMagic = 0x4c53564f; // "OVSL" read as a little-endian u32
 export const objectFormatVersion = 1;
+/** A linked object: the file holds the header and table only; the bytes are in its data file. */
+export const objectFormatVersionLinked = 2;
 export const objectHeaderBytes = 32;
 export const objectBlockShift = 12;
 export const objectBlockBytes = 1 << objectBlockShift; // 4096: the vDisk cluster size
@@ -44,17 +46,21 @@ export function objectFileBytes(dataBytes: number): number {
  * Encodes the header and checksum table of `data` into `out[0, objectDataOffsetBytes(data.length))`.
  * The file is `out` followed by `data` itself: the data is never copied.
  */
-export function encodeObjectPrefix(data: Uint8Array, out: Buffer): void {
+export function encodeObjectPrefix(data: Uint8Array, out: Buffer, linkId?: string): void {
   const dataBytes = data.length;
   assert(dataBytes <= objectSizeBytesMax, "object too large for the local format");
   const blockCount = objectBlockCount(dataBytes);
   assert(out.length >= objectDataOffsetBytes(dataBytes), "prefix buffer too small");
   out.writeUInt32LE(objectMagic, 0);
-  out.writeUInt16LE(objectFormatVersion, 4);
+  out.writeUInt16LE(linkId === undefined ? objectFormatVersion : objectFormatVersionLinked, 4);
   out.writeUInt8(objectBlockShift, 6);
   out.writeUInt8(checksumKindCrc32c, 7);
   out.writeBigUInt64LE(BigInt(dataBytes), 8);
   out.fill(0, 16, headerCrcOffset);
+  if (linkId !== undefined) {
+    assert(isLinkId(linkId), "a link id is 16 lowercase hex digits, not all zero");
+    out.write(linkId, linkIdOffset, "hex");
+  }
   out.writeUInt32LE(crc32c(out.subarray(0, headerCrcOffset)), headerCrcOffset);
   // Full blocks in one call (one N-API crossing per object, not per 4 KiB block), then the short tail.
   const fullBlocks = Math.floor(dataBytes / objectBlockBytes);
@@ -65,8 +71,36 @@ export function encodeObjectPrefix(data: Uint8Array, out: Buffer): void {
   if (!inPlace) for (let i = 0; i < blockCount; i++) out.writeUInt32LE(table[i]!, objectHeaderBytes + objectChecksumBytes * i);
 }
 
+// ---- linked objects (version 2) ----
+
+const linkIdOffset = 16;
+const linkIdBytes = 8;
+const linkedDataPrefix = ".d-";
+/** Longest object name that can be linked: its data file name must fit in 255 bytes. */
+export const linkedNameBytesMax = 255 - linkedDataPrefix.length - 2 * linkIdBytes - 1;
+
+function isLinkId(linkId: string): boolean {
+  return /^[0-9a-f]{16}$/.test(linkId) && linkId !== "0000000000000000";
+}
+
+/** The file holding the bytes of the linked object `name` whose header carries `linkId`. */
+export function linkedDataFileName(linkId: string, name: string): string {
+  return `${linkedDataPrefix}${linkId}-${name}`;
+}
+
+/** The link id and object name a linked data file belongs to, or undefined for another file name. */
+export function parseLinkedDataFileName(fileName: string): { linkId: string; name: string } | undefined {
+  if (!fileName.startsWith(linkedDataPrefix)) return undefined;
+  const linkId = fileName.slice(linkedDataPrefix.length, linkedDataPrefix.length + 2 * linkIdBytes);
+  const separator = fileName[linkedDataPrefix.length + 2 * linkIdBytes];
+  const name = fileName.slice(linkedDataPrefix.length + 2 * linkIdBytes + 1);
+  if (!isLinkId(linkId) || separator !== "-" || !isValidName(name)) return undefined;
+  return { linkId, name };
+}
+
 export type HeaderDecodeResult =
-  | { ok: true; dataBytes: number }
+  /** linkId: set for a linked object (version 2), whose bytes are in linkedDataFileName(linkId, name). */
+  | { ok: true; dataBytes: number; linkId: string | undefined }
   /** CHECKSUM_MISMATCH: the bytes are damaged; CORRUPT: intact but not something this version reads. */
   | { ok: false; code: "CHECKSUM_MISMATCH" | "CORRUPT"; reason: string };
 
@@ -83,15 +117,20 @@ export function decodeObjectHeader(bytes: Uint8Array): HeaderDecodeResult {
   }
   if (view.readUInt32LE(0) !== objectMagic) return { ok: false, code: "CORRUPT", reason: "bad magic (not an object file)" };
   const version = view.readUInt16LE(4);
-  if (version !== objectFormatVersion) return { ok: false, code: "CORRUPT", reason: `unsupported format version ${version}` };
+  if (version !== objectFormatVersion && version !== objectFormatVersionLinked) {
+    return { ok: false, code: "CORRUPT", reason: `unsupported format version ${version}` };
+  }
   if (view.readUInt8(6) !== objectBlockShift) return { ok: false, code: "CORRUPT", reason: `unsupported block shift ${view.readUInt8(6)}` };
   if (view.readUInt8(7) !== checksumKindCrc32c) return { ok: false, code: "CORRUPT", reason: `unsupported checksum kind ${view.readUInt8(7)}` };
-  for (let offset = 16; offset < headerCrcOffset; offset += 1) {
+  const linked = version === objectFormatVersionLinked;
+  const linkId = linked ? view.toString("hex", linkIdOffset, linkIdOffset + linkIdBytes) : undefined;
+  if (linkId !== undefined && !isLinkId(linkId)) return { ok: false, code: "CORRUPT", reason: "the link id is zero" };
+  for (let offset = linked ? linkIdOffset + linkIdBytes : 16; offset < headerCrcOffset; offset += 1) {
     if (view[offset] !== 0) return { ok: false, code: "CORRUPT", reason: `reserved header byte ${offset} is not zero` };
   }
   const dataBytes = view.readBigUInt64LE(8);
   if (dataBytes > BigInt(objectSizeBytesMax)) return { ok: false, code: "CORRUPT", reason: `object size ${dataBytes} exceeds the maximum` };
-  return { ok: true, dataBytes: Number(dataBytes) };
+  return { ok: true, dataBytes: Number(dataBytes), linkId };
 }
 
 /**

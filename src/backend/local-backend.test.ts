@@ -16,10 +16,13 @@ import {
   decodeJournal,
   decodeObjectHeader,
   encodeJournal,
+  encodeObjectPrefix,
   journalFileName,
+  linkedDataFileName,
   objectBlockBytes,
   objectDataOffsetBytes,
   objectHeaderBytes,
+  parseLinkedDataFileName,
   stagedObjectName,
 } from "./local-backend-format.js";
 import { expectOvsError, objectBackendContract } from "./object-backend.contract.js";
@@ -46,6 +49,8 @@ const goldenHelloHex =
   "000000000000000000000000afa7de34" +
   "4cbb719a" +
   "68656c6c6f";
+/** The same object stored linked (version 2, link id 0123456789abcdef): header and table only. */
+const goldenLinkedHelloHex = "4f56534c02000c0105000000000000000123456789abcdef00000000e270d3e1" + "4cbb719a";
 const goldenEmptyHex = "4f56534c01000c010000000000000000000000000000000000000000e68e92de";
 
 describe("LocalBackend object file format", () => {
@@ -59,6 +64,28 @@ describe("LocalBackend object file format", () => {
     expect((await readFile(join(dir, "golden", "empty"))).toString("hex")).toBe(goldenEmptyHex);
     expect(crc32c(Buffer.from("123456789"))).toBe(0xe3069283); // the crc32c check value: same algorithm
     expect(crc32c(Buffer.from("hello"))).toBe(0x9a71bb4c);
+  });
+
+  it("encodes and decodes the linked header of the spec's worked example (golden vector, version 2)", () => {
+    const data = Buffer.from("hello");
+    const out = Buffer.alloc(objectDataOffsetBytes(data.length));
+    encodeObjectPrefix(data, out, "0123456789abcdef");
+    expect(out.toString("hex")).toBe(goldenLinkedHelloHex);
+    expect(decodeObjectHeader(out)).toEqual({ ok: true, dataBytes: 5, linkId: "0123456789abcdef" });
+    expect(linkedDataFileName("0123456789abcdef", "hello")).toBe(".d-0123456789abcdef-hello");
+    expect(parseLinkedDataFileName(".d-0123456789abcdef-hello")).toEqual({ linkId: "0123456789abcdef", name: "hello" });
+    for (const bad of [".d-0123456789abcde-hello", ".d-0000000000000000-hello", ".d-0123456789abcdef_hello", ".d-0123456789ABCDEF-hello", ".tmp-0123456789abcdef"]) {
+      expect(parseLinkedDataFileName(bad)).toBeUndefined();
+    }
+    // A version 2 header with a zero link id, or a non-zero byte after the id, is CORRUPT.
+    const zeroId = Buffer.from(out);
+    zeroId.fill(0, 16, 24);
+    zeroId.writeUInt32LE(crc32c(zeroId.subarray(0, 28)), 28);
+    expect(decodeObjectHeader(zeroId)).toMatchObject({ ok: false, code: "CORRUPT" });
+    const reserved = Buffer.from(out);
+    reserved[25] = 1;
+    reserved.writeUInt32LE(crc32c(reserved.subarray(0, 28)), 28);
+    expect(decodeObjectHeader(reserved)).toMatchObject({ ok: false, code: "CORRUPT" });
   });
 
   it("reads a file made by hand from the spec's hex", async () => {
@@ -490,5 +517,137 @@ describe("LocalBackend fenced puts (one put asserting another object)", () => {
     } finally {
       await backend.close();
     }
+  });
+});
+
+describe("LocalBackend linked objects (a put's file hard-linked, not copied)", () => {
+  const sco = (seed: number, bytes = 3 * objectBlockBytes + 100): Buffer => {
+    const data = Buffer.alloc(bytes);
+    for (let i = 0; i < bytes; i++) data[i] = (i * 31 + seed) & 0xff;
+    return data;
+  };
+  async function setUp(): Promise<{ dir: string; backend: LocalBackend; source: string }> {
+    const dir = await newDir();
+    const backend = await LocalBackend.open({ dir: join(dir, "backend") });
+    await backend.createNamespace("ns");
+    await mkdir(join(dir, "sco"));
+    return { dir, backend, source: join(dir, "sco") };
+  }
+  const dataFiles = async (dir: string): Promise<string[]> => (await readdir(join(dir, "backend", "ns"))).filter((name) => name.startsWith(".d-")).sort();
+
+  it("stores a put's file by linking it: one inode, a header-and-table file, every read verified", async () => {
+    const { dir, backend, source } = await setUp();
+    const data = sco(1);
+    const file = join(source, "00_00000001_00");
+    await writeFile(file, data);
+    await backend.apply("ns", [], [{ kind: "put", name: "00_00000001_00", data, file }]);
+    const [dataFile] = await dataFiles(dir);
+    expect(dataFile).toMatch(/^\.d-[0-9a-f]{16}-00_00000001_00$/);
+    expect(statSync(file).nlink).toBe(2);
+    expect(statSync(join(dir, "backend", "ns", dataFile!)).ino).toBe(statSync(file).ino);
+    const header = await readFile(join(dir, "backend", "ns", "00_00000001_00"));
+    expect(header.length).toBe(objectDataOffsetBytes(data.length)); // header and table only
+    const decoded = decodeObjectHeader(header);
+    expect(decoded).toEqual({ ok: true, dataBytes: data.length, linkId: dataFile!.slice(3, 19) });
+    expect((await backend.get("ns", "00_00000001_00")).equals(data)).toBe(true);
+    const [middle] = await backend.getRanges("ns", "00_00000001_00", [{ offsetBytes: objectBlockBytes + 7, lengthBytes: 5000 }]);
+    expect(middle!.equals(data.subarray(objectBlockBytes + 7, objectBlockBytes + 5007))).toBe(true);
+    expect(await backend.sizeBytes("ns", "00_00000001_00")).toBe(data.length);
+    expect((await backend.list("ns")).names).toEqual(["00_00000001_00"]);
+    // The volume drops its copy later: the object keeps the bytes.
+    await rm(file);
+    expect((await backend.get("ns", "00_00000001_00")).equals(data)).toBe(true);
+    await backend.close();
+  });
+
+  it("fails reads of a linked object whose data file is damaged, cut or missing (CHECKSUM_MISMATCH)", async () => {
+    const { dir, backend, source } = await setUp();
+    const data = sco(2);
+    for (const name of ["a", "b", "c"]) {
+      await writeFile(join(source, name), data);
+      await backend.apply("ns", [], [{ kind: "put", name, data, file: join(source, name) }]);
+    }
+    const damaged = Buffer.from(data);
+    damaged[objectBlockBytes + 1] = damaged[objectBlockBytes + 1]! ^ 0x40;
+    await writeFile(join(source, "a"), damaged); // the same inode: the backend's data file changes too
+    await expectOvsError(backend.get("ns", "a"), "CHECKSUM_MISMATCH");
+    await expectOvsError(backend.getRanges("ns", "a", [{ offsetBytes: objectBlockBytes, lengthBytes: 10 }]), "CHECKSUM_MISMATCH");
+    expect((await backend.getRanges("ns", "a", [{ offsetBytes: 0, lengthBytes: 10 }]))[0]!.equals(data.subarray(0, 10))).toBe(true);
+    await writeFile(join(source, "b"), data.subarray(0, data.length - 1));
+    await expectOvsError(backend.get("ns", "b"), "CHECKSUM_MISMATCH");
+    const cFile = (await dataFiles(dir)).find((name) => name.endsWith("-c"))!;
+    await rm(join(dir, "backend", "ns", cFile));
+    await expectOvsError(backend.get("ns", "c"), "CHECKSUM_MISMATCH");
+    await backend.close();
+  });
+
+  it("writes the bytes instead when the file is not the object (wrong size) or on another file system", async () => {
+    const { dir, backend, source } = await setUp();
+    const data = sco(3);
+    await writeFile(join(source, "short"), data.subarray(1));
+    await backend.apply("ns", [], [{ kind: "put", name: "short", data, file: join(source, "short") }]);
+    expect(statSync(join(source, "short")).nlink).toBe(1);
+    expect((await backend.get("ns", "short")).equals(data)).toBe(true);
+    // /dev/shm is a tmpfs: link(2) across file systems fails with EXDEV and the put copies.
+    const shm = await mkdtemp("/dev/shm/ovs-local-backend-");
+    try {
+      await writeFile(join(shm, "other-fs"), data);
+      await backend.apply("ns", [], [{ kind: "put", name: "other-fs", data, file: join(shm, "other-fs") }]);
+      expect(statSync(join(shm, "other-fs")).nlink).toBe(1);
+      expect((await backend.get("ns", "other-fs")).equals(data)).toBe(true);
+    } finally {
+      await rm(shm, { recursive: true, force: true });
+    }
+    expect(await dataFiles(dir)).toEqual([]);
+    expect(statSync(join(dir, "backend", "ns", "short")).size).toBe(objectDataOffsetBytes(data.length) + data.length);
+    await backend.close();
+  });
+
+  it("removes a linked object's data file when it is overwritten, deleted or replaced by an apply", async () => {
+    const { dir, backend, source } = await setUp();
+    const put = async (name: string, seed: number): Promise<Buffer> => {
+      const data = sco(seed);
+      await writeFile(join(source, `${name}-${seed}`), data);
+      await backend.apply("ns", [], [{ kind: "put", name, data, file: join(source, `${name}-${seed}`) }]);
+      return data;
+    };
+    await put("x", 1);
+    const second = await put("x", 2); // linked over linked
+    expect((await dataFiles(dir)).length).toBe(1);
+    expect(statSync(join(source, "x-1")).nlink).toBe(1);
+    expect((await backend.get("ns", "x")).equals(second)).toBe(true);
+    await backend.put("ns", "x", Buffer.from("plain")); // plain over linked
+    expect(await dataFiles(dir)).toEqual([]);
+    await put("y", 3);
+    expect(await backend.delete("ns", "y")).toBe(true);
+    expect(await dataFiles(dir)).toEqual([]);
+    await put("z", 4);
+    await put("w", 5);
+    await backend.apply("ns", [], [{ kind: "delete", name: "z" }, { kind: "put", name: "w", data: Buffer.from("w2") }]); // journaled
+    expect(await dataFiles(dir)).toEqual([]);
+    expect(await backend.exists("ns", "z")).toBe(false);
+    expect((await backend.get("ns", "w")).toString()).toBe("w2");
+    await backend.close();
+  });
+
+  it("removes data files no header names at open (a crash between link and rename, or after a replace)", async () => {
+    const { dir, backend, source } = await setUp();
+    const data = sco(6);
+    await writeFile(join(source, "kept"), data);
+    await backend.apply("ns", [], [{ kind: "put", name: "kept", data, file: join(source, "kept") }]);
+    await backend.close();
+    const nsDir = join(dir, "backend", "ns");
+    const [keptFile] = await dataFiles(dir);
+    await writeFile(join(nsDir, ".d-00000000000000aa-kept"), data); // another id than the header's
+    await writeFile(join(nsDir, ".d-00000000000000bb-gone"), data); // no object at all
+    await writeFile(join(nsDir, ".tmp-00000000000000cc"), Buffer.alloc(10)); // its header file, never renamed
+    const reopened = await LocalBackend.open({ dir: join(dir, "backend") });
+    expect(await dataFiles(dir)).toEqual([keptFile]);
+    expect((await readdir(nsDir)).filter((name) => name.startsWith(".tmp-"))).toEqual([]);
+    expect((await reopened.get("ns", "kept")).equals(data)).toBe(true);
+    // The namespace is known to hold linked objects after the reopen: a delete removes the data file.
+    expect(await reopened.delete("ns", "kept")).toBe(true);
+    expect(await dataFiles(dir)).toEqual([]);
+    await reopened.close();
   });
 });

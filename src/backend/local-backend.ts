@@ -34,10 +34,10 @@
 //   and only until the call's promise settles.
 
 import { randomBytes } from "node:crypto";
-import { close as fsClose, constants as fsConstants, fdatasync as fsFdatasync, fsync as fsFsync, open as fsOpen, writev as fsWritev } from "node:fs";
+import { close as fsClose, constants as fsConstants, fdatasync as fsFdatasync, fstat as fsFstat, fsync as fsFsync, open as fsOpen, read as fsRead, writev as fsWritev } from "node:fs";
 import { promisify } from "node:util";
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from "node:fs/promises";
-import { join } from "node:path";
+import { link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from "node:fs/promises";
+import { dirname, join } from "node:path";
 
 import { assert, isOvsError, MiB, OvsError, systemErrorCode } from "../base/index.js";
 import {
@@ -47,12 +47,15 @@ import {
   encodeObjectPrefix,
   findBadBlock,
   journalFileName,
+  linkedDataFileName,
+  linkedNameBytesMax,
   objectBlockBytes,
   objectBlockCount,
   objectChecksumBytes,
   objectDataOffsetBytes,
   objectHeaderBytes,
   objectSizeBytesMax,
+  parseLinkedDataFileName,
   stagedObjectName,
   type Journal,
   type JournalUpdate,
@@ -77,6 +80,8 @@ const speculativeReadBytes = objectHeaderBytes + objectChecksumBytes * speculati
 interface ObjectHandle {
   key: string;
   fh: FileHandle;
+  /** A linked object's data file (its bytes start at offset 0); undefined: the bytes follow the table in fh. */
+  dataFh: FileHandle | undefined;
   dataBytes: number;
   /** The whole checksum table, verified against each block read. */
   table: Buffer;
@@ -120,6 +125,8 @@ export class LocalBackend implements ObjectBackend {
   readonly description: string;
   /** Data buffers are only read until the call settles (written to the file, then never again). */
   readonly releasesDataOnReturn = true;
+  /** Put updates with a `file` on this file system are stored linked (docs/formats/local-backend.md). */
+  readonly linksFiles = true;
   private readonly dir: string;
   private readonly crashPoint: LocalBackendOptions["crashPoint"];
   private readonly locks = new LockTable();
@@ -143,6 +150,13 @@ export class LocalBackend implements ObjectBackend {
    * this process (nameChanged, namespaceChanged) drops it. Oldest first beyond assertValueCountMax.
    */
   private readonly assertValues = new Map<string, Buffer>();
+  /**
+   * Namespaces that may hold linked objects (data files found at open, or linked since): only there do
+   * put, delete and apply look for the data file of the object they replace or remove.
+   */
+  private readonly linkedNamespaces = new Set<string>();
+  /** Directories whose files cannot be linked into the backend (another file system): puts copy them. */
+  private readonly unlinkableDirs = new Set<string>();
   private closed = false;
   /** Set when an apply failed after its commit point: the directory holds an unfinished journal. */
   private stoppedBy: unknown = undefined;
@@ -229,19 +243,100 @@ export class LocalBackend implements ObjectBackend {
     await this.locks.withShared(namespace, () => this.objectLocks.withExclusive(`${namespace}/${name}`, () => this.putLocked(namespace, name, data)));
   }
 
-  /** Writes the object durably under a temp name and renames it into place (old or new after a crash). */
-  private async putLocked(namespace: string, name: string, data: Uint8Array): Promise<void> {
+  /**
+   * Writes the object durably under a temp name and renames it into place (old or new after a crash).
+   * With `file` (see ObjectUpdate), the object may be stored linked: the file is hard-linked as the
+   * object's data file and only the header and checksum table are written (docs/formats/local-backend.md).
+   */
+  private async putLocked(namespace: string, name: string, data: Uint8Array, file?: string): Promise<void> {
     const nsDir = this.namespaceDir(namespace);
     const tempName = `${tempPrefix}${randomHex()}`;
-    await this.writeObjectFile(namespace, tempName, data);
+    const replaced = await this.linkIdOf(namespace, name);
+    const linkId = file === undefined ? undefined : await this.writeLinkedObjectFile(namespace, name, tempName, data, file);
+    if (linkId === undefined) await this.writeObjectFile(namespace, tempName, data);
     try {
       await rename(join(nsDir, tempName), join(nsDir, name));
       this.nameChanged(namespace, name);
     } catch (error) {
       await unlink(join(nsDir, tempName)).catch(() => undefined);
+      if (linkId !== undefined) await this.removeDataFile(namespace, linkId, name);
       throw ioError(error, `put "${namespace}/${name}"`, { namespace, name });
     }
     await this.syncDir(nsDir);
+    if (replaced !== undefined) await this.removeDataFile(namespace, replaced, name);
+  }
+
+  /**
+   * Stores `data`, which `file` holds, as a linked object file `fileName` for the object `name`: `file`
+   * is hard-linked as its data file and only the header and checksum table are written. On return both
+   * files and their names are durable. Returns the link id, or undefined when the object must be
+   * written instead: the file is on another file system or is not exactly `data.length` bytes long, or
+   * the name is too long to link.
+   */
+  private async writeLinkedObjectFile(namespace: string, name: string, fileName: string, data: Uint8Array, file: string): Promise<string | undefined> {
+    if (Buffer.byteLength(name) > linkedNameBytesMax || this.unlinkableDirs.has(dirname(file))) return undefined;
+    const nsDir = this.namespaceDir(namespace);
+    let linkId = randomHex();
+    while (linkId === "0000000000000000") linkId = randomHex();
+    const dataPath = join(nsDir, linkedDataFileName(linkId, name));
+    try {
+      await link(file, dataPath);
+    } catch (error) {
+      const code = systemErrorCode(error);
+      const unsupported = code === "EXDEV" || code === "EPERM" || code === "EOPNOTSUPP" || code === "ENOTSUP";
+      if (unsupported) this.unlinkableDirs.add(dirname(file));
+      // ENOENT: the file or the namespace is missing; the plain write reports a missing namespace.
+      if (unsupported || code === "EMLINK" || code === "ENOENT") return undefined;
+      throw ioError(error, `link "${file}" as "${namespace}/${name}"`, { namespace, name });
+    }
+    this.linkedNamespaces.add(namespace);
+    const path = join(nsDir, fileName);
+    const prefixBytes = objectDataOffsetBytes(data.length);
+    const scratch = prefixBytes <= speculativeReadBytes ? this.takeScratch() : Buffer.allocUnsafe(prefixBytes);
+    let dataFd: number | undefined;
+    let fd: number | undefined;
+    try {
+      dataFd = await fdOpen(dataPath, fsConstants.O_RDONLY);
+      if ((await fdFstat(dataFd)).size !== data.length) {
+        await fdClose(dataFd).catch(() => undefined);
+        dataFd = undefined;
+        await unlink(dataPath);
+        return undefined;
+      }
+      fd = await fdOpen(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
+      const prefix = scratch.subarray(0, prefixBytes);
+      encodeObjectPrefix(data, prefix, linkId);
+      await fdWritevFully(fd, [prefix], 0);
+      // One round of syncs, in parallel (the file system commits them together): the data file (its
+      // bytes and link count), the header file, and both names, before the rename can name them.
+      await Promise.all([fdFsync(dataFd), fdDatasync(fd), this.syncDir(nsDir)]);
+      const closing = fd;
+      fd = undefined;
+      await fdClose(closing);
+    } catch (error) {
+      if (fd !== undefined) await fdClose(fd).catch(() => undefined);
+      await unlink(path).catch(() => undefined);
+      await unlink(dataPath).catch(() => undefined);
+      throw ioError(error, `write "${namespace}/${fileName}"`, { namespace, name });
+    } finally {
+      this.returnScratch(scratch);
+      if (dataFd !== undefined) await fdClose(dataFd).catch(() => undefined);
+    }
+    return linkId;
+  }
+
+  /**
+   * The link id of the object `name` if it is a linked object, read from its header; undefined if it is
+   * not linked, is missing, or its header is damaged (an orphaned data file is removed at the next open).
+   */
+  private async linkIdOf(namespace: string, name: string): Promise<string | undefined> {
+    if (!this.linkedNamespaces.has(namespace)) return undefined;
+    return readLinkId(this.namespaceDir(namespace), name);
+  }
+
+  /** Removes the data file of a linked object that lost its name (best effort: open removes leftovers). */
+  private async removeDataFile(namespace: string, linkId: string, name: string): Promise<void> {
+    await unlink(join(this.namespaceDir(namespace), linkedDataFileName(linkId, name))).catch(() => undefined);
   }
 
   async get(namespace: string, name: string): Promise<Buffer> {
@@ -269,7 +364,7 @@ export class LocalBackend implements ObjectBackend {
       const scratch = this.takeScratch();
       try {
         const bytesRead = await readFully(fh, scratch.subarray(0, objectHeaderBytes), 0);
-        return verifiedHeader(scratch.subarray(0, bytesRead), namespace, name);
+        return verifiedHeader(scratch.subarray(0, bytesRead), namespace, name).dataBytes;
       } catch (error) {
         throw ioError(error, `read "${namespace}/${name}"`, { namespace, name });
       } finally {
@@ -292,6 +387,7 @@ export class LocalBackend implements ObjectBackend {
     validateName(name, "object name");
     return this.locks.withShared(namespace, () => this.objectLocks.withExclusive(`${namespace}/${name}`, async () => {
       const nsDir = this.namespaceDir(namespace);
+      const removed = await this.linkIdOf(namespace, name);
       try {
         await unlink(join(nsDir, name));
         this.nameChanged(namespace, name);
@@ -303,6 +399,7 @@ export class LocalBackend implements ObjectBackend {
         throw ioError(error, `delete "${namespace}/${name}"`, { namespace, name });
       }
       await this.syncDir(nsDir);
+      if (removed !== undefined) await this.removeDataFile(namespace, removed, name);
       return true;
     }));
   }
@@ -339,7 +436,7 @@ export class LocalBackend implements ObjectBackend {
             this.checkOpen();
             if (!(await this.isNamespaceDir(namespace))) throw namespaceNotFound(namespace);
             for (const check of asserts) await this.checkAssert(namespace, check);
-            await this.putLocked(namespace, single.name, single.data);
+            await this.putLocked(namespace, single.name, single.data, single.file);
           })();
         }
         const key = `${namespace}/${keys[index]!}`;
@@ -445,12 +542,19 @@ export class LocalBackend implements ObjectBackend {
   private async finishApply(namespace: string, journal: Journal): Promise<void> {
     try {
       await this.crashPoint?.("committed", -1);
+      // Linked objects this apply replaces or deletes: their data files go once the apply is durable.
+      const replaced: Array<{ linkId: string; name: string }> = [];
+      for (const update of journal.updates) {
+        const linkId = await this.linkIdOf(namespace, update.name);
+        if (linkId !== undefined) replaced.push({ linkId, name: update.name });
+      }
       try {
         await replayJournal(this.namespaceDir(namespace), journal, this.crashPoint);
       } finally {
         for (const update of journal.updates) this.nameChanged(namespace, update.name);
       }
       await this.syncDir(this.namespaceDir(namespace));
+      for (const { linkId, name } of replaced) await this.removeDataFile(namespace, linkId, name);
       await this.crashPoint?.("updates-synced", -1);
       // No fsync needed: every later mutation of this namespace fsyncs the directory, which persists
       // this unlink first; until then a replay after a crash is idempotent.
@@ -516,6 +620,17 @@ export class LocalBackend implements ObjectBackend {
     let removedCount = 0;
     for (const entry of hidden) {
       if (entry.startsWith(tempPrefix) || entry.startsWith(stagedPrefix)) {
+        await unlink(join(nsDir, entry)).catch(() => undefined);
+        removedCount += 1;
+        continue;
+      }
+      // A linked object's data file: kept only while the object's header names it (a crash can leave one
+      // behind between the link and the rename of a put, or after the object was replaced or deleted).
+      const linked = parseLinkedDataFileName(entry);
+      if (linked === undefined) continue;
+      if ((await readLinkId(nsDir, linked.name)) === linked.linkId) {
+        this.linkedNamespaces.add(namespace);
+      } else {
         await unlink(join(nsDir, entry)).catch(() => undefined);
         removedCount += 1;
       }
@@ -603,13 +718,23 @@ export class LocalBackend implements ObjectBackend {
     });
   }
 
+  /** Opens the data file of a linked object; a missing one is damage (CHECKSUM_MISMATCH), like a cut file. */
+  private async openDataFile(namespace: string, name: string, linkId: string): Promise<FileHandle> {
+    try {
+      return await open(join(this.namespaceDir(namespace), linkedDataFileName(linkId, name)), fsConstants.O_RDONLY);
+    } catch (error) {
+      if (systemErrorCode(error) === "ENOENT") throw checksumMismatch(namespace, name, "its data file is missing", { linkId });
+      throw error;
+    }
+  }
+
   /** Reads and verifies a whole object (one read for header, one for table + data). */
   private async readObject(namespace: string, name: string): Promise<Buffer> {
     const fh = await this.openObject(namespace, name, false);
     const scratch = this.takeScratch();
     try {
       const headerRead = await readFully(fh, scratch.subarray(0, objectHeaderBytes), 0);
-      const dataBytes = verifiedHeader(scratch.subarray(0, headerRead), namespace, name);
+      const { dataBytes, linkId } = verifiedHeader(scratch.subarray(0, headerRead), namespace, name);
       const tableBytes = objectChecksumBytes * objectBlockCount(dataBytes);
       const table = tableBytes <= scratch.length - objectHeaderBytes
         ? scratch.subarray(objectHeaderBytes, objectHeaderBytes + tableBytes)
@@ -618,10 +743,28 @@ export class LocalBackend implements ObjectBackend {
       // One byte more than the file should hold, to notice a file longer than its header says. It
       // reuses the header's bytes, which are decoded already and lie before the table.
       const probe = scratch.subarray(0, 1);
-      const bytesRead = await readvFully(fh, [table, data, probe], objectHeaderBytes);
-      if (bytesRead !== tableBytes + dataBytes) {
-        throw checksumMismatch(namespace, name, bytesRead < tableBytes + dataBytes
-          ? "the file is shorter than its header says" : "the file is longer than its header says", {});
+      if (linkId === undefined) {
+        const bytesRead = await readvFully(fh, [table, data, probe], objectHeaderBytes);
+        if (bytesRead !== tableBytes + dataBytes) {
+          throw checksumMismatch(namespace, name, bytesRead < tableBytes + dataBytes
+            ? "the file is shorter than its header says" : "the file is longer than its header says", {});
+        }
+      } else {
+        const tableRead = await readvFully(fh, [table, probe], objectHeaderBytes);
+        if (tableRead !== tableBytes) {
+          throw checksumMismatch(namespace, name, tableRead < tableBytes
+            ? "the checksum table is cut short" : "the file is longer than its header says", {});
+        }
+        const dataFh = await this.openDataFile(namespace, name, linkId);
+        try {
+          const bytesRead = await readvFully(dataFh, [data, probe], 0);
+          if (bytesRead !== dataBytes) {
+            throw checksumMismatch(namespace, name, bytesRead < dataBytes
+              ? "its data file is shorter than its header says" : "its data file is longer than its header says", {});
+          }
+        } finally {
+          await dataFh.close().catch(() => undefined);
+        }
       }
       const badBlock = findBadBlock(data, 0, dataBytes, table, 0);
       if (badBlock >= 0) throw checksumMismatch(namespace, name, `block ${badBlock} fails its crc32c`, { blockIndex: badBlock });
@@ -643,7 +786,8 @@ export class LocalBackend implements ObjectBackend {
   private async readRanges(namespace: string, name: string, ranges: readonly ByteRange[]): Promise<Buffer[]> {
     const handle = await this.acquireHandle(namespace, name);
     try {
-      const { fh, dataBytes, table } = handle;
+      const { dataBytes, table } = handle;
+      const fh = handle.dataFh ?? handle.fh;
       for (const range of ranges) {
         if (range.offsetBytes + range.lengthBytes > dataBytes) {
           throw new OvsError("OUT_OF_RANGE",
@@ -651,7 +795,7 @@ export class LocalBackend implements ObjectBackend {
             { namespace, name, offsetBytes: range.offsetBytes, lengthBytes: range.lengthBytes, sizeBytes: dataBytes });
         }
       }
-      const dataOffsetBytes = objectDataOffsetBytes(dataBytes);
+      const dataOffsetBytes = handle.dataFh === undefined ? objectDataOffsetBytes(dataBytes) : 0;
       return await Promise.all(ranges.map(async (range) => {
         if (range.lengthBytes === 0) return Buffer.alloc(0);
         const blockIndex = Math.floor(range.offsetBytes / objectBlockBytes);
@@ -697,7 +841,7 @@ export class LocalBackend implements ObjectBackend {
     const scratch = this.takeScratch();
     try {
       const firstReadBytes = await readFully(fh, scratch, 0);
-      const dataBytes = verifiedHeader(scratch.subarray(0, firstReadBytes), namespace, name);
+      const { dataBytes, linkId } = verifiedHeader(scratch.subarray(0, firstReadBytes), namespace, name);
       const tableBytes = objectChecksumBytes * objectBlockCount(dataBytes);
       const table = Buffer.allocUnsafeSlow(tableBytes);
       if (objectHeaderBytes + tableBytes <= firstReadBytes) {
@@ -705,7 +849,8 @@ export class LocalBackend implements ObjectBackend {
       } else if ((await readFully(fh, table, objectHeaderBytes)) !== tableBytes) {
         throw checksumMismatch(namespace, name, "the checksum table is cut short", {});
       }
-      handle = { key, fh, dataBytes, table, useCount: 1, cached: false };
+      const dataFh = linkId === undefined ? undefined : await this.openDataFile(namespace, name, linkId);
+      handle = { key, fh, dataFh, dataBytes, table, useCount: 1, cached: false };
     } catch (error) {
       await fh.close().catch(() => undefined);
       throw ioError(error, `read "${namespace}/${name}"`, { namespace, name });
@@ -728,7 +873,7 @@ export class LocalBackend implements ObjectBackend {
   private releaseHandle(handle: ObjectHandle): void {
     assert(handle.useCount > 0, "handle released more often than acquired");
     handle.useCount -= 1;
-    if (handle.useCount === 0 && !handle.cached) void handle.fh.close().catch(() => undefined);
+    if (handle.useCount === 0 && !handle.cached) closeHandleFiles(handle);
   }
 
   private evictHandle(handle: ObjectHandle): void {
@@ -736,7 +881,7 @@ export class LocalBackend implements ObjectBackend {
     this.handles.delete(handle.key);
     handle.cached = false;
     this.handleCacheTableBytes -= handle.table.length;
-    if (handle.useCount === 0) void handle.fh.close().catch(() => undefined);
+    if (handle.useCount === 0) closeHandleFiles(handle);
   }
 
   /** Called after a name changed on disk (synchronously after the rename or unlink resolved). */
@@ -837,6 +982,32 @@ async function writeDurably(path: string, bytes: Uint8Array): Promise<void> {
   }
 }
 
+function closeHandleFiles(handle: ObjectHandle): void {
+  void handle.fh.close().catch(() => undefined);
+  void handle.dataFh?.close().catch(() => undefined);
+}
+
+/** The link id in the header of object file `name` in `nsDir`; undefined if missing, not linked or damaged. */
+async function readLinkId(nsDir: string, name: string): Promise<string | undefined> {
+  let fd: number;
+  try {
+    fd = await fdOpen(join(nsDir, name), fsConstants.O_RDONLY);
+  } catch (error) {
+    if (systemErrorCode(error) === "ENOENT") return undefined;
+    throw ioError(error, `open "${join(nsDir, name)}"`, {});
+  }
+  try {
+    const header = Buffer.allocUnsafe(objectHeaderBytes);
+    const bytesRead = await fdRead(fd, header, 0, objectHeaderBytes, 0);
+    const decoded = decodeObjectHeader(header.subarray(0, bytesRead));
+    return decoded.ok ? decoded.linkId : undefined;
+  } catch (error) {
+    throw ioError(error, `read "${join(nsDir, name)}"`, {});
+  } finally {
+    await fdClose(fd).catch(() => undefined);
+  }
+}
+
 /** Applies a committed journal's updates; idempotent, so a crash during it is followed by a full replay. */
 async function replayJournal(nsDir: string, journal: Journal, crashPoint: LocalBackendOptions["crashPoint"]): Promise<void> {
   for (const [index, update] of journal.updates.entries()) {
@@ -892,6 +1063,9 @@ const fdClose = promisify(fsClose);
 const fdDatasync = promisify(fsFdatasync);
 const fdFsync = promisify(fsFsync);
 const fdWritev = promisify(fsWritev);
+const fdFstat = promisify(fsFstat);
+const fdRead = (fd: number, buffer: Buffer, offset: number, length: number, position: number): Promise<number> =>
+  new Promise((resolve, reject) => fsRead(fd, buffer, offset, length, position, (error, bytesRead) => (error ? reject(error) : resolve(bytesRead))));
 
 async function fdWritevFully(fd: number, buffers: Uint8Array[], positionBytes: number): Promise<void> {
   let pending = buffers.filter((buffer) => buffer.length > 0);
@@ -917,9 +1091,9 @@ function advance(buffers: Uint8Array[], bytes: number): Uint8Array[] {
   return rest;
 }
 
-function verifiedHeader(bytes: Uint8Array, namespace: string, name: string): number {
+function verifiedHeader(bytes: Uint8Array, namespace: string, name: string): { dataBytes: number; linkId: string | undefined } {
   const decoded = decodeObjectHeader(bytes);
-  if (decoded.ok) return decoded.dataBytes;
+  if (decoded.ok) return decoded;
   if (decoded.code === "CHECKSUM_MISMATCH") throw checksumMismatch(namespace, name, decoded.reason, {});
   throw new OvsError("CORRUPT", `object "${namespace}/${name}" cannot be read: ${decoded.reason}.`, { namespace, name });
 }
@@ -974,12 +1148,12 @@ function randomHex(): string {
 }
 
 /** The put of an apply made of exactly one put (after collapsing) whose asserts all name other objects. */
-function singlePutOnOtherObjects(asserts: readonly ObjectAssert[], updates: readonly ObjectUpdate[]): { name: string; data: Uint8Array } | undefined {
+function singlePutOnOtherObjects(asserts: readonly ObjectAssert[], updates: readonly ObjectUpdate[]): { name: string; data: Uint8Array; file: string | undefined } | undefined {
   if (updates.length === 0) return undefined;
   const name = updates[0]!.name;
   if (!updates.every((update) => update.name === name)) return undefined;
   const last = updates[updates.length - 1]!;
   if (last.kind !== "put") return undefined;
   if (asserts.some((check) => check.name === name)) return undefined;
-  return { name, data: last.data };
+  return { name, data: last.data, file: last.file };
 }

@@ -23,7 +23,12 @@ export type ObjectAssert =
   | { kind: "equals"; name: string; value: Uint8Array };
 
 export type ObjectUpdate =
-  | { kind: "put"; name: string; data: Uint8Array }
+  /**
+   * `file`, optional: a local file whose content is exactly `data`, completely written, and never
+   * changed again (a closed SCO file). A backend that `linksFiles` may store the object by linking that
+   * file instead of writing the bytes again; every other backend ignores it.
+   */
+  | { kind: "put"; name: string; data: Uint8Array; file?: string }
   | { kind: "delete"; name: string };
 
 export interface ListPage {
@@ -52,6 +57,12 @@ export interface ObjectBackend {
    * after c of them are durable, and may keep fragment views in its cache).
    */
   readonly releasesDataOnReturn?: boolean;
+  /**
+   * True if a put update's `file` may be stored by linking it (the local backend, when the file is on
+   * its file system): each byte of a SCO then reaches the disk once. The caller must never change the
+   * file afterwards, not even by truncating it (replace it by a copy first).
+   */
+  readonly linksFiles?: boolean;
 
   createNamespace(namespace: string): Promise<void>; // ALREADY_EXISTS if it exists
   deleteNamespace(namespace: string): Promise<void>; // removes every object; NOT_FOUND if missing

@@ -15,7 +15,11 @@ import type { ObjectBackend } from "../backend/index.js";
 import { scoName } from "./sco-name.js";
 
 type Item =
-  | { kind: "sco"; queueSeq: number; scoNumber: number; file: string; data: Buffer | undefined; expectedCrc: number; ready: Promise<void>; onDataReleased: (() => void) | undefined }
+  | {
+    kind: "sco"; queueSeq: number; scoNumber: number; file: string; data: Buffer | undefined; expectedCrc: number; ready: Promise<void>;
+    /** Set when the backend may link the file: resolves once the file holds all of `data`. */
+    fileWritten: Promise<void> | undefined; onDataReleased: (() => void) | undefined;
+  }
   | { kind: "tlog"; queueSeq: number; seq: number; id: string; file: string; scoNumbers: number[] };
 
 export const uploaderLimits = {
@@ -44,8 +48,11 @@ export class Uploader {
       namespace: string;
       log: Logger;
       onTlogStored: (seq: number, scoNumbers: number[]) => Promise<void>;
-      /** Stores an object (the volume's fenced put: it asserts the owner tag); default backend.put. */
-      put?: (name: string, data: Uint8Array) => Promise<void>;
+      /**
+       * Stores an object (the volume's fenced put: it asserts the owner tag); default backend.put. `file`,
+       * for a SCO on a backend that `linksFiles`: its local file, complete and final (ObjectUpdate.file).
+       */
+      put?: (name: string, data: Uint8Array, file?: string) => Promise<void>;
       /** An error after which retrying is pointless (the volume was fenced): the item is dropped. */
       isFatal?: (error: unknown) => boolean;
     },
@@ -58,12 +65,19 @@ export class Uploader {
    * uploader will not read `data` again: at once if it is not kept, else after the put that used it
    * returned (never while the uploader stops with the item pending: the caller then just drops it).
    */
-  enqueueSco(sco: { scoNumber: number; file: string; expectedCrc: number; ready: Promise<void>; data?: Buffer; onDataReleased?: (() => void) | undefined }): void {
+  enqueueSco(sco: {
+    scoNumber: number; file: string; expectedCrc: number; ready: Promise<void>; data?: Buffer;
+    /** Resolves once the file holds the whole SCO; only given when the backend links files. */
+    fileWritten?: Promise<void> | undefined; onDataReleased?: (() => void) | undefined;
+  }): void {
     const keep = sco.data !== undefined && this.queue.length < uploaderLimits.uploadsInFlightMax * 2;
     const queueSeq = this.nextQueueSeq++;
     this.outstandingScoSeqs.add(queueSeq);
     if (!keep) sco.onDataReleased?.();
-    this.queue.push({ kind: "sco", queueSeq, scoNumber: sco.scoNumber, file: sco.file, expectedCrc: sco.expectedCrc, ready: sco.ready, data: keep ? sco.data : undefined, onDataReleased: keep ? sco.onDataReleased : undefined });
+    this.queue.push({
+      kind: "sco", queueSeq, scoNumber: sco.scoNumber, file: sco.file, expectedCrc: sco.expectedCrc, ready: sco.ready,
+      data: keep ? sco.data : undefined, fileWritten: sco.fileWritten, onDataReleased: keep ? sco.onDataReleased : undefined,
+    });
     this.pump();
   }
 
@@ -171,7 +185,9 @@ export class Uploader {
 
   private async upload(item: Item): Promise<void> {
     const { backend, namespace, log } = this.options;
-    const put = this.options.put ?? ((name: string, data: Uint8Array) => backend.put(namespace, name, data));
+    const put = this.options.put ?? ((name: string, data: Uint8Array, file?: string) =>
+      file === undefined ? backend.put(namespace, name, data) : backend.apply(namespace, [], [{ kind: "put", name, data, file }]));
+    const links = backend.linksFiles === true;
     let delayMs: number = uploaderLimits.retryDelayMsMin;
     while (!this.stopped) {
       try {
@@ -194,7 +210,9 @@ export class Uploader {
           }
           // Never store anything but the SCO's final content (a file still being written reads short).
           if (check && crc32c(data) !== item.expectedCrc) throw new OvsError("CHECKSUM_MISMATCH", `SCO ${name} does not match its CRC yet`);
-          await put(name, data);
+          // A re-read file matched its CRC, so it is complete; a SCO from memory waits for its file.
+          if (links && !check) await item.fileWritten;
+          await put(name, data, links ? item.file : undefined);
           this.counters.scoUploads++;
           this.releaseData(item);
         } else {

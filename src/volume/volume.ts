@@ -359,7 +359,7 @@ export class Volume {
       namespace: config.namespace,
       log: this.log,
       onTlogStored: (seq, scoNumbers) => this.tlogStored(seq, scoNumbers),
-      put: (name, data) => this.fencedApply([{ kind: "put", name, data }]),
+      put: (name, data, file) => this.fencedApply([file === undefined ? { kind: "put", name, data } : { kind: "put", name, data, file }]),
       isFatal: () => this.fenced,
     });
   }
@@ -1250,7 +1250,10 @@ export class Volume {
     // The upload holds the buffer too when the backend is done with it on return (else no pooling).
     const pooled = this.backend.releasesDataOnReturn === true;
     if (pooled) sco.retainBuffer();
-    this.uploader.enqueueSco({ scoNumber: sco.scoNumber, file: sco.path, expectedCrc: scoCrc, ready: sco.numberReserved, data, onDataReleased: pooled ? () => sco.releaseBuffer() : undefined });
+    // A backend that links files (the local one) stores the SCO file itself once its writes are done:
+    // each byte reaches the disk once. The file is never changed again (see closeRecoveredSco).
+    const fileWritten = this.backend.linksFiles === true ? this.scoFileWritten(sco) : undefined;
+    this.uploader.enqueueSco({ scoNumber: sco.scoNumber, file: sco.path, expectedCrc: scoCrc, ready: sco.numberReserved, data, fileWritten, onDataReleased: pooled ? () => sco.releaseBuffer() : undefined });
     this.openSco = this.newMemorySco();
     this.changedSinceSync = true;
     this.scoRollsSinceSync++;
@@ -1264,6 +1267,19 @@ export class Volume {
     } else if (this.scoRollsSinceSync >= volumeLimits.scoRollsPerBackgroundSync) {
       this.backgroundSync();
     }
+  }
+
+  /**
+   * Resolves when every write of a closed SCO has reached its file (not necessarily the disk); rejects
+   * if one failed (the volume halts then).
+   */
+  private scoFileWritten(sco: MemorySco): Promise<void> {
+    assert(sco.closed, "only a closed SCO's file is final");
+    const writes: Promise<void>[] = [...sco.inflight];
+    if (sco.batch) writes.push(sco.batch.promise);
+    const written = Promise.all(writes).then(() => undefined);
+    written.catch(() => undefined); // the write's own handler halts the volume
+    return written;
   }
 
   private rollTlog(): void {
@@ -1865,7 +1881,10 @@ export class Volume {
     for (const file of files.sort()) {
       const id = parseScoName(file);
       const full = path.join(this.scoDir, file);
-      if (!id) continue;
+      if (!id) {
+        if (file.endsWith(".copy")) await fsp.rm(full, { force: true }); // a closeRecoveredSco copy cut short
+        continue;
+      }
       const referencedEnd = scoClusterEnd.get(id.scoNumber);
       if (referencedEnd === undefined && !closedScos.has(id.scoNumber)) {
         if (id.scoNumber < Math.min(lowestParsedSco, cork.nextScoNumber ?? 1)) {
@@ -1921,6 +1940,13 @@ export class Volume {
   /** Closes the SCO that was open at a crash: cut at its last referenced cluster, record its CRC. */
   private async closeRecoveredSco(scoNumber: number, file: string, clusterCount: number): Promise<void> {
     const sizeBytes = clusterCount * this.config.clusterSizeBytes;
+    if ((await fsp.stat(file)).nlink > 1) {
+      // The backend may have linked this file (its upload finished before the crash lost the TLog entry
+      // that closed it): never change a linked file; cut a private copy instead.
+      const copy = `${file}.copy`;
+      await fsp.copyFile(file, copy);
+      await fsp.rename(copy, file);
+    }
     await fsp.truncate(file, sizeBytes);
     const data = await fsp.readFile(file);
     const fd = await openFile(file, "r+");

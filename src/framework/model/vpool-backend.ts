@@ -29,6 +29,10 @@ export class VPoolBackend implements ObjectBackend {
     return this.inner.releasesDataOnReturn;
   }
 
+  get linksFiles(): boolean | undefined {
+    return this.inner.linksFiles;
+  }
+
   async createNamespace(namespace: string): Promise<void> {
     const context = presetContext.getStore();
     if (context === undefined) return this.inner.createNamespace(namespace);
