@@ -63,10 +63,10 @@ async function startOurs(dir: string, sizeBytes: number, backend: string): Promi
   const bin = path.join(root, "dist/src/cli/main.js");
   // The API needs a token: the first start takes its admin password from OVS_ADMIN_PASSWORD.
   const adminPassword = randomBytes(18).toString("base64url");
-  // The same V8 flag as the `ovs` command's shebang and `npm start` (see src/cli/main.ts).
+  // The same V8 flag and thread-pool size as the `ovs` command's shebang and `npm start` (src/cli/main.ts).
   const child = spawn(process.execPath, ["--initial-old-space-size=128", bin, "up", "--data-dir", dataDir, "--nbd-port", String(nbdPort), "--api-port", String(apiPort), "--backend", backend], {
     stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, OVS_LOG_LEVEL: "warn", OVS_ADMIN_PASSWORD: adminPassword },
+    env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16", OVS_LOG_LEVEL: "warn", OVS_ADMIN_PASSWORD: adminPassword },
   });
   try {
     await waitForPort(apiPort, 90_000);

@@ -52,10 +52,10 @@ async function startNode(dir: string, backend: string): Promise<Node> {
   const dataDir = path.join(dir, "ovs-data");
   const [nbdPort, apiPort] = [await freePort(), await freePort()];
   const adminPassword = randomBytes(18).toString("base64url");
-  // The same V8 flag as the `ovs` command's shebang (see src/cli/main.ts).
+  // The same V8 flag and thread-pool size as the `ovs` command's shebang and `npm start` (src/cli/main.ts).
   const child = spawn(process.execPath, ["--initial-old-space-size=128", bin, "up", "--data-dir", dataDir, "--nbd-port", String(nbdPort), "--api-port", String(apiPort), "--backend", backend, "--read-cache-size", "1G"], {
     stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, OVS_LOG_LEVEL: "warn", OVS_ADMIN_PASSWORD: adminPassword },
+    env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16", OVS_LOG_LEVEL: "warn", OVS_ADMIN_PASSWORD: adminPassword },
   });
   try {
     await waitForPort(apiPort, 90_000);
