@@ -145,14 +145,17 @@ export class MetadataStore {
 
   /**
    * True if the cluster at `address` stored at (scoNumber, offsetClusters) can still be read: it is the
-   * current map value, or a history value that one of `snapshotSeqs` (ascending) sees. Locations are
-   * unique within a volume (SCO numbers are never reused), so the location identifies the TLog entry.
-   * Used by the scrubber to tell live clusters from garbage.
+   * current map value, or a history value that one of `snapshotSeqs` (ascending) sees, or the map's value
+   * was written by a TLog after `storedThroughSeq` (not on the backend yet: until it is, a restart from
+   * the backend reads the address from the stored TLogs, so their entries for it must stay). Locations
+   * are unique within a volume (SCO numbers are never reused), so the location identifies the TLog
+   * entry. Used by the scrubber to tell live clusters from garbage.
    */
-  isLocationLive(address: number, scoNumber: number, offsetClusters: number, snapshotSeqs: readonly number[]): boolean {
+  isLocationLive(address: number, scoNumber: number, offsetClusters: number, snapshotSeqs: readonly number[], storedThroughSeq: number): boolean {
     writeKey(this.keyBuffer, address);
     const value = this.map.getBinaryFast(this.keyBuffer);
     if (value !== undefined && value.readUInt32LE(0) === scoNumber && value.readUInt16LE(4) === offsetClusters) return true;
+    if (value !== undefined && valueSeq(value) > storedThroughSeq) return true;
     if (snapshotSeqs.length === 0) return false; // no snapshot sees any history value
     writeKey(this.historyStart, address);
     this.historyStart.writeUInt32BE(0, 8);

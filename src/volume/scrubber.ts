@@ -4,8 +4,11 @@
 //
 // One round, over the TLogs listed by the backend's snapshots.json (TLogs 1..B; later ones are left alone):
 // 1. Examine: read every listed TLog; a Location entry is live if it is the last one of its address in
-//    its TLog and its location is the map's value or a history value a snapshot sees
-//    (MetadataStore.isLocationLive). Per SCO: live clusters / clusters = its live fraction.
+//    its TLog and its location is the map's value or a history value a snapshot sees, or the map's
+//    value comes from a TLog after B (MetadataStore.isLocationLive): a write not yet on the backend
+//    does not make the backend's copy garbage — after a node loss, a restart from the backend reads
+//    the address from TLogs 1..B, and dropping the entry there lost the old and the new data (found by
+//    the model test on the local backend). Per SCO: live clusters / clusters = its live fraction.
 // 2. Choose the SCOs under the threshold (at most victimScoCountPerRoundMax per round, which bounds the
 //    memory of the round) and plan: their live clusters, in (SCO, offset) order, go to new SCOs with new
 //    numbers (never an existing name); every TLog naming a chosen SCO is rewritten under a new name with
@@ -82,6 +85,8 @@ export interface ScrubOptions {
   onProgress?: (progress: ScrubProgress) => void;
   /** Tests only: stop at this point as a crash would. */
   stopAt?: ScrubStopPoint;
+  /** Tests only: awaited in each round after the examine step, before the plan (writes land there). */
+  afterExamineForTest?: () => Promise<void>;
 }
 
 export interface ScrubReport {
@@ -220,7 +225,7 @@ export async function runScrub(host: ScrubHost, options: ScrubOptions): Promise<
   const throttle = new Throttle(bandwidthBytesPerSecond, () => host.stopping());
   for (let round = 1; round <= scrubLimits.roundCountMax; round++) {
     report.rounds = round;
-    const more = await scrubRound(host, { threshold, round, onProgress: options.onProgress, stopAt: options.stopAt }, throttle, report);
+    const more = await scrubRound(host, { threshold, round, onProgress: options.onProgress, stopAt: options.stopAt, afterExamineForTest: options.afterExamineForTest }, throttle, report);
     if (!more) break;
   }
   report.durationMs = Math.round((performance.now() - startedAt) * 1000) / 1000;
@@ -247,7 +252,7 @@ interface Move {
 /** One round; true if it hit the per-round limit and another round may find more. */
 async function scrubRound(
   host: ScrubHost,
-  options: { threshold: number; round: number; onProgress: ScrubOptions["onProgress"]; stopAt: ScrubStopPoint | undefined },
+  options: { threshold: number; round: number; onProgress: ScrubOptions["onProgress"]; stopAt: ScrubStopPoint | undefined; afterExamineForTest: ScrubOptions["afterExamineForTest"] },
   throttle: Throttle,
   report: ScrubReport,
 ): Promise<boolean> {
@@ -280,7 +285,7 @@ async function scrubRound(
       if (entry.kind === EntryKind.Location) {
         const stats = statsOf(entry.scoNumber);
         stats.tlogSeqs.add(tlog.seq);
-        if (last.get(entry.clusterAddress) === entryIndex && metadata.isLocationLive(entry.clusterAddress, entry.scoNumber, entry.offsetClusters, snapshotSeqs)) stats.liveCount++;
+        if (last.get(entry.clusterAddress) === entryIndex && metadata.isLocationLive(entry.clusterAddress, entry.scoNumber, entry.offsetClusters, snapshotSeqs, lastSeq)) stats.liveCount++;
       } else if (entry.kind === EntryKind.ScoCrc) {
         const stats = statsOf(entry.scoNumber);
         stats.tlogSeqs.add(tlog.seq);
@@ -291,6 +296,7 @@ async function scrubRound(
   }
   report.tlogsExamined += tlogs.length;
   if (options.round === 1) report.scosExamined = scos.size;
+  await options.afterExamineForTest?.();
 
   // 2. Choose and plan.
   const chosen = [...scos]
@@ -312,7 +318,7 @@ async function scrubRound(
     const kept: TlogEntry[] = [];
     for (const [entryIndex, entry] of entries.entries()) {
       if (entry.kind === EntryKind.Location) {
-        const live = last.get(entry.clusterAddress) === entryIndex && metadata.isLocationLive(entry.clusterAddress, entry.scoNumber, entry.offsetClusters, snapshotSeqs);
+        const live = last.get(entry.clusterAddress) === entryIndex && metadata.isLocationLive(entry.clusterAddress, entry.scoNumber, entry.offsetClusters, snapshotSeqs, lastSeq);
         if (!live) continue; // nobody reads it: dropping it changes no state a snapshot or the volume shows
         if (victims.has(entry.scoNumber)) {
           moves.push({ address: entry.clusterAddress, fromScoNumber: entry.scoNumber, fromOffsetClusters: entry.offsetClusters, dataCrc: entry.dataCrc, toIndex: 0, toOffsetClusters: 0 });
