@@ -84,13 +84,13 @@ describe("two storage routers on one etcd", () => {
     const { version } = await ovsJson<{ version: number }>(nodeA, ["vpool", "show", "default"]);
     const results = await Promise.all([
       nodeA.ovs(["vpool", "set", "default", "--cache-mode", "none", "--expect-version", String(version)]),
-      nodeB.ovs(["vpool", "set", "default", "--cache-mode", "write", "--expect-version", String(version)]),
+      nodeB.ovs(["vpool", "set", "default", "--cache-mode", "cache-on-write", "--expect-version", String(version)]),
     ]);
     expect(results.map((r) => r.exitCode).sort()).toEqual([0, 1]);
     expect(results.find((r) => r.exitCode === 1)!.stderr).toMatch(/^ovs: (the vPool changed since version \d+ \(it is at version \d+\)|vPool default changed meanwhile); read it again and retry\.\n$/);
     const after = await ovsJson<{ version: number; settings: { cacheMode: string } }>(nodeB, ["vpool", "show", "default"]);
     expect(after.version).toBe(version + 1);
-    expect(after.settings.cacheMode).toBe(results[0]!.exitCode === 0 ? "none" : "write");
+    expect(after.settings.cacheMode).toBe(results[0]!.exitCode === 0 ? "none" : "cache-on-write");
     expectOk(await nodeB.ovs(["domain", "assign", "site1", "--storagerouter", "node-a", "--storagerouter", "node-b"]), "assign both routers");
     expect(await ovsJson<{ storageRouters: string[] }>(nodeA, ["domain", "list"])).toEqual([expect.objectContaining({ name: "site1", storageRouters: ["node-a", "node-b"] })]);
   });

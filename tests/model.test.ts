@@ -73,6 +73,17 @@ async function snapshotOfModel(): Promise<string> {
   return JSON.stringify([await json("/api/v1/vpools"), await json("/api/v1/domains"), routers]);
 }
 
+/** Polls a task until it has finished (bounded). */
+async function waitTask(id: string): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const task = (await json(`/api/v1/tasks/${id}`)) as Record<string, unknown>;
+    if (["succeeded", "failed", "cancelled"].includes(task.state as string)) return task;
+    if (Date.now() > deadline) throw new Error(`task ${id} still ${String(task.state)} after 60 s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** A refused option (commander): exit 2, the reason on the first line of stderr. */
 function expectUsageError(result: ToolResult, pattern: RegExp, what: string): void {
   expect(result.exitCode, what).toBe(2);
@@ -94,7 +105,7 @@ describe("registration", () => {
     const pool = await ovsJson<Record<string, unknown>>(["vpool", "show", "default"]);
     expect(pool).toMatchObject({
       name: "default", backend: { kind: "alba", backendId: backendName }, preset: "default", status: "running",
-      settings: { scoSizeBytes: 4 << 20, tlogMultiplier: 16, scoCacheMaxBytes: 0, cacheMode: "read" }, writeBufferBytes: 96 << 20,
+      settings: { scoSizeBytes: 4 << 20, tlogMultiplier: 16, scoCacheMaxBytes: 0, cacheMode: "cache-on-read" }, writeBufferBytes: 96 << 20,
       storageDrivers: [{ storageRouterId: nodeId, status: "running" }], vdiskCount: 0,
     });
   });
@@ -169,7 +180,9 @@ describe("bad input", () => {
       ["POST", "/api/v1/vpools", { name: "p1", scoSize: "3K" }, /^the SCO size must be a multiple of 4 KiB from 1 MiB to 128 MiB\.$/],
       ["POST", "/api/v1/vpools", { name: "p1", scoSize: "lots" }, /"lots" is not a size/],
       ["POST", "/api/v1/vpools", { name: "p1", tlogMultiplier: 0 }, /tlogMultiplier must be >= 1/],
-      ["POST", "/api/v1/vpools", { name: "p1", cacheMode: "fast" }, /^"fast" is not a cache mode: use none, read, write, both\.$/],
+      ["POST", "/api/v1/vpools", { name: "p1", cacheMode: "fast" }, /^"fast" is not a cache mode: use cache-on-read, cache-on-write, none\.$/],
+      ["POST", "/api/v1/vpools", { name: "p1", cacheMode: "write" }, /^"write" is not a cache mode: use cache-on-read, cache-on-write, none \("write" is now called cache-on-write\)\.$/],
+      ["POST", "/api/v1/vdisks", { name: "v1", size: "8M", cacheMode: "fast" }, /^"fast" is not a cache mode: use cache-on-read, cache-on-write, none\.$/],
       ["POST", "/api/v1/vpools", { name: "p1", writeBuffer: "96M", tlogMultiplier: 3 }, /means a TLog multiplier of 16, not 3/],
       ["POST", "/api/v1/vpools", { name: "p1", storageRouters: [] }, /storageRouters must NOT have fewer than 1 items/],
       ["PATCH", "/api/v1/vpools/default", {}, /must NOT have fewer than 1 properties/],
@@ -291,7 +304,7 @@ describe("vPools", () => {
     const { version } = (await json("/api/v1/vpools/default")) as { version: number };
     for (let round = 0; round < 3; round++) {
       const current = ((await json("/api/v1/vpools/default")) as { version: number }).version;
-      const modes = ["none", "write"];
+      const modes = ["none", "cache-on-write"];
       const replies = await Promise.all(modes.map((cacheMode) => send("PATCH", "/api/v1/vpools/default", { version: current, cacheMode })));
       const statuses = replies.map((reply) => reply.status).sort();
       expect(statuses).toEqual([200, 409]);
@@ -306,11 +319,11 @@ describe("vPools", () => {
     const router = (await json(`/api/v1/storagerouters/${nodeId}`)) as { version: number };
     expectFailure(await node.ovs(["storagerouter", "offline", nodeId, "--expect-version", String(router.version + 5)]), /^ovs: the storage router changed since version/, "stale offline");
     expect(((await json(`/api/v1/storagerouters/${nodeId}`)) as { status: string }).status).toBe("online");
-    const stale = await node.ovs(["vpool", "set", "default", "--cache-mode", "read", "--expect-version", String(version)]);
+    const stale = await node.ovs(["vpool", "set", "default", "--cache-mode", "cache-on-read", "--expect-version", String(version)]);
     expectFailure(stale, new RegExp(`^ovs: the vPool changed since version ${version} \\(it is at version ${version + 3}\\); read it again and retry\\.$`), "stale vpool set");
     expectFailure(await node.ovs(["vpool", "set", "default"]), /^ovs: give at least one setting to change/, "vpool set nothing");
-    const restored = await ovsJson<{ version: number; settings: { cacheMode: string } }>(["vpool", "set", "default", "--cache-mode", "read", "--expect-version", String(version + 3)]);
-    expect(restored).toMatchObject({ version: version + 4, settings: { cacheMode: "read" } });
+    const restored = await ovsJson<{ version: number; settings: { cacheMode: string } }>(["vpool", "set", "default", "--cache-mode", "cache-on-read", "--expect-version", String(version + 3)]);
+    expect(restored).toMatchObject({ version: version + 4, settings: { cacheMode: "cache-on-read" } });
   });
 });
 
@@ -343,17 +356,35 @@ describe("vDisks", () => {
     expectOk(await node.ovs(["vpool", "delete", "listpool"]), "delete listpool");
   });
 
-  it("restarts a vDisk, keeping its data; refused while a client is connected unless forced", async () => {
+  it("restarts a vDisk as a task, keeping its data; refused at once while a client is connected unless forced", async () => {
     expectOk(await runTool("qemu-io", ["-f", "raw", node.uri("plain"), "-c", "write -P 0x3c 1M 2M", "-c", "flush"]), "write");
-    const restarted = await ovsJson<{ name: string; state: string }>(["vdisk", "restart", "plain"]);
-    expect(restarted).toMatchObject({ name: "plain", state: "running" });
+    // The API: 202 with the task and its Location; the task ends succeeded with the vDisk as its result.
+    const started = await send("POST", "/api/v1/vdisks/plain/restart", {}, writerToken);
+    expect(started.status).toBe(202);
+    const queued = (await started.json()) as { id: string; kind: string; target: string; node: string; state: string; progress: { total: number; unit: string }; startedBy: string };
+    expect(queued).toMatchObject({ kind: "vdisk.restart", target: "plain", node: nodeId, progress: { total: 3, unit: "steps" }, startedBy: "user:writer" });
+    expect(started.headers.get("location")).toBe(`/api/v1/tasks/${queued.id}`);
+    const finished = await waitTask(queued.id);
+    expect(finished).toMatchObject({ state: "succeeded", progress: { done: 3, total: 3 }, result: { name: "plain", state: "running" } });
+    // The CLI follows the task: progress lines on stderr, one line on stdout; --json prints the final task.
+    const text = await node.ovs(["vdisk", "restart", "plain"]);
+    expectOk(text, "vdisk restart");
+    expect(text.stdout).toBe("restarted vDisk plain (running)\n");
+    expect(text.stderr).toMatch(/^task [0-9a-f-]{36} vdisk\.restart plain: (queued|running|succeeded), \d\/3 steps/);
+    expect(text.stderr.trim().split("\n").at(-1)).toMatch(/^task [0-9a-f-]{36} vdisk\.restart plain: succeeded, 3\/3 steps/);
+    const restarted = await ovsJson<{ kind: string; state: string; result: { name: string; state: string } }>(["vdisk", "restart", "plain"]);
+    expect(restarted).toMatchObject({ kind: "vdisk.restart", state: "succeeded", result: { name: "plain", state: "running" } });
     expectOk(await runTool("qemu-io", ["-f", "raw", node.uri("plain"), "-c", "read -P 0x3c 1M 2M", "-c", "read -P 0 0 1M"]), "read back after the restart");
+    const restartTasks = async (): Promise<number> => ((await json("/api/v1/tasks?kind=vdisk.restart&limit=1000")) as { tasks: unknown[] }).tasks.length;
+    const before = await restartTasks();
     const client = await RawClient.connect(node.nbdPort);
     try {
       await client.go("plain");
       const refused = await send("POST", "/api/v1/vdisks/plain/restart", {}, writerToken);
       expect(refused.status).toBe(409);
       expect(await errorOf(refused)).toEqual({ code: "IN_USE", message: "vDisk plain has 1 NBD client connected; disconnect it or restart with --force." });
+      expectFailure(await node.ovs(["vdisk", "restart", "plain"]), /^ovs: vDisk plain has 1 NBD client connected; disconnect it or restart with --force\.$/, "restart while connected");
+      expect(await restartTasks()).toBe(before); // refused before any task existed
       const forced = await node.ovs(["vdisk", "restart", "plain", "--force"]);
       expectOk(forced, "forced restart");
       expect(forced.stdout).toBe("restarted vDisk plain (running)\n");
@@ -361,7 +392,19 @@ describe("vDisks", () => {
     } finally {
       client.close();
     }
+    expect(await restartTasks()).toBe(before + 1);
     expectOk(await runTool("qemu-io", ["-f", "raw", node.uri("plain"), "-c", "read -P 0x3c 1M 2M"]), "read back after the forced restart");
+    const noWait = await node.ovs(["vdisk", "restart", "plain", "--no-wait"]);
+    expectOk(noWait, "restart --no-wait");
+    const id = /^started task ([0-9a-f-]{36}) \(vdisk\.restart\); follow it with: ovs task wait \1\n$/.exec(noWait.stdout)?.[1];
+    expect(id, noWait.stdout).toBeDefined();
+    expect(await waitTask(id!)).toMatchObject({ state: "succeeded" });
+    // The OpenAPI document says what the route answers.
+    const doc = (await json("/api/openapi.json")) as { paths: Record<string, Record<string, { summary: string; responses: Record<string, unknown>; "x-ovs-role": string }>> };
+    const restart = doc.paths["/api/v1/vdisks/{name}/restart"]!.post!;
+    expect(restart["x-ovs-role"]).toBe("write");
+    expect(restart.summary).toMatch(/as a task: 202/);
+    expect(Object.keys(restart.responses)).toEqual(expect.arrayContaining(["202", "default"]));
   });
 });
 
@@ -443,7 +486,7 @@ describe("audit and restart", () => {
     const lines = fs.readFileSync(path.join(dataDir, "audit.log"), "utf8").trim().split("\n").map((line) => JSON.parse(line) as { method: string; route: string; status: number; subject: string });
     for (const [method, route, status] of [
       ["POST", "/api/v1/vpools", 201], ["DELETE", "/api/v1/vpools/:name", 204], ["DELETE", "/api/v1/vpools/:name", 409], ["PATCH", "/api/v1/vpools/:name", 200],
-      ["PATCH", "/api/v1/vpools/:name", 409], ["POST", "/api/v1/vpools/:name/extend", 200], ["POST", "/api/v1/vpools/:name/shrink", 200], ["POST", "/api/v1/vdisks/:name/restart", 200],
+      ["PATCH", "/api/v1/vpools/:name", 409], ["POST", "/api/v1/vpools/:name/extend", 200], ["POST", "/api/v1/vpools/:name/shrink", 200], ["POST", "/api/v1/vdisks/:name/restart", 202], ["POST", "/api/v1/vdisks/:name/restart", 409],
       ["POST", "/api/v1/domains", 201], ["POST", "/api/v1/domains/:name/assign", 200], ["DELETE", "/api/v1/domains/:name", 204], ["POST", "/api/v1/vpools", 403],
     ] as const) {
       expect(lines.some((line) => line.method === method && line.route === route && line.status === status), `${method} ${route} ${status}`).toBe(true);

@@ -317,10 +317,14 @@ vdisk
   .description("create a thin vDisk")
   .requiredOption("--size <size>", "size, e.g. 10G (binary units)", sizeOption)
   .option("--sco-cache-max <size>", "keep at most this much of its data in local SCO files once it is on the backend (default: the vPool's)", sizeOption)
-  .option("--vpool <name>", "the vPool (default: the node's default vPool)")
+  .option("--vpool <name>", "the vPool (default: the node's default vPool); the vDisk gets its SCO size, TLog multiplier, SCO cache cap and cache mode")
+  .option("--cache-mode <mode>", "its read cache mode: cache-on-read, cache-on-write or none (default: the vPool's)")
   .option("--json", "print JSON")
-  .action(async (name: string, options: { size: string; scoCacheMax?: string; vpool?: string; json?: boolean }) => {
-    const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", { name, size: options.size, ...(options.scoCacheMax === undefined ? {} : { scoCacheMax: options.scoCacheMax }), ...(options.vpool === undefined ? {} : { vpool: options.vpool }) });
+  .action(async (name: string, options: { size: string; scoCacheMax?: string; vpool?: string; cacheMode?: string; json?: boolean }) => {
+    const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", {
+      name, size: options.size, ...(options.scoCacheMax === undefined ? {} : { scoCacheMax: options.scoCacheMax }), ...(options.vpool === undefined ? {} : { vpool: options.vpool }),
+      ...(options.cacheMode === undefined ? {} : { cacheMode: options.cacheMode }),
+    });
     if (options.json) printJson(info);
     else process.stdout.write(`created vDisk ${info.name} (${info.size})\n`);
   });

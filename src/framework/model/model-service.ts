@@ -28,7 +28,7 @@ import { volumeLimits } from "../../volume/index.js";
 import type { AlbaService } from "../alba-service.js";
 import { registryPrefix, validateVDiskName, type VDiskInfo, type VDiskRecord, type VDiskService } from "../vdisk-service.js";
 import {
-  cacheModes, checkModelName, checks, encodeModelRecord, modelKeys,
+  cacheModes, checkModelName, checks, encodeModelRecord, legacyCacheModes, modelKeys, upgradeVPool,
   type AsdModelRecord, type BackendRef, type CacheMode, type DomainRecord, type HeartbeatRecord, type StorageDriverRecord, type StorageRouterRecord,
   type VPoolRecord, type VPoolSettings,
 } from "./records.js";
@@ -46,7 +46,7 @@ export const vdiskPageMax = 1000;
 /** How often registration retries when other nodes change the same records meanwhile. */
 const registerAttemptsMax = 8;
 
-export const vpoolSettingsDefault: VPoolSettings = { scoSizeBytes: 4 * 1024 * 1024, tlogMultiplier: 16, scoCacheMaxBytes: 0, cacheMode: "read" };
+export const vpoolSettingsDefault: VPoolSettings = { scoSizeBytes: 4 * 1024 * 1024, tlogMultiplier: 16, scoCacheMaxBytes: 0, cacheMode: "cache-on-read" };
 
 export interface ModelOptions {
   store: ClusterStore;
@@ -158,7 +158,7 @@ export class ManagementModel {
   constructor(private readonly options: ModelOptions) {
     const { store } = options;
     this.routers = new Repository(store, "storage router", modelKeys.storageRouter, checks.storageRouter);
-    this.vpools = new Repository(store, "vPool", modelKeys.vpool, checks.vpool);
+    this.vpools = new Repository(store, "vPool", modelKeys.vpool, checks.vpool, upgradeVPool);
     this.drivers = new Repository(store, "storage driver", (id) => {
       const at = id.indexOf("@"); // vPool names have no "@"
       return modelKeys.storageDriver(id.slice(0, at), id.slice(at + 1));
@@ -421,9 +421,13 @@ export class ManagementModel {
 
   // ---- vDisks --------------------------------------------------------------------------------------------
 
-  /** Creates a vDisk on this node in a vPool (default: this node's default vPool) with the vPool's defaults. */
-  async createVDisk(name: string, sizeBytes: number, options: { vpool?: string; scoCacheMaxBytes?: number } = {}): Promise<VDiskInfo> {
+  /**
+   * Creates a vDisk on this node in a vPool (default: this node's default vPool) with the vPool's defaults:
+   * SCO size, TLog multiplier, SCO cache cap and read cache mode (the last two unless given).
+   */
+  async createVDisk(name: string, sizeBytes: number, options: { vpool?: string; scoCacheMaxBytes?: number; cacheMode?: string } = {}): Promise<VDiskInfo> {
     validateVDiskName(name);
+    const cacheMode = options.cacheMode === undefined ? undefined : checkCacheMode(options.cacheMode);
     const nodeId = this.options.nodeId;
     const router = await this.routers.get(nodeId);
     const vpoolName = options.vpool ?? router?.record.defaultVPool ?? defaultVPoolName;
@@ -438,7 +442,7 @@ export class ManagementModel {
       return await withNamespacePreset(pool.record.backend.kind === "alba" ? pool.record.preset : undefined, () =>
         this.options.vdisks.create(name, sizeBytes, {
           scoSizeBytes: settings.scoSizeBytes, tlogMultiplier: settings.tlogMultiplier, scoCacheMaxBytes: options.scoCacheMaxBytes ?? settings.scoCacheMaxBytes,
-          vpool: vpoolName, asserts: [{ kind: "equals", key: driver.key, value: driver.bytes }],
+          cache: { mode: cacheMode ?? settings.cacheMode }, vpool: vpoolName, asserts: [{ kind: "equals", key: driver.key, value: driver.bytes }],
         }),
       );
     } catch (error) {
@@ -720,6 +724,13 @@ function checkVersionOf(kind: string, version: number, expectedVersion: number |
   }
 }
 
+/** A cache mode given to the API (INVALID_ARGUMENT naming the accepted ones; an old name says its new one). */
+export function checkCacheMode(mode: string): CacheMode {
+  if ((cacheModes as readonly string[]).includes(mode)) return mode as CacheMode;
+  const renamed = Object.hasOwn(legacyCacheModes, mode) ? ` ("${mode}" is now called ${legacyCacheModes[mode]})` : "";
+  throw new OvsError("INVALID_ARGUMENT", `"${mode}" is not a cache mode: use ${cacheModes.join(", ")}${renamed}.`);
+}
+
 /** New settings from `base` and a change, validated as a whole (INVALID_ARGUMENT, nothing changed). */
 export function vpoolSettings(base: VPoolSettings, change: VPoolChange): VPoolSettings {
   const settings = { ...base };
@@ -727,8 +738,7 @@ export function vpoolSettings(base: VPoolSettings, change: VPoolChange): VPoolSe
   if (change.tlogMultiplier !== undefined) settings.tlogMultiplier = change.tlogMultiplier;
   if (change.scoCacheMaxBytes !== undefined) settings.scoCacheMaxBytes = change.scoCacheMaxBytes;
   if (change.cacheMode !== undefined) {
-    if (!(cacheModes as readonly string[]).includes(change.cacheMode)) throw new OvsError("INVALID_ARGUMENT", `"${change.cacheMode}" is not a cache mode: use ${cacheModes.join(", ")}.`);
-    settings.cacheMode = change.cacheMode as CacheMode;
+    settings.cacheMode = checkCacheMode(change.cacheMode);
   }
   const { scoSizeBytesMin, scoSizeBytesMax } = volumeLimits;
   if (!Number.isSafeInteger(settings.scoSizeBytes) || settings.scoSizeBytes < scoSizeBytesMin || settings.scoSizeBytes > scoSizeBytesMax || settings.scoSizeBytes % 4096 !== 0) {

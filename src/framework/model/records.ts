@@ -13,6 +13,7 @@
 // Records are JSON; fields are only ever added.
 
 import { OvsError } from "../../base/index.js";
+import { readCacheModes, type ReadCacheMode } from "../../volume/index.js";
 
 export const modelPrefix = "ovs/model/";
 
@@ -65,8 +66,22 @@ export interface HeartbeatRecord {
   at: string;
 }
 
-export const cacheModes = ["none", "read", "write", "both"] as const;
-export type CacheMode = (typeof cacheModes)[number];
+/** A vPool's cache mode: the read cache mode its new vDisks get, by the volume's names (read-cache.ts). */
+export const cacheModes: readonly CacheMode[] = readCacheModes;
+export type CacheMode = ReadCacheMode;
+
+/**
+ * The cache mode names of vPool records written before they were aligned with the volume's: decoded to
+ * these (and written back with the new name at the vPool's next change), never written. "both" (cache on
+ * read and on write) has no equal; cache-on-write is its write half, and the cache serves hits either way.
+ */
+export const legacyCacheModes: Readonly<Record<string, CacheMode>> = Object.freeze({ read: "cache-on-read", write: "cache-on-write", both: "cache-on-write" });
+
+/** A decoded vPool with a legacy cache mode name given its current name. */
+export function upgradeVPool(record: VPoolRecord): VPoolRecord {
+  const legacy = Object.hasOwn(legacyCacheModes, record.settings.cacheMode) ? legacyCacheModes[record.settings.cacheMode] : undefined;
+  return legacy === undefined ? record : { ...record, settings: { ...record.settings, cacheMode: legacy } };
+}
 
 /** Defaults for the vDisks created in a vPool (a vDisk keeps the values it was created with). */
 export interface VPoolSettings {
@@ -74,7 +89,7 @@ export interface VPoolSettings {
   tlogMultiplier: number;
   /** Cap on a vDisk's local SCO bytes once on the backend; 0 = none. */
   scoCacheMaxBytes: number;
-  /** The fragment/read cache mode new vDisks get (applied by the cache settings where supported). */
+  /** The read cache mode new vDisks get (their `cache.mode`), unless their creation names another. */
   cacheMode: CacheMode;
 }
 
@@ -155,7 +170,7 @@ export const checks = {
     const settings = r.settings as Record<string, unknown> | null;
     return isString(r.name) && isBackendRef(r.backend) && (r.preset === undefined || isString(r.preset)) && typeof settings === "object" && settings !== null &&
       Number.isSafeInteger(settings.scoSizeBytes) && Number.isSafeInteger(settings.tlogMultiplier) && Number.isSafeInteger(settings.scoCacheMaxBytes) &&
-      (cacheModes as readonly unknown[]).includes(settings.cacheMode) && (r.status === "running" || r.status === "deleting") && isVersion(r.version);
+      ((cacheModes as readonly unknown[]).includes(settings.cacheMode) || (typeof settings.cacheMode === "string" && Object.hasOwn(legacyCacheModes, settings.cacheMode))) && (r.status === "running" || r.status === "deleting") && isVersion(r.version);
   },
   storageDriver: (r: Record<string, unknown>): boolean =>
     isString(r.vpool) && isString(r.storageRouterId) && (r.status === "running" || r.status === "removing") && isVersion(r.version),
