@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { createLogger, formatBytes, isOvsError, parseSizeBytes } from "../base/index.js";
-import { PlatformNode, type NodeInfo, type VDiskInfo, type VDiskSettings } from "../framework/index.js";
+import { PlatformNode, checkHeartbeatSettings, heartbeatIntervalMsDefault, type NodeInfo, type VDiskInfo, type VDiskSettings } from "../framework/index.js";
 import { registerAuthCommands } from "./auth-commands.js";
 import { registerHealthCommands } from "./health-commands.js";
 import { registerScheduleCommands } from "./schedule-commands.js";
@@ -61,6 +61,8 @@ interface NodeCommandOptions {
   apiPort: number;
   apiHost: string;
   readCacheSize: string;
+  heartbeatInterval?: number;
+  offlineAfter?: number;
 }
 
 function nodeCommand(name: string, description: string): Command {
@@ -77,7 +79,15 @@ function nodeCommand(name: string, description: string): Command {
     .option("--backend <kind>", "object backend: alba (6 local ASD processes under the data dir) or local (a directory)", backendOption, "alba")
     .option("--asd-capacity <size>", "cap each local ASD at this size, e.g. 256M (small test and demo nodes)", sizeOption)
     .option("--read-cache-size <size>", "the node's read cache for data no longer in a vDisk's write buffer, in DATA-DIR/read-cache (0 = off; emptied at every start)", sizeOption, "1G")
+    .option("--heartbeat-interval <seconds>", "how often the node writes its heartbeat (default 30)", secondsOption)
+    .option("--offline-after <seconds>", "how long after its last heartbeat the scheduler's leader marks this node offline and fails its tasks (default 3 heartbeat intervals)", secondsOption)
     .action(runNode);
+}
+
+function secondsOption(value: string): number {
+  const seconds = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || !(seconds > 0)) throw new InvalidArgumentError("give a number of seconds above 0.");
+  return Math.round(seconds * 1000);
 }
 
 function backendOption(value: string): "alba" | "local" {
@@ -87,7 +97,9 @@ function backendOption(value: string): "alba" | "local" {
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const log = createLogger("ovs");
-  const { asdCapacity, readCacheSize, ...rest } = options;
+  const { asdCapacity, readCacheSize, heartbeatInterval, offlineAfter, ...rest } = options;
+  // Refused here, before anything starts, in one sentence (INVALID_ARGUMENT).
+  checkHeartbeatSettings(heartbeatInterval ?? heartbeatIntervalMsDefault, offlineAfter);
   // OVS_ADMIN_PASSWORD: the first admin's password at a cluster's first start (automation, tests);
   // without it one is generated. Either way it is printed once, at that first start only.
   const node = new PlatformNode({
@@ -97,6 +109,8 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     asdCommand: { execPath: process.execPath, args: [fileURLToPath(import.meta.url), "asd"] },
     ...(asdCapacity === undefined ? {} : { asdCapacityBytes: parseSizeBytes(asdCapacity) }),
     readCacheSizeBytes: parseSizeBytes(readCacheSize),
+    ...(heartbeatInterval === undefined ? {} : { heartbeatIntervalMs: heartbeatInterval }),
+    ...(offlineAfter === undefined ? {} : { offlineAfterMs: offlineAfter }),
     adminPassword: process.env.OVS_ADMIN_PASSWORD,
     clusterSecret: process.env.OVS_CLUSTER_SECRET,
   });

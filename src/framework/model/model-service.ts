@@ -38,8 +38,10 @@ import { withNamespacePreset } from "./vpool-backend.js";
 
 export const defaultVPoolName = "default";
 export const heartbeatIntervalMsDefault = 30_000;
-/** A storage router whose heartbeat is older than this many intervals is shown as not alive. */
+/** A storage router whose heartbeat is older than this many intervals (unless it names another timeout) is not alive. */
 export const heartbeatMissedMax = 3;
+/** Bounds of a node's heartbeat interval and offline timeout (`ovs up --heartbeat-interval --offline-after`). */
+export const heartbeatLimits = { intervalMsMin: 1000, intervalMsMax: 3_600_000, offlineAfterIntervalsMin: 2 } as const;
 /** Most storage routers and ASDs one assign/unassign names (each is one operation of a sequence). */
 export const assignTargetsMax = 32;
 export const vdiskPageMax = 1000;
@@ -59,6 +61,29 @@ export interface ModelOptions {
   log: Logger;
   now?: () => number;
   heartbeatIntervalMs?: number;
+  /** How long after its last heartbeat this node is to be marked offline (default heartbeatMissedMax intervals). */
+  offlineAfterMs?: number;
+}
+
+/** What one check of the storage routers' heartbeats did (checkStorageRouters). */
+export interface RouterCheck {
+  markedOffline: string[];
+  markedOnline: string[];
+  /** Tasks of offline storage routers without a recent heartbeat marked failed. */
+  tasksFailed: number;
+}
+
+/** Validates a heartbeat interval and offline timeout (INVALID_ARGUMENT); returns the timeout. */
+export function checkHeartbeatSettings(intervalMs: number, offlineAfterMs: number | undefined): number {
+  const { intervalMsMin, intervalMsMax, offlineAfterIntervalsMin } = heartbeatLimits;
+  if (!Number.isSafeInteger(intervalMs) || intervalMs < intervalMsMin || intervalMs > intervalMsMax) {
+    throw new OvsError("INVALID_ARGUMENT", `the heartbeat interval must be from ${intervalMsMin / 1000} to ${intervalMsMax / 1000} seconds.`);
+  }
+  const timeout = offlineAfterMs ?? heartbeatMissedMax * intervalMs;
+  if (!Number.isSafeInteger(timeout) || timeout < offlineAfterIntervalsMin * intervalMs) {
+    throw new OvsError("INVALID_ARGUMENT", `the offline timeout must be at least ${offlineAfterIntervalsMin} heartbeat intervals (${(offlineAfterIntervalsMin * intervalMs) / 1000} seconds).`);
+  }
+  return timeout;
 }
 
 export interface StorageRouterView extends StorageRouterRecord {
@@ -153,6 +178,8 @@ export class ManagementModel {
   readonly domains: Repository<DomainRecord>;
   readonly asdDomains: Repository<AsdModelRecord>;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** checkStorageRouters: the last heartbeat of each storage router whose tasks it has failed. */
+  private readonly tasksFailedFor = new Map<string, string>();
   private readonly now: () => number;
 
   constructor(private readonly options: ModelOptions) {
@@ -197,9 +224,10 @@ export class ManagementModel {
         const vpoolName = await this.ensureDefaultVPool(backend);
         const existing = await this.routers.get(nodeId);
         const fields = { id: nodeId, name: node.name, ip: node.ip, ports: node.ports, status: "online" as const, backend, defaultVPool: vpoolName, updatedAt: this.isoNow() };
+        const { offlineReason: _reason, ...kept } = existing?.record ?? {};
         const written = existing === undefined
           ? this.routers.create(nodeId, { ...fields, domains: [], createdAt: this.isoNow() })
-          : this.routers.update(existing, { ...existing.record, ...fields });
+          : this.routers.update(existing, { ...(kept as StorageRouterRecord), ...fields });
         const driverId = `${vpoolName}@${nodeId}`;
         const driver = await this.drivers.get(driverId);
         const changes: Change[] = [written.change];
@@ -226,13 +254,18 @@ export class ManagementModel {
     return name;
   }
 
+  private get heartbeatIntervalMs(): number {
+    return this.options.heartbeatIntervalMs ?? heartbeatIntervalMsDefault;
+  }
+
   async heartbeat(): Promise<void> {
-    const record: HeartbeatRecord = { id: this.options.nodeId, at: this.isoNow() };
+    const intervalMs = this.heartbeatIntervalMs;
+    const record: HeartbeatRecord = { id: this.options.nodeId, at: this.isoNow(), intervalMs, offlineAfterMs: this.options.offlineAfterMs ?? heartbeatMissedMax * intervalMs };
     await this.store.put(modelKeys.heartbeat(this.options.nodeId), encodeModelRecord(record));
   }
 
   startHeartbeat(): void {
-    const interval = this.options.heartbeatIntervalMs ?? heartbeatIntervalMsDefault;
+    const interval = this.heartbeatIntervalMs;
     this.heartbeatTimer = setInterval(() => {
       this.heartbeat().catch((error: unknown) => this.options.log.warn({ err: error }, "writing the storage router's heartbeat failed"));
     }, interval);
@@ -261,18 +294,72 @@ export class ManagementModel {
   /** Marks a storage router offline (e.g. a dead node); the node sets itself online again when it starts. */
   async markOffline(id: string, expectedVersion?: number): Promise<StorageRouterView> {
     const loaded = await this.routers.require(id);
-    const updated = this.routers.update(loaded, { ...loaded.record, status: "offline", updatedAt: this.isoNow() }, expectedVersion);
+    const updated = this.routers.update(loaded, { ...loaded.record, status: "offline", offlineReason: "operator", updatedAt: this.isoNow() }, expectedVersion);
     await commit(this.store, [updated.change], `storage router ${id} changed meanwhile; read it again and retry.`);
     return this.getStorageRouter(id);
   }
 
-  private routerView(record: StorageRouterRecord, heartbeat: HeartbeatRecord | undefined, drivers: StorageDriverRecord[], vdiskCount: number): StorageRouterView {
-    const interval = this.options.heartbeatIntervalMs ?? heartbeatIntervalMsDefault;
+  /**
+   * The scheduler leader's check (every scheduler tick): a storage router marked online whose heartbeat is
+   * older than its offline timeout (the one its heartbeat names: `--offline-after`, default 3 intervals)
+   * is marked offline (reason heartbeat); one marked offline for that reason whose heartbeat is recent
+   * again is marked online; the queued and running tasks of every offline storage router without a
+   * recent heartbeat are marked failed through `failTasks` (the node running them went offline), once
+   * per last heartbeat seen (and again after a change of leader, which is harmless). Each
+   * change asserts the record it read: a router changed meanwhile is left to the next check. This node
+   * never judges itself (it is running this).
+   */
+  async checkStorageRouters(failTasks: (nodeId: string, reason: string) => Promise<number>): Promise<RouterCheck> {
+    const [routers, heartbeats] = await Promise.all([this.routers.list(modelKeys.storageRouterPrefix), this.heartbeats()]);
+    const result: RouterCheck = { markedOffline: [], markedOnline: [], tasksFailed: 0 };
+    for (const loaded of routers) {
+      const { record } = loaded;
+      if (record.id === this.options.nodeId) continue;
+      const heartbeat = heartbeats.get(record.id);
+      const alive = this.isAlive(heartbeat);
+      let status = record.status;
+      try {
+        if (record.status === "online" && !alive) {
+          const updated = this.routers.update(loaded, { ...record, status: "offline", offlineReason: "heartbeat", updatedAt: this.isoNow() });
+          await commit(this.store, [updated.change], `storage router ${record.id} changed meanwhile.`);
+          status = "offline";
+          result.markedOffline.push(record.id);
+          this.options.log.warn({ storageRouter: record.id, lastHeartbeat: heartbeat?.at ?? null }, "storage router marked offline: no recent heartbeat");
+        } else if (record.status === "offline" && record.offlineReason === "heartbeat" && alive) {
+          const { offlineReason: _reason, ...rest } = record;
+          const updated = this.routers.update(loaded, { ...rest, status: "online", updatedAt: this.isoNow() });
+          await commit(this.store, [updated.change], `storage router ${record.id} changed meanwhile.`);
+          status = "online";
+          result.markedOnline.push(record.id);
+          this.options.log.info({ storageRouter: record.id, lastHeartbeat: heartbeat?.at ?? null }, "storage router marked online again: its heartbeat is recent");
+        }
+      } catch (error) {
+        if (!isOvsError(error, "CONFLICT")) throw error;
+        continue;
+      }
+      // Once per silence (per last heartbeat seen): a node without a heartbeat records no new task.
+      if (status === "offline" && !alive && this.tasksFailedFor.get(record.id) !== (heartbeat?.at ?? "")) {
+        const since = heartbeat === undefined ? "it never wrote a heartbeat" : `its last heartbeat was at ${heartbeat.at}`;
+        result.tasksFailed += await failTasks(record.id, `storage router ${record.id} is offline; ${since}`);
+        this.tasksFailedFor.set(record.id, heartbeat?.at ?? "");
+      }
+    }
+    return result;
+  }
+
+  /** The heartbeat is within its node's offline timeout. */
+  private isAlive(heartbeat: HeartbeatRecord | undefined): boolean {
     const at = heartbeat === undefined ? NaN : Date.parse(heartbeat.at);
+    if (!Number.isFinite(at)) return false;
+    const timeout = heartbeat!.offlineAfterMs ?? heartbeatMissedMax * (heartbeat!.intervalMs ?? heartbeatIntervalMsDefault);
+    return this.now() - at <= timeout;
+  }
+
+  private routerView(record: StorageRouterRecord, heartbeat: HeartbeatRecord | undefined, drivers: StorageDriverRecord[], vdiskCount: number): StorageRouterView {
     return {
       ...record,
       lastHeartbeat: heartbeat?.at ?? null,
-      alive: Number.isFinite(at) && this.now() - at <= heartbeatMissedMax * interval,
+      alive: this.isAlive(heartbeat),
       vpools: drivers.filter((driver) => driver.storageRouterId === record.id).map((driver) => driver.vpool).sort(),
       vdiskCount,
     };

@@ -51,7 +51,7 @@ describe("records (golden vectors of docs/formats/model-keys.md)", () => {
       '{"id":"node1","name":"node1","ip":"127.0.0.1","ports":{"nbd":10809,"api":8080},"status":"online","backend":{"kind":"local","storageRouterId":"node1"},' +
         '"defaultVPool":"default","updatedAt":"2026-11-26T12:00:00.000Z","domains":[],"createdAt":"2026-11-26T12:00:00.000Z","version":1}',
     );
-    expect(await raw("ovs/model/heartbeats/node1")).toBe('{"id":"node1","at":"2026-11-26T12:00:00.000Z"}');
+    expect(await raw("ovs/model/heartbeats/node1")).toBe('{"id":"node1","at":"2026-11-26T12:00:00.000Z","intervalMs":30000,"offlineAfterMs":90000}');
     expect(await raw("ovs/model/vpools/default")).toBe(
       '{"name":"default","backend":{"kind":"local","storageRouterId":"node1"},"settings":{"scoSizeBytes":4194304,"tlogMultiplier":16,"scoCacheMaxBytes":0,"cacheMode":"cache-on-read"},' +
         '"status":"running","createdAt":"2026-11-26T12:00:00.000Z","updatedAt":"2026-11-26T12:00:00.000Z","version":1}',
@@ -230,5 +230,49 @@ describe("safety per policy", () => {
     // One ASD per domain: each domain holds one fragment, so m domains may go.
     const ownDomains = oneNode.map((a, i) => ({ ...a, domain: `d${i}` }));
     expect(policySafety({ k: 4, m: 2, c: 5, x: 6 }, ownDomains).domainFailuresTolerated).toBe(2);
+  });
+});
+
+describe("heartbeats (the scheduler leader's check, with a controllable clock)", () => {
+  it("marks a storage router without a recent heartbeat offline and fails its tasks; online again once it beats; an operator's mark stays", async () => {
+    let clock = fixedMs;
+    const watcher = new ManagementModel({ store, vdisks, nodeId: "node1", localBackendDir: path.join(dir, "backend"), log: silentLogger(), now: () => clock });
+    const other = new ManagementModel({ store, vdisks, nodeId: "node2", log: silentLogger(), now: () => clock, heartbeatIntervalMs: 1000 });
+    await other.registerNode({ name: "node2", ip: "127.0.0.2", ports: { nbd: 10809, api: 8080 } });
+    expect(await raw("ovs/model/heartbeats/node2")).toBe('{"id":"node2","at":"2026-11-26T12:00:00.000Z","intervalMs":1000,"offlineAfterMs":3000}');
+    const failed: Array<[string, string]> = [];
+    const failTasks = async (nodeId: string, reason: string): Promise<number> => {
+      failed.push([nodeId, reason]);
+      return 1;
+    };
+    clock += 3000; // within 3 intervals: alive
+    expect(await watcher.checkStorageRouters(failTasks)).toEqual({ markedOffline: [], markedOnline: [], tasksFailed: 0 });
+    clock += 1; // node1 (this node, heartbeat stale on this clock) is never judged
+    expect(await watcher.checkStorageRouters(failTasks)).toEqual({ markedOffline: ["node2"], markedOnline: [], tasksFailed: 1 });
+    expect(failed).toEqual([["node2", "storage router node2 is offline; its last heartbeat was at 2026-11-26T12:00:00.000Z"]]);
+    expect(await watcher.getStorageRouter("node2")).toMatchObject({ status: "offline", offlineReason: "heartbeat", alive: false, version: 2 });
+    expect((await watcher.getStorageRouter("node1")).status).toBe("online");
+    // Again: nothing to do (its tasks were failed for this silence).
+    expect(await watcher.checkStorageRouters(failTasks)).toEqual({ markedOffline: [], markedOnline: [], tasksFailed: 0 });
+    expect(failed).toHaveLength(1);
+    // It beats again (it was only paused): online.
+    await other.heartbeat();
+    expect(await watcher.checkStorageRouters(failTasks)).toEqual({ markedOffline: [], markedOnline: ["node2"], tasksFailed: 0 });
+    const online = await watcher.getStorageRouter("node2");
+    expect(online).toMatchObject({ status: "online", alive: true, version: 3 });
+    expect(online.offlineReason).toBeUndefined();
+    // An operator's offline mark stays while it beats; its tasks fail only once its heartbeat is stale.
+    failed.length = 0;
+    await watcher.markOffline("node2");
+    expect(await watcher.checkStorageRouters(failTasks)).toEqual({ markedOffline: [], markedOnline: [], tasksFailed: 0 });
+    clock += 3001;
+    expect(await watcher.checkStorageRouters(failTasks)).toEqual({ markedOffline: [], markedOnline: [], tasksFailed: 1 });
+    expect(await watcher.getStorageRouter("node2")).toMatchObject({ status: "offline", offlineReason: "operator" });
+    // Its start registers it online again, without a reason.
+    await other.registerNode({ name: "node2", ip: "127.0.0.2", ports: { nbd: 10809, api: 8080 } });
+    const back = await watcher.getStorageRouter("node2");
+    expect(back).toMatchObject({ status: "online", alive: true });
+    expect(back.offlineReason).toBeUndefined();
+    expect(JSON.parse((await raw("ovs/model/storagerouters/node2"))!)).not.toHaveProperty("offlineReason");
   });
 });

@@ -48,8 +48,13 @@ export interface StorageRouterRecord extends Versioned {
   /** The address its API listens on. */
   ip: string;
   ports: { nbd: number; api: number };
-  /** online: registered by the running node at its start; offline: marked by an operator. */
+  /**
+   * online: registered by the running node at its start; offline: marked by an operator, or by the
+   * scheduler's leader when the heartbeat is older than the node's offline timeout.
+   */
   status: "online" | "offline";
+  /** Why it is offline (absent while online): operator (marked; until the node starts again) or heartbeat (back online once its heartbeat is). */
+  offlineReason?: "operator" | "heartbeat";
   /** The backend this node's vDisks use. */
   backend: BackendRef;
   /** The vPool `ovs vdisk create` uses on this node without --vpool; vDisks without one belong to it. */
@@ -64,6 +69,10 @@ export interface StorageRouterRecord extends Versioned {
 export interface HeartbeatRecord {
   id: string;
   at: string;
+  /** How often the node writes it (absent in heartbeats of older nodes: the default, 30 s). */
+  intervalMs?: number;
+  /** How long after `at` without a newer heartbeat the node is offline (absent: 3 intervals). */
+  offlineAfterMs?: number;
 }
 
 /** A vPool's cache mode: the read cache mode its new vDisks get, by the volume's names (read-cache.ts). */
@@ -156,6 +165,7 @@ export function decodeModelRecord<T>(bytes: Buffer, key: string, check: (value: 
 }
 
 const isString = (value: unknown): value is string => typeof value === "string";
+const isPositive = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) > 0;
 const isVersion = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) >= 1;
 const isBackendRef = (value: unknown): boolean => {
   const ref = value as Record<string, unknown> | null;
@@ -165,7 +175,8 @@ const isBackendRef = (value: unknown): boolean => {
 export const checks = {
   storageRouter: (r: Record<string, unknown>): boolean =>
     isString(r.id) && isString(r.name) && isString(r.ip) && typeof r.ports === "object" && r.ports !== null && (r.status === "online" || r.status === "offline") &&
-    isBackendRef(r.backend) && isString(r.defaultVPool) && Array.isArray(r.domains) && r.domains.every(isString) && isVersion(r.version),
+    isBackendRef(r.backend) && isString(r.defaultVPool) && Array.isArray(r.domains) && r.domains.every(isString) && isVersion(r.version) &&
+    (r.offlineReason === undefined || r.offlineReason === "operator" || r.offlineReason === "heartbeat"),
   vpool: (r: Record<string, unknown>): boolean => {
     const settings = r.settings as Record<string, unknown> | null;
     return isString(r.name) && isBackendRef(r.backend) && (r.preset === undefined || isString(r.preset)) && typeof settings === "object" && settings !== null &&
@@ -176,5 +187,6 @@ export const checks = {
     isString(r.vpool) && isString(r.storageRouterId) && (r.status === "running" || r.status === "removing") && isVersion(r.version),
   domain: (r: Record<string, unknown>): boolean => isString(r.name) && isVersion(r.version),
   asd: (r: Record<string, unknown>): boolean => isString(r.asdId) && isString(r.domain) && isVersion(r.version),
-  heartbeat: (r: Record<string, unknown>): boolean => isString(r.id) && isString(r.at),
+  heartbeat: (r: Record<string, unknown>): boolean =>
+    isString(r.id) && isString(r.at) && (r.intervalMs === undefined || isPositive(r.intervalMs)) && (r.offlineAfterMs === undefined || isPositive(r.offlineAfterMs)),
 };
