@@ -349,8 +349,55 @@ describe("vDisks", () => {
     expectOk(table, "vdisk list table");
     expect(table.stdout).toMatch(/^NAME\s+SIZE\s+CONNECTIONS\s+NAMESPACE\s+VPOOL\s+STORAGE ROUTER\s+STATE\n/);
     expect(table.stdout).toMatch(/^la\s+10 MiB\s+0\s+vdisk-\S+\s+listpool\s+sr-test\s+running$/m);
-    expect(table.stderr).toBe("showing 1 of 3 vDisks\n");
+    expect(table.stderr).toMatch(/^showing 1 to 1 of 3 vDisks; the next ones with --after [A-Za-z0-9_-]+\n$/);
     expectFailure(await node.ovs(["vdisk", "list", "--sort", "colour"]), /^ovs: cannot sort by "colour"/, "bad sort");
+
+    // Cursor paging: `next` names the last vDisk of the page; the next page starts after it even when a
+    // vDisk was created meanwhile before it (where offset paging would show one twice).
+    type Page = { vdisks: Array<{ name: string }>; total: number; offset: number; limit: number; next: string | null };
+    const first = (await json("/api/v1/vdisks?vpool=listpool&sort=-size&limit=2")) as Page;
+    expect(first).toMatchObject({ total: 3, offset: 0, limit: 2 });
+    expect(first.next).toMatch(/^[A-Za-z0-9_-]+$/);
+    expectOk(await node.ovs(["vdisk", "create", "lz", "--size", "25M", "--vpool", "listpool"]), "create lz");
+    const second = (await json(`/api/v1/vdisks?vpool=listpool&sort=-size&limit=2&after=${first.next!}`)) as Page;
+    expect(second).toMatchObject({ vdisks: [expect.objectContaining({ name: "la" })], total: 4, offset: 3, next: null });
+    expect(((await json("/api/v1/vdisks?vpool=listpool&sort=-size&limit=2&offset=2")) as Page).vdisks.map((v) => v.name)).toEqual(["lc", "la"]);
+    const byName = (await json("/api/v1/vdisks?sort=name&limit=2")) as Page;
+    const names: string[] = byName.vdisks.map((v) => v.name);
+    for (let next = byName.next, pages = 0; next !== null && pages < 10; pages++) {
+      const page = (await json(`/api/v1/vdisks?sort=name&limit=2&after=${next}`)) as Page;
+      names.push(...page.vdisks.map((v) => v.name));
+      next = page.next;
+    }
+    expect(names).toEqual(["la", "lb", "lc", "lz", "other", "plain"]);
+    const cliPage = await node.ovs(["vdisk", "list", "--vpool", "listpool", "--sort", "-size", "--limit", "3"]);
+    expectOk(cliPage, "vdisk list page 1");
+    const cursor = /--after (\S+)\n$/.exec(cliPage.stderr)?.[1];
+    expect(cursor, cliPage.stderr).toBeDefined();
+    const rest = await ovsJson<Array<{ name: string }>>(["vdisk", "list", "--vpool", "listpool", "--sort", "-size", "--limit", "3", "--after", cursor!]);
+    expect(rest.map((v) => v.name)).toEqual(["la"]);
+    const namesOf = async (): Promise<string> => JSON.stringify(((await json("/api/v1/vdisks")) as Page).vdisks.map((v) => v.name));
+    const before = await namesOf();
+    for (const [query, pattern] of [
+      [`sort=name&after=${byName.next!}&offset=1`, /^page with offset or with after \(a cursor\), not both\.$/],
+      ["after=bm90IGEgY3Vyc29y", /^"bm90IGEgY3Vyc29y" is not a cursor of the vDisk list: pass the "next" of a previous page as after\.$/],
+      ["after=%2B%2F%3D", /is not a cursor of the vDisk list/],
+      [`sort=-size&after=${byName.next!}`, /^the cursor was made for sort=name, not sort=-size: page with the sort it was made for\.$/],
+      [`after=${"A".repeat(600)}`, /querystring\.after must NOT have more than 512 characters/],
+    ] as const) {
+      const response = await send("GET", `/api/v1/vdisks?${query}`);
+      expect(response.status, query).toBe(400);
+      const error = await errorOf(response);
+      expect(error.code).toBe("INVALID_ARGUMENT");
+      expect(error.message, query).toMatch(pattern);
+    }
+    expect(await namesOf()).toBe(before);
+    expectFailure(await node.ovs(["vdisk", "list", "--after", "junk!"]), /^ovs: "junk!" is not a cursor of the vDisk list/, "bad cursor");
+    const doc = (await json("/api/openapi.json")) as { paths: Record<string, { get: { parameters: Array<{ name: string; in: string }>; responses: Record<string, { content: Record<string, { schema: { properties: Record<string, unknown> } }> }> } }> };
+    const list = doc.paths["/api/v1/vdisks"]!.get;
+    expect(list.parameters.filter((p) => p.in === "query").map((p) => p.name)).toEqual(expect.arrayContaining(["after", "offset", "limit", "sort"]));
+    expect(Object.keys(list.responses["200"]!.content["application/json"]!.schema.properties)).toEqual(["vdisks", "total", "offset", "limit", "next"]);
+    expectOk(await node.ovs(["vdisk", "delete", "lz"]), "delete lz");
     expectFailure(await node.ovs(["vpool", "delete", "listpool"]), /has 3 vDisks \(la, lb, lc\)/, "delete a vPool with vDisks");
     for (const name of ["la", "lb", "lc", "other"]) expectOk(await node.ovs(["vdisk", "delete", name]), `delete ${name}`);
     expectOk(await node.ovs(["vpool", "delete", "listpool"]), "delete listpool");

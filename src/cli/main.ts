@@ -351,19 +351,28 @@ vdisk
   .option("--sort <key>", "name, size or created; a leading - sorts descending", "name")
   .option("--limit <n>", "at most this many (1 to 1000)", (value: string) => Number(value))
   .option("--offset <n>", "skip this many first", (value: string) => Number(value))
+  .option("--after <cursor>", "the page after this cursor (printed with the previous page; same --sort)")
   .option("--json", "print JSON")
-  .action(async (options: { vpool?: string; name?: string; sort: string; limit?: number; offset?: number; json?: boolean }) => {
+  .action(async (options: { vpool?: string; name?: string; sort: string; limit?: number; offset?: number; after?: string; json?: boolean }) => {
     const query = new URLSearchParams({ sort: options.sort });
     if (options.vpool !== undefined) query.set("vpool", options.vpool);
     if (options.name !== undefined) query.set("name", options.name);
     if (options.limit !== undefined) query.set("limit", String(options.limit));
     if (options.offset !== undefined) query.set("offset", String(options.offset));
-    const { vdisks, total } = await callApi<{ vdisks: Array<{ name: string; size: string; namespace: string; vpool: string; storageRouterId: string; connectionCount: number | null; state: string }>; total: number }>(api(), "GET", `/api/v1/vdisks?${query.toString()}`);
-    if (options.json) return printJson(vdisks);
+    if (options.after !== undefined) query.set("after", options.after);
+    const { vdisks, total, offset, next } = await callApi<{
+      vdisks: Array<{ name: string; size: string; namespace: string; vpool: string; storageRouterId: string; connectionCount: number | null; state: string }>; total: number; offset: number; next: string | null;
+    }>(api(), "GET", `/api/v1/vdisks?${query.toString()}`);
+    // The next page's cursor goes to stderr, so that --json stays the list of this page.
+    const more = next === null ? "" : `; the next ones with --after ${next}`;
+    if (options.json) {
+      if (next !== null) process.stderr.write(`showing ${offset + 1} to ${offset + vdisks.length} of ${total} vDisks${more}\n`);
+      return printJson(vdisks);
+    }
     if (total === 0) return void process.stdout.write("no vDisks (create one with: ovs vdisk create NAME --size 10G)\n");
     const header = ["NAME", "SIZE", "CONNECTIONS", "NAMESPACE", "VPOOL", "STORAGE ROUTER", "STATE"];
     const rows = vdisks.map((v) => [v.name, v.size, v.connectionCount === null ? "-" : String(v.connectionCount), v.namespace, v.vpool, v.storageRouterId, v.state]);
-    if (vdisks.length < total) process.stderr.write(`showing ${vdisks.length} of ${total} vDisks\n`);
+    if (vdisks.length < total) process.stderr.write(offset === 0 && next === null ? `showing ${vdisks.length} of ${total} vDisks\n` : `showing ${offset + 1} to ${offset + vdisks.length} of ${total} vDisks${more}\n`);
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     for (const row of [header, ...rows]) process.stdout.write(row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd() + "\n");
   });

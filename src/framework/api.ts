@@ -29,7 +29,7 @@ import { registerSnapshotRoutes } from "./snapshot-api.js";
 import { registerSettingsRoutes } from "./settings-api.js";
 import { registerTaskRoutes } from "./tasks/task-api.js";
 import { TaskService } from "./tasks/task-service.js";
-import { registerModelRoutes, VDiskListQuery } from "./model-api.js";
+import { registerModelRoutes, VDiskListQuery, VDiskPageReply } from "./model-api.js";
 import type { ManagementModel } from "./model/model-service.js";
 import { registerScrubRoutes } from "./scrub-api.js";
 
@@ -185,7 +185,12 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   const model = options.model;
   app.get<{ Querystring: Static<typeof VDiskListQuery> }>(
     "/api/v1/vdisks",
-    { schema: { tags: ["vdisks"], summary: "list vDisks (filter by vPool, name prefix, template, storage router; sort; page), with live statistics for this node's", querystring: VDiskListQuery } },
+    {
+      schema: {
+        tags: ["vdisks"], summary: "list vDisks (filter by vPool, name prefix, template, storage router; sort; page by offset, or by cursor: after = the next of the previous page), with live statistics for this node's",
+        querystring: VDiskListQuery, ...(model ? { response: { 200: VDiskPageReply } } : {}),
+      },
+    },
     async (request) => (model ? model.listVDisks(request.query) : { vdisks: options.vdisks.list() }),
   );
 

@@ -14,7 +14,7 @@ import { parseSizeBytes } from "../base/index.js";
 import { restartSteps, type VDiskService } from "./vdisk-service.js";
 import { TaskReply, startTask } from "./tasks/task-api.js";
 import type { TaskService } from "./tasks/task-service.js";
-import { assignTargetsMax, type ManagementModel, type VPoolChange } from "./model/model-service.js";
+import { assignTargetsMax, vdiskCursorBytesMax, type ManagementModel, type VPoolChange } from "./model/model-service.js";
 import { cacheModes } from "./model/records.js";
 
 const ModelName = Type.String({ minLength: 1, maxLength: 64, pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$" });
@@ -68,10 +68,23 @@ export const VDiskListQuery = Type.Object(
     template: Type.Optional(Type.Boolean()),
     storageRouter: Type.Optional(RouterId),
     sort: Type.Optional(Type.String({ minLength: 1, maxLength: 16, description: "name, size or created; a leading - sorts descending" })),
-    offset: Type.Optional(Type.Integer({ minimum: 0 })),
+    offset: Type.Optional(Type.Integer({ minimum: 0, description: "skip this many first (not with after)" })),
+    after: Type.Optional(Type.String({ minLength: 1, maxLength: vdiskCursorBytesMax, description: "an opaque cursor: the next of the previous page (same sort); the page starts after the vDisk it names, whatever was created or deleted meanwhile" })),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
   },
   { additionalProperties: false },
+);
+
+/** The reply of GET /api/v1/vdisks (with the model), for the OpenAPI document. */
+export const VDiskPageReply = Type.Object(
+  {
+    vdisks: Type.Array(Type.Object({}, { additionalProperties: true, description: "a vDisk: name, id, namespace, vpool, storageRouterId, sizes, state, statistics (null when another node serves it)" })),
+    total: Type.Integer({ description: "how many match the filters" }),
+    offset: Type.Integer({ description: "where this page starts in the sorted list" }),
+    limit: Type.Integer(),
+    next: Type.Union([Type.String(), Type.Null()], { description: "the cursor of the next page (pass it as after), null on the last page" }),
+  },
+  { description: "one page of vDisks" },
 );
 
 function sizeOf(value: string | number | undefined): number | undefined {

@@ -128,7 +128,49 @@ export interface VDiskListQuery {
   /** name, size or created; a leading "-" sorts descending. */
   sort?: string;
   offset?: number;
+  /** An opaque cursor: the page after the item it was made for (the `next` of the previous page); not with offset. */
+  after?: string;
   limit?: number;
+}
+
+/** One page of the vDisk list. */
+export interface VDiskPage {
+  vdisks: VDiskListItem[];
+  /** How many match the filters. */
+  total: number;
+  /** Where the page starts in the sorted list. */
+  offset: number;
+  limit: number;
+  /** The cursor of the next page (pass it as `after`), or null on the last page. */
+  next: string | null;
+}
+
+/** What a vDisk list cursor holds (base64url JSON): the sort it was made for, and its item's key and name. */
+interface VDiskCursor {
+  sort: string;
+  key: string | number;
+  name: string;
+}
+
+export const vdiskCursorBytesMax = 512;
+
+function encodeCursor(cursor: VDiskCursor): string {
+  return Buffer.from(JSON.stringify([cursor.sort, cursor.key, cursor.name]), "utf8").toString("base64url");
+}
+
+function decodeCursor(text: string, sort: string): VDiskCursor {
+  let value: unknown;
+  try {
+    value = text.length > vdiskCursorBytesMax || !/^[A-Za-z0-9_-]+$/.test(text) ? undefined : JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
+  } catch {
+    value = undefined;
+  }
+  const parts = value as [unknown, unknown, unknown] | undefined;
+  if (!Array.isArray(parts) || parts.length !== 3 || typeof parts[0] !== "string" || (typeof parts[1] !== "string" && typeof parts[1] !== "number") || typeof parts[2] !== "string") {
+    throw new OvsError("INVALID_ARGUMENT", `"${text.slice(0, 64)}" is not a cursor of the vDisk list: pass the "next" of a previous page as after.`);
+  }
+  if (parts[0] !== sort) throw new OvsError("INVALID_ARGUMENT", `the cursor was made for sort=${parts[0]}, not sort=${sort}: page with the sort it was made for.`);
+  return { sort: parts[0], key: parts[1], name: parts[2] };
 }
 
 export interface VDiskListItem {
@@ -556,13 +598,18 @@ export class ManagementModel {
     }
   }
 
-  /** vDisks of the whole cluster with filter, sort and paging; live statistics for those this node serves. */
-  async listVDisks(query: VDiskListQuery = {}): Promise<{ vdisks: VDiskListItem[]; total: number; offset: number; limit: number }> {
+  /**
+   * vDisks of the whole cluster with filter, sort and paging; live statistics for those this node serves.
+   * Paging by offset, or by cursor: `after` (a page's `next`) names the last item seen by its sort key and
+   * name, so the next page starts right after it even when vDisks were created or deleted meanwhile.
+   */
+  async listVDisks(query: VDiskListQuery = {}): Promise<VDiskPage> {
     const sort = query.sort ?? "name";
     const descending = sort.startsWith("-");
     const sortKey = descending ? sort.slice(1) : sort;
     if (!(sortKeys as readonly string[]).includes(sortKey)) throw new OvsError("INVALID_ARGUMENT", `cannot sort by "${sort}": use name, size or created, with a leading - for descending order.`);
-    const offset = query.offset ?? 0;
+    if (query.after !== undefined && query.offset !== undefined) throw new OvsError("INVALID_ARGUMENT", "page with offset or with after (a cursor), not both.");
+    const cursor = query.after === undefined ? undefined : decodeCursor(query.after, sort);
     const limit = query.limit ?? vdiskPageMax;
     if (query.vpool !== undefined && (await this.vpools.get(query.vpool)) === undefined) throw new OvsError("NOT_FOUND", `there is no vPool named ${query.vpool}.`);
     const [routers, records] = await Promise.all([this.routers.list(modelKeys.storageRouterPrefix), this.vdiskRecords()]);
@@ -573,12 +620,21 @@ export class ManagementModel {
     if (query.storageRouter !== undefined) items = items.filter((item) => item.storageRouterId === query.storageRouter);
     if (query.template !== undefined) items = items.filter((item) => item.template === query.template);
     const value = (item: VDiskListItem): string | number => (sortKey === "size" ? item.sizeBytes : sortKey === "created" ? item.createdAt : item.name);
-    items.sort((a, b) => {
-      const [x, y] = [value(a), value(b)];
-      const order = x < y ? -1 : x > y ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+    const compare = (x: string | number, xName: string, y: string | number, yName: string): number => {
+      const order = x < y ? -1 : x > y ? 1 : xName < yName ? -1 : xName > yName ? 1 : 0;
       return descending ? -order : order;
-    });
-    return { vdisks: items.slice(offset, offset + limit), total: items.length, offset, limit };
+    };
+    items.sort((a, b) => compare(value(a), a.name, value(b), b.name));
+    let offset = query.offset ?? 0;
+    if (cursor !== undefined) {
+      if (typeof cursor.key !== (sortKey === "size" ? "number" : "string")) throw new OvsError("INVALID_ARGUMENT", "the cursor does not fit this sort: pass the \"next\" of a previous page as after.");
+      const index = items.findIndex((item) => compare(value(item), item.name, cursor.key, cursor.name) > 0);
+      offset = index === -1 ? items.length : index;
+    }
+    const page = items.slice(offset, offset + limit);
+    const last = page.at(-1);
+    const next = last !== undefined && offset + page.length < items.length ? encodeCursor({ sort, key: value(last), name: last.name }) : null;
+    return { vdisks: page, total: items.length, offset, limit, next };
   }
 
   private vdiskItem(record: VDiskRecord, vpool: string): VDiskListItem {
