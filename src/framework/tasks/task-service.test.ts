@@ -159,6 +159,22 @@ describe("TaskService", () => {
     expect((await stored(mine.id)).state).toBe("succeeded");
   });
 
+  it("keeps a task whose record changed but is unfinished (an earlier write that seemed to fail landed)", async () => {
+    const tasks = service("n1");
+    await tasks.start();
+    const work = gate();
+    const started = await tasks.submit({ kind: "test.work", target: "t1", startedBy: "scheduler", unit: "objects", run: work.run });
+    await until("the progress is written", async () => (await stored(started.id)).progress.done === 1);
+    const landed = { ...(await stored(started.id)), progress: { done: 0, total: 4, unit: "objects", detail: "a late write" } };
+    await store.put(taskKey(started.id), Buffer.from(JSON.stringify(landed)));
+    work.context()!.progress({ done: 3 });
+    await until("the progress is written again", async () => (await stored(started.id)).progress.done === 3);
+    expect(work.context()!.signal.aborted).toBe(false);
+    work.release();
+    await tasks.waitLocal(started.id);
+    expect(await stored(started.id)).toMatchObject({ state: "succeeded", result: "released" });
+  });
+
   it("cancels a queued task, a running cancellable one, and one running on another node; refuses the rest", async () => {
     const tasks = service("n1", { runningMax: 1 });
     await tasks.start();

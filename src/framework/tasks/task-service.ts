@@ -405,13 +405,19 @@ export class TaskService {
   private async writeAsserted(local: Local, bytes: Buffer): Promise<void> {
     if (local.lost) return;
     const key = taskKey(local.record.id);
-    if (await this.options.store.testAndSet(key, local.stored, bytes)) {
-      local.stored = bytes;
-      return;
+    let decoded: ReturnType<typeof decodeTask> | undefined;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (await this.options.store.testAndSet(key, local.stored, bytes)) {
+        local.stored = bytes;
+        return;
+      }
+      const current = await this.options.store.get(key);
+      decoded = current === undefined ? undefined : decodeTask(current);
+      if (current === undefined || decoded?.ok !== true || isFinished(decoded.value.state)) break;
+      // Still unfinished: an earlier write of this node that seemed to fail (a timeout) did land. Assert that.
+      local.stored = current;
     }
     local.lost = true;
-    const current = await this.options.store.get(key);
-    const decoded = current === undefined ? undefined : decodeTask(current);
     if (decoded?.ok === true) local.record = decoded.value;
     this.options.log.warn({ taskId: local.record.id, state: local.record.state, error: local.record.error }, "the task's record was finished by another node (this node was found offline); its work is stopped");
     local.abort.abort(new OvsError("CONFLICT", local.record.error?.message ?? "the task's record was finished by another node."));
