@@ -73,6 +73,17 @@ async function snapshotOfModel(): Promise<string> {
   return JSON.stringify([await json("/api/v1/vpools"), await json("/api/v1/domains"), routers]);
 }
 
+/** Polls a task until it has finished (bounded). */
+async function waitTask(id: string): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const task = (await json(`/api/v1/tasks/${id}`)) as Record<string, unknown>;
+    if (["succeeded", "failed", "cancelled"].includes(task.state as string)) return task;
+    if (Date.now() > deadline) throw new Error(`task ${id} still ${String(task.state)} after 60 s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** A refused option (commander): exit 2, the reason on the first line of stderr. */
 function expectUsageError(result: ToolResult, pattern: RegExp, what: string): void {
   expect(result.exitCode, what).toBe(2);
@@ -94,7 +105,7 @@ describe("registration", () => {
     const pool = await ovsJson<Record<string, unknown>>(["vpool", "show", "default"]);
     expect(pool).toMatchObject({
       name: "default", backend: { kind: "alba", backendId: backendName }, preset: "default", status: "running",
-      settings: { scoSizeBytes: 4 << 20, tlogMultiplier: 16, scoCacheMaxBytes: 0, cacheMode: "read" }, writeBufferBytes: 96 << 20,
+      settings: { scoSizeBytes: 4 << 20, tlogMultiplier: 16, scoCacheMaxBytes: 0, cacheMode: "cache-on-read" }, writeBufferBytes: 96 << 20,
       storageDrivers: [{ storageRouterId: nodeId, status: "running" }], vdiskCount: 0,
     });
   });
@@ -169,7 +180,9 @@ describe("bad input", () => {
       ["POST", "/api/v1/vpools", { name: "p1", scoSize: "3K" }, /^the SCO size must be a multiple of 4 KiB from 1 MiB to 128 MiB\.$/],
       ["POST", "/api/v1/vpools", { name: "p1", scoSize: "lots" }, /"lots" is not a size/],
       ["POST", "/api/v1/vpools", { name: "p1", tlogMultiplier: 0 }, /tlogMultiplier must be >= 1/],
-      ["POST", "/api/v1/vpools", { name: "p1", cacheMode: "fast" }, /^"fast" is not a cache mode: use none, read, write, both\.$/],
+      ["POST", "/api/v1/vpools", { name: "p1", cacheMode: "fast" }, /^"fast" is not a cache mode: use cache-on-read, cache-on-write, none\.$/],
+      ["POST", "/api/v1/vpools", { name: "p1", cacheMode: "write" }, /^"write" is not a cache mode: use cache-on-read, cache-on-write, none \("write" is now called cache-on-write\)\.$/],
+      ["POST", "/api/v1/vdisks", { name: "v1", size: "8M", cacheMode: "fast" }, /^"fast" is not a cache mode: use cache-on-read, cache-on-write, none\.$/],
       ["POST", "/api/v1/vpools", { name: "p1", writeBuffer: "96M", tlogMultiplier: 3 }, /means a TLog multiplier of 16, not 3/],
       ["POST", "/api/v1/vpools", { name: "p1", storageRouters: [] }, /storageRouters must NOT have fewer than 1 items/],
       ["PATCH", "/api/v1/vpools/default", {}, /must NOT have fewer than 1 properties/],
@@ -291,7 +304,7 @@ describe("vPools", () => {
     const { version } = (await json("/api/v1/vpools/default")) as { version: number };
     for (let round = 0; round < 3; round++) {
       const current = ((await json("/api/v1/vpools/default")) as { version: number }).version;
-      const modes = ["none", "write"];
+      const modes = ["none", "cache-on-write"];
       const replies = await Promise.all(modes.map((cacheMode) => send("PATCH", "/api/v1/vpools/default", { version: current, cacheMode })));
       const statuses = replies.map((reply) => reply.status).sort();
       expect(statuses).toEqual([200, 409]);
@@ -306,11 +319,11 @@ describe("vPools", () => {
     const router = (await json(`/api/v1/storagerouters/${nodeId}`)) as { version: number };
     expectFailure(await node.ovs(["storagerouter", "offline", nodeId, "--expect-version", String(router.version + 5)]), /^ovs: the storage router changed since version/, "stale offline");
     expect(((await json(`/api/v1/storagerouters/${nodeId}`)) as { status: string }).status).toBe("online");
-    const stale = await node.ovs(["vpool", "set", "default", "--cache-mode", "read", "--expect-version", String(version)]);
+    const stale = await node.ovs(["vpool", "set", "default", "--cache-mode", "cache-on-read", "--expect-version", String(version)]);
     expectFailure(stale, new RegExp(`^ovs: the vPool changed since version ${version} \\(it is at version ${version + 3}\\); read it again and retry\\.$`), "stale vpool set");
     expectFailure(await node.ovs(["vpool", "set", "default"]), /^ovs: give at least one setting to change/, "vpool set nothing");
-    const restored = await ovsJson<{ version: number; settings: { cacheMode: string } }>(["vpool", "set", "default", "--cache-mode", "read", "--expect-version", String(version + 3)]);
-    expect(restored).toMatchObject({ version: version + 4, settings: { cacheMode: "read" } });
+    const restored = await ovsJson<{ version: number; settings: { cacheMode: string } }>(["vpool", "set", "default", "--cache-mode", "cache-on-read", "--expect-version", String(version + 3)]);
+    expect(restored).toMatchObject({ version: version + 4, settings: { cacheMode: "cache-on-read" } });
   });
 });
 
@@ -336,24 +349,89 @@ describe("vDisks", () => {
     expectOk(table, "vdisk list table");
     expect(table.stdout).toMatch(/^NAME\s+SIZE\s+CONNECTIONS\s+NAMESPACE\s+VPOOL\s+STORAGE ROUTER\s+STATE\n/);
     expect(table.stdout).toMatch(/^la\s+10 MiB\s+0\s+vdisk-\S+\s+listpool\s+sr-test\s+running$/m);
-    expect(table.stderr).toBe("showing 1 of 3 vDisks\n");
+    expect(table.stderr).toMatch(/^showing 1 to 1 of 3 vDisks; the next ones with --after [A-Za-z0-9_-]+\n$/);
     expectFailure(await node.ovs(["vdisk", "list", "--sort", "colour"]), /^ovs: cannot sort by "colour"/, "bad sort");
+
+    // Cursor paging: `next` names the last vDisk of the page; the next page starts after it even when a
+    // vDisk was created meanwhile before it (where offset paging would show one twice).
+    type Page = { vdisks: Array<{ name: string }>; total: number; offset: number; limit: number; next: string | null };
+    const first = (await json("/api/v1/vdisks?vpool=listpool&sort=-size&limit=2")) as Page;
+    expect(first).toMatchObject({ total: 3, offset: 0, limit: 2 });
+    expect(first.next).toMatch(/^[A-Za-z0-9_-]+$/);
+    expectOk(await node.ovs(["vdisk", "create", "lz", "--size", "25M", "--vpool", "listpool"]), "create lz");
+    const second = (await json(`/api/v1/vdisks?vpool=listpool&sort=-size&limit=2&after=${first.next!}`)) as Page;
+    expect(second).toMatchObject({ vdisks: [expect.objectContaining({ name: "la" })], total: 4, offset: 3, next: null });
+    expect(((await json("/api/v1/vdisks?vpool=listpool&sort=-size&limit=2&offset=2")) as Page).vdisks.map((v) => v.name)).toEqual(["lc", "la"]);
+    const byName = (await json("/api/v1/vdisks?sort=name&limit=2")) as Page;
+    const names: string[] = byName.vdisks.map((v) => v.name);
+    for (let next = byName.next, pages = 0; next !== null && pages < 10; pages++) {
+      const page = (await json(`/api/v1/vdisks?sort=name&limit=2&after=${next}`)) as Page;
+      names.push(...page.vdisks.map((v) => v.name));
+      next = page.next;
+    }
+    expect(names).toEqual(["la", "lb", "lc", "lz", "other", "plain"]);
+    const cliPage = await node.ovs(["vdisk", "list", "--vpool", "listpool", "--sort", "-size", "--limit", "3"]);
+    expectOk(cliPage, "vdisk list page 1");
+    const cursor = /--after (\S+)\n$/.exec(cliPage.stderr)?.[1];
+    expect(cursor, cliPage.stderr).toBeDefined();
+    const rest = await ovsJson<Array<{ name: string }>>(["vdisk", "list", "--vpool", "listpool", "--sort", "-size", "--limit", "3", "--after", cursor!]);
+    expect(rest.map((v) => v.name)).toEqual(["la"]);
+    const namesOf = async (): Promise<string> => JSON.stringify(((await json("/api/v1/vdisks")) as Page).vdisks.map((v) => v.name));
+    const before = await namesOf();
+    for (const [query, pattern] of [
+      [`sort=name&after=${byName.next!}&offset=1`, /^page with offset or with after \(a cursor\), not both\.$/],
+      ["after=bm90IGEgY3Vyc29y", /^"bm90IGEgY3Vyc29y" is not a cursor of the vDisk list: pass the "next" of a previous page as after\.$/],
+      ["after=%2B%2F%3D", /is not a cursor of the vDisk list/],
+      [`sort=-size&after=${byName.next!}`, /^the cursor was made for sort=name, not sort=-size: page with the sort it was made for\.$/],
+      [`after=${"A".repeat(600)}`, /querystring\.after must NOT have more than 512 characters/],
+    ] as const) {
+      const response = await send("GET", `/api/v1/vdisks?${query}`);
+      expect(response.status, query).toBe(400);
+      const error = await errorOf(response);
+      expect(error.code).toBe("INVALID_ARGUMENT");
+      expect(error.message, query).toMatch(pattern);
+    }
+    expect(await namesOf()).toBe(before);
+    expectFailure(await node.ovs(["vdisk", "list", "--after", "junk!"]), /^ovs: "junk!" is not a cursor of the vDisk list/, "bad cursor");
+    const doc = (await json("/api/openapi.json")) as { paths: Record<string, { get: { parameters: Array<{ name: string; in: string }>; responses: Record<string, { content: Record<string, { schema: { properties: Record<string, unknown> } }> }> } }> };
+    const list = doc.paths["/api/v1/vdisks"]!.get;
+    expect(list.parameters.filter((p) => p.in === "query").map((p) => p.name)).toEqual(expect.arrayContaining(["after", "offset", "limit", "sort"]));
+    expect(Object.keys(list.responses["200"]!.content["application/json"]!.schema.properties)).toEqual(["vdisks", "total", "offset", "limit", "next"]);
+    expectOk(await node.ovs(["vdisk", "delete", "lz"]), "delete lz");
     expectFailure(await node.ovs(["vpool", "delete", "listpool"]), /has 3 vDisks \(la, lb, lc\)/, "delete a vPool with vDisks");
     for (const name of ["la", "lb", "lc", "other"]) expectOk(await node.ovs(["vdisk", "delete", name]), `delete ${name}`);
     expectOk(await node.ovs(["vpool", "delete", "listpool"]), "delete listpool");
   });
 
-  it("restarts a vDisk, keeping its data; refused while a client is connected unless forced", async () => {
+  it("restarts a vDisk as a task, keeping its data; refused at once while a client is connected unless forced", async () => {
     expectOk(await runTool("qemu-io", ["-f", "raw", node.uri("plain"), "-c", "write -P 0x3c 1M 2M", "-c", "flush"]), "write");
-    const restarted = await ovsJson<{ name: string; state: string }>(["vdisk", "restart", "plain"]);
-    expect(restarted).toMatchObject({ name: "plain", state: "running" });
+    // The API: 202 with the task and its Location; the task ends succeeded with the vDisk as its result.
+    const started = await send("POST", "/api/v1/vdisks/plain/restart", {}, writerToken);
+    expect(started.status).toBe(202);
+    const queued = (await started.json()) as { id: string; kind: string; target: string; node: string; state: string; progress: { total: number; unit: string }; startedBy: string };
+    expect(queued).toMatchObject({ kind: "vdisk.restart", target: "plain", node: nodeId, progress: { total: 3, unit: "steps" }, startedBy: "user:writer" });
+    expect(started.headers.get("location")).toBe(`/api/v1/tasks/${queued.id}`);
+    const finished = await waitTask(queued.id);
+    expect(finished).toMatchObject({ state: "succeeded", progress: { done: 3, total: 3 }, result: { name: "plain", state: "running" } });
+    // The CLI follows the task: progress lines on stderr, one line on stdout; --json prints the final task.
+    const text = await node.ovs(["vdisk", "restart", "plain"]);
+    expectOk(text, "vdisk restart");
+    expect(text.stdout).toBe("restarted vDisk plain (running)\n");
+    expect(text.stderr).toMatch(/^task [0-9a-f-]{36} vdisk\.restart plain: (queued|running|succeeded), \d\/3 steps/);
+    expect(text.stderr.trim().split("\n").at(-1)).toMatch(/^task [0-9a-f-]{36} vdisk\.restart plain: succeeded, 3\/3 steps/);
+    const restarted = await ovsJson<{ kind: string; state: string; result: { name: string; state: string } }>(["vdisk", "restart", "plain"]);
+    expect(restarted).toMatchObject({ kind: "vdisk.restart", state: "succeeded", result: { name: "plain", state: "running" } });
     expectOk(await runTool("qemu-io", ["-f", "raw", node.uri("plain"), "-c", "read -P 0x3c 1M 2M", "-c", "read -P 0 0 1M"]), "read back after the restart");
+    const restartTasks = async (): Promise<number> => ((await json("/api/v1/tasks?kind=vdisk.restart&limit=1000")) as { tasks: unknown[] }).tasks.length;
+    const before = await restartTasks();
     const client = await RawClient.connect(node.nbdPort);
     try {
       await client.go("plain");
       const refused = await send("POST", "/api/v1/vdisks/plain/restart", {}, writerToken);
       expect(refused.status).toBe(409);
       expect(await errorOf(refused)).toEqual({ code: "IN_USE", message: "vDisk plain has 1 NBD client connected; disconnect it or restart with --force." });
+      expectFailure(await node.ovs(["vdisk", "restart", "plain"]), /^ovs: vDisk plain has 1 NBD client connected; disconnect it or restart with --force\.$/, "restart while connected");
+      expect(await restartTasks()).toBe(before); // refused before any task existed
       const forced = await node.ovs(["vdisk", "restart", "plain", "--force"]);
       expectOk(forced, "forced restart");
       expect(forced.stdout).toBe("restarted vDisk plain (running)\n");
@@ -361,7 +439,19 @@ describe("vDisks", () => {
     } finally {
       client.close();
     }
+    expect(await restartTasks()).toBe(before + 1);
     expectOk(await runTool("qemu-io", ["-f", "raw", node.uri("plain"), "-c", "read -P 0x3c 1M 2M"]), "read back after the forced restart");
+    const noWait = await node.ovs(["vdisk", "restart", "plain", "--no-wait"]);
+    expectOk(noWait, "restart --no-wait");
+    const id = /^started task ([0-9a-f-]{36}) \(vdisk\.restart\); follow it with: ovs task wait \1\n$/.exec(noWait.stdout)?.[1];
+    expect(id, noWait.stdout).toBeDefined();
+    expect(await waitTask(id!)).toMatchObject({ state: "succeeded" });
+    // The OpenAPI document says what the route answers.
+    const doc = (await json("/api/openapi.json")) as { paths: Record<string, Record<string, { summary: string; responses: Record<string, unknown>; "x-ovs-role": string }>> };
+    const restart = doc.paths["/api/v1/vdisks/{name}/restart"]!.post!;
+    expect(restart["x-ovs-role"]).toBe("write");
+    expect(restart.summary).toMatch(/as a task: 202/);
+    expect(Object.keys(restart.responses)).toEqual(expect.arrayContaining(["202", "default"]));
   });
 });
 
@@ -443,7 +533,7 @@ describe("audit and restart", () => {
     const lines = fs.readFileSync(path.join(dataDir, "audit.log"), "utf8").trim().split("\n").map((line) => JSON.parse(line) as { method: string; route: string; status: number; subject: string });
     for (const [method, route, status] of [
       ["POST", "/api/v1/vpools", 201], ["DELETE", "/api/v1/vpools/:name", 204], ["DELETE", "/api/v1/vpools/:name", 409], ["PATCH", "/api/v1/vpools/:name", 200],
-      ["PATCH", "/api/v1/vpools/:name", 409], ["POST", "/api/v1/vpools/:name/extend", 200], ["POST", "/api/v1/vpools/:name/shrink", 200], ["POST", "/api/v1/vdisks/:name/restart", 200],
+      ["PATCH", "/api/v1/vpools/:name", 409], ["POST", "/api/v1/vpools/:name/extend", 200], ["POST", "/api/v1/vpools/:name/shrink", 200], ["POST", "/api/v1/vdisks/:name/restart", 202], ["POST", "/api/v1/vdisks/:name/restart", 409],
       ["POST", "/api/v1/domains", 201], ["POST", "/api/v1/domains/:name/assign", 200], ["DELETE", "/api/v1/domains/:name", 204], ["POST", "/api/v1/vpools", 403],
     ] as const) {
       expect(lines.some((line) => line.method === method && line.route === route && line.status === status), `${method} ${route} ${status}`).toBe(true);

@@ -210,3 +210,76 @@ describe("the read cache through the front door", () => {
     await qemuIo("rc1", ["read -P 0xab 0 16M"]);
   });
 });
+
+describe("a vPool's cache mode", () => {
+  /** Writes 4 MiB of a pattern with a tiny write buffer and waits until it left the local disk. */
+  async function writeEvicted(vdisk: string, pattern: number): Promise<void> {
+    expectOk(await node.ovs(["vdisk", "set", vdisk, "scoCacheMax=4K"]), "vdisk set");
+    await qemuIo(vdisk, [`write -P ${pattern} 0 4M`, "flush"]);
+    expectOk(await node.ovs(["snapshot", "create", vdisk, "s1"]), "snapshot create");
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const { stats } = await info(vdisk);
+      if (stats.localScoBytes === 0 && stats.pendingUploads === 0) return;
+      if (Date.now() > deadline) throw new Error(`${vdisk}'s SCOs are still local after 30 s`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  async function settingsOf(vdisk: string): Promise<{ cache: { mode: string; quotaBytes: number }; scoSizeBytes: number; tlogMultiplier: number }> {
+    const result = await node.ovs(["vdisk", "settings", vdisk, "--json"]);
+    expectOk(result, "vdisk settings");
+    return JSON.parse(result.stdout) as { cache: { mode: string; quotaBytes: number }; scoSizeBytes: number; tlogMultiplier: number };
+  }
+
+  it("is what a vDisk created in the vPool gets (with its SCO size and TLog multiplier), and the cache behaves by it", async () => {
+    expectOk(await node.ovs(["vpool", "create", "nocache", "--cache-mode", "none", "--sco-size", "8M", "--tlog-multiplier", "4"]), "vpool create nocache");
+    expectOk(await node.ovs(["vpool", "create", "onwrite", "--cache-mode", "cache-on-write"]), "vpool create onwrite");
+    const shown = await node.ovs(["vpool", "show", "nocache"]);
+    expect(shown.stdout).toMatch(/^cache mode\s+none$/m);
+
+    // none: no hits and no entries; every read of evicted data goes to the backend.
+    expectOk(await node.ovs(["vdisk", "create", "pn", "--size", "64M", "--vpool", "nocache"]), "vdisk create pn");
+    expect(await settingsOf("pn")).toMatchObject({ cache: { mode: "none", quotaBytes: 0 }, scoSizeBytes: 8 * MiB, tlogMultiplier: 4 });
+    expect((await info("pn")).stats.readCache).toMatchObject({ mode: "none" });
+    const text = await node.ovs(["vdisk", "info", "pn"]);
+    expect(text.stdout).toMatch(/^read cache\s+none, no quota; 0 hits/m);
+    await writeEvicted("pn", 0x31);
+    await qemuIo("pn", ["read -P 0x31 0 4M"]);
+    const first = (await info("pn")).stats;
+    await qemuIo("pn", ["read -P 0x31 0 4M"]);
+    const second = (await info("pn")).stats;
+    expect(second.readCache).toMatchObject({ mode: "none", hits: 0, entryCount: 0 });
+    expect(second.backendReads).toBeGreaterThan(first.backendReads);
+
+    // cache-on-write: the writes populated the cache, so reads of evicted data never reach the backend.
+    expectOk(await node.ovs(["vdisk", "create", "pw", "--size", "64M", "--vpool", "onwrite"]), "vdisk create pw");
+    expect((await settingsOf("pw")).cache.mode).toBe("cache-on-write");
+    await writeEvicted("pw", 0x32);
+    await qemuIo("pw", ["read -P 0x32 0 4M"]);
+    expect((await info("pw")).stats).toMatchObject({ backendReads: 0, readCache: { mode: "cache-on-write", hits: 1024, misses: 0 } });
+
+    // Named at creation, a mode overrides the vPool's; a bad one is refused before anything exists.
+    expectOk(await node.ovs(["vdisk", "create", "po", "--size", "8M", "--vpool", "nocache", "--cache-mode", "cache-on-read"]), "vdisk create po");
+    expect(await settingsOf("po")).toMatchObject({ cache: { mode: "cache-on-read" }, scoSizeBytes: 8 * MiB });
+    const bad = await node.ovs(["vdisk", "create", "pb", "--size", "8M", "--vpool", "nocache", "--cache-mode", "read"]);
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toBe('ovs: "read" is not a cache mode: use cache-on-read, cache-on-write, none ("read" is now called cache-on-read).\n');
+    expect((await node.fetch("/api/v1/vdisks/pb")).status).toBe(404);
+  });
+
+  it("reads a vPool record stored with an old mode name under the new name", async () => {
+    const key = "ovs/model/vpools/onwrite";
+    const stored = (await (await node.fetch(`/api/v1/config/value?key=${encodeURIComponent(key)}`)).json()) as { value: string };
+    const old = stored.value.replace('"cacheMode":"cache-on-write"', '"cacheMode":"both"');
+    expect(old).not.toBe(stored.value);
+    const put = await node.fetch("/api/v1/config", { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ key, value: old }) });
+    expect(put.status).toBeLessThan(300);
+    const pool = (await (await node.fetch("/api/v1/vpools/onwrite")).json()) as { settings: { cacheMode: string } };
+    expect(pool.settings.cacheMode).toBe("cache-on-write");
+    expectOk(await node.ovs(["vdisk", "create", "pl", "--size", "8M", "--vpool", "onwrite"]), "vdisk create pl");
+    expect((await settingsOf("pl")).cache.mode).toBe("cache-on-write");
+    for (const name of ["pn", "pw", "po", "pl"]) expectOk(await node.ovs(["vdisk", "delete", name]), `delete ${name}`);
+    for (const name of ["nocache", "onwrite"]) expectOk(await node.ovs(["vpool", "delete", name]), `delete ${name}`);
+  });
+});

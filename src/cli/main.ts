@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { createLogger, formatBytes, isOvsError, parseSizeBytes } from "../base/index.js";
-import { PlatformNode, type NodeInfo, type VDiskInfo, type VDiskSettings } from "../framework/index.js";
+import { PlatformNode, checkHeartbeatSettings, heartbeatIntervalMsDefault, type NodeInfo, type VDiskInfo, type VDiskSettings } from "../framework/index.js";
 import { registerAuthCommands } from "./auth-commands.js";
 import { registerHealthCommands } from "./health-commands.js";
 import { registerScheduleCommands } from "./schedule-commands.js";
@@ -66,6 +66,8 @@ interface NodeCommandOptions {
   apiPort: number;
   apiHost: string;
   readCacheSize: string;
+  heartbeatInterval?: number;
+  offlineAfter?: number;
 }
 
 function nodeCommand(name: string, description: string): Command {
@@ -82,7 +84,15 @@ function nodeCommand(name: string, description: string): Command {
     .option("--backend <kind>", "object backend: alba (6 local ASD processes under the data dir) or local (a directory)", backendOption, "alba")
     .option("--asd-capacity <size>", "cap each local ASD at this size, e.g. 256M (small test and demo nodes)", sizeOption)
     .option("--read-cache-size <size>", "the node's read cache for data no longer in a vDisk's write buffer, in DATA-DIR/read-cache (0 = off; emptied at every start)", sizeOption, "1G")
+    .option("--heartbeat-interval <seconds>", "how often the node writes its heartbeat (default 30)", secondsOption)
+    .option("--offline-after <seconds>", "how long after its last heartbeat the scheduler's leader marks this node offline and fails its tasks (default 3 heartbeat intervals)", secondsOption)
     .action(runNode);
+}
+
+function secondsOption(value: string): number {
+  const seconds = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || !(seconds > 0)) throw new InvalidArgumentError("give a number of seconds above 0.");
+  return Math.round(seconds * 1000);
 }
 
 function backendOption(value: string): "alba" | "local" {
@@ -92,7 +102,9 @@ function backendOption(value: string): "alba" | "local" {
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const log = createLogger("ovs");
-  const { asdCapacity, readCacheSize, ...rest } = options;
+  const { asdCapacity, readCacheSize, heartbeatInterval, offlineAfter, ...rest } = options;
+  // Refused here, before anything starts, in one sentence (INVALID_ARGUMENT).
+  checkHeartbeatSettings(heartbeatInterval ?? heartbeatIntervalMsDefault, offlineAfter);
   // OVS_ADMIN_PASSWORD: the first admin's password at a cluster's first start (automation, tests);
   // without it one is generated. Either way it is printed once, at that first start only.
   const node = new PlatformNode({
@@ -102,6 +114,8 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     asdCommand: { execPath: process.execPath, args: [fileURLToPath(import.meta.url), "asd"] },
     ...(asdCapacity === undefined ? {} : { asdCapacityBytes: parseSizeBytes(asdCapacity) }),
     readCacheSizeBytes: parseSizeBytes(readCacheSize),
+    ...(heartbeatInterval === undefined ? {} : { heartbeatIntervalMs: heartbeatInterval }),
+    ...(offlineAfter === undefined ? {} : { offlineAfterMs: offlineAfter }),
     adminPassword: process.env.OVS_ADMIN_PASSWORD,
     clusterSecret: process.env.OVS_CLUSTER_SECRET,
   });
@@ -322,10 +336,14 @@ vdisk
   .description("create a thin vDisk")
   .requiredOption("--size <size>", "size, e.g. 10G (binary units)", sizeOption)
   .option("--sco-cache-max <size>", "keep at most this much of its data in local SCO files once it is on the backend (default: the vPool's)", sizeOption)
-  .option("--vpool <name>", "the vPool (default: the node's default vPool)")
+  .option("--vpool <name>", "the vPool (default: the node's default vPool); the vDisk gets its SCO size, TLog multiplier, SCO cache cap and cache mode")
+  .option("--cache-mode <mode>", "its read cache mode: cache-on-read, cache-on-write or none (default: the vPool's)")
   .option("--json", "print JSON")
-  .action(async (name: string, options: { size: string; scoCacheMax?: string; vpool?: string; json?: boolean }) => {
-    const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", { name, size: options.size, ...(options.scoCacheMax === undefined ? {} : { scoCacheMax: options.scoCacheMax }), ...(options.vpool === undefined ? {} : { vpool: options.vpool }) });
+  .action(async (name: string, options: { size: string; scoCacheMax?: string; vpool?: string; cacheMode?: string; json?: boolean }) => {
+    const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", {
+      name, size: options.size, ...(options.scoCacheMax === undefined ? {} : { scoCacheMax: options.scoCacheMax }), ...(options.vpool === undefined ? {} : { vpool: options.vpool }),
+      ...(options.cacheMode === undefined ? {} : { cacheMode: options.cacheMode }),
+    });
     if (options.json) printJson(info);
     else process.stdout.write(`created vDisk ${info.name} (${info.size})\n`);
   });
@@ -338,19 +356,28 @@ vdisk
   .option("--sort <key>", "name, size or created; a leading - sorts descending", "name")
   .option("--limit <n>", "at most this many (1 to 1000)", (value: string) => Number(value))
   .option("--offset <n>", "skip this many first", (value: string) => Number(value))
+  .option("--after <cursor>", "the page after this cursor (printed with the previous page; same --sort)")
   .option("--json", "print JSON")
-  .action(async (options: { vpool?: string; name?: string; sort: string; limit?: number; offset?: number; json?: boolean }) => {
+  .action(async (options: { vpool?: string; name?: string; sort: string; limit?: number; offset?: number; after?: string; json?: boolean }) => {
     const query = new URLSearchParams({ sort: options.sort });
     if (options.vpool !== undefined) query.set("vpool", options.vpool);
     if (options.name !== undefined) query.set("name", options.name);
     if (options.limit !== undefined) query.set("limit", String(options.limit));
     if (options.offset !== undefined) query.set("offset", String(options.offset));
-    const { vdisks, total } = await callApi<{ vdisks: Array<{ name: string; size: string; namespace: string; vpool: string; storageRouterId: string; connectionCount: number | null; state: string }>; total: number }>(api(), "GET", `/api/v1/vdisks?${query.toString()}`);
-    if (options.json) return printJson(vdisks);
+    if (options.after !== undefined) query.set("after", options.after);
+    const { vdisks, total, offset, next } = await callApi<{
+      vdisks: Array<{ name: string; size: string; namespace: string; vpool: string; storageRouterId: string; connectionCount: number | null; state: string }>; total: number; offset: number; next: string | null;
+    }>(api(), "GET", `/api/v1/vdisks?${query.toString()}`);
+    // The next page's cursor goes to stderr, so that --json stays the list of this page.
+    const more = next === null ? "" : `; the next ones with --after ${next}`;
+    if (options.json) {
+      if (next !== null) process.stderr.write(`showing ${offset + 1} to ${offset + vdisks.length} of ${total} vDisks${more}\n`);
+      return printJson(vdisks);
+    }
     if (total === 0) return void process.stdout.write("no vDisks (create one with: ovs vdisk create NAME --size 10G)\n");
     const header = ["NAME", "SIZE", "CONNECTIONS", "NAMESPACE", "VPOOL", "STORAGE ROUTER", "STATE"];
     const rows = vdisks.map((v) => [v.name, v.size, v.connectionCount === null ? "-" : String(v.connectionCount), v.namespace, v.vpool, v.storageRouterId, v.state]);
-    if (vdisks.length < total) process.stderr.write(`showing ${vdisks.length} of ${total} vDisks\n`);
+    if (vdisks.length < total) process.stderr.write(offset === 0 && next === null ? `showing ${vdisks.length} of ${total} vDisks\n` : `showing ${offset + 1} to ${offset + vdisks.length} of ${total} vDisks${more}\n`);
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     for (const row of [header, ...rows]) process.stdout.write(row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd() + "\n");
   });

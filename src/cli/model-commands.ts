@@ -7,6 +7,7 @@ import { InvalidArgumentError, type Command } from "commander";
 import { formatBytes } from "../base/index.js";
 import { CliError, callApi } from "./api-client.js";
 import { sizeOption } from "./alba-commands.js";
+import { runTask } from "./task-commands.js";
 
 interface StorageRouterView {
   id: string; name: string; ip: string; ports: { nbd: number; api: number }; status: string; alive: boolean; lastHeartbeat: string | null;
@@ -176,7 +177,7 @@ export function registerModelCommands(program: Command, context: { api: () => st
     .option("--tlog-multiplier <n>", "SCOs per TLog (default 16)", integerOption)
     .option("--write-buffer <size>", "write buffer per vDisk; sets the TLog multiplier (write buffer / 1.5 / SCO size)", sizeOption)
     .option("--sco-cache-max <size>", "cap on a vDisk's local SCO bytes once on the backend (0 = none)", sizeOption)
-    .option("--cache-mode <mode>", "none, read, write or both")
+    .option("--cache-mode <mode>", "the read cache mode of new vDisks: cache-on-read (default), cache-on-write or none")
     .option("--json", "print JSON")
     .action(async (name: string, options: { backend?: string; preset?: string; storagerouter?: string[]; scoSize?: string; tlogMultiplier?: number; writeBuffer?: string; scoCacheMax?: string; cacheMode?: string; json?: boolean }) => {
       const body = {
@@ -201,7 +202,7 @@ export function registerModelCommands(program: Command, context: { api: () => st
     .option("--tlog-multiplier <n>", "SCOs per TLog", integerOption)
     .option("--write-buffer <size>", "write buffer per vDisk; sets the TLog multiplier", sizeOption)
     .option("--sco-cache-max <size>", "cap on a vDisk's local SCO bytes once on the backend (0 = none)", sizeOption)
-    .option("--cache-mode <mode>", "none, read, write or both")
+    .option("--cache-mode <mode>", "the read cache mode of new vDisks: cache-on-read (default), cache-on-write or none")
     .option("--expect-version <n>", "refuse if the vPool changed since this version", versionOption)
     .option("--json", "print JSON")
     .action(async (name: string, options: { scoSize?: string; tlogMultiplier?: number; writeBuffer?: string; scoCacheMax?: string; cacheMode?: string; expectVersion?: number; json?: boolean }) => {
@@ -312,12 +313,14 @@ export function registerModelCommands(program: Command, context: { api: () => st
   if (vdisk === undefined) throw new Error("register the vdisk command before the model commands");
   vdisk
     .command("restart <name>")
-    .description("restart a vDisk's volume, e.g. after a halt (refused while NBD clients are connected, unless --force)")
+    .description("restart a vDisk's volume, e.g. after a halt (refused while NBD clients are connected, unless --force); shows the task's progress")
     .option("--force", "disconnect NBD clients first")
-    .option("--json", "print JSON")
-    .action(async (name: string, options: { force?: boolean; json?: boolean }) => {
-      const info = await callApi<{ name: string; state: string }>(api(), "POST", `/api/v1/vdisks/${path(name)}/restart`, options.force ? { force: true } : {});
-      if (options.json) printJson(info);
-      else process.stdout.write(`restarted vDisk ${info.name} (${info.state})\n`);
+    .option("--json", "print the final task as JSON (its result is the vDisk)")
+    .option("--no-wait", "print the task id and return at once")
+    .action(async (name: string, options: { force?: boolean; json?: boolean; wait: boolean }) => {
+      const task = await runTask(api(), "POST", `/api/v1/vdisks/${path(name)}/restart`, options.force ? { force: true } : {}, { json: options.json, wait: options.wait, printJson });
+      if (task === undefined) return;
+      const info = task.result as { name: string; state: string };
+      process.stdout.write(`restarted vDisk ${info.name} (${info.state})\n`);
     });
 }

@@ -12,6 +12,7 @@ import { OvsError, isOvsError, parseSizeBytes, type Logger } from "../base/index
 import type { VDiskService } from "./vdisk-service.js";
 import type { ClusterStore } from "../store/index.js";
 import type { ObjectBackend } from "../backend/index.js";
+import type { ReadCacheMode } from "../volume/index.js";
 import { registerHealthRoutes } from "./health/health-api.js";
 import type { NodeMetrics } from "./metrics/metrics.js";
 import type { Scheduler } from "./scheduler/scheduler.js";
@@ -28,7 +29,7 @@ import { registerSnapshotRoutes } from "./snapshot-api.js";
 import { registerSettingsRoutes } from "./settings-api.js";
 import { registerTaskRoutes } from "./tasks/task-api.js";
 import { TaskService } from "./tasks/task-service.js";
-import { registerModelRoutes, VDiskListQuery } from "./model-api.js";
+import { registerModelRoutes, VDiskListQuery, VDiskPageReply } from "./model-api.js";
 import type { ManagementModel } from "./model/model-service.js";
 import { registerScrubRoutes } from "./scrub-api.js";
 
@@ -50,7 +51,8 @@ const Size = Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Inte
   description: "bytes, or a size with a binary unit such as 10G",
 });
 const CreateBody = Type.Object(
-  { name: Type.String({ minLength: 1, maxLength: 64 }), size: Size, vpool: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: "default: this node's default vPool" })), scoCacheMax: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 0 })])) },
+  { name: Type.String({ minLength: 1, maxLength: 64 }), size: Size, vpool: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: "default: this node's default vPool" })), scoCacheMax: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 0 })])),
+    cacheMode: Type.Optional(Type.String({ minLength: 1, maxLength: 16, description: "read cache mode: cache-on-read, cache-on-write or none; default: the vPool's" })) },
   { additionalProperties: false },
 );
 const ResizeBody = Type.Object({ size: Size }, { additionalProperties: false });
@@ -183,14 +185,21 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   const model = options.model;
   app.get<{ Querystring: Static<typeof VDiskListQuery> }>(
     "/api/v1/vdisks",
-    { schema: { tags: ["vdisks"], summary: "list vDisks (filter by vPool, name prefix, template, storage router; sort; page), with live statistics for this node's", querystring: VDiskListQuery } },
+    {
+      schema: {
+        tags: ["vdisks"], summary: "list vDisks (filter by vPool, name prefix, template, storage router; sort; page by offset, or by cursor: after = the next of the previous page), with live statistics for this node's",
+        querystring: VDiskListQuery, ...(model ? { response: { 200: VDiskPageReply } } : {}),
+      },
+    },
     async (request) => (model ? model.listVDisks(request.query) : { vdisks: options.vdisks.list() }),
   );
 
   app.post<{ Body: Static<typeof CreateBody> }>("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "create a thin vDisk", body: CreateBody } }, async (request, reply) => {
-    const { scoCacheMax, vpool } = request.body;
+    const { scoCacheMax, vpool, cacheMode } = request.body;
     const settings = scoCacheMax === undefined ? {} : { scoCacheMaxBytes: scoCacheMax === 0 || scoCacheMax === "0" ? 0 : sizeOf(scoCacheMax) };
-    const info = model ? await model.createVDisk(request.body.name, sizeOf(request.body.size), { ...settings, ...(vpool === undefined ? {} : { vpool }) }) : await options.vdisks.create(request.body.name, sizeOf(request.body.size), settings);
+    const info = model
+      ? await model.createVDisk(request.body.name, sizeOf(request.body.size), { ...settings, ...(vpool === undefined ? {} : { vpool }), ...(cacheMode === undefined ? {} : { cacheMode }) })
+      : await options.vdisks.create(request.body.name, sizeOf(request.body.size), { ...settings, ...(cacheMode === undefined ? {} : { cache: { mode: cacheMode as ReadCacheMode } }) });
     return reply.status(201).send(info);
   });
 
@@ -219,7 +228,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   registerAlbaRoutes(app, options.alba, tasks);
   registerSnapshotRoutes(app, options.vdisks, tasks);
   registerSettingsRoutes(app, options.vdisks);
-  if (model) registerModelRoutes(app, model, options.vdisks);
+  if (model) registerModelRoutes(app, model, options.vdisks, tasks);
   registerScrubRoutes(app, options.vdisks, tasks);
   registerAuthRoutes(app, options.auth, now);
   if (options.scheduler !== undefined) registerSchedulerRoutes(app, options.scheduler);

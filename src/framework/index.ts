@@ -7,4 +7,4 @@ export { healthModules, healthStates, type HealthReport, type HealthState } from
 export { AlbaService, type AsdView, type FragmentLocation, type ObjectSummary } from "./alba-service.js";
 export { AsdSupervisor, type AsdCommand, type AsdSupervisorOptions, type LocalAsdInfo } from "./asd-supervisor.js";
 export { decodeAsdLayout, encodeAsdLayout, readAsdLayout, type AsdLayout } from "./asd-layout.js";
-export { ManagementModel, defaultVPoolName, type StorageRouterView, type VPoolView, type BackendDetail, type DomainView, type VDiskListItem } from "./model/model-service.js";
+export { ManagementModel, checkHeartbeatSettings, defaultVPoolName, heartbeatIntervalMsDefault, type StorageRouterView, type VPoolView, type BackendDetail, type DomainView, type VDiskListItem } from "./model/model-service.js";

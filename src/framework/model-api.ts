@@ -1,5 +1,5 @@
 // REST routes of the management model (model/model-service.ts): storage routers, vPools, backends (with
-// presets, ASD nodes, ASDs, usage and safety), domains, and the vDisk restart action. One plugin,
+// presets, ASD nodes, ASDs, usage and safety), domains, and the vDisk restart action (a task). One plugin,
 // registered by api.ts; errors go through api.ts's handler (JSON { error: { code, message } }); every
 // body, query and parameter is validated by its schema first, then by the model, before anything changes.
 //
@@ -11,8 +11,10 @@
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { parseSizeBytes } from "../base/index.js";
-import type { VDiskService } from "./vdisk-service.js";
-import { assignTargetsMax, type ManagementModel, type VPoolChange } from "./model/model-service.js";
+import { restartSteps, type VDiskService } from "./vdisk-service.js";
+import { TaskReply, startTask } from "./tasks/task-api.js";
+import type { TaskService } from "./tasks/task-service.js";
+import { assignTargetsMax, vdiskCursorBytesMax, type ManagementModel, type VPoolChange } from "./model/model-service.js";
 import { cacheModes } from "./model/records.js";
 
 const ModelName = Type.String({ minLength: 1, maxLength: 64, pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$" });
@@ -20,7 +22,7 @@ const RouterId = Type.String({ minLength: 1, maxLength: 255 });
 const Version = Type.Integer({ minimum: 1, description: "the version the change was made from; a stale one is refused with 409 CONFLICT" });
 const Size = Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 0 })], { description: "bytes, or a size with a binary unit such as 4M" });
 // Checked by the model, whose message names the accepted values.
-const CacheMode = Type.String({ minLength: 1, maxLength: 16, description: `the fragment/read cache mode new vDisks get: ${cacheModes.join(", ")}` });
+const CacheMode = Type.String({ minLength: 1, maxLength: 16, description: `the read cache mode new vDisks get (their cache.mode) unless created with another: ${cacheModes.join(", ")}` });
 
 const RouterParams = Type.Object({ id: RouterId });
 const NameParams = Type.Object({ name: ModelName });
@@ -66,10 +68,23 @@ export const VDiskListQuery = Type.Object(
     template: Type.Optional(Type.Boolean()),
     storageRouter: Type.Optional(RouterId),
     sort: Type.Optional(Type.String({ minLength: 1, maxLength: 16, description: "name, size or created; a leading - sorts descending" })),
-    offset: Type.Optional(Type.Integer({ minimum: 0 })),
+    offset: Type.Optional(Type.Integer({ minimum: 0, description: "skip this many first (not with after)" })),
+    after: Type.Optional(Type.String({ minLength: 1, maxLength: vdiskCursorBytesMax, description: "an opaque cursor: the next of the previous page (same sort); the page starts after the vDisk it names, whatever was created or deleted meanwhile" })),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
   },
   { additionalProperties: false },
+);
+
+/** The reply of GET /api/v1/vdisks (with the model), for the OpenAPI document. */
+export const VDiskPageReply = Type.Object(
+  {
+    vdisks: Type.Array(Type.Object({}, { additionalProperties: true, description: "a vDisk: name, id, namespace, vpool, storageRouterId, sizes, state, statistics (null when another node serves it)" })),
+    total: Type.Integer({ description: "how many match the filters" }),
+    offset: Type.Integer({ description: "where this page starts in the sorted list" }),
+    limit: Type.Integer(),
+    next: Type.Union([Type.String(), Type.Null()], { description: "the cursor of the next page (pass it as after), null on the last page" }),
+  },
+  { description: "one page of vDisks" },
 );
 
 function sizeOf(value: string | number | undefined): number | undefined {
@@ -91,7 +106,7 @@ function settingsChange(body: { scoSize?: string | number; tlogMultiplier?: numb
 
 const manage = { role: "manage" } as const;
 
-export function registerModelRoutes(app: FastifyInstance, model: ManagementModel, vdisks: VDiskService): void {
+export function registerModelRoutes(app: FastifyInstance, model: ManagementModel, vdisks: VDiskService, tasks: TaskService): void {
   // ---- storage routers ----
   app.get("/api/v1/storagerouters", { schema: { tags: ["storagerouters"], summary: "storage routers (nodes): address, ports, status, heartbeat, vPools, domains" } }, async () => ({
     storageRouters: await model.listStorageRouters(),
@@ -150,10 +165,27 @@ export function registerModelRoutes(app: FastifyInstance, model: ManagementModel
   );
 
   // ---- vDisk actions ----
+  // A long operation (the volume is closed and opened again, from the backend when its local data is
+  // gone): refused at once (404, 409) before any task exists, else 202 with the task (its result is the vDisk).
   app.post<{ Params: Static<typeof VDiskParams>; Body: Static<typeof RestartBody> }>(
     "/api/v1/vdisks/:name/restart",
-    { config: { role: "write" }, schema: { tags: ["vdisks"], summary: "restart a vDisk's volume (e.g. after a halt); 409 while a client is connected, unless force", params: VDiskParams, body: RestartBody } },
-    async (request) => vdisks.restart(request.params.name, request.body?.force === true),
+    {
+      config: { role: "write" },
+      schema: {
+        tags: ["vdisks"],
+        summary: "restart a vDisk's volume (e.g. after a halt), as a task: 202 with the task to poll (its result is the vDisk); 409 at once while a client is connected, unless force, or while a scrub runs",
+        params: VDiskParams, body: RestartBody, response: { 202: TaskReply },
+      },
+    },
+    async (request, reply) => {
+      const { name } = request.params;
+      const force = request.body?.force === true;
+      vdisks.checkRestart(name, force);
+      return startTask(tasks, request, reply, {
+        kind: "vdisk.restart", target: name, unit: "steps", total: restartSteps,
+        run: (task) => vdisks.restart(name, force, (step, detail) => task.progress({ done: step, detail })),
+      });
+    },
   );
 
   // ---- backends ----

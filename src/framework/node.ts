@@ -67,6 +67,10 @@ export interface NodeOptions {
   adminPassword?: string;
   /** `--read-cache-size`: the node's read cache in bytes (default readCacheLimits.sizeBytesDefault; 0 = off). */
   readCacheSizeBytes?: number;
+  /** `--heartbeat-interval`: how often the node writes its heartbeat (default 30 s). */
+  heartbeatIntervalMs?: number;
+  /** `--offline-after`: how long after its last heartbeat the scheduler's leader marks it offline (default 3 intervals). */
+  offlineAfterMs?: number;
 }
 
 export class PlatformNode {
@@ -115,7 +119,11 @@ export class PlatformNode {
       const manager = this.alba?.manager;
       const vdiskBackend = manager === undefined ? this.backend : new VPoolBackend(this.backend, (namespace, preset) => manager.createNamespace(namespace, preset));
       this.vdisks = new VDiskService({ dataDir, nodeId: this.options.nodeId, store: this.store, backend: vdiskBackend, log, metrics, readCache: this.readCache });
-      this.model = new ManagementModel({ store: this.store, vdisks: this.vdisks, nodeId: this.options.nodeId, alba: this.alba, localBackendDir: this.alba ? undefined : path.join(dataDir, "backend"), log });
+      this.model = new ManagementModel({
+        store: this.store, vdisks: this.vdisks, nodeId: this.options.nodeId, alba: this.alba, localBackendDir: this.alba ? undefined : path.join(dataDir, "backend"), log,
+        ...(this.options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: this.options.heartbeatIntervalMs }),
+        ...(this.options.offlineAfterMs === undefined ? {} : { offlineAfterMs: this.options.offlineAfterMs }),
+      });
       await this.vdisks.start();
       this.nbd = new NbdServer({ provider: this.vdisks, host: this.options.nbdHost, port: this.options.nbdPort, logger: log });
       const nbdPort = await this.nbd.listen();
@@ -132,8 +140,12 @@ export class PlatformNode {
       this.tasks = new TaskService({ store, nodeId: this.options.nodeId, log });
       await this.tasks.start();
       const scrub: ScrubFunction = (name, options, onProgress) => vdisks.scrub(name, options, onProgress);
+      const model = this.model;
+      const tasks = this.tasks;
       this.scheduler = new Scheduler({
         store, nodeId: this.options.nodeId, log, taskService: this.tasks,
+        // The leader marks storage routers without a recent heartbeat offline and fails their tasks.
+        leaderChecks: [{ name: "storagerouter.heartbeats", run: async () => void (await model.checkStorageRouters((nodeId, reason) => tasks.failTasksOf(nodeId, reason))) }],
         tasks: frameworkTasks({ auth, health, vdisks, scrub, ...(this.alba === undefined ? {} : { alba: this.alba }) }),
       });
       this.api = await buildApi({

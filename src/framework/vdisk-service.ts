@@ -108,6 +108,8 @@ function restoreOf(volume: Volume): { tlogCount: number; entryCount: number; dur
 /** The registry's key prefix: one record per vDisk under it (docs/formats/vdisk-registry.md). */
 export const registryPrefix = "ovs/vdisks/";
 export const vdiskNameMaxBytes = 64;
+/** The steps restart() reports: disconnect, close, open. */
+export const restartSteps = 3;
 const namePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function validateVDiskName(name: unknown): string {
@@ -241,16 +243,19 @@ export class VDiskService implements NbdExportProvider {
   }
 
   /**
-   * settings.scoCacheMaxBytes: a per-vDisk cap on local SCO bytes (0 = none; the default). The vPool
-   * (model/) passes its defaults (SCO size, TLog multiplier), its name for the record and the asserts
+   * settings.scoCacheMaxBytes: a per-vDisk cap on local SCO bytes (0 = none; the default); settings.cache:
+   * its read cache mode and quota (default cache-on-read, no quota). The vPool (model/) passes its defaults
+   * (SCO size, TLog multiplier, cache mode), its name for the record and the asserts
    * that make the registry put fail (ASSERT_FAILED, nothing left behind) if the vPool changed meanwhile.
    */
   async create(
     name: string,
     sizeBytes: number,
-    settings: { scoCacheMaxBytes?: number; scoSizeBytes?: number; tlogMultiplier?: number; vpool?: string; asserts?: readonly SequenceAssert[] } = {},
+    settings: { scoCacheMaxBytes?: number; scoSizeBytes?: number; tlogMultiplier?: number; cache?: Partial<ReadCacheSettings>; vpool?: string; asserts?: readonly SequenceAssert[] } = {},
   ): Promise<VDiskInfo> {
     validateVDiskName(name);
+    const cache: ReadCacheSettings = { ...defaultReadCacheSettings, ...settings.cache };
+    validateReadCacheSettings(cache);
     const id = randomUUID();
     const config: VolumeConfig = { id, name, namespace: `vdisk-${id}`, sizeBytes, createdAt: new Date().toISOString(), ...defaultVolumeSettings() };
     if (settings.scoCacheMaxBytes !== undefined) config.scoCacheMaxBytes = settings.scoCacheMaxBytes;
@@ -265,6 +270,7 @@ export class VDiskService implements NbdExportProvider {
       }
       const record: VDiskRecord = { id, name, nodeId: this.options.nodeId, namespace: config.namespace, sizeBytes, createdAt: config.createdAt };
       if (settings.vpool !== undefined) record.vpool = settings.vpool;
+      if (cache.mode !== defaultReadCacheSettings.mode || cache.quotaBytes !== defaultReadCacheSettings.quotaBytes) record.cache = cache;
       const volume = await Volume.create({ dir: this.volumeDir(record), backend: this.options.backend, config, log: this.options.log });
       try {
         await this.options.store.sequence([{ kind: "absent", key: registryPrefix + name }, ...(settings.asserts ?? [])], [{ kind: "put", key: registryPrefix + name, value: encode(record) }]);
@@ -484,30 +490,43 @@ export class VDiskService implements NbdExportProvider {
   }
 
   /**
+   * Throws what restart() would refuse right now (NOT_FOUND; CONFLICT while a scrub runs; IN_USE while NBD
+   * clients are connected, unless force), so that the API answers at once before it starts the task.
+   */
+  checkRestart(name: string, force: boolean): void {
+    const served = this.get(name);
+    if (served.volume.scrubbing) throw new OvsError("CONFLICT", `vDisk ${name} is being scrubbed; retry the restart when the scrub has finished.`);
+    const connections = served.nbdExport.connectionCount;
+    if (connections > 0 && !force) {
+      throw new OvsError("IN_USE", `vDisk ${name} has ${connections} NBD client${connections === 1 ? "" : "s"} connected; disconnect ${connections === 1 ? "it" : "them"} or restart with --force.`);
+    }
+  }
+
+  /**
    * Restarts a vDisk's volume on this node (the original's restart: e.g. after a halt): closes it and
    * opens it again from its local data (or from the backend when that is gone). Refused while NBD
    * clients are connected unless force, which disconnects them first, and while a scrub runs (CONFLICT).
-   * The QoS limiter is kept.
+   * The QoS limiter and the read cache share are kept. `onStep` sees each of restartSteps steps begin.
    */
-  async restart(name: string, force: boolean): Promise<VDiskInfo> {
+  async restart(name: string, force: boolean, onStep?: (step: number, detail: string) => void): Promise<VDiskInfo> {
     return this.withLock(name, async () => {
       const served = this.get(name);
-      if (served.volume.scrubbing) throw new OvsError("CONFLICT", `vDisk ${name} is being scrubbed; retry the restart when the scrub has finished.`);
-      const connections = served.nbdExport.connectionCount;
-      if (connections > 0 && !force) {
-        throw new OvsError("IN_USE", `vDisk ${name} has ${connections} NBD client${connections === 1 ? "" : "s"} connected; disconnect ${connections === 1 ? "it" : "them"} or restart with --force.`);
-      }
-      if (connections > 0) this.disconnect(name);
+      this.checkRestart(name, force);
+      onStep?.(0, "disconnecting NBD clients");
+      if (served.nbdExport.connectionCount > 0) this.disconnect(name);
+      onStep?.(1, "closing the volume");
       try {
         await served.volume.close();
       } catch (error) {
         this.options.log.warn({ err: error, vdisk: name }, "closing the vDisk before its restart failed; reopening from what is durable");
       }
       const dir = this.volumeDir(served.record);
-      const volume = (await Volume.hasLocalVolume(dir))
+      const local = await Volume.hasLocalVolume(dir);
+      onStep?.(2, local ? "opening the volume from its local data" : "restoring the volume from the backend");
+      const volume = local
         ? await Volume.open({ dir, backend: this.options.backend, log: this.options.log, resolveParent: this.resolveParent })
         : await Volume.openFromBackend({ dir, backend: this.options.backend, namespace: served.record.namespace, log: this.options.log, resolveParent: this.resolveParent });
-      this.serve(served.record, volume, served.qos);
+      this.serve(served.record, volume, served.qos, served.cache);
       this.options.log.info({ vdisk: name, force }, "vDisk restarted");
       return this.info(name);
     });

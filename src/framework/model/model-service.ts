@@ -28,7 +28,7 @@ import { volumeLimits } from "../../volume/index.js";
 import type { AlbaService } from "../alba-service.js";
 import { registryPrefix, validateVDiskName, type VDiskInfo, type VDiskRecord, type VDiskService } from "../vdisk-service.js";
 import {
-  cacheModes, checkModelName, checks, encodeModelRecord, modelKeys,
+  cacheModes, checkModelName, checks, encodeModelRecord, legacyCacheModes, modelKeys, upgradeVPool,
   type AsdModelRecord, type BackendRef, type CacheMode, type DomainRecord, type HeartbeatRecord, type StorageDriverRecord, type StorageRouterRecord,
   type VPoolRecord, type VPoolSettings,
 } from "./records.js";
@@ -38,15 +38,17 @@ import { withNamespacePreset } from "./vpool-backend.js";
 
 export const defaultVPoolName = "default";
 export const heartbeatIntervalMsDefault = 30_000;
-/** A storage router whose heartbeat is older than this many intervals is shown as not alive. */
+/** A storage router whose heartbeat is older than this many intervals (unless it names another timeout) is not alive. */
 export const heartbeatMissedMax = 3;
+/** Bounds of a node's heartbeat interval and offline timeout (`ovs up --heartbeat-interval --offline-after`). */
+export const heartbeatLimits = { intervalMsMin: 1000, intervalMsMax: 3_600_000, offlineAfterIntervalsMin: 2 } as const;
 /** Most storage routers and ASDs one assign/unassign names (each is one operation of a sequence). */
 export const assignTargetsMax = 32;
 export const vdiskPageMax = 1000;
 /** How often registration retries when other nodes change the same records meanwhile. */
 const registerAttemptsMax = 8;
 
-export const vpoolSettingsDefault: VPoolSettings = { scoSizeBytes: 4 * 1024 * 1024, tlogMultiplier: 16, scoCacheMaxBytes: 0, cacheMode: "read" };
+export const vpoolSettingsDefault: VPoolSettings = { scoSizeBytes: 4 * 1024 * 1024, tlogMultiplier: 16, scoCacheMaxBytes: 0, cacheMode: "cache-on-read" };
 
 export interface ModelOptions {
   store: ClusterStore;
@@ -59,6 +61,29 @@ export interface ModelOptions {
   log: Logger;
   now?: () => number;
   heartbeatIntervalMs?: number;
+  /** How long after its last heartbeat this node is to be marked offline (default heartbeatMissedMax intervals). */
+  offlineAfterMs?: number;
+}
+
+/** What one check of the storage routers' heartbeats did (checkStorageRouters). */
+export interface RouterCheck {
+  markedOffline: string[];
+  markedOnline: string[];
+  /** Tasks of offline storage routers without a recent heartbeat marked failed. */
+  tasksFailed: number;
+}
+
+/** Validates a heartbeat interval and offline timeout (INVALID_ARGUMENT); returns the timeout. */
+export function checkHeartbeatSettings(intervalMs: number, offlineAfterMs: number | undefined): number {
+  const { intervalMsMin, intervalMsMax, offlineAfterIntervalsMin } = heartbeatLimits;
+  if (!Number.isSafeInteger(intervalMs) || intervalMs < intervalMsMin || intervalMs > intervalMsMax) {
+    throw new OvsError("INVALID_ARGUMENT", `the heartbeat interval must be from ${intervalMsMin / 1000} to ${intervalMsMax / 1000} seconds.`);
+  }
+  const timeout = offlineAfterMs ?? heartbeatMissedMax * intervalMs;
+  if (!Number.isSafeInteger(timeout) || timeout < offlineAfterIntervalsMin * intervalMs) {
+    throw new OvsError("INVALID_ARGUMENT", `the offline timeout must be at least ${offlineAfterIntervalsMin} heartbeat intervals (${(offlineAfterIntervalsMin * intervalMs) / 1000} seconds).`);
+  }
+  return timeout;
 }
 
 export interface StorageRouterView extends StorageRouterRecord {
@@ -103,7 +128,49 @@ export interface VDiskListQuery {
   /** name, size or created; a leading "-" sorts descending. */
   sort?: string;
   offset?: number;
+  /** An opaque cursor: the page after the item it was made for (the `next` of the previous page); not with offset. */
+  after?: string;
   limit?: number;
+}
+
+/** One page of the vDisk list. */
+export interface VDiskPage {
+  vdisks: VDiskListItem[];
+  /** How many match the filters. */
+  total: number;
+  /** Where the page starts in the sorted list. */
+  offset: number;
+  limit: number;
+  /** The cursor of the next page (pass it as `after`), or null on the last page. */
+  next: string | null;
+}
+
+/** What a vDisk list cursor holds (base64url JSON): the sort it was made for, and its item's key and name. */
+interface VDiskCursor {
+  sort: string;
+  key: string | number;
+  name: string;
+}
+
+export const vdiskCursorBytesMax = 512;
+
+function encodeCursor(cursor: VDiskCursor): string {
+  return Buffer.from(JSON.stringify([cursor.sort, cursor.key, cursor.name]), "utf8").toString("base64url");
+}
+
+function decodeCursor(text: string, sort: string): VDiskCursor {
+  let value: unknown;
+  try {
+    value = text.length > vdiskCursorBytesMax || !/^[A-Za-z0-9_-]+$/.test(text) ? undefined : JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
+  } catch {
+    value = undefined;
+  }
+  const parts = value as [unknown, unknown, unknown] | undefined;
+  if (!Array.isArray(parts) || parts.length !== 3 || typeof parts[0] !== "string" || (typeof parts[1] !== "string" && typeof parts[1] !== "number") || typeof parts[2] !== "string") {
+    throw new OvsError("INVALID_ARGUMENT", `"${text.slice(0, 64)}" is not a cursor of the vDisk list: pass the "next" of a previous page as after.`);
+  }
+  if (parts[0] !== sort) throw new OvsError("INVALID_ARGUMENT", `the cursor was made for sort=${parts[0]}, not sort=${sort}: page with the sort it was made for.`);
+  return { sort: parts[0], key: parts[1], name: parts[2] };
 }
 
 export interface VDiskListItem {
@@ -153,12 +220,14 @@ export class ManagementModel {
   readonly domains: Repository<DomainRecord>;
   readonly asdDomains: Repository<AsdModelRecord>;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** checkStorageRouters: the last heartbeat of each storage router whose tasks it has failed. */
+  private readonly tasksFailedFor = new Map<string, string>();
   private readonly now: () => number;
 
   constructor(private readonly options: ModelOptions) {
     const { store } = options;
     this.routers = new Repository(store, "storage router", modelKeys.storageRouter, checks.storageRouter);
-    this.vpools = new Repository(store, "vPool", modelKeys.vpool, checks.vpool);
+    this.vpools = new Repository(store, "vPool", modelKeys.vpool, checks.vpool, upgradeVPool);
     this.drivers = new Repository(store, "storage driver", (id) => {
       const at = id.indexOf("@"); // vPool names have no "@"
       return modelKeys.storageDriver(id.slice(0, at), id.slice(at + 1));
@@ -197,9 +266,10 @@ export class ManagementModel {
         const vpoolName = await this.ensureDefaultVPool(backend);
         const existing = await this.routers.get(nodeId);
         const fields = { id: nodeId, name: node.name, ip: node.ip, ports: node.ports, status: "online" as const, backend, defaultVPool: vpoolName, updatedAt: this.isoNow() };
+        const { offlineReason: _reason, ...kept } = existing?.record ?? {};
         const written = existing === undefined
           ? this.routers.create(nodeId, { ...fields, domains: [], createdAt: this.isoNow() })
-          : this.routers.update(existing, { ...existing.record, ...fields });
+          : this.routers.update(existing, { ...(kept as StorageRouterRecord), ...fields });
         const driverId = `${vpoolName}@${nodeId}`;
         const driver = await this.drivers.get(driverId);
         const changes: Change[] = [written.change];
@@ -226,13 +296,18 @@ export class ManagementModel {
     return name;
   }
 
+  private get heartbeatIntervalMs(): number {
+    return this.options.heartbeatIntervalMs ?? heartbeatIntervalMsDefault;
+  }
+
   async heartbeat(): Promise<void> {
-    const record: HeartbeatRecord = { id: this.options.nodeId, at: this.isoNow() };
+    const intervalMs = this.heartbeatIntervalMs;
+    const record: HeartbeatRecord = { id: this.options.nodeId, at: this.isoNow(), intervalMs, offlineAfterMs: this.options.offlineAfterMs ?? heartbeatMissedMax * intervalMs };
     await this.store.put(modelKeys.heartbeat(this.options.nodeId), encodeModelRecord(record));
   }
 
   startHeartbeat(): void {
-    const interval = this.options.heartbeatIntervalMs ?? heartbeatIntervalMsDefault;
+    const interval = this.heartbeatIntervalMs;
     this.heartbeatTimer = setInterval(() => {
       this.heartbeat().catch((error: unknown) => this.options.log.warn({ err: error }, "writing the storage router's heartbeat failed"));
     }, interval);
@@ -261,18 +336,72 @@ export class ManagementModel {
   /** Marks a storage router offline (e.g. a dead node); the node sets itself online again when it starts. */
   async markOffline(id: string, expectedVersion?: number): Promise<StorageRouterView> {
     const loaded = await this.routers.require(id);
-    const updated = this.routers.update(loaded, { ...loaded.record, status: "offline", updatedAt: this.isoNow() }, expectedVersion);
+    const updated = this.routers.update(loaded, { ...loaded.record, status: "offline", offlineReason: "operator", updatedAt: this.isoNow() }, expectedVersion);
     await commit(this.store, [updated.change], `storage router ${id} changed meanwhile; read it again and retry.`);
     return this.getStorageRouter(id);
   }
 
-  private routerView(record: StorageRouterRecord, heartbeat: HeartbeatRecord | undefined, drivers: StorageDriverRecord[], vdiskCount: number): StorageRouterView {
-    const interval = this.options.heartbeatIntervalMs ?? heartbeatIntervalMsDefault;
+  /**
+   * The scheduler leader's check (every scheduler tick): a storage router marked online whose heartbeat is
+   * older than its offline timeout (the one its heartbeat names: `--offline-after`, default 3 intervals)
+   * is marked offline (reason heartbeat); one marked offline for that reason whose heartbeat is recent
+   * again is marked online; the queued and running tasks of every offline storage router without a
+   * recent heartbeat are marked failed through `failTasks` (the node running them went offline), once
+   * per last heartbeat seen (and again after a change of leader, which is harmless). Each
+   * change asserts the record it read: a router changed meanwhile is left to the next check. This node
+   * never judges itself (it is running this).
+   */
+  async checkStorageRouters(failTasks: (nodeId: string, reason: string) => Promise<number>): Promise<RouterCheck> {
+    const [routers, heartbeats] = await Promise.all([this.routers.list(modelKeys.storageRouterPrefix), this.heartbeats()]);
+    const result: RouterCheck = { markedOffline: [], markedOnline: [], tasksFailed: 0 };
+    for (const loaded of routers) {
+      const { record } = loaded;
+      if (record.id === this.options.nodeId) continue;
+      const heartbeat = heartbeats.get(record.id);
+      const alive = this.isAlive(heartbeat);
+      let status = record.status;
+      try {
+        if (record.status === "online" && !alive) {
+          const updated = this.routers.update(loaded, { ...record, status: "offline", offlineReason: "heartbeat", updatedAt: this.isoNow() });
+          await commit(this.store, [updated.change], `storage router ${record.id} changed meanwhile.`);
+          status = "offline";
+          result.markedOffline.push(record.id);
+          this.options.log.warn({ storageRouter: record.id, lastHeartbeat: heartbeat?.at ?? null }, "storage router marked offline: no recent heartbeat");
+        } else if (record.status === "offline" && record.offlineReason === "heartbeat" && alive) {
+          const { offlineReason: _reason, ...rest } = record;
+          const updated = this.routers.update(loaded, { ...rest, status: "online", updatedAt: this.isoNow() });
+          await commit(this.store, [updated.change], `storage router ${record.id} changed meanwhile.`);
+          status = "online";
+          result.markedOnline.push(record.id);
+          this.options.log.info({ storageRouter: record.id, lastHeartbeat: heartbeat?.at ?? null }, "storage router marked online again: its heartbeat is recent");
+        }
+      } catch (error) {
+        if (!isOvsError(error, "CONFLICT")) throw error;
+        continue;
+      }
+      // Once per silence (per last heartbeat seen): a node without a heartbeat records no new task.
+      if (status === "offline" && !alive && this.tasksFailedFor.get(record.id) !== (heartbeat?.at ?? "")) {
+        const since = heartbeat === undefined ? "it never wrote a heartbeat" : `its last heartbeat was at ${heartbeat.at}`;
+        result.tasksFailed += await failTasks(record.id, `storage router ${record.id} is offline; ${since}`);
+        this.tasksFailedFor.set(record.id, heartbeat?.at ?? "");
+      }
+    }
+    return result;
+  }
+
+  /** The heartbeat is within its node's offline timeout. */
+  private isAlive(heartbeat: HeartbeatRecord | undefined): boolean {
     const at = heartbeat === undefined ? NaN : Date.parse(heartbeat.at);
+    if (!Number.isFinite(at)) return false;
+    const timeout = heartbeat!.offlineAfterMs ?? heartbeatMissedMax * (heartbeat!.intervalMs ?? heartbeatIntervalMsDefault);
+    return this.now() - at <= timeout;
+  }
+
+  private routerView(record: StorageRouterRecord, heartbeat: HeartbeatRecord | undefined, drivers: StorageDriverRecord[], vdiskCount: number): StorageRouterView {
     return {
       ...record,
       lastHeartbeat: heartbeat?.at ?? null,
-      alive: Number.isFinite(at) && this.now() - at <= heartbeatMissedMax * interval,
+      alive: this.isAlive(heartbeat),
       vpools: drivers.filter((driver) => driver.storageRouterId === record.id).map((driver) => driver.vpool).sort(),
       vdiskCount,
     };
@@ -421,9 +550,13 @@ export class ManagementModel {
 
   // ---- vDisks --------------------------------------------------------------------------------------------
 
-  /** Creates a vDisk on this node in a vPool (default: this node's default vPool) with the vPool's defaults. */
-  async createVDisk(name: string, sizeBytes: number, options: { vpool?: string; scoCacheMaxBytes?: number } = {}): Promise<VDiskInfo> {
+  /**
+   * Creates a vDisk on this node in a vPool (default: this node's default vPool) with the vPool's defaults:
+   * SCO size, TLog multiplier, SCO cache cap and read cache mode (the last two unless given).
+   */
+  async createVDisk(name: string, sizeBytes: number, options: { vpool?: string; scoCacheMaxBytes?: number; cacheMode?: string } = {}): Promise<VDiskInfo> {
     validateVDiskName(name);
+    const cacheMode = options.cacheMode === undefined ? undefined : checkCacheMode(options.cacheMode);
     const nodeId = this.options.nodeId;
     const router = await this.routers.get(nodeId);
     const vpoolName = options.vpool ?? router?.record.defaultVPool ?? defaultVPoolName;
@@ -438,7 +571,7 @@ export class ManagementModel {
       return await withNamespacePreset(pool.record.backend.kind === "alba" ? pool.record.preset : undefined, () =>
         this.options.vdisks.create(name, sizeBytes, {
           scoSizeBytes: settings.scoSizeBytes, tlogMultiplier: settings.tlogMultiplier, scoCacheMaxBytes: options.scoCacheMaxBytes ?? settings.scoCacheMaxBytes,
-          vpool: vpoolName, asserts: [{ kind: "equals", key: driver.key, value: driver.bytes }],
+          cache: { mode: cacheMode ?? settings.cacheMode }, vpool: vpoolName, asserts: [{ kind: "equals", key: driver.key, value: driver.bytes }],
         }),
       );
     } catch (error) {
@@ -465,13 +598,18 @@ export class ManagementModel {
     }
   }
 
-  /** vDisks of the whole cluster with filter, sort and paging; live statistics for those this node serves. */
-  async listVDisks(query: VDiskListQuery = {}): Promise<{ vdisks: VDiskListItem[]; total: number; offset: number; limit: number }> {
+  /**
+   * vDisks of the whole cluster with filter, sort and paging; live statistics for those this node serves.
+   * Paging by offset, or by cursor: `after` (a page's `next`) names the last item seen by its sort key and
+   * name, so the next page starts right after it even when vDisks were created or deleted meanwhile.
+   */
+  async listVDisks(query: VDiskListQuery = {}): Promise<VDiskPage> {
     const sort = query.sort ?? "name";
     const descending = sort.startsWith("-");
     const sortKey = descending ? sort.slice(1) : sort;
     if (!(sortKeys as readonly string[]).includes(sortKey)) throw new OvsError("INVALID_ARGUMENT", `cannot sort by "${sort}": use name, size or created, with a leading - for descending order.`);
-    const offset = query.offset ?? 0;
+    if (query.after !== undefined && query.offset !== undefined) throw new OvsError("INVALID_ARGUMENT", "page with offset or with after (a cursor), not both.");
+    const cursor = query.after === undefined ? undefined : decodeCursor(query.after, sort);
     const limit = query.limit ?? vdiskPageMax;
     if (query.vpool !== undefined && (await this.vpools.get(query.vpool)) === undefined) throw new OvsError("NOT_FOUND", `there is no vPool named ${query.vpool}.`);
     const [routers, records] = await Promise.all([this.routers.list(modelKeys.storageRouterPrefix), this.vdiskRecords()]);
@@ -482,12 +620,21 @@ export class ManagementModel {
     if (query.storageRouter !== undefined) items = items.filter((item) => item.storageRouterId === query.storageRouter);
     if (query.template !== undefined) items = items.filter((item) => item.template === query.template);
     const value = (item: VDiskListItem): string | number => (sortKey === "size" ? item.sizeBytes : sortKey === "created" ? item.createdAt : item.name);
-    items.sort((a, b) => {
-      const [x, y] = [value(a), value(b)];
-      const order = x < y ? -1 : x > y ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+    const compare = (x: string | number, xName: string, y: string | number, yName: string): number => {
+      const order = x < y ? -1 : x > y ? 1 : xName < yName ? -1 : xName > yName ? 1 : 0;
       return descending ? -order : order;
-    });
-    return { vdisks: items.slice(offset, offset + limit), total: items.length, offset, limit };
+    };
+    items.sort((a, b) => compare(value(a), a.name, value(b), b.name));
+    let offset = query.offset ?? 0;
+    if (cursor !== undefined) {
+      if (typeof cursor.key !== (sortKey === "size" ? "number" : "string")) throw new OvsError("INVALID_ARGUMENT", "the cursor does not fit this sort: pass the \"next\" of a previous page as after.");
+      const index = items.findIndex((item) => compare(value(item), item.name, cursor.key, cursor.name) > 0);
+      offset = index === -1 ? items.length : index;
+    }
+    const page = items.slice(offset, offset + limit);
+    const last = page.at(-1);
+    const next = last !== undefined && offset + page.length < items.length ? encodeCursor({ sort, key: value(last), name: last.name }) : null;
+    return { vdisks: page, total: items.length, offset, limit, next };
   }
 
   private vdiskItem(record: VDiskRecord, vpool: string): VDiskListItem {
@@ -720,6 +867,13 @@ function checkVersionOf(kind: string, version: number, expectedVersion: number |
   }
 }
 
+/** A cache mode given to the API (INVALID_ARGUMENT naming the accepted ones; an old name says its new one). */
+export function checkCacheMode(mode: string): CacheMode {
+  if ((cacheModes as readonly string[]).includes(mode)) return mode as CacheMode;
+  const renamed = Object.hasOwn(legacyCacheModes, mode) ? ` ("${mode}" is now called ${legacyCacheModes[mode]})` : "";
+  throw new OvsError("INVALID_ARGUMENT", `"${mode}" is not a cache mode: use ${cacheModes.join(", ")}${renamed}.`);
+}
+
 /** New settings from `base` and a change, validated as a whole (INVALID_ARGUMENT, nothing changed). */
 export function vpoolSettings(base: VPoolSettings, change: VPoolChange): VPoolSettings {
   const settings = { ...base };
@@ -727,8 +881,7 @@ export function vpoolSettings(base: VPoolSettings, change: VPoolChange): VPoolSe
   if (change.tlogMultiplier !== undefined) settings.tlogMultiplier = change.tlogMultiplier;
   if (change.scoCacheMaxBytes !== undefined) settings.scoCacheMaxBytes = change.scoCacheMaxBytes;
   if (change.cacheMode !== undefined) {
-    if (!(cacheModes as readonly string[]).includes(change.cacheMode)) throw new OvsError("INVALID_ARGUMENT", `"${change.cacheMode}" is not a cache mode: use ${cacheModes.join(", ")}.`);
-    settings.cacheMode = change.cacheMode as CacheMode;
+    settings.cacheMode = checkCacheMode(change.cacheMode);
   }
   const { scoSizeBytesMin, scoSizeBytesMax } = volumeLimits;
   if (!Number.isSafeInteger(settings.scoSizeBytes) || settings.scoSizeBytes < scoSizeBytesMin || settings.scoSizeBytes > scoSizeBytesMax || settings.scoSizeBytes % 4096 !== 0) {

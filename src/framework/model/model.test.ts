@@ -51,9 +51,9 @@ describe("records (golden vectors of docs/formats/model-keys.md)", () => {
       '{"id":"node1","name":"node1","ip":"127.0.0.1","ports":{"nbd":10809,"api":8080},"status":"online","backend":{"kind":"local","storageRouterId":"node1"},' +
         '"defaultVPool":"default","updatedAt":"2026-11-26T12:00:00.000Z","domains":[],"createdAt":"2026-11-26T12:00:00.000Z","version":1}',
     );
-    expect(await raw("ovs/model/heartbeats/node1")).toBe('{"id":"node1","at":"2026-11-26T12:00:00.000Z"}');
+    expect(await raw("ovs/model/heartbeats/node1")).toBe('{"id":"node1","at":"2026-11-26T12:00:00.000Z","intervalMs":30000,"offlineAfterMs":90000}');
     expect(await raw("ovs/model/vpools/default")).toBe(
-      '{"name":"default","backend":{"kind":"local","storageRouterId":"node1"},"settings":{"scoSizeBytes":4194304,"tlogMultiplier":16,"scoCacheMaxBytes":0,"cacheMode":"read"},' +
+      '{"name":"default","backend":{"kind":"local","storageRouterId":"node1"},"settings":{"scoSizeBytes":4194304,"tlogMultiplier":16,"scoCacheMaxBytes":0,"cacheMode":"cache-on-read"},' +
         '"status":"running","createdAt":"2026-11-26T12:00:00.000Z","updatedAt":"2026-11-26T12:00:00.000Z","version":1}',
     );
     expect(await raw("ovs/model/storagedrivers/default/node1")).toBe('{"vpool":"default","storageRouterId":"node1","status":"running","createdAt":"2026-11-26T12:00:00.000Z","version":1}');
@@ -95,15 +95,15 @@ describe("optimistic concurrency", () => {
 
   it("lets exactly one of two updates made from the same read commit", async () => {
     const loaded = await model.vpools.require("occ");
-    const first = model.vpools.update(loaded, { ...loaded.record, settings: { ...loaded.record.settings, cacheMode: "write" } });
-    const second = model.vpools.update(loaded, { ...loaded.record, settings: { ...loaded.record.settings, cacheMode: "both" } });
+    const first = model.vpools.update(loaded, { ...loaded.record, settings: { ...loaded.record.settings, cacheMode: "cache-on-write" } });
+    const second = model.vpools.update(loaded, { ...loaded.record, settings: { ...loaded.record.settings, cacheMode: "none" } });
     const results = await Promise.allSettled([first, second].map((update) => store.sequence(update.change.asserts, update.change.operations)));
     expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
     const failed = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
     expect(isOvsError(failed.reason, "ASSERT_FAILED")).toBe(true);
     const now = (await model.vpools.require("occ")).record;
     expect(now.version).toBe(loaded.record.version + 1);
-    expect(["write", "both"]).toContain(now.settings.cacheMode);
+    expect(["cache-on-write", "none"]).toContain(now.settings.cacheMode);
     // Through the service: concurrent updates naming the same version: one wins, the other is CONFLICT.
     const outcomes = await Promise.allSettled([model.updateVPool("occ", { scoCacheMaxBytes: 1 << 20 }, now.version), model.updateVPool("occ", { scoCacheMaxBytes: 2 << 20 }, now.version)]);
     expect(outcomes.map((o) => o.status).sort()).toEqual(["fulfilled", "rejected"]);
@@ -159,7 +159,8 @@ describe("vPool settings", () => {
     for (const [change, message] of [
       [{ scoSizeBytes: 3 << 10 }, "the SCO size must be a multiple of 4 KiB from 1 MiB to 128 MiB."],
       [{ tlogMultiplier: 0 }, "the TLog multiplier must be from 1 to 1024 (write buffer from 12 MiB to 12 GiB with this SCO size)."],
-      [{ cacheMode: "fast" }, '"fast" is not a cache mode: use none, read, write, both.'],
+      [{ cacheMode: "fast" }, '"fast" is not a cache mode: use cache-on-read, cache-on-write, none.'],
+      [{ cacheMode: "both" }, '"both" is not a cache mode: use cache-on-read, cache-on-write, none ("both" is now called cache-on-write).'],
       [{ writeBufferBytes: 96 << 20, tlogMultiplier: 3 }, "a write buffer of 96 MiB means a TLog multiplier of 8, not 3; give one of the two."],
     ] as const) {
       await expect(model.updateVPool("wb", change)).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message });
@@ -170,6 +171,46 @@ describe("vPool settings", () => {
     expect(vdisks.settings("wb1")).toMatchObject({ scoSizeBytes: 8 << 20, tlogMultiplier: 8 });
     await vdisks.delete("wb1", true);
     await model.deleteVPool("wb");
+  });
+});
+
+describe("cache modes (golden vectors of docs/formats/model-keys.md)", () => {
+  it("decodes a vPool written with an old cache mode name as the new name, and writes the new name at its next change", async () => {
+    const old = '{"name":"legacy","backend":{"kind":"local","storageRouterId":"node1"},"settings":{"scoSizeBytes":4194304,"tlogMultiplier":16,"scoCacheMaxBytes":0,"cacheMode":"both"},' +
+      '"status":"running","createdAt":"2026-11-26T12:00:00.000Z","updatedAt":"2026-11-26T12:00:00.000Z","version":1}';
+    for (const [name, mode] of [["read", "cache-on-read"], ["write", "cache-on-write"], ["both", "cache-on-write"], ["none", "none"]] as const) {
+      await store.put("ovs/model/vpools/legacy", Buffer.from(old.replace('"cacheMode":"both"', `"cacheMode":"${name}"`)));
+      expect((await model.getVPool("legacy")).settings.cacheMode, name).toBe(mode);
+    }
+    await store.put("ovs/model/vpools/legacy", Buffer.from(old));
+    await store.put("ovs/model/storagedrivers/legacy/node1", Buffer.from('{"vpool":"legacy","storageRouterId":"node1","status":"running","createdAt":"2026-11-26T12:00:00.000Z","version":1}'));
+    // A vDisk created in it gets the decoded mode; the record is rewritten with the new name at its next change.
+    await model.createVDisk("legacy1", 8 << 20, { vpool: "legacy" });
+    expect(vdisks.settings("legacy1").cache).toEqual({ mode: "cache-on-write", quotaBytes: 0 });
+    expect(JSON.parse((await raw("ovs/vdisks/legacy1"))!)).toMatchObject({ vpool: "legacy", cache: { mode: "cache-on-write", quotaBytes: 0 } });
+    await model.updateVPool("legacy", { scoCacheMaxBytes: 0 });
+    expect(await raw("ovs/model/vpools/legacy")).toBe(old.replace('"cacheMode":"both"', '"cacheMode":"cache-on-write"').replace('"version":1', '"version":2'));
+    // An unknown name stays refused as corrupt.
+    await store.put("ovs/model/vpools/legacy", Buffer.from(old.replace('"cacheMode":"both"', '"cacheMode":"fast"')));
+    await expect(model.vpools.get("legacy")).rejects.toMatchObject({ code: "CORRUPT", message: "The model record ovs/model/vpools/legacy is malformed." });
+    await store.put("ovs/model/vpools/legacy", Buffer.from(old));
+    await vdisks.delete("legacy1", true);
+    await model.deleteVPool("legacy");
+  });
+
+  it("gives a vDisk its vPool's cache mode unless its creation names another; refuses a bad one before anything is created", async () => {
+    await model.createVPool({ name: "nocache", cacheMode: "none", scoSizeBytes: 8 << 20, tlogMultiplier: 4 });
+    await model.createVDisk("nc1", 8 << 20, { vpool: "nocache" });
+    expect(vdisks.settings("nc1")).toMatchObject({ cache: { mode: "none", quotaBytes: 0 }, scoSizeBytes: 8 << 20, tlogMultiplier: 4 });
+    await model.createVDisk("nc2", 8 << 20, { vpool: "nocache", cacheMode: "cache-on-read" });
+    expect(vdisks.settings("nc2").cache.mode).toBe("cache-on-read");
+    expect(JSON.parse((await raw("ovs/vdisks/nc2"))!).cache).toBeUndefined(); // the default is not recorded
+    await expect(model.createVDisk("nc3", 8 << 20, { vpool: "nocache", cacheMode: "read" })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT", message: '"read" is not a cache mode: use cache-on-read, cache-on-write, none ("read" is now called cache-on-read).',
+    });
+    expect(await raw("ovs/vdisks/nc3")).toBeUndefined();
+    for (const name of ["nc1", "nc2"]) await vdisks.delete(name, true);
+    await model.deleteVPool("nocache");
   });
 });
 
@@ -189,5 +230,49 @@ describe("safety per policy", () => {
     // One ASD per domain: each domain holds one fragment, so m domains may go.
     const ownDomains = oneNode.map((a, i) => ({ ...a, domain: `d${i}` }));
     expect(policySafety({ k: 4, m: 2, c: 5, x: 6 }, ownDomains).domainFailuresTolerated).toBe(2);
+  });
+});
+
+describe("heartbeats (the scheduler leader's check, with a controllable clock)", () => {
+  it("marks a storage router without a recent heartbeat offline and fails its tasks; online again once it beats; an operator's mark stays", async () => {
+    let clock = fixedMs;
+    const watcher = new ManagementModel({ store, vdisks, nodeId: "node1", localBackendDir: path.join(dir, "backend"), log: silentLogger(), now: () => clock });
+    const other = new ManagementModel({ store, vdisks, nodeId: "node2", log: silentLogger(), now: () => clock, heartbeatIntervalMs: 1000 });
+    await other.registerNode({ name: "node2", ip: "127.0.0.2", ports: { nbd: 10809, api: 8080 } });
+    expect(await raw("ovs/model/heartbeats/node2")).toBe('{"id":"node2","at":"2026-11-26T12:00:00.000Z","intervalMs":1000,"offlineAfterMs":3000}');
+    const failed: Array<[string, string]> = [];
+    const failTasks = async (nodeId: string, reason: string): Promise<number> => {
+      failed.push([nodeId, reason]);
+      return 1;
+    };
+    clock += 3000; // within 3 intervals: alive
+    expect(await watcher.checkStorageRouters(failTasks)).toEqual({ markedOffline: [], markedOnline: [], tasksFailed: 0 });
+    clock += 1; // node1 (this node, heartbeat stale on this clock) is never judged
+    expect(await watcher.checkStorageRouters(failTasks)).toEqual({ markedOffline: ["node2"], markedOnline: [], tasksFailed: 1 });
+    expect(failed).toEqual([["node2", "storage router node2 is offline; its last heartbeat was at 2026-11-26T12:00:00.000Z"]]);
+    expect(await watcher.getStorageRouter("node2")).toMatchObject({ status: "offline", offlineReason: "heartbeat", alive: false, version: 2 });
+    expect((await watcher.getStorageRouter("node1")).status).toBe("online");
+    // Again: nothing to do (its tasks were failed for this silence).
+    expect(await watcher.checkStorageRouters(failTasks)).toEqual({ markedOffline: [], markedOnline: [], tasksFailed: 0 });
+    expect(failed).toHaveLength(1);
+    // It beats again (it was only paused): online.
+    await other.heartbeat();
+    expect(await watcher.checkStorageRouters(failTasks)).toEqual({ markedOffline: [], markedOnline: ["node2"], tasksFailed: 0 });
+    const online = await watcher.getStorageRouter("node2");
+    expect(online).toMatchObject({ status: "online", alive: true, version: 3 });
+    expect(online.offlineReason).toBeUndefined();
+    // An operator's offline mark stays while it beats; its tasks fail only once its heartbeat is stale.
+    failed.length = 0;
+    await watcher.markOffline("node2");
+    expect(await watcher.checkStorageRouters(failTasks)).toEqual({ markedOffline: [], markedOnline: [], tasksFailed: 0 });
+    clock += 3001;
+    expect(await watcher.checkStorageRouters(failTasks)).toEqual({ markedOffline: [], markedOnline: [], tasksFailed: 1 });
+    expect(await watcher.getStorageRouter("node2")).toMatchObject({ status: "offline", offlineReason: "operator" });
+    // Its start registers it online again, without a reason.
+    await other.registerNode({ name: "node2", ip: "127.0.0.2", ports: { nbd: 10809, api: 8080 } });
+    const back = await watcher.getStorageRouter("node2");
+    expect(back).toMatchObject({ status: "online", alive: true });
+    expect(back.offlineReason).toBeUndefined();
+    expect(JSON.parse((await raw("ovs/model/storagerouters/node2"))!)).not.toHaveProperty("offlineReason");
   });
 });

@@ -13,6 +13,7 @@
 // Records are JSON; fields are only ever added.
 
 import { OvsError } from "../../base/index.js";
+import { readCacheModes, type ReadCacheMode } from "../../volume/index.js";
 
 export const modelPrefix = "ovs/model/";
 
@@ -47,8 +48,13 @@ export interface StorageRouterRecord extends Versioned {
   /** The address its API listens on. */
   ip: string;
   ports: { nbd: number; api: number };
-  /** online: registered by the running node at its start; offline: marked by an operator. */
+  /**
+   * online: registered by the running node at its start; offline: marked by an operator, or by the
+   * scheduler's leader when the heartbeat is older than the node's offline timeout.
+   */
   status: "online" | "offline";
+  /** Why it is offline (absent while online): operator (marked; until the node starts again) or heartbeat (back online once its heartbeat is). */
+  offlineReason?: "operator" | "heartbeat";
   /** The backend this node's vDisks use. */
   backend: BackendRef;
   /** The vPool `ovs vdisk create` uses on this node without --vpool; vDisks without one belong to it. */
@@ -63,10 +69,28 @@ export interface StorageRouterRecord extends Versioned {
 export interface HeartbeatRecord {
   id: string;
   at: string;
+  /** How often the node writes it (absent in heartbeats of older nodes: the default, 30 s). */
+  intervalMs?: number;
+  /** How long after `at` without a newer heartbeat the node is offline (absent: 3 intervals). */
+  offlineAfterMs?: number;
 }
 
-export const cacheModes = ["none", "read", "write", "both"] as const;
-export type CacheMode = (typeof cacheModes)[number];
+/** A vPool's cache mode: the read cache mode its new vDisks get, by the volume's names (read-cache.ts). */
+export const cacheModes: readonly CacheMode[] = readCacheModes;
+export type CacheMode = ReadCacheMode;
+
+/**
+ * The cache mode names of vPool records written before they were aligned with the volume's: decoded to
+ * these (and written back with the new name at the vPool's next change), never written. "both" (cache on
+ * read and on write) has no equal; cache-on-write is its write half, and the cache serves hits either way.
+ */
+export const legacyCacheModes: Readonly<Record<string, CacheMode>> = Object.freeze({ read: "cache-on-read", write: "cache-on-write", both: "cache-on-write" });
+
+/** A decoded vPool with a legacy cache mode name given its current name. */
+export function upgradeVPool(record: VPoolRecord): VPoolRecord {
+  const legacy = Object.hasOwn(legacyCacheModes, record.settings.cacheMode) ? legacyCacheModes[record.settings.cacheMode] : undefined;
+  return legacy === undefined ? record : { ...record, settings: { ...record.settings, cacheMode: legacy } };
+}
 
 /** Defaults for the vDisks created in a vPool (a vDisk keeps the values it was created with). */
 export interface VPoolSettings {
@@ -74,7 +98,7 @@ export interface VPoolSettings {
   tlogMultiplier: number;
   /** Cap on a vDisk's local SCO bytes once on the backend; 0 = none. */
   scoCacheMaxBytes: number;
-  /** The fragment/read cache mode new vDisks get (applied by the cache settings where supported). */
+  /** The read cache mode new vDisks get (their `cache.mode`), unless their creation names another. */
   cacheMode: CacheMode;
 }
 
@@ -141,6 +165,7 @@ export function decodeModelRecord<T>(bytes: Buffer, key: string, check: (value: 
 }
 
 const isString = (value: unknown): value is string => typeof value === "string";
+const isPositive = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) > 0;
 const isVersion = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) >= 1;
 const isBackendRef = (value: unknown): boolean => {
   const ref = value as Record<string, unknown> | null;
@@ -150,16 +175,18 @@ const isBackendRef = (value: unknown): boolean => {
 export const checks = {
   storageRouter: (r: Record<string, unknown>): boolean =>
     isString(r.id) && isString(r.name) && isString(r.ip) && typeof r.ports === "object" && r.ports !== null && (r.status === "online" || r.status === "offline") &&
-    isBackendRef(r.backend) && isString(r.defaultVPool) && Array.isArray(r.domains) && r.domains.every(isString) && isVersion(r.version),
+    isBackendRef(r.backend) && isString(r.defaultVPool) && Array.isArray(r.domains) && r.domains.every(isString) && isVersion(r.version) &&
+    (r.offlineReason === undefined || r.offlineReason === "operator" || r.offlineReason === "heartbeat"),
   vpool: (r: Record<string, unknown>): boolean => {
     const settings = r.settings as Record<string, unknown> | null;
     return isString(r.name) && isBackendRef(r.backend) && (r.preset === undefined || isString(r.preset)) && typeof settings === "object" && settings !== null &&
       Number.isSafeInteger(settings.scoSizeBytes) && Number.isSafeInteger(settings.tlogMultiplier) && Number.isSafeInteger(settings.scoCacheMaxBytes) &&
-      (cacheModes as readonly unknown[]).includes(settings.cacheMode) && (r.status === "running" || r.status === "deleting") && isVersion(r.version);
+      ((cacheModes as readonly unknown[]).includes(settings.cacheMode) || (typeof settings.cacheMode === "string" && Object.hasOwn(legacyCacheModes, settings.cacheMode))) && (r.status === "running" || r.status === "deleting") && isVersion(r.version);
   },
   storageDriver: (r: Record<string, unknown>): boolean =>
     isString(r.vpool) && isString(r.storageRouterId) && (r.status === "running" || r.status === "removing") && isVersion(r.version),
   domain: (r: Record<string, unknown>): boolean => isString(r.name) && isVersion(r.version),
   asd: (r: Record<string, unknown>): boolean => isString(r.asdId) && isString(r.domain) && isVersion(r.version),
-  heartbeat: (r: Record<string, unknown>): boolean => isString(r.id) && isString(r.at),
+  heartbeat: (r: Record<string, unknown>): boolean =>
+    isString(r.id) && isString(r.at) && (r.intervalMs === undefined || isPositive(r.intervalMs)) && (r.offlineAfterMs === undefined || isPositive(r.offlineAfterMs)),
 };

@@ -36,7 +36,13 @@ export class Repository<T extends Versioned> {
     readonly kind: string,
     private readonly keyOf: (id: string) => string,
     private readonly check: (value: Record<string, unknown>) => boolean,
+    /** Turns a decoded record of an older form into the current one (the bytes stay as read, for asserts). */
+    private readonly upgrade: (record: T) => T = (record) => record,
   ) {}
+
+  private decode(bytes: Buffer, key: string): T {
+    return this.upgrade(decodeModelRecord<T>(bytes, key, this.check));
+  }
 
   key(id: string): string {
     return this.keyOf(id);
@@ -45,7 +51,7 @@ export class Repository<T extends Versioned> {
   async get(id: string): Promise<Loaded<T> | undefined> {
     const key = this.keyOf(id);
     const bytes = await this.store.get(key);
-    return bytes === undefined ? undefined : { key, record: decodeModelRecord<T>(bytes, key, this.check), bytes };
+    return bytes === undefined ? undefined : { key, record: this.decode(bytes, key), bytes };
   }
 
   /** The record, or NOT_FOUND naming it. */
@@ -61,7 +67,7 @@ export class Repository<T extends Versioned> {
     let after: string | undefined;
     for (;;) {
       const page = await this.store.prefix(prefix, { limit: rangeLimitMax, ...(after === undefined ? {} : { after }) });
-      for (const entry of page.entries) out.push({ key: entry.key, record: decodeModelRecord<T>(entry.value, entry.key, this.check), bytes: entry.value });
+      for (const entry of page.entries) out.push({ key: entry.key, record: this.decode(entry.value, entry.key), bytes: entry.value });
       if (out.length > modelListMax) throw new OvsError("NO_SPACE", `more than ${modelListMax} ${this.kind} records under ${prefix}.`);
       if (!page.more || page.entries.length === 0) return out;
       after = page.entries.at(-1)!.key;

@@ -1,7 +1,8 @@
 // Scheduled tasks, one leader per cluster (the original's ovs-scheduled-tasks with Celery beat): every
 // node campaigns in the store election "scheduler"; only the leader starts scheduled runs of cluster-wide
-// tasks, while node-scoped tasks (scope "node": snapshots and scrubs of the node's own vDisks) run on every
-// node, each claiming its own slots. With a TaskService every run is a task (GET /api/v1/tasks/<id>). Schedules
+// tasks and runs the leader checks (storage routers without a recent heartbeat marked offline, every
+// tick), while node-scoped tasks (scope "node": snapshots and scrubs of the node's own vDisks) run on
+// every node, each claiming its own slots. With a TaskService every run is a task (GET /api/v1/tasks/<id>). Schedules
 // (schedule.ts) have defaults per task and can be changed or turned off in the store; every run, scheduled
 // or by hand, is recorded in a bounded history. Keys (docs/formats/scheduler-keys.md):
 //   ovs/scheduler/schedules                   { task: Schedule | null } overrides of the defaults
@@ -41,6 +42,16 @@ export interface ScheduledTask {
   unit?: string;
   /** Does the work; resolves to a one-line summary, or throws (the run is then FAILED). */
   run(context: ScheduledTaskContext): Promise<string>;
+}
+
+/**
+ * Work the leader does on every tick, apart from the schedules (no task, no history): quick checks such
+ * as marking storage routers without a recent heartbeat offline. Runs on its own timer, so a long
+ * scheduled run never delays it.
+ */
+export interface LeaderCheck {
+  name: string;
+  run(): Promise<void>;
 }
 
 export interface RunRecord {
@@ -91,8 +102,14 @@ export class Scheduler {
   private campaign: Campaign | undefined;
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
+  private checkTimer: NodeJS.Timeout | undefined;
+  private checking: Promise<void> | undefined;
 
-  constructor(private readonly options: { store: ClusterStore; nodeId: string; log: Logger; tasks: ScheduledTask[]; now?: () => number; tickMs?: number; taskService?: TaskService }) {
+  constructor(
+    private readonly options: {
+      store: ClusterStore; nodeId: string; log: Logger; tasks: ScheduledTask[]; now?: () => number; tickMs?: number; taskService?: TaskService; leaderChecks?: LeaderCheck[];
+    },
+  ) {
     this.now = options.now ?? Date.now;
     for (const task of options.tasks) {
       if (this.tasks.has(task.name)) throw new Error(`two scheduled tasks are named ${task.name}`);
@@ -105,18 +122,40 @@ export class Scheduler {
     this.campaign = await this.options.store.campaign(electionName, this.options.nodeId, schedulerLeaseTtlMs);
     this.timer = setInterval(() => void this.tick(), this.options.tickMs ?? schedulerTickMsDefault);
     this.timer.unref();
+    if ((this.options.leaderChecks ?? []).length > 0) {
+      this.checkTimer = setInterval(() => void this.runLeaderChecks(), this.options.tickMs ?? schedulerTickMsDefault);
+      this.checkTimer.unref();
+    }
   }
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    if (this.checkTimer) clearInterval(this.checkTimer);
+    this.timer = this.checkTimer = undefined;
     await this.ticking;
+    await this.checking;
     await this.campaign?.resign();
     this.campaign = undefined;
   }
 
   isLeader(): boolean {
     return this.campaign?.isLeader() ?? false;
+  }
+
+  /** Runs the leader checks once (when leading). Never throws: failures are logged. */
+  runLeaderChecks(): Promise<void> {
+    if (this.checking) return this.checking;
+    this.checking = (async () => {
+      if (!this.isLeader()) return;
+      for (const check of this.options.leaderChecks ?? []) {
+        try {
+          await check.run();
+        } catch (error) {
+          this.options.log.warn({ err: error, check: check.name }, "a leader check failed");
+        }
+      }
+    })().finally(() => (this.checking = undefined));
+    return this.checking;
   }
 
   /** Runs every due task once (when leading). Never throws: failures are logged and recorded. */

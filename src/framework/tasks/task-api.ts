@@ -26,6 +26,31 @@ const ListQuery = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * The task record (task-record.ts) as a response schema: what a route that starts a task answers with
+ * 202 (its Location header names /api/v1/tasks/<id>), for the OpenAPI document.
+ */
+export const TaskReply = Type.Object(
+  {
+    version: Type.Integer(),
+    id: Type.String({ description: "UUID version 7; poll GET /api/v1/tasks/<id>" }),
+    kind: Type.String(),
+    target: Type.String(),
+    node: Type.String({ description: "the storage router that runs it" }),
+    state: Type.Union(taskStates.map((state) => Type.Literal(state))),
+    progress: Type.Object({ done: Type.Integer(), total: Type.Optional(Type.Integer()), unit: Type.String(), detail: Type.Optional(Type.String()) }),
+    createdAt: Type.String(),
+    startedAt: Type.Optional(Type.String()),
+    finishedAt: Type.Optional(Type.String()),
+    startedBy: Type.String(),
+    requestId: Type.Optional(Type.String()),
+    cancellable: Type.Boolean(),
+    result: Type.Optional(Type.Unknown({ description: "what the operation returned, once succeeded" })),
+    error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+  },
+  { description: "the task (202 Accepted; Location: /api/v1/tasks/<id>)" },
+);
+
 /** Who started a request's task: its principal, as the audit log names it. */
 export function requester(request: FastifyRequest): string {
   const principal = request.principal;

@@ -121,6 +121,60 @@ describe("TaskService", () => {
     expect((await stored(othersTask.id)).state).not.toBe("failed");
   });
 
+  it("fails another node's unfinished tasks (its node went offline); that node, only paused, adopts the record and stops the work", async () => {
+    const leader = service("n1");
+    const other = service("n2", { runningMax: 1 });
+    await leader.start();
+    await other.start();
+    const running = gate();
+    const first = await other.submit({ kind: "test.work", target: "t1", startedBy: "scheduler", unit: "objects", cancellable: false, run: running.run });
+    let queuedRan = false;
+    const queued = await other.submit({ kind: "test.work", target: "t2", startedBy: "scheduler", unit: "objects", run: async () => void (queuedRan = true) });
+    const own = gate();
+    const mine = await leader.submit({ kind: "test.work", target: "t3", startedBy: "scheduler", unit: "objects", run: own.run });
+    await until("the first task runs with its progress written", async () => (await stored(first.id)).progress.done === 1);
+    nowMs += 60_000;
+    expect(await leader.failTasksOf("n1", "never mine")).toBe(0);
+    expect(await leader.failTasksOf("n2", "storage router n2 is offline; its last heartbeat was at 2026-11-26T12:00:00.000Z")).toBe(2);
+    const message = "the node running this task went offline (storage router n2 is offline; its last heartbeat was at 2026-11-26T12:00:00.000Z); start it again if it is still needed.";
+    for (const id of [first.id, queued.id]) {
+      expect(await stored(id)).toMatchObject({ state: "failed", finishedAt: "2026-11-26T12:01:00.000Z", error: { code: "INTERRUPTED", message } });
+    }
+    expect((await stored(mine.id)).state).toBe("running");
+    expect(await leader.failTasksOf("n2", "again")).toBe(0); // finished records are left alone
+    // n2 was only paused: its next write finds the record finished, adopts it and aborts the work.
+    const seen = running.context()!;
+    seen.progress({ done: 2 });
+    await until("n2 gives the task up", () => seen.signal.aborted);
+    await other.waitLocal(first.id);
+    expect(await other.get(first.id)).toMatchObject({ state: "failed", error: { code: "INTERRUPTED", message } });
+    expect(await stored(first.id)).toMatchObject({ state: "failed", progress: { done: 1 }, error: { message } });
+    // The queued one never starts.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await stored(queued.id)).state).toBe("failed");
+    expect(queuedRan).toBe(false);
+    expect(await other.get(queued.id)).toMatchObject({ state: "failed", error: { message } });
+    own.release();
+    await leader.waitLocal(mine.id);
+    expect((await stored(mine.id)).state).toBe("succeeded");
+  });
+
+  it("keeps a task whose record changed but is unfinished (an earlier write that seemed to fail landed)", async () => {
+    const tasks = service("n1");
+    await tasks.start();
+    const work = gate();
+    const started = await tasks.submit({ kind: "test.work", target: "t1", startedBy: "scheduler", unit: "objects", run: work.run });
+    await until("the progress is written", async () => (await stored(started.id)).progress.done === 1);
+    const landed = { ...(await stored(started.id)), progress: { done: 0, total: 4, unit: "objects", detail: "a late write" } };
+    await store.put(taskKey(started.id), Buffer.from(JSON.stringify(landed)));
+    work.context()!.progress({ done: 3 });
+    await until("the progress is written again", async () => (await stored(started.id)).progress.done === 3);
+    expect(work.context()!.signal.aborted).toBe(false);
+    work.release();
+    await tasks.waitLocal(started.id);
+    expect(await stored(started.id)).toMatchObject({ state: "succeeded", result: "released" });
+  });
+
   it("cancels a queued task, a running cancellable one, and one running on another node; refuses the rest", async () => {
     const tasks = service("n1", { runningMax: 1 });
     await tasks.start();

@@ -13,6 +13,10 @@
 // - At most runningMax tasks run at once; at most queuedMax wait (more → UNAVAILABLE, nothing recorded).
 // - History is bounded: finished records beyond historyMax (newest kept) or older than historyAgeMs are
 //   deleted; queued and running ones never are.
+// - A record only moves forward: this node's writes of its tasks assert the bytes it last wrote; the
+//   scheduler's leader marks the unfinished tasks of a storage router found offline failed (failTasksOf,
+//   asserting what it read), and a node that was only paused then finds its record finished, adopts it,
+//   writes nothing more and aborts the work.
 // - Cancellation: a queued task is cancelled at once; a running cancellable one gets its signal aborted and
 //   ends cancelled if its work then stops with an error; a task of another node is asked to through the
 //   key ovs/task-cancel/<id>, which every node watches.
@@ -100,6 +104,10 @@ interface Local {
   dirty: boolean;
   final: boolean;
   cancelledBy?: string;
+  /** The bytes of the record as this node last wrote it (every write asserts them). */
+  stored: Buffer;
+  /** Someone else finished the record (its node was found offline): nothing more is written. */
+  lost: boolean;
 }
 
 export interface TaskServiceOptions {
@@ -189,11 +197,13 @@ export class TaskService {
       createdAt: new Date(nowMs).toISOString(), startedBy: spec.startedBy, ...(spec.requestId === undefined ? {} : { requestId: spec.requestId }),
       cancellable: spec.cancellable === true,
     };
-    await this.options.store.sequence([{ kind: "absent", key: taskKey(record.id) }], [{ kind: "put", key: taskKey(record.id), value: encodeTask(record) }]);
+    const stored = encodeTask(record);
+    await this.options.store.sequence([{ kind: "absent", key: taskKey(record.id) }], [{ kind: "put", key: taskKey(record.id), value: stored }]);
     let finish!: () => void;
     const done = new Promise<void>((resolve) => (finish = resolve));
     const local: Local = {
       record, spec: spec as TaskSpec<unknown>, abort: new AbortController(), done, finish, result: undefined, writing: Promise.resolve(), flushTimer: undefined, dirty: false, final: false,
+      stored, lost: false,
     };
     this.local.set(record.id, local);
     this.queue.push(local);
@@ -298,6 +308,12 @@ export class TaskService {
     record.state = "running";
     record.startedAt = new Date(this.now()).toISOString();
     this.write(local);
+    await local.writing;
+    if (local.lost) {
+      // Finished by another node while it waited here (this node was found offline): it does not start.
+      await this.finalize(local, "failed", undefined, undefined);
+      return;
+    }
     log.info({ target: record.target, startedBy: record.startedBy }, "task started");
     const context: TaskContext = {
       taskId: record.id,
@@ -343,13 +359,19 @@ export class TaskService {
     if (local.final) return;
     local.final = true;
     clearTimeout(local.flushTimer);
+    if (local.lost) {
+      // Another node finished the record already (it is what this node shows too).
+      this.local.delete(local.record.id);
+      local.finish();
+      return;
+    }
     const record = local.record;
     record.state = state;
     record.finishedAt = new Date(this.now()).toISOString();
     if (result !== undefined) record.result = result;
     if (error !== undefined) record.error = error;
     const final = encodeTask(record);
-    local.writing = local.writing.then(() => this.options.store.put(taskKey(record.id), final)).catch((err: unknown) => {
+    local.writing = local.writing.then(() => this.writeAsserted(local, final)).catch((err: unknown) => {
       this.options.log.error({ err, taskId: record.id }, "writing a task's final record failed");
     });
     await local.writing;
@@ -371,8 +393,58 @@ export class TaskService {
     local.dirty = false;
     const bytes = encodeTask(local.record);
     local.writing = local.writing.then(async () => {
-      if (!local.final) await this.options.store.put(taskKey(local.record.id), bytes);
+      if (!local.final) await this.writeAsserted(local, bytes);
     }).catch((error: unknown) => this.options.log.warn({ err: error, taskId: local.record.id }, "writing a task's progress failed"));
+  }
+
+  /**
+   * Writes a task's record asserting the bytes this node last wrote. When they changed, another node
+   * (the scheduler's leader, which found this node offline) has finished the record: this node adopts
+   * that record, writes nothing more for the task and aborts its work, so a record never moves back.
+   */
+  private async writeAsserted(local: Local, bytes: Buffer): Promise<void> {
+    if (local.lost) return;
+    const key = taskKey(local.record.id);
+    let decoded: ReturnType<typeof decodeTask> | undefined;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (await this.options.store.testAndSet(key, local.stored, bytes)) {
+        local.stored = bytes;
+        return;
+      }
+      const current = await this.options.store.get(key);
+      decoded = current === undefined ? undefined : decodeTask(current);
+      if (current === undefined || decoded?.ok !== true || isFinished(decoded.value.state)) break;
+      // Still unfinished: an earlier write of this node that seemed to fail (a timeout) did land. Assert that.
+      local.stored = current;
+    }
+    local.lost = true;
+    if (decoded?.ok === true) local.record = decoded.value;
+    this.options.log.warn({ taskId: local.record.id, state: local.record.state, error: local.record.error }, "the task's record was finished by another node (this node was found offline); its work is stopped");
+    local.abort.abort(new OvsError("CONFLICT", local.record.error?.message ?? "the task's record was finished by another node."));
+  }
+
+  /**
+   * Marks the queued and running tasks of another node failed (INTERRUPTED: "the node running this task
+   * went offline"), each asserting the bytes it read; called by the scheduler's leader for storage routers
+   * found offline. Returns how many it marked.
+   */
+  async failTasksOf(nodeId: string, reason: string): Promise<number> {
+    if (nodeId === this.options.nodeId) return 0;
+    const nowIso = new Date(this.now()).toISOString();
+    let failed = 0;
+    for await (const { key, value } of this.scan()) {
+      const decoded = decodeTask(value);
+      if (!decoded.ok) continue;
+      const record = decoded.value;
+      if (record.node !== nodeId || isFinished(record.state)) continue;
+      const marked: TaskRecord = {
+        ...record, state: "failed", finishedAt: nowIso,
+        error: { code: "INTERRUPTED", message: `the node running this task went offline (${reason}); start it again if it is still needed.` },
+      };
+      if (await this.options.store.testAndSet(key, value, encodeTask(marked))) failed++;
+    }
+    if (failed > 0) this.options.log.warn({ node: nodeId, count: failed }, "tasks of an offline node marked failed");
+    return failed;
   }
 
   private async *scan(): AsyncGenerator<{ key: string; value: Buffer }> {
