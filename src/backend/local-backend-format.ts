@@ -46,7 +46,7 @@ export function objectFileBytes(dataBytes: number): number {
  * Encodes the header and checksum table of `data` into `out[0, objectDataOffsetBytes(data.length))`.
  * The file is `out` followed by `data` itself: the data is never copied.
  */
-export function encodeObjectPrefix(data: Uint8Array, out: Buffer, linkId?: string): void {
+export function encodeObjectPrefix(data: Uint8Array, out: Buffer, linkId?: string, blockCrcs?: Uint32Array): void {
   const dataBytes = data.length;
   assert(dataBytes <= objectSizeBytesMax, "object too large for the local format");
   const blockCount = objectBlockCount(dataBytes);
@@ -66,8 +66,14 @@ export function encodeObjectPrefix(data: Uint8Array, out: Buffer, linkId?: strin
   const fullBlocks = Math.floor(dataBytes / objectBlockBytes);
   const inPlace = littleEndianHost && (out.byteOffset + objectHeaderBytes) % 4 === 0;
   const table = inPlace ? new Uint32Array(out.buffer, out.byteOffset + objectHeaderBytes, blockCount) : new Uint32Array(blockCount);
-  if (fullBlocks > 0) crc32cBlocks(data.subarray(0, fullBlocks * objectBlockBytes), objectBlockBytes, table);
-  if (fullBlocks < blockCount) table[fullBlocks] = crc32c(data.subarray(fullBlocks * objectBlockBytes));
+  if (blockCrcs !== undefined) {
+    // The caller's checksums of these very bytes (see ObjectUpdate.blockCrcs): no pass over the data.
+    assert(blockCrcs.length === blockCount, "one block checksum per 4 KiB block");
+    table.set(blockCrcs);
+  } else {
+    if (fullBlocks > 0) crc32cBlocks(data.subarray(0, fullBlocks * objectBlockBytes), objectBlockBytes, table);
+    if (fullBlocks < blockCount) table[fullBlocks] = crc32c(data.subarray(fullBlocks * objectBlockBytes));
+  }
   if (!inPlace) for (let i = 0; i < blockCount; i++) out.writeUInt32LE(table[i]!, objectHeaderBytes + objectChecksumBytes * i);
 }
 

@@ -560,6 +560,26 @@ describe("LocalBackend linked objects (a put's file hard-linked, not copied)", (
     await backend.close();
   });
 
+  it("takes the caller's block checksums for the table, and a wrong one fails the reads of that block", async () => {
+    const { backend, source } = await setUp();
+    const data = sco(7);
+    const crcs = new Uint32Array(4);
+    for (let block = 0; block < 4; block++) crcs[block] = crc32c(data.subarray(block * objectBlockBytes, Math.min(data.length, (block + 1) * objectBlockBytes)));
+    await writeFile(join(source, "right"), data);
+    await backend.apply("ns", [], [{ kind: "put", name: "right", data, file: join(source, "right"), blockCrcs: crcs }]);
+    expect((await backend.get("ns", "right")).equals(data)).toBe(true);
+    const wrong = Uint32Array.from(crcs);
+    wrong[2] = wrong[2]! ^ 1;
+    await writeFile(join(source, "wrong"), data);
+    await backend.apply("ns", [], [{ kind: "put", name: "wrong", data, file: join(source, "wrong"), blockCrcs: wrong }]);
+    await expectOvsError(backend.get("ns", "wrong"), "CHECKSUM_MISMATCH");
+    expect((await backend.getRanges("ns", "wrong", [{ offsetBytes: 0, lengthBytes: 2 * objectBlockBytes }]))[0]!.equals(data.subarray(0, 2 * objectBlockBytes))).toBe(true);
+    // Not a Uint32Array: refused, nothing stored.
+    await expectOvsError(backend.apply("ns", [], [{ kind: "put", name: "bad", data, file: join(source, "right"), blockCrcs: [1, 2, 3, 4] as unknown as Uint32Array }]), "INVALID_ARGUMENT");
+    expect(await backend.exists("ns", "bad")).toBe(false);
+    await backend.close();
+  });
+
   it("fails reads of a linked object whose data file is damaged, cut or missing (CHECKSUM_MISMATCH)", async () => {
     const { dir, backend, source } = await setUp();
     const data = sco(2);

@@ -248,11 +248,11 @@ export class LocalBackend implements ObjectBackend {
    * With `file` (see ObjectUpdate), the object may be stored linked: the file is hard-linked as the
    * object's data file and only the header and checksum table are written (docs/formats/local-backend.md).
    */
-  private async putLocked(namespace: string, name: string, data: Uint8Array, file?: string): Promise<void> {
+  private async putLocked(namespace: string, name: string, data: Uint8Array, file?: string, blockCrcs?: Uint32Array): Promise<void> {
     const nsDir = this.namespaceDir(namespace);
     const tempName = `${tempPrefix}${randomHex()}`;
     const replaced = await this.linkIdOf(namespace, name);
-    const linkId = file === undefined ? undefined : await this.writeLinkedObjectFile(namespace, name, tempName, data, file);
+    const linkId = file === undefined ? undefined : await this.writeLinkedObjectFile(namespace, name, tempName, data, file, blockCrcs);
     if (linkId === undefined) await this.writeObjectFile(namespace, tempName, data);
     try {
       await rename(join(nsDir, tempName), join(nsDir, name));
@@ -273,7 +273,7 @@ export class LocalBackend implements ObjectBackend {
    * written instead: the file is on another file system or is not exactly `data.length` bytes long, or
    * the name is too long to link.
    */
-  private async writeLinkedObjectFile(namespace: string, name: string, fileName: string, data: Uint8Array, file: string): Promise<string | undefined> {
+  private async writeLinkedObjectFile(namespace: string, name: string, fileName: string, data: Uint8Array, file: string, blockCrcs: Uint32Array | undefined): Promise<string | undefined> {
     if (Buffer.byteLength(name) > linkedNameBytesMax || this.unlinkableDirs.has(dirname(file))) return undefined;
     const nsDir = this.namespaceDir(namespace);
     let linkId = randomHex();
@@ -305,7 +305,7 @@ export class LocalBackend implements ObjectBackend {
       }
       fd = await fdOpen(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
       const prefix = scratch.subarray(0, prefixBytes);
-      encodeObjectPrefix(data, prefix, linkId);
+      encodeObjectPrefix(data, prefix, linkId, blockCrcs !== undefined && blockCrcs.length === objectBlockCount(data.length) ? blockCrcs : undefined);
       await fdWritevFully(fd, [prefix], 0);
       // One round of syncs, in parallel (the file system commits them together): the data file (its
       // bytes and link count), the header file, and both names, before the rename can name them.
@@ -436,7 +436,7 @@ export class LocalBackend implements ObjectBackend {
             this.checkOpen();
             if (!(await this.isNamespaceDir(namespace))) throw namespaceNotFound(namespace);
             for (const check of asserts) await this.checkAssert(namespace, check);
-            await this.putLocked(namespace, single.name, single.data, single.file);
+            await this.putLocked(namespace, single.name, single.data, single.file, single.blockCrcs);
           })();
         }
         const key = `${namespace}/${keys[index]!}`;
@@ -1138,7 +1138,13 @@ function checkApplyArguments(asserts: readonly ObjectAssert[], updates: readonly
   }
   for (const update of updates) {
     validateName(update?.name, "object name");
-    if (update.kind === "put") checkData(update.data, update.name);
+    if (update.kind === "put") {
+      checkData(update.data, update.name);
+      if (update.file !== undefined && typeof update.file !== "string") throw new OvsError("INVALID_ARGUMENT", `file of "${update.name}" must be a path.`, { name: update.name });
+      if (update.blockCrcs !== undefined && !(update.blockCrcs instanceof Uint32Array)) {
+        throw new OvsError("INVALID_ARGUMENT", `blockCrcs of "${update.name}" must be a Uint32Array.`, { name: update.name });
+      }
+    }
     else if (update.kind !== "delete") throw new OvsError("INVALID_ARGUMENT", `unknown update kind ${JSON.stringify(String((update as { kind: unknown }).kind))}.`);
   }
 }
@@ -1148,12 +1154,13 @@ function randomHex(): string {
 }
 
 /** The put of an apply made of exactly one put (after collapsing) whose asserts all name other objects. */
-function singlePutOnOtherObjects(asserts: readonly ObjectAssert[], updates: readonly ObjectUpdate[]): { name: string; data: Uint8Array; file: string | undefined } | undefined {
+function singlePutOnOtherObjects(asserts: readonly ObjectAssert[], updates: readonly ObjectUpdate[]):
+  { name: string; data: Uint8Array; file: string | undefined; blockCrcs: Uint32Array | undefined } | undefined {
   if (updates.length === 0) return undefined;
   const name = updates[0]!.name;
   if (!updates.every((update) => update.name === name)) return undefined;
   const last = updates[updates.length - 1]!;
   if (last.kind !== "put") return undefined;
   if (asserts.some((check) => check.name === name)) return undefined;
-  return { name, data: last.data, file: last.file };
+  return { name, data: last.data, file: last.file, blockCrcs: last.blockCrcs };
 }

@@ -28,7 +28,15 @@ export type ObjectUpdate =
    * changed again (a closed SCO file). A backend that `linksFiles` may store the object by linking that
    * file instead of writing the bytes again; every other backend ignores it.
    */
-  | { kind: "put"; name: string; data: Uint8Array; file?: string }
+  | {
+    kind: "put"; name: string; data: Uint8Array; file?: string;
+    /**
+     * Optional, with `file`: the crc32c of each 4 KiB block of `data` (the last may be short), computed
+     * by the caller from these very bytes (a volume's cluster CRCs). A backend that links the file may
+     * use them for its checksum table instead of reading `data` again; a wrong one makes reads fail.
+     */
+    blockCrcs?: Uint32Array;
+  }
   | { kind: "delete"; name: string };
 
 export interface ListPage {

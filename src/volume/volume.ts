@@ -195,6 +195,8 @@ class MemorySco {
   closed = false;
   /** CRC32C of buffer[0, clusterCount × cluster size), kept up to date from the clusters' CRCs. */
   crc = 0;
+  /** Each cluster's CRC32C, for a backend that links the SCO file (its checksum table); else undefined. */
+  clusterCrcs: Uint32Array | undefined;
 
   /** The file was created and its directory entry is not yet known durable. */
   createdSinceSync = false;
@@ -359,7 +361,7 @@ export class Volume {
       namespace: config.namespace,
       log: this.log,
       onTlogStored: (seq, scoNumbers) => this.tlogStored(seq, scoNumbers),
-      put: (name, data, file) => this.fencedApply([file === undefined ? { kind: "put", name, data } : { kind: "put", name, data, file }]),
+      put: (name, data, file, blockCrcs) => this.fencedApply([file === undefined ? { kind: "put", name, data } : { kind: "put", name, data, file, ...(blockCrcs ? { blockCrcs } : {}) }]),
       isFatal: () => this.fenced,
     });
   }
@@ -1118,6 +1120,7 @@ export class Volume {
       else source.copy(sco.buffer, scoOffsetBytes, done * clusterSize, (done + count) * clusterSize);
       const crcs = this.crcScratch;
       crc32cBlocks(sco.buffer.subarray(scoOffsetBytes, scoOffsetBytes + count * clusterSize), clusterSize, crcs);
+      sco.clusterCrcs?.set(crcs.subarray(0, count), sco.clusterCount);
       for (let i = 0; i < count; i++) {
         const offsetClusters = sco.clusterCount + i;
         const dataCrc = crcs[i]!;
@@ -1213,6 +1216,8 @@ export class Volume {
     const scoNumber = this.takeScoNumber();
     const name = scoName({ cloneId: 0, scoNumber, version: 0 });
     const sco = new MemorySco(scoNumber, path.join(this.scoDir, name), scoBufferPool(this.config.scoSizeBytes), this.scoNumberReserved);
+    // The local backend's checksum blocks are 4 KiB: the clusters' CRCs are its table.
+    if (this.backend.linksFiles === true && this.config.clusterSizeBytes === 4096) sco.clusterCrcs = new Uint32Array(this.clustersPerSco);
     this.memoryScos.set(scoNumber, sco);
     this.localScos.set(scoNumber, { sizeBytes: 0, disposable: false });
     return sco;
@@ -1253,7 +1258,8 @@ export class Volume {
     // A backend that links files (the local one) stores the SCO file itself once its writes are done:
     // each byte reaches the disk once. The file is never changed again (see closeRecoveredSco).
     const fileWritten = this.backend.linksFiles === true ? this.scoFileWritten(sco) : undefined;
-    this.uploader.enqueueSco({ scoNumber: sco.scoNumber, file: sco.path, expectedCrc: scoCrc, ready: sco.numberReserved, data, fileWritten, onDataReleased: pooled ? () => sco.releaseBuffer() : undefined });
+    const blockCrcs = sco.clusterCrcs?.subarray(0, sco.clusterCount);
+    this.uploader.enqueueSco({ scoNumber: sco.scoNumber, file: sco.path, expectedCrc: scoCrc, ready: sco.numberReserved, data, fileWritten, blockCrcs, onDataReleased: pooled ? () => sco.releaseBuffer() : undefined });
     this.openSco = this.newMemorySco();
     this.changedSinceSync = true;
     this.scoRollsSinceSync++;
