@@ -85,5 +85,13 @@ describe("a node on etcd", () => {
     expectOk(await node.ovs(["config", "set", "app/after", "yes"]), "config set after the leader kill");
     const status = JSON.parse((await node.ovs(["config", "status", "--json"])).stdout) as { leader?: string; members: Array<{ reachable?: boolean }> };
     expect(status.leader).toBeDefined();
+    // The health check names the killed member (STO0002) and fails, though the store has a leader again
+    // (STO0001 says so beside it).
+    const killed = cluster.members[leader]!;
+    const health = await node.ovs(["healthcheck", "--json", "store", "health"]);
+    expect(health.exitCode).toBe(1);
+    const storeHealth = (JSON.parse(health.stdout) as { result: Record<string, { state: string; messages: Record<string, Array<{ code: string; message: string }>> }> }).result["store.health"]!;
+    expect(storeHealth.state).toBe("FAILED");
+    expect(storeHealth.messages.error).toEqual([{ code: "STO0002", message: expect.stringMatching(new RegExp(`^store member \\S+ \\((http://)?${killed.endpoint.replace(/^http:\/\//, "").replace(/[.]/g, "\\.")}\\) is not reachable`)) }]);
   });
 });
