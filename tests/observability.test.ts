@@ -100,6 +100,36 @@ describe("ovs healthcheck and /api/v1/health", () => {
     expect(((await (await node.fetch("/api/v1/health?module=volumedriver&test=registry")).json()) as Report).result["volumedriver.registry"]!.state).toBe("SUCCESS");
   });
 
+  it("counts a local SCO copy with a flipped byte as a checksum error (VOL0004) and still returns the right bytes", async () => {
+    expectOk(await node.ovs(["vdisk", "create", "flipped", "--size", "16M"]), "create");
+    // 5 MiB: the first 4 MiB SCO closes and uploads; its local copy stays in the write buffer.
+    expectOk(await runTool("qemu-io", ["-f", "raw", node.uri("flipped"), "-c", "write -P 0x61 0 4M", "-c", "write -P 0x62 4M 1M", "-c", "flush"]), "qemu-io write");
+    const id = ((await (await node.fetch("/api/v1/vdisks/flipped")).json()) as { id: string }).id;
+    const deadline = Date.now() + 60_000;
+    while (((await (await node.fetch("/api/v1/vdisks/flipped")).json()) as { stats: { pendingUploads: number } }).stats.pendingUploads > 0) {
+      if (Date.now() > deadline) throw new Error("the SCOs of vDisk flipped were not uploaded within 60 s");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const volumeDir = path.join(dataDir, "volumes", id);
+    const entries = await fsp.readdir(volumeDir, { withFileTypes: true, recursive: true });
+    const sco = entries.find((entry) => entry.isFile() && entry.name === "00_00000001_00");
+    expect(sco, `the first SCO's local copy under ${volumeDir}`).toBeDefined();
+    const handle = await fsp.open(path.join(sco!.parentPath, sco!.name), "r+");
+    const byte = Buffer.alloc(1);
+    await handle.read(byte, 0, 1, 1000);
+    byte[0] = byte[0]! ^ 0xff;
+    await handle.write(byte, 0, 1, 1000);
+    await handle.close();
+    // The read gets the right bytes (from the backend), and the health check warns about the vDisk.
+    expectOk(await runTool("qemu-io", ["-f", "raw", node.uri("flipped"), "-c", "read -P 0x61 0 4M"]), "qemu-io read past the flipped byte");
+    const checked = await node.ovs(["healthcheck", "--json", "volumedriver", "checksums"]);
+    expect(checked.exitCode, checked.stderr).toBe(0); // a warning, not a failure
+    const result = (JSON.parse(checked.stdout) as Report).result["volumedriver.checksums"]!;
+    expect(result.state).toBe("WARNING");
+    expect(result.messages.warning).toEqual([{ code: "VOL0004", message: expect.stringMatching(/^vDisk flipped saw \d+ checksum errors? \(bad bytes were never returned; see the node's log\)\.$/) }]);
+    expectOk(await node.ovs(["vdisk", "delete", "flipped"]), "delete");
+  });
+
   it("refuses an unknown module or test with one sentence", async () => {
     const module = await node.ovs(["healthcheck", "arakoon"]);
     expect(module.exitCode).toBe(1);
