@@ -1,6 +1,7 @@
 // Front-door test of per-vDisk QoS and settings (issue 4 items 7 and 8): `ovs up --backend local` as a
 // process, limits set with the `ovs` CLI, measured with fio through NBD. The issue's requirement: the
-// limits hold within 10 % under fio. Limits change while the node runs (no restart) and survive one.
+// limits (read, write and total; IOPS and bandwidth) hold within 10 % under fio. Limits change while the
+// node runs (no restart), also while fio is connected (seen in fio's per-second log), and survive a restart.
 //
 // On a loaded machine fio may fall short of a limit it could otherwise reach, so the limits are low
 // (300 and 600 write IOPS, 20 MiB/s) and each run is a few seconds; the upper bound (the limit holds)
