@@ -331,6 +331,13 @@ function qosSummary(qos: VDiskInfo["qos"]): string {
   return `${parts.length === 0 ? "no limits" : parts.join(", ")}; ${qos.delayedRequests} requests delayed (${qos.delayedMsTotal} ms in all)`;
 }
 
+/** A version number for --if-version: a non-negative integer, else a one-sentence error. */
+function versionOption(value: string): number {
+  const version = Number(value);
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(version)) throw new InvalidArgumentError("a version is a whole number (from vdisk info or vdisk settings).");
+  return version;
+}
+
 vdisk
   .command("create <name>")
   .description("create a thin vDisk")
@@ -402,9 +409,12 @@ vdisk
   .command("resize <name>")
   .description("grow a vDisk (clients see the new size when they reconnect)")
   .requiredOption("--size <size>", "new size, e.g. 20G", sizeOption)
+  .option("--expect-version <n>", "only if the vDisk is still at this version (from vdisk info / settings); else refused", versionOption)
   .option("--json", "print JSON")
-  .action(async (name: string, options: { size: string; json?: boolean }) => {
-    const info = await callApi<VDiskInfo>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/resize`, { size: options.size });
+  .action(async (name: string, options: { size: string; expectVersion?: number; json?: boolean }) => {
+    const info = await callApi<VDiskInfo>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/resize`, {
+      size: options.size, ...(options.expectVersion === undefined ? {} : { version: options.expectVersion }),
+    });
     if (options.json) printJson(info);
     else process.stdout.write(`resized vDisk ${info.name} to ${info.size}\n`);
   });
@@ -421,9 +431,10 @@ vdisk
 vdisk
   .command("set <vdisk> <settings...>")
   .description(`change settings while the vDisk serves I/O, as KEY=VALUE: qos.readIops, qos.writeIops, qos.totalIops (operations per second), qos.readBandwidth, qos.writeBandwidth, qos.totalBandwidth (per second, e.g. 50M), scoCacheMax (e.g. 1G), cache.mode (cache-on-read, cache-on-write or none), cache.quota (its share of the node's read cache, e.g. 512M); 0 = no limit`)
+  .option("--expect-version <n>", "only if the vDisk is still at this version (from vdisk settings); else refused", versionOption)
   .option("--json", "print the settings as JSON")
-  .action(async (name: string, assignments: string[], options: { json?: boolean }) => {
-    const body = settingsBody(assignments);
+  .action(async (name: string, assignments: string[], options: { expectVersion?: number; json?: boolean }) => {
+    const body = { ...settingsBody(assignments), ...(options.expectVersion === undefined ? {} : { version: options.expectVersion }) };
     const settings = await callApi<VDiskSettings>(api(), "PATCH", `/api/v1/vdisks/${encodeURIComponent(name)}/settings`, body);
     if (options.json) return printJson(settings);
     process.stdout.write(`vDisk ${name}: set ${assignments.map((a) => a.trim()).join(" ")} (in effect now)\n`);

@@ -57,7 +57,10 @@ const CreateBody = Type.Object(
     tlogMultiplier: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: "SCOs per TLog, fixed for the vDisk's life; default: the vPool's" })) },
   { additionalProperties: false },
 );
-const ResizeBody = Type.Object({ size: Size }, { additionalProperties: false });
+const ResizeBody = Type.Object(
+  { size: Size, version: Type.Optional(Type.Integer({ minimum: 0, description: "the version (from GET) this change is based on: 409 CONFLICT, nothing changed, if the vDisk changed since" })) },
+  { additionalProperties: false },
+);
 const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }) });
 const DeleteQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 
@@ -216,7 +219,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ResizeBody> }>(
     "/api/v1/vdisks/:name/resize",
     { schema: { tags: ["vdisks"], summary: "grow a vDisk (clients see the new size when they reconnect)", params: NameParams, body: ResizeBody } },
-    async (request) => options.vdisks.resize(request.params.name, sizeOf(request.body.size)),
+    async (request) => options.vdisks.resize(request.params.name, sizeOf(request.body.size), request.body.version),
   );
 
   app.delete<{ Params: Static<typeof NameParams>; Querystring: Static<typeof DeleteQuery> }>(

@@ -50,6 +50,7 @@ const SettingsChange = Type.Object(
     scoCacheMax: Type.Optional(SizeOrZero),
     scoSize: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 0 })], { description: "fixed at creation: only the current value is accepted" })),
     tlogMultiplier: Type.Optional(Type.Integer({ minimum: 0, description: "fixed at creation: only the current value is accepted" })),
+    version: Type.Optional(Type.Integer({ minimum: 0, description: "the version (from GET) this change is based on: 409 CONFLICT, nothing changed, if the vDisk changed since" })),
   },
   { additionalProperties: false },
 );
@@ -84,6 +85,7 @@ export function settingsChangeOf(body: Static<typeof SettingsChange>): VDiskSett
   }
   if (body.scoSize !== undefined) change.scoSizeBytes = sizeOf(body.scoSize);
   if (body.tlogMultiplier !== undefined) change.tlogMultiplier = body.tlogMultiplier;
+  if (body.version !== undefined) change.version = body.version;
   return change;
 }
 
