@@ -134,7 +134,7 @@ describe("vDisk settings", () => {
       expect(changed.statusCode).toBe(200);
       const expected = {
         qos: { readIops: 0, writeIops: 300, totalIops: 0, readBytesPerSecond: 52428800, writeBytesPerSecond: 0, totalBytesPerSecond: 1048576 }, scoCacheMaxBytes: 67108864,
-        cache: { mode: "cache-on-write", quotaBytes: 536870912 }, scoSizeBytes: 4194304, tlogMultiplier: 16,
+        cache: { mode: "cache-on-write", quotaBytes: 536870912 }, scoSizeBytes: 4194304, tlogMultiplier: 16, version: 1,
       };
       expect(changed.json()).toEqual(expected);
       for (const [payload, message] of [
