@@ -249,7 +249,7 @@ describe("every route's input is checked by schema", () => {
     expect(schema.additionalProperties, `${where} refuses unknown fields`).toBe(false);
   }
 
-  it("declares a querystring schema on every /api/v1 route, and a body schema on every POST, PUT and PATCH", () => {
+  it("declares a querystring schema on every /api/v1 route, and a body schema on every POST, PUT, PATCH and DELETE", () => {
     const routes = app.ovsRoutes.filter((r) => r.url.startsWith("/api/v1/") && r.url !== "/api/v1/later" && r.method !== "HEAD");
     // The enumeration covers every plugin's routes (model, ALBA, schedule, tasks, auth, config, vDisks).
     for (const expected of ["POST /api/v1/vdisks/:name/template", "POST /api/v1/alba/asds/:asdId/claim", "POST /api/v1/schedule/:task/run", "POST /api/v1/tasks/:id/cancel", "GET /api/v1/vpools", "DELETE /api/v1/vdisks/:name/snapshots/:snapshot", "PUT /api/v1/config", "POST /api/v1/oauth/token"]) {
@@ -261,7 +261,7 @@ describe("every route's input is checked by schema", () => {
       const schema = route.schema as { querystring?: JsonSchema; body?: JsonSchema } | undefined;
       expect(schema?.querystring, `${where} declares its querystring`).toBeDefined();
       strictObjects(schema!.querystring!, `${where} querystring`);
-      if (["POST", "PUT", "PATCH"].includes(route.method)) {
+      if (["POST", "PUT", "PATCH", "DELETE"].includes(route.method)) {
         expect(schema?.body, `${where} declares its body`).toBeDefined();
         strictObjects(schema!.body!, `${where} body`);
       }
@@ -270,7 +270,7 @@ describe("every route's input is checked by schema", () => {
 
   it("documents no request body for a route that takes none, and the body of one that takes one", async () => {
     const doc = (await app.inject({ method: "GET", url: "/api/openapi.json", headers: as("reader") })).json() as { paths: Record<string, Record<string, { requestBody?: unknown; parameters?: Array<{ in: string; name: string }> }>> };
-    for (const [url, method] of [["/api/v1/vdisks/{name}/template", "post"], ["/api/v1/alba/asds/{asdId}/claim", "post"], ["/api/v1/alba/maintenance/pass", "post"], ["/api/v1/tasks/{id}/cancel", "post"], ["/api/v1/schedule/{task}/run", "post"]] as const) {
+    for (const [url, method] of [["/api/v1/vdisks/{name}/template", "post"], ["/api/v1/alba/asds/{asdId}/claim", "post"], ["/api/v1/alba/maintenance/pass", "post"], ["/api/v1/tasks/{id}/cancel", "post"], ["/api/v1/schedule/{task}/run", "post"], ["/api/v1/vdisks/{name}/snapshots/{snapshot}", "delete"], ["/api/v1/users/{username}", "delete"]] as const) {
       expect(doc.paths[url]?.[method], `${method} ${url}`).toBeDefined();
       expect(doc.paths[url]![method]!.requestBody, `${method} ${url}`).toBeUndefined();
       expect((doc.paths[url]![method]!.parameters ?? []).filter((p) => p.in === "query"), `${method} ${url}`).toEqual([]);
@@ -304,6 +304,8 @@ describe("every route's input is checked by schema", () => {
         ["reader", "GET", "/api/v1/storagerouters?x=1", undefined, unknownField("querystring", "x")],
         ["writer", "DELETE", "/api/v1/vdisks/probe1/snapshots/s1?x=1", undefined, unknownField("querystring", "x")],
         ["writer", "DELETE", "/api/v1/vdisks/probe1?x=1", undefined, unknownField("querystring", "x")],
+        ["writer", "DELETE", "/api/v1/vdisks/probe1/snapshots/s1", { force: true }, unknownField("body", "force")],
+        ["writer", "DELETE", "/api/v1/vdisks/probe1", { force: true }, unknownField("body", "force")],
         ["writer", "POST", "/api/v1/vdisks/probe1/snapshots?sticky=true", { name: "s2" }, unknownField("querystring", "sticky")],
         ["writer", "POST", "/api/v1/vdisks/probe1/clones?x=1", { name: "probe1-clone", snapshot: "s1" }, unknownField("querystring", "x")],
         ["writer", "POST", "/api/v1/vdisks/probe1/rollback?x=1", { snapshot: "s1" }, unknownField("querystring", "x")],

@@ -2,14 +2,14 @@
 // and auth (auth/). Errors are JSON { error: { code, message } } with the catalogue's stable code and
 // HTTP status; every body, query and path parameter is validated by its schema first (bad input → 400
 // naming the field, nothing changed): every route declares a querystring schema (NoQuery when it takes
-// none) and every POST/PUT/PATCH a body schema (NoBody when it takes none; schemas.ts). Every route is protected by the auth hooks (auth/auth-plugin.ts),
+// none) and every POST/PUT/PATCH/DELETE a body schema (NoBody when it takes none; schemas.ts). Every route is protected by the auth hooks (auth/auth-plugin.ts),
 // installed before any route: a route declares its role in `config.role`, else GET/HEAD need read and
 // other methods write; only the token endpoint and the liveness probe are public.
 
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger, type FastifyRequest } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
-import { NoQuery, isNoBodySchema } from "./schemas.js";
+import { NoBody, NoQuery, isNoBodySchema } from "./schemas.js";
 import { OvsError, isOvsError, parseSizeBytes, type Logger } from "../base/index.js";
 import type { VDiskService } from "./vdisk-service.js";
 import type { ClusterStore } from "../store/index.js";
@@ -228,7 +228,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
 
   app.delete<{ Params: Static<typeof NameParams>; Querystring: Static<typeof DeleteQuery> }>(
     "/api/v1/vdisks/:name",
-    { schema: { tags: ["vdisks"], summary: "delete a vDisk and its data (refused while a client is connected, unless force)", params: NameParams, querystring: DeleteQuery } },
+    { schema: { tags: ["vdisks"], summary: "delete a vDisk and its data (refused while a client is connected, unless force)", params: NameParams, querystring: DeleteQuery, body: NoBody } },
     async (request, reply) => {
       await options.vdisks.delete(request.params.name, request.query.force === true);
       return reply.status(204).send();

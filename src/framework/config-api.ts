@@ -6,7 +6,7 @@
 
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
-import { NoQuery } from "./schemas.js";
+import { NoBody, NoQuery } from "./schemas.js";
 import { OvsError } from "../base/index.js";
 import { rangeLimitMax, type ClusterStore } from "../store/index.js";
 
@@ -56,7 +56,7 @@ export function registerConfigRoutes(app: FastifyInstance, store: ClusterStore):
     return reply.status(204).send();
   });
 
-  app.delete<{ Querystring: Static<typeof KeyQuery> }>("/api/v1/config", { config: manage, schema: { tags: ["config"], summary: "delete a key", querystring: KeyQuery } }, async (request, reply) => {
+  app.delete<{ Querystring: Static<typeof KeyQuery> }>("/api/v1/config", { config: manage, schema: { tags: ["config"], summary: "delete a key", querystring: KeyQuery, body: NoBody } }, async (request, reply) => {
     if (!(await store.delete(request.query.key))) throw new OvsError("NOT_FOUND", `there is no key ${request.query.key}.`);
     return reply.status(204).send();
   });

@@ -10,7 +10,7 @@
 
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
-import { NoQuery } from "./schemas.js";
+import { NoBody, NoQuery } from "./schemas.js";
 import { parseSizeBytes } from "../base/index.js";
 import { restartSteps, type VDiskService } from "./vdisk-service.js";
 import { TaskReply, startTask } from "./tasks/task-api.js";
@@ -158,7 +158,7 @@ export function registerModelRoutes(app: FastifyInstance, model: ManagementModel
 
   app.delete<{ Params: Static<typeof NameParams>; Querystring: Static<typeof VersionQuery> }>(
     "/api/v1/vpools/:name",
-    { config: manage, schema: { tags: ["vpools"], summary: "delete an empty vPool; 409 IN_USE while it has vDisks", params: NameParams, querystring: VersionQuery } },
+    { config: manage, schema: { tags: ["vpools"], summary: "delete an empty vPool; 409 IN_USE while it has vDisks", params: NameParams, querystring: VersionQuery, body: NoBody } },
     async (request, reply) => {
       await model.deleteVPool(request.params.name, request.query.version);
       return reply.status(204).send();
@@ -211,7 +211,7 @@ export function registerModelRoutes(app: FastifyInstance, model: ManagementModel
 
   app.delete<{ Params: Static<typeof NameParams>; Querystring: Static<typeof VersionQuery> }>(
     "/api/v1/domains/:name",
-    { config: manage, schema: { tags: ["domains"], summary: "delete a domain; 409 IN_USE while storage routers or ASDs are in it", params: NameParams, querystring: VersionQuery } },
+    { config: manage, schema: { tags: ["domains"], summary: "delete a domain; 409 IN_USE while storage routers or ASDs are in it", params: NameParams, querystring: VersionQuery, body: NoBody } },
     async (request, reply) => {
       await model.deleteDomain(request.params.name, request.query.version);
       return reply.status(204).send();

@@ -42,7 +42,7 @@ export function registerSnapshotRoutes(app: FastifyInstance, vdisks: VDiskServic
     },
   );
 
-  app.delete<{ Params: Static<typeof SnapshotParams> }>("/api/v1/vdisks/:name/snapshots/:snapshot", { schema: { tags: ["vdisks"], summary: "delete a snapshot (its TLogs merge into the next); 409 if clones use it", params: SnapshotParams, querystring: NoQuery } }, async (request, reply) => {
+  app.delete<{ Params: Static<typeof SnapshotParams> }>("/api/v1/vdisks/:name/snapshots/:snapshot", { schema: { tags: ["vdisks"], summary: "delete a snapshot (its TLogs merge into the next); 409 if clones use it", params: SnapshotParams, querystring: NoQuery, body: NoBody } }, async (request, reply) => {
     await vdisks.deleteSnapshot(request.params.name, request.params.snapshot);
     return reply.status(204).send();
   });

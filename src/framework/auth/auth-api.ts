@@ -5,7 +5,7 @@
 
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
-import { NoQuery } from "../schemas.js";
+import { NoBody, NoQuery } from "../schemas.js";
 import { OvsError } from "../../base/index.js";
 import { RateLimiter } from "./rate-limiter.js";
 import { generateSecret, passwordBytesMax, passwordBytesMin } from "./passwords.js";
@@ -102,7 +102,7 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService, now:
     },
   );
 
-  app.delete("/api/v1/oauth/token", { config: { role: "read" }, schema: { tags: ["auth"], summary: "revoke the token of this request (log out)", querystring: NoQuery } }, async (request, reply) => {
+  app.delete("/api/v1/oauth/token", { config: { role: "read" }, schema: { tags: ["auth"], summary: "revoke the token of this request (log out)", querystring: NoQuery, body: NoBody } }, async (request, reply) => {
     const token = /^Bearer +([^\s]+)/i.exec(request.headers.authorization ?? "")?.[1];
     if (token !== undefined) await auth.revoke(token);
     return reply.status(204).send();
@@ -125,7 +125,7 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService, now:
 
   app.delete<{ Params: Static<typeof UserParams> }>(
     "/api/v1/users/:username",
-    { config: { role: "manage" }, schema: { tags: ["users"], summary: "delete a user (not the last one with role manage)", params: UserParams, querystring: NoQuery } },
+    { config: { role: "manage" }, schema: { tags: ["users"], summary: "delete a user (not the last one with role manage)", params: UserParams, querystring: NoQuery, body: NoBody } },
     async (request, reply) => {
       await auth.deleteUser(request.params.username);
       return reply.status(204).send();
@@ -159,7 +159,7 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService, now:
 
   app.delete<{ Params: Static<typeof ClientParams> }>(
     "/api/v1/clients/:clientId",
-    { config: { role: "manage" }, schema: { tags: ["clients"], summary: "delete a client (its tokens stop working)", params: ClientParams, querystring: NoQuery } },
+    { config: { role: "manage" }, schema: { tags: ["clients"], summary: "delete a client (its tokens stop working)", params: ClientParams, querystring: NoQuery, body: NoBody } },
     async (request, reply) => {
       await auth.deleteClient(request.params.clientId);
       return reply.status(204).send();
