@@ -267,6 +267,16 @@ describe("vPools", () => {
     expectOk(await node.ovs(["vdisk", "create", "fast1", "--size", "32M", "--vpool", "fastpool"]), "create in fastpool");
     const settings = await ovsJson<Record<string, unknown>>(["vdisk", "settings", "fast1"]);
     expect(settings).toMatchObject({ scoSizeBytes: 8 << 20, tlogMultiplier: 8 });
+    // Per vDisk, at creation: its own SCO size and TLog multiplier over the vPool's; bad ones change nothing.
+    expectOk(await node.ovs(["vdisk", "create", "fast2", "--size", "32M", "--vpool", "fastpool", "--sco-size", "2M", "--tlog-multiplier", "4"]), "create with its own SCO size");
+    expect(await ovsJson<Record<string, unknown>>(["vdisk", "settings", "fast2"])).toMatchObject({ scoSizeBytes: 2 << 20, tlogMultiplier: 4 });
+    expectOk(await runTool("qemu-io", ["-f", "raw", node.uri("fast2"), "-c", "write -P 0x3c 0 6M", "-c", "flush", "-c", "read -P 0x3c 0 6M"]), "qemu-io on fast2");
+    expectFailure(await node.ovs(["vdisk", "create", "fast3", "--size", "32M", "--sco-size", "200M"]), /^ovs: the SCO size must be a multiple of the cluster size between 1 MiB and 128 MiB\.?$/, "SCO size too large");
+    const badMultiplier = await send("POST", "/api/v1/vdisks", { name: "fast3", size: "32M", tlogMultiplier: 0 });
+    expect(badMultiplier.status).toBe(400);
+    expect((await errorOf(badMultiplier)).code).toBe("INVALID_ARGUMENT");
+    expect((await send("GET", "/api/v1/vdisks/fast3")).status).toBe(404);
+    expectOk(await node.ovs(["vdisk", "delete", "fast2"]), "delete fast2");
     const info = await ovsJson<{ namespace: string; vpool: string }>(["vdisk", "info", "fast1"]);
     expect(info.vpool).toBe("fastpool");
     const namespaces = await ovsJson<Array<{ name: string; presetName: string }>>(["alba", "namespace", "list"]);

@@ -338,11 +338,15 @@ vdisk
   .option("--sco-cache-max <size>", "keep at most this much of its data in local SCO files once it is on the backend (default: the vPool's)", sizeOption)
   .option("--vpool <name>", "the vPool (default: the node's default vPool); the vDisk gets its SCO size, TLog multiplier, SCO cache cap and cache mode")
   .option("--cache-mode <mode>", "its read cache mode: cache-on-read, cache-on-write or none (default: the vPool's)")
+  .option("--sco-size <size>", "its SCO size, 1M to 128M, fixed for its life (default: the vPool's)", sizeOption)
+  .option("--tlog-multiplier <n>", "SCOs per TLog, 1 to 1024, fixed for its life (default: the vPool's)", (value: string) => Number(value))
   .option("--json", "print JSON")
-  .action(async (name: string, options: { size: string; scoCacheMax?: string; vpool?: string; cacheMode?: string; json?: boolean }) => {
+  .action(async (name: string, options: { size: string; scoCacheMax?: string; vpool?: string; cacheMode?: string; scoSize?: string; tlogMultiplier?: number; json?: boolean }) => {
     const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", {
       name, size: options.size, ...(options.scoCacheMax === undefined ? {} : { scoCacheMax: options.scoCacheMax }), ...(options.vpool === undefined ? {} : { vpool: options.vpool }),
       ...(options.cacheMode === undefined ? {} : { cacheMode: options.cacheMode }),
+      ...(options.scoSize === undefined ? {} : { scoSize: options.scoSize }),
+      ...(options.tlogMultiplier === undefined ? {} : { tlogMultiplier: options.tlogMultiplier }),
     });
     if (options.json) printJson(info);
     else process.stdout.write(`created vDisk ${info.name} (${info.size})\n`);

@@ -54,7 +54,9 @@ const Size = Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Inte
 });
 const CreateBody = Type.Object(
   { name: Type.String({ minLength: 1, maxLength: 64 }), size: Size, vpool: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: "default: this node's default vPool" })), scoCacheMax: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 0 })])),
-    cacheMode: Type.Optional(Type.String({ minLength: 1, maxLength: 16, description: "read cache mode: cache-on-read, cache-on-write or none; default: the vPool's" })) },
+    cacheMode: Type.Optional(Type.String({ minLength: 1, maxLength: 16, description: "read cache mode: cache-on-read, cache-on-write or none; default: the vPool's" })),
+    scoSize: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 1 })], { description: "SCO size, 1 MiB to 128 MiB, a multiple of 4 KiB, fixed for the vDisk's life; default: the vPool's" })),
+    tlogMultiplier: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: "SCOs per TLog, fixed for the vDisk's life; default: the vPool's" })) },
   { additionalProperties: false },
 );
 const ResizeBody = Type.Object({ size: Size }, { additionalProperties: false });
@@ -208,8 +210,12 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   );
 
   app.post<{ Body: Static<typeof CreateBody> }>("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "create a thin vDisk", body: CreateBody, querystring: NoQuery } }, async (request, reply) => {
-    const { scoCacheMax, vpool, cacheMode } = request.body;
-    const settings = scoCacheMax === undefined ? {} : { scoCacheMaxBytes: scoCacheMax === 0 || scoCacheMax === "0" ? 0 : sizeOf(scoCacheMax) };
+    const { scoCacheMax, vpool, cacheMode, scoSize, tlogMultiplier } = request.body;
+    const settings = {
+      ...(scoCacheMax === undefined ? {} : { scoCacheMaxBytes: scoCacheMax === 0 || scoCacheMax === "0" ? 0 : sizeOf(scoCacheMax) }),
+      ...(scoSize === undefined ? {} : { scoSizeBytes: sizeOf(scoSize) }),
+      ...(tlogMultiplier === undefined ? {} : { tlogMultiplier }),
+    };
     const info = model
       ? await model.createVDisk(request.body.name, sizeOf(request.body.size), { ...settings, ...(vpool === undefined ? {} : { vpool }), ...(cacheMode === undefined ? {} : { cacheMode }) })
       : await options.vdisks.create(request.body.name, sizeOf(request.body.size), { ...settings, ...(cacheMode === undefined ? {} : { cache: { mode: cacheMode as ReadCacheMode } }) });
