@@ -271,6 +271,49 @@ describe("ovs schedule", () => {
   });
 });
 
+describe("the ALBA routes' role and input checks", () => {
+  it("refuse a read token (403) and unknown input (400) on claim, decommission, add ASD and add preset, changing nothing", async () => {
+    const viewer = await node.ovs(["user", "create", "alba-viewer", "--role", "read", "--json"]);
+    expectOk(viewer, "create alba-viewer");
+    const token = await node.login("alba-viewer", (JSON.parse(viewer.stdout) as { password: string }).password);
+    const state = async (): Promise<unknown> => ({
+      asds: ((await (await node.fetch("/api/v1/alba/asds")).json()) as { asds: Array<{ asdId: string; state: string; port: number }> }).asds.map((a) => `${a.asdId} ${a.state}`).sort(),
+      presets: ((await (await node.fetch("/api/v1/alba/presets")).json()) as { presets: Array<{ name: string }> }).presets.map((p) => p.name).sort(),
+      tasks: ((await (await node.fetch("/api/v1/tasks?limit=1000")).json()) as { tasks: unknown[] }).tasks.length,
+    });
+    const before = (await state()) as { asds: string[]; presets: string[] };
+    expect(before.asds.length).toBe(6);
+    const asdId = before.asds[0]!.split(" ")[0]!;
+    const preset = { name: "viewer-preset", policies: [{ k: 2, m: 1, c: 2, x: 3 }] };
+    const call = (method: string, url: string, body: unknown, as: string): Promise<Response> =>
+      node.fetch(url, { method, ...(body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }) }, as);
+    for (const [method, url, body, role] of [
+      ["POST", `/api/v1/alba/asds/${asdId}/claim`, undefined, "manage"],
+      ["POST", `/api/v1/alba/asds/${asdId}/decommission`, undefined, "manage"],
+      ["POST", "/api/v1/alba/asds", { host: "127.0.0.1", port: 1 }, "manage"],
+      ["POST", "/api/v1/alba/presets", preset, "manage"],
+      ["POST", "/api/v1/alba/maintenance/pass", undefined, "write"],
+    ] as const) {
+      const response = await call(method, url, body, token);
+      expect(response.status, `${method} ${url}`).toBe(403);
+      expect(((await response.json()) as { error: unknown }).error).toEqual({ code: "FORBIDDEN", message: `role ${role} required (user alba-viewer has read).` });
+    }
+    for (const [method, url, body, message] of [
+      ["POST", `/api/v1/alba/asds/${asdId}/decommission`, { colour: "red" }, 'invalid request: body has an unknown field "colour".'],
+      ["POST", `/api/v1/alba/asds/${asdId}/decommission?now=1`, undefined, 'invalid request: querystring has an unknown field "now".'],
+      ["POST", `/api/v1/alba/asds/${asdId}/claim`, { force: true }, 'invalid request: body has an unknown field "force".'],
+      ["POST", "/api/v1/alba/presets?default=1", preset, 'invalid request: querystring has an unknown field "default".'],
+      ["POST", "/api/v1/alba/maintenance/pass", { steps: 1 }, 'invalid request: body has an unknown field "steps".'],
+      ["GET", "/api/v1/alba/asds?state=claimed", undefined, 'invalid request: querystring has an unknown field "state".'],
+    ] as const) {
+      const response = await call(method, url, body, node.token);
+      expect(response.status, `${method} ${url}`).toBe(400);
+      expect(await response.json()).toEqual({ error: { code: "INVALID_ARGUMENT", message } });
+    }
+    expect(await state()).toEqual(before);
+  });
+});
+
 interface AsdView {
   asdId: string; host: string; port: number; nodeId: string; state: string;
   local?: { index: number; dir: string; pid: number | null; process: string; restarts: number };

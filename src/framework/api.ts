@@ -1,13 +1,15 @@
 // The REST API under /api/v1: node information, the vDisk lifecycle, the store's keys (config-api.ts)
 // and auth (auth/). Errors are JSON { error: { code, message } } with the catalogue's stable code and
 // HTTP status; every body, query and path parameter is validated by its schema first (bad input → 400
-// naming the field, nothing changed). Every route is protected by the auth hooks (auth/auth-plugin.ts),
+// naming the field, nothing changed): every route declares a querystring schema (NoQuery when it takes
+// none) and every POST/PUT/PATCH/DELETE a body schema (NoBody when it takes none; schemas.ts). Every route is protected by the auth hooks (auth/auth-plugin.ts),
 // installed before any route: a route declares its role in `config.role`, else GET/HEAD need read and
 // other methods write; only the token endpoint and the liveness probe are public.
 
 import swagger from "@fastify/swagger";
-import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger, type FastifyRequest } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
+import { NoBody, NoQuery, isNoBodySchema } from "./schemas.js";
 import { OvsError, isOvsError, parseSizeBytes, type Logger } from "../base/index.js";
 import type { VDiskService } from "./vdisk-service.js";
 import type { ClusterStore } from "../store/index.js";
@@ -148,6 +150,15 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
 
   // Before any route: every route added after this, here or in any plugin, is protected and documented.
   registerAuth(app, { auth: options.auth, audit: options.audit });
+  // A route whose body schema is NoBody (schemas.ts) takes no body: a request without one is validated
+  // as {}, so that only a missing or empty body passes (a JSON null, false or 0 is refused, not coerced).
+  app.addHook("onRoute", (route) => {
+    if (!isNoBodySchema(route.schema?.body)) return;
+    const fill = async (request: FastifyRequest): Promise<void> => {
+      if (request.body === undefined) request.body = {};
+    };
+    route.preValidation = [...(route.preValidation === undefined ? [] : Array.isArray(route.preValidation) ? route.preValidation : [route.preValidation]), fill];
+  });
   await app.register(swagger, {
     openapi: {
       openapi: "3.0.3",
@@ -158,13 +169,15 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       const methods = Array.isArray(route.method) ? route.method : [route.method];
       const access: RouteAccess = (route.config as { role?: RouteAccess } | undefined)?.role ?? defaultRole(methods[0]!);
       const response = { ...((schema?.response as Record<string, unknown> | undefined) ?? {}), default: ErrorReply };
-      const documented = { ...(schema ?? {}), response, ...(access === "public" ? { security: [] } : { security: [{ bearer: [] }] }), "x-ovs-role": access };
+      // A route that takes no body (NoBody) documents none.
+      const { body, ...rest } = schema ?? {};
+      const documented = { ...rest, ...(body === undefined || isNoBodySchema(body) ? {} : { body }), response, ...(access === "public" ? { security: [] } : { security: [{ bearer: [] }] }), "x-ovs-role": access };
       return { schema: documented, url };
     },
   });
   app.get("/api/openapi.json", { schema: { tags: ["meta"], summary: "this OpenAPI document" } }, async () => app.swagger());
 
-  app.get("/api/v1/health/live", { config: { role: "public" }, logLevel: "warn", schema: { tags: ["health"], summary: "liveness: the API answers (no token needed)" } }, async () => ({ status: "ok" }));
+  app.get("/api/v1/health/live", { config: { role: "public" }, logLevel: "warn", schema: { tags: ["health"], summary: "liveness: the API answers (no token needed)", querystring: NoQuery } }, async () => ({ status: "ok" }));
 
   const metrics = options.metrics;
   if (metrics !== undefined) {
@@ -179,7 +192,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     });
   }
 
-  app.get("/api/v1/node", { schema: { tags: ["node"], summary: "this node: version, id, store, backend, where it listens, its local ASDs and its read cache" } }, async () => {
+  app.get("/api/v1/node", { schema: { tags: ["node"], summary: "this node: version, id, store, backend, where it listens, its local ASDs and its read cache", querystring: NoQuery } }, async () => {
     const info = options.nodeInfo();
     const local = options.alba?.localAsds();
     const stats = options.vdisks.readCacheStats();
@@ -199,7 +212,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     async (request) => (model ? model.listVDisks(request.query) : { vdisks: options.vdisks.list() }),
   );
 
-  app.post<{ Body: Static<typeof CreateBody> }>("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "create a thin vDisk", body: CreateBody } }, async (request, reply) => {
+  app.post<{ Body: Static<typeof CreateBody> }>("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "create a thin vDisk", body: CreateBody, querystring: NoQuery } }, async (request, reply) => {
     const { scoCacheMax, vpool, cacheMode, scoSize, tlogMultiplier } = request.body;
     const settings = {
       ...(scoCacheMax === undefined ? {} : { scoCacheMaxBytes: scoCacheMax === 0 || scoCacheMax === "0" ? 0 : sizeOf(scoCacheMax) }),
@@ -212,19 +225,19 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     return reply.status(201).send(info);
   });
 
-  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name", { schema: { tags: ["vdisks"], summary: "a vDisk with its vPool and live statistics (state remote when another storage router serves it)", params: NameParams } }, async (request) =>
+  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name", { schema: { tags: ["vdisks"], summary: "a vDisk with its vPool and live statistics (state remote when another storage router serves it)", params: NameParams, querystring: NoQuery } }, async (request) =>
     model ? model.getVDisk(request.params.name) : options.vdisks.info(request.params.name),
   );
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ResizeBody> }>(
     "/api/v1/vdisks/:name/resize",
-    { schema: { tags: ["vdisks"], summary: "grow a vDisk (clients see the new size when they reconnect)", params: NameParams, body: ResizeBody } },
+    { schema: { tags: ["vdisks"], summary: "grow a vDisk (clients see the new size when they reconnect)", params: NameParams, body: ResizeBody, querystring: NoQuery } },
     async (request) => options.vdisks.resize(request.params.name, sizeOf(request.body.size), request.body.version),
   );
 
   app.delete<{ Params: Static<typeof NameParams>; Querystring: Static<typeof DeleteQuery> }>(
     "/api/v1/vdisks/:name",
-    { schema: { tags: ["vdisks"], summary: "delete a vDisk and its data (refused while a client is connected, unless force)", params: NameParams, querystring: DeleteQuery } },
+    { schema: { tags: ["vdisks"], summary: "delete a vDisk and its data (refused while a client is connected, unless force)", params: NameParams, querystring: DeleteQuery, body: NoBody } },
     async (request, reply) => {
       await options.vdisks.delete(request.params.name, request.query.force === true);
       return reply.status(204).send();

@@ -12,6 +12,7 @@
 
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
+import { NoQuery } from "./schemas.js";
 import { parseSizeBytes } from "../base/index.js";
 import type { QosLimits, ReadCacheMode } from "../volume/index.js";
 import type { VDiskService, VDiskSettingsChange } from "./vdisk-service.js";
@@ -92,13 +93,13 @@ export function settingsChangeOf(body: Static<typeof SettingsChange>): VDiskSett
 export function registerSettingsRoutes(app: FastifyInstance, vdisks: VDiskService): void {
   app.get<{ Params: Static<typeof NameParams> }>(
     "/api/v1/vdisks/:name/settings",
-    { schema: { tags: ["vdisks"], summary: "a vDisk's settings: QoS limits, SCO cache cap, read cache mode and quota (changeable), SCO size and TLog multiplier (fixed)", params: NameParams } },
+    { schema: { tags: ["vdisks"], summary: "a vDisk's settings: QoS limits, SCO cache cap, read cache mode and quota (changeable), SCO size and TLog multiplier (fixed)", params: NameParams, querystring: NoQuery } },
     async (request) => vdisks.settings(request.params.name),
   );
 
   app.patch<{ Params: Static<typeof NameParams>; Body: Static<typeof SettingsChange> }>(
     "/api/v1/vdisks/:name/settings",
-    { schema: { tags: ["vdisks"], summary: "change QoS limits, the SCO cache cap or the read cache mode and quota while the vDisk serves I/O (0 = no limit)", params: NameParams, body: SettingsChange } },
+    { schema: { tags: ["vdisks"], summary: "change QoS limits, the SCO cache cap or the read cache mode and quota while the vDisk serves I/O (0 = no limit)", params: NameParams, body: SettingsChange, querystring: NoQuery } },
     async (request) => vdisks.setSettings(request.params.name, settingsChangeOf(request.body)),
   );
 }
