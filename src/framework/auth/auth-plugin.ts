@@ -89,6 +89,9 @@ export function registerAuth(app: FastifyInstance, options: { auth: AuthService;
     app.addHook("onResponse", async (request, reply) => {
       if (readMethods.has(request.method)) return;
       const principal = request.principal;
+      // The object a create names only in its body (POST /vdisks { name }, POST /users { username }).
+      const body = request.body as Record<string, unknown> | null | undefined;
+      const named = body !== null && typeof body === "object" ? (body.name ?? body.username ?? body.clientId) : undefined;
       audit.write({
         time: new Date().toISOString(),
         reqId: String(request.id),
@@ -100,6 +103,7 @@ export function registerAuth(app: FastifyInstance, options: { auth: AuthService;
         remoteAddress: request.ip,
         durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
         ...((request as { taskId?: string }).taskId === undefined ? {} : { taskId: (request as { taskId?: string }).taskId }),
+        ...(typeof named === "string" && named.length <= 256 ? { target: named } : {}),
       });
     });
   }
