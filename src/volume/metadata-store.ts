@@ -260,7 +260,7 @@ export class MetadataStore {
           }
         }
       }
-      for (const relocation of batch.relocations ?? []) this.relocate(relocation);
+      for (const relocation of batch.relocations ?? []) this.relocate(relocation, key, value);
       for (const record of batch.tlogs ?? []) this.meta.put(tlogKey(record.seq), JSON.stringify(record));
       if (batch.cork) this.meta.put("cork", JSON.stringify(batch.cork));
       if (batch.config !== undefined) this.meta.put("config", JSON.stringify(batch.config));
@@ -274,21 +274,17 @@ export class MetadataStore {
     });
   }
 
-  /** Inside a transaction: moves one cluster's location in the map, or else in the history. */
-  private relocate(relocation: Relocation): void {
-    const key = Buffer.allocUnsafe(8);
+  /**
+   * Inside a transaction: moves one cluster's location in the map, or else in the history. `key` and
+   * `value` are scratch buffers (lmdb-js copies what put is given), so a batch allocates nothing per
+   * cluster in the common case (the map holds the old location).
+   */
+  private relocate(relocation: Relocation, key: Buffer, value: Buffer): void {
+    const holds = (old: Buffer): boolean => old.readUInt32LE(0) === relocation.fromScoNumber && old.readUInt16LE(4) === relocation.fromOffsetClusters;
     writeKey(key, relocation.address);
-    const moved = (old: Buffer): Buffer | undefined => {
-      if (old.readUInt32LE(0) !== relocation.fromScoNumber || old.readUInt16LE(4) !== relocation.fromOffsetClusters) return undefined;
-      const value = normalizeValue(old);
-      value.writeUInt32LE(relocation.toScoNumber, 0);
-      value.writeUInt16LE(relocation.toOffsetClusters, 4);
-      return value;
-    };
     const current = this.map.getBinaryFast(key);
-    const inMap = current === undefined ? undefined : moved(current);
-    if (inMap !== undefined) {
-      this.map.put(key, inMap);
+    if (current !== undefined && holds(current)) {
+      this.map.put(key, relocatedValue(current, relocation, value));
       return;
     }
     const start = Buffer.alloc(12);
@@ -296,10 +292,9 @@ export class MetadataStore {
     writeKey(start, relocation.address);
     writeKey(end, relocation.address);
     end.writeUInt32BE(0xffff_ffff, 8);
-    for (const { key: historyKey, value } of this.history.getRange({ start, end })) {
-      const inHistory = moved(value);
-      if (inHistory !== undefined) {
-        this.history.put(Buffer.from(historyKey), inHistory);
+    for (const { key: historyKey, value: old } of this.history.getRange({ start, end })) {
+      if (holds(old)) {
+        this.history.put(Buffer.from(historyKey), relocatedValue(old, relocation, Buffer.allocUnsafe(mapValueSizeBytes)));
         return;
       }
     }
@@ -333,6 +328,17 @@ function decodeLocation(value: Buffer): ClusterLocation {
 
 function valueSeq(value: Buffer): number {
   return value.length >= mapValueSizeBytes ? value.readUInt32LE(12) : 0;
+}
+
+/** `target` := the 16-byte form of map value `old` with the relocation's new location. */
+function relocatedValue(old: Buffer, relocation: Relocation, target: Buffer): Buffer {
+  target.writeUInt32LE(relocation.toScoNumber, 0);
+  target.writeUInt16LE(relocation.toOffsetClusters, 4);
+  target[6] = old[6]!; // clone id
+  target[7] = old[7]!; // SCO version
+  target.writeUInt32LE(old.readUInt32LE(8), 8); // data CRC
+  target.writeUInt32LE(valueSeq(old), 12);
+  return target;
 }
 
 /** A copy of a map value in the 16-byte form. */
