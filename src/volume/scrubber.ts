@@ -36,7 +36,7 @@
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { assert, Crc32cCombiner, crc32cBlocks, OvsError, systemErrorCode, type Logger } from "../base/index.js";
+import { assert, crc32c, crc32cBlocks, OvsError, systemErrorCode, type Logger } from "../base/index.js";
 import type { ByteRange, ObjectBackend, ObjectUpdate } from "../backend/index.js";
 import type { MetadataStore, Relocation } from "./metadata-store.js";
 import {
@@ -246,7 +246,7 @@ export async function runScrub(host: ScrubHost, options: ScrubOptions): Promise<
     limits,
     throttle: new Throttle(bandwidthBytesPerSecond, () => host.stopping()),
     tlogCache: new TlogCache(limits.tlogCacheBytesMax),
-    readBuffer: Buffer.allocUnsafe(host.scoSizeBytes),
+    readBuffers: [Buffer.allocUnsafe(host.scoSizeBytes), Buffer.allocUnsafe(host.scoSizeBytes)],
     crcScratch: new Uint32Array(host.scoSizeBytes / host.clusterSizeBytes),
     scoBuffers: [],
   };
@@ -265,8 +265,8 @@ interface ScrubContext {
   limits: RoundLimits;
   throttle: Throttle;
   tlogCache: TlogCache;
-  /** The live clusters of the old SCO being copied, at their offsets in it. */
-  readBuffer: Buffer;
+  /** The live clusters of the old SCO being copied and of the next one, at their offsets in it. */
+  readBuffers: [Buffer, Buffer];
   crcScratch: Uint32Array;
   /** SCO-sized buffers of new SCOs whose puts have returned (reused only if the backend releasesDataOnReturn). */
   scoBuffers: Buffer[];
@@ -381,9 +381,18 @@ async function scrubRound(
   const examined: Array<{ tlog: SnapshotsObjectTlog; live: Uint8Array | undefined }> = [];
   const seen = new Set<number>();
   let liveBitsBytes = 0;
+  const prefetch = (index: number): Promise<CheckedTlog> | undefined => {
+    if (index >= tlogs.length) return undefined;
+    const reading = readCheckedTlog(host, tlogs[index]!, context);
+    reading.catch(() => undefined); // awaited in turn; this only keeps a failure met early from being unhandled
+    return reading;
+  };
+  let reading = prefetch(0);
   for (const [index, tlog] of tlogs.entries()) {
     checkStopping();
-    const { bytes, entryCount } = await readCheckedTlog(host, tlog, context);
+    const current = reading!;
+    reading = prefetch(index + 1); // the next TLog is read while this one is judged
+    const { bytes, entryCount } = await current;
     const live = markLive(metadata, bytes, entryCount, snapshotSeqs, seen);
     let statsScoNumber = -1;
     let stats: ScoStats | undefined;
@@ -455,25 +464,18 @@ async function scrubRound(
     rewritten.push(target);
   }
   examined.length = 0;
-  // New places in (SCO, offset) order: each old SCO is read once, each new SCO filled in turn.
+  // New places in (SCO, offset) order: each old SCO is read once, each new SCO filled in turn. (The
+  // new SCOs' CRCs are taken from their buffers, made of verified clusters, once filled.)
   moves.sort((a, b) => a.fromScoNumber - b.fromScoNumber || a.fromOffsetClusters - b.fromOffsetClusters);
-  const combiner = Crc32cCombiner.forLength(clusterSizeBytes);
   const newScos: NewSco[] = [];
   for (const [index, move] of moves.entries()) {
     move.toIndex = Math.floor(index / clustersPerSco);
     move.toOffsetClusters = index % clustersPerSco;
     if (move.toOffsetClusters === 0) newScos.push({ scoNumber: 0, clusterCount: 0, crc: 0 });
-    const sco = newScos[move.toIndex]!;
-    sco.clusterCount++;
-    sco.crc = combiner.combine(sco.crc, move.dataCrc);
+    newScos[move.toIndex]!.clusterCount++;
   }
   for (const sco of newScos) sco.scoNumber = await host.allocateScoNumber();
   for (const move of moves) move.toScoNumber = newScos[move.toIndex]!.scoNumber;
-  for (const [index, tlog] of rewritten.entries()) {
-    // The last rewritten TLog gets the new SCOs' CRC entries.
-    tlog.bytes = encodeRewrittenTlog(tlog, victims, clusterSizeBytes, index === rewritten.length - 1 ? newScos : []);
-    tlog.source = undefined;
-  }
   const victimNames = [...victims].map((scoNumber) => scoName({ cloneId: 0, scoNumber, version: 0 }));
   const intent: ScrubIntent = {
     phase: "prepared",
@@ -492,7 +494,7 @@ async function scrubRound(
   const uploads = new Uploads(host, context.throttle, checkStopping);
   try {
     // 4. Copy the live clusters into the new SCOs, then put the new TLogs: uploadsInFlightMax puts at
-    //    once, overlapping the reads of the next old SCOs.
+    //    once, and the read of the next old SCO, overlap the copy of this one.
     const pooled = host.backend.releasesDataOnReturn === true;
     const takeBuffer = (): Buffer => context.scoBuffers.pop() ?? Buffer.allocUnsafe(host.scoSizeBytes);
     let buffer = takeBuffer();
@@ -500,18 +502,35 @@ async function scrubRound(
     const flushSco = async (): Promise<void> => {
       const sco = newScos[filling]!;
       const full = buffer;
+      const data = full.subarray(0, sco.clusterCount * clusterSizeBytes);
+      sco.crc = crc32c(data);
       // The put owns the buffer until it returns; then it serves a later SCO.
-      await uploads.put(scoName({ cloneId: 0, scoNumber: sco.scoNumber, version: 0 }), full.subarray(0, sco.clusterCount * clusterSizeBytes), pooled ? () => void context.scoBuffers.push(full) : undefined);
+      await uploads.put(scoName({ cloneId: 0, scoNumber: sco.scoNumber, version: 0 }), data, pooled ? () => void context.scoBuffers.push(full) : undefined);
       buffer = takeBuffer();
       filling++;
     };
-    let start = 0;
-    for (const [victimIndex, scoNumber] of [...victims].entries()) {
-      checkStopping();
+    const victimList = [...victims];
+    const spans: Array<{ start: number; end: number }> = []; // each victim's moves[start, end)
+    for (const scoNumber of victimList) {
+      const start = spans.at(-1)?.end ?? 0;
       let end = start;
       while (end < moves.length && moves[end]!.fromScoNumber === scoNumber) end++;
-      if (end > start) {
-        const source = await readLiveClusters(host, scoNumber, moves, start, end, context);
+      spans.push({ start, end });
+    }
+    const read = (index: number): Promise<Buffer> | undefined => {
+      const { start, end } = spans[index]!;
+      if (end === start) return undefined;
+      const reading = readLiveClusters(host, victimList[index]!, moves, start, end, context, index % 2);
+      reading.catch(() => undefined); // awaited in turn; this only keeps a failure met early from being unhandled
+      return reading;
+    };
+    let reading = victimList.length > 0 ? read(0) : undefined;
+    for (const [victimIndex, { start, end }] of spans.entries()) {
+      checkStopping();
+      const current = reading;
+      reading = victimIndex + 1 < spans.length ? read(victimIndex + 1) : undefined;
+      if (current !== undefined) {
+        const source = await current;
         // Runs of clusters consecutive in the old SCO and in the same new SCO: one copy each.
         for (let i = start; i < end; ) {
           const move = moves[i]!;
@@ -522,12 +541,16 @@ async function scrubRound(
           i = next;
         }
       }
-      start = end;
       options.onProgress?.({ phase: "rewrite", done: victimIndex + 1, total: victims.size, round: options.round });
     }
     if (filling < newScos.length) await flushSco();
     context.scoBuffers.push(buffer);
-    for (const tlog of rewritten) await uploads.put(tlog.newId, tlog.bytes);
+    for (const [index, tlog] of rewritten.entries()) {
+      // The last rewritten TLog gets the new SCOs' CRC entries.
+      tlog.bytes = encodeRewrittenTlog(tlog, victims, clusterSizeBytes, index === rewritten.length - 1 ? newScos : []);
+      tlog.source = undefined;
+      await uploads.put(tlog.newId, tlog.bytes);
+    }
     await uploads.drain();
     stopPoint("uploaded");
     endPhase("copy");
@@ -666,25 +689,31 @@ async function deleteReplaced(host: ScrubHost, intent: ScrubIntent, options: { r
   await host.drainReads();
   let deletedBytes = 0;
   const total = intent.replaced.length;
-  for (let index = 0; index < total; index += scrubLimits.deleteBatchCountMax) {
-    const batch = intent.replaced.slice(index, index + scrubLimits.deleteBatchCountMax);
-    for (const size of await Promise.all(batch.map((name) => host.backend.sizeBytes(host.namespace, name)))) deletedBytes += size ?? 0;
-    await host.fencedApply(batch.map((name) => ({ kind: "delete", name })));
-    options.onProgress?.({ phase: "delete", done: Math.min(total, index + batch.length), total, round: options.round });
-    if (options.stopAt === "deleting") throw new ScrubStoppedForTest("scrub stopped while deleting (test)");
+  // Local copies go beside the backend's deletes (nothing reads them any more), a few at once.
+  const local = (async () => {
+    for (let index = 0; index < total; index += scrubLimits.localDeletesInFlightMax) {
+      await Promise.all(intent.replaced.slice(index, index + scrubLimits.localDeletesInFlightMax).map(async (name) => {
+        const id = parseScoName(name);
+        if (id) await host.forgetLocalSco(id.scoNumber);
+        else await fsp.rm(path.join(host.tlogDir, name), { force: true });
+      }));
+    }
+  })();
+  try {
+    for (let index = 0; index < total; index += scrubLimits.deleteBatchCountMax) {
+      const batch = intent.replaced.slice(index, index + scrubLimits.deleteBatchCountMax);
+      for (const size of await Promise.all(batch.map((name) => host.backend.sizeBytes(host.namespace, name)))) deletedBytes += size ?? 0;
+      await host.fencedApply(batch.map((name) => ({ kind: "delete", name })));
+      options.onProgress?.({ phase: "delete", done: Math.min(total, index + batch.length), total, round: options.round });
+      if (options.stopAt === "deleting") throw new ScrubStoppedForTest("scrub stopped while deleting (test)");
+    }
+  } finally {
+    await local.catch(() => undefined); // settled before the scrub returns or throws
   }
-  // Local copies, a few at once (unlinking a 4 MiB file frees its blocks: a fraction of a millisecond each).
-  for (let index = 0; index < total; index += scrubLimits.localDeletesInFlightMax) {
-    await Promise.all(intent.replaced.slice(index, index + scrubLimits.localDeletesInFlightMax).map(async (name) => {
-      const id = parseScoName(name);
-      if (id) await host.forgetLocalSco(id.scoNumber);
-      else await fsp.rm(path.join(host.tlogDir, name), { force: true });
-    }));
-  }
-  await host.enqueueCommit(async () => {
-    await host.metadata.commit({ values: { [scrubIntentKey]: undefined } });
-    await host.metadata.flushed();
-  });
+  await local;
+  // Not waited to be durable: if a crash loses it, the next open finishes the committed scrub again,
+  // which is idempotent (the objects are gone, snapshots.json is rewritten as it is).
+  await host.enqueueCommit(() => host.metadata.commit({ values: { [scrubIntentKey]: undefined } }));
   return deletedBytes;
 }
 
@@ -759,13 +788,13 @@ async function readCheckedTlog(host: ScrubHost, tlog: SnapshotsObjectTlog, conte
 
 /**
  * The clusters of moves[start, end) (one SCO, ascending offsets), verified against their CRCs, at their
- * offsets in the SCO in context.readBuffer (what lies between them is undefined): from the local SCO
+ * offsets in the SCO in context.readBuffers[slot] (what lies between them is undefined): from the local SCO
  * file if there is one and it verifies, else by partial gets from the backend. Live clusters less than
  * readGapBytesMax apart are read in one range with the dead ones between (one request instead of
  * many). Bytes that fail their CRC are never copied (CHECKSUM_MISMATCH stops the scrub, which then
  * undoes itself).
  */
-async function readLiveClusters(host: ScrubHost, scoNumber: number, moves: readonly Move[], start: number, end: number, context: ScrubContext): Promise<Buffer> {
+async function readLiveClusters(host: ScrubHost, scoNumber: number, moves: readonly Move[], start: number, end: number, context: ScrubContext, slot: number): Promise<Buffer> {
   const clusterSize = host.clusterSizeBytes;
   const name = scoName({ cloneId: 0, scoNumber, version: 0 });
   const ranges: ByteRange[] = [];
@@ -776,8 +805,8 @@ async function readLiveClusters(host: ScrubHost, scoNumber: number, moves: reado
     else ranges.push({ offsetBytes, lengthBytes: clusterSize });
   }
   const last = ranges.at(-1)!;
-  if (context.readBuffer.length < last.offsetBytes + last.lengthBytes) context.readBuffer = Buffer.allocUnsafe(last.offsetBytes + last.lengthBytes);
-  const data = context.readBuffer;
+  if (context.readBuffers[slot]!.length < last.offsetBytes + last.lengthBytes) context.readBuffers[slot] = Buffer.allocUnsafe(last.offsetBytes + last.lengthBytes);
+  const data = context.readBuffers[slot]!;
   const verified = (): boolean => {
     // One CRC call per run of consecutive clusters.
     for (let i = start; i < end; ) {
