@@ -3,18 +3,21 @@
 // (docs/ARCHITECTURE.md, "Scrubbing"; formats: docs/formats/tlog.md, snapshots.md, volume-metadata.md).
 //
 // One round, over the TLogs listed by the backend's snapshots.json (TLogs 1..B; later ones are left alone):
-// 1. Examine: read every listed TLog; a Location entry is live if it is the last one of its address in
-//    its TLog and its location is the map's value or a history value a snapshot sees
-//    (MetadataStore.isLocationLive). Per SCO: live clusters / clusters = its live fraction.
+// 1. Examine: read every listed TLog (the scrub's TLog cache, else the local file, else the backend) and
+//    scan it in place; a Location entry is live if it is the last one of its address in its TLog and
+//    its location is the map's value or a history value a snapshot sees (MetadataStore.isLocationLive),
+//    a verdict kept as a bit per entry for the plan. Per SCO: live clusters / clusters = its live fraction.
 // 2. Choose the SCOs under the threshold (at most victimScoCountPerRoundMax per round, which bounds the
 //    memory of the round) and plan: their live clusters, in (SCO, offset) order, go to new SCOs with new
 //    numbers (never an existing name); every TLog naming a chosen SCO is rewritten under a new name with
 //    the same seq (so snapshot cuts and map seqs do not move): live entries kept (moved ones pointing at
 //    the new SCOs), dead entries dropped, Trim entries kept, SCO CRC entries of chosen SCOs dropped and
-//    those of the new SCOs added to the last rewritten TLog.
+//    those of the new SCOs added to the last rewritten TLog. Liveness only goes from live to dead while
+//    a scrub runs, so the examine's verdicts stand; one that died since is like a write during step 4.
 // 3. Record the intent durably (metadata value `scrub`, phase "prepared": what it creates and replaces).
-// 4. Copy: read the live clusters (local SCO file, else the backend), verify every CRC, write the new
-//    SCOs, then the new TLogs (fenced puts, throttled to a bandwidth).
+// 4. Copy: read the live clusters (local SCO file, else the backend; the next SCO while this one is
+//    copied), verify every CRC, write the new SCOs, then the new TLogs (fenced puts, a few at once,
+//    throttled to a bandwidth).
 // 5. Commit locally, in one LMDB transaction: the moves in the map and the history, the TLog records'
 //    new names, and the intent's phase "committed". Reads started after it use the new locations.
 // 6. Publish: rewrite snapshots.json with the new TLog names: the backend's commit point. Before it a
@@ -27,8 +30,9 @@
 // snapshots.json is there and deletes what that one does not reach.
 //
 // Why live is judged from the metadata and not by replaying every TLog: the map and history already
-// answer "who can read this location" with one LMDB lookup, and memory stays bounded by one TLog and one
-// round's plan, not by the volume's size. Clones read their parent as of a parent snapshot, through the
+// answer "who can read this location" with one LMDB lookup, and memory stays bounded by the TLog cache,
+// the verdict bits (both with a budget, past which they are read or looked up again) and one round's
+// plan, not by the volume's size. Clones read their parent as of a parent snapshot, through the
 // parent's history: a value a clone can see is a value a snapshot sees, hence live.
 //
 // Imported by volume.ts only; it drives the volume through the ScrubHost it is given.
