@@ -123,9 +123,9 @@ export interface ScrubReport {
   durationMs: number;
   /**
    * Wall time per phase, summed over the rounds: examine (read every listed TLog, judge its entries),
-   * plan (choose, place, encode the new TLogs, record the intent), copy (read the live clusters, put
-   * the new SCOs and TLogs), commit (the local transaction), publish (snapshots.json), delete (wait for
-   * reads in flight, delete the old objects, drop the intent).
+   * plan (choose, place, record the intent), copy (read the live clusters, put the new SCOs, encode and
+   * put the new TLogs), commit (the local transaction), publish (snapshots.json), delete (wait for
+   * reads in flight, delete the old objects and their local copies, drop the intent).
    */
   phaseMs: { examine: number; plan: number; copy: number; commit: number; publish: number; delete: number };
 }
