@@ -57,21 +57,6 @@ export interface Cork {
 const mapValueSizeBytes = 16;
 const legacyMapValueSizeBytes = 12;
 
-/**
- * The map is stored in pages of 64 clusters (database `pages`): one LMDB put per page a commit touches
- * instead of one per cluster. A sequential writer commits 262,144 clusters per GiB; per-cluster puts
- * were the largest single cost of the node's main thread after the data copies. A page value is a
- * 64-bit bitmap of the slots present, then their 16-byte values in slot order (a sparse page stays
- * small). Format 1 (one key per cluster, database `map`) is converted at open.
- */
-const pageShift = 6;
-const clustersPerPage = 1 << pageShift;
-const pageBitmapBytes = 8;
-/** A page in memory during a commit: the bitmap, then all 64 slots at fixed places. */
-const expandedPageBytes = pageBitmapBytes + clustersPerPage * mapValueSizeBytes;
-const mapFormatKey = "mapFormat";
-const mapFormatPaged = "2";
-
 /** One update of a commit: the location (zeroLocation = reads as zeros) and the TLog seq that wrote it. */
 export type MapUpdate = [clusterAddress: number, location: ClusterLocation, tlogSeq: number];
 
@@ -89,10 +74,7 @@ export interface Relocation {
 
 export class MetadataStore {
   private readonly root: RootDatabase;
-  /** Format 1 of the map (one key per cluster): only read, to convert it at open. */
-  private readonly legacyMap: Database<Buffer, Buffer>;
-  /** The map: key = page number (8 bytes BE), value = bitmap + present slots (see clustersPerPage). */
-  private readonly pages: Database<Buffer, Buffer>;
+  private readonly map: Database<Buffer, Buffer>;
   private readonly meta: Database<string, string>;
   /**
    * Older versions of clusters that snapshots still see: key = address (8 bytes BE) + last TLog seq in
@@ -106,64 +88,19 @@ export class MetadataStore {
 
   private constructor(root: RootDatabase) {
     this.root = root;
-    this.legacyMap = root.openDB<Buffer, Buffer>({ name: "map", keyEncoding: "binary", encoding: "binary" });
-    this.pages = root.openDB<Buffer, Buffer>({ name: "pages", keyEncoding: "binary", encoding: "binary" });
+    this.map = root.openDB<Buffer, Buffer>({ name: "map", keyEncoding: "binary", encoding: "binary" });
     this.meta = root.openDB<string, string>({ name: "meta", encoding: "string" });
     this.history = root.openDB<Buffer, Buffer>({ name: "history", keyEncoding: "binary", encoding: "binary" });
   }
 
   static open(path: string): MetadataStore {
-    const store = new MetadataStore(open({ path, maxDbs: 5, compression: false }));
-    store.convertLegacyMap();
-    return store;
-  }
-
-  /**
-   * Converts a format-1 map (one key per cluster) into pages, in one synchronous transaction: a crash
-   * leaves the old map or the new one. Values of 12 bytes (before snapshots) become 16 (TLog seq 0).
-   */
-  private convertLegacyMap(): void {
-    if (this.meta.get(mapFormatKey) === mapFormatPaged) return;
-    this.root.transactionSync(() => {
-      const key = Buffer.allocUnsafe(8);
-      let pageIndex = -1;
-      let page = Buffer.alloc(expandedPageBytes);
-      const flush = (): void => {
-        if (pageIndex < 0) return;
-        writeKey(key, pageIndex);
-        this.pages.put(key, packPage(page));
-      };
-      for (const { key: oldKey, value } of this.legacyMap.getRange({})) {
-        const address = readKey(oldKey);
-        const index = Math.floor(address / clustersPerPage);
-        if (index !== pageIndex) {
-          flush();
-          pageIndex = index;
-          page = Buffer.alloc(expandedPageBytes);
-        }
-        setSlot(page, address % clustersPerPage, normalizeValue(value));
-      }
-      flush();
-      this.legacyMap.clearSync(); // inside this transaction (lmdb-js nests it)
-      this.meta.put(mapFormatKey, mapFormatPaged);
-    });
-  }
-
-  /**
-   * The committed 16-byte map value of a cluster as a view into
-   * LMDB's shared read buffer (valid until the next read), or undefined if unwritten.
-   */
-  private slotValue(clusterAddress: number): Buffer | undefined {
-    writeKey(this.keyBuffer, Math.floor(clusterAddress / clustersPerPage));
-    const packed = this.pages.getBinaryFast(this.keyBuffer);
-    if (packed === undefined) return undefined;
-    const offset = packedSlotOffset(packed, clusterAddress % clustersPerPage);
-    return offset < 0 ? undefined : packed.subarray(offset, offset + mapValueSizeBytes);
+    return new MetadataStore(open({ path, maxDbs: 4, compression: false }));
   }
 
   /** The committed location of a cluster, or undefined if unwritten. Synchronous (LMDB read). */
   lookup(clusterAddress: number): ClusterLocation | undefined {
-    const value = this.slotValue(clusterAddress);
+    writeKey(this.keyBuffer, clusterAddress);
+    const value = this.map.getBinaryFast(this.keyBuffer);
     if (value === undefined) return undefined;
     return decodeLocation(value);
   }
@@ -181,7 +118,8 @@ export class MetadataStore {
       // The first value that stopped being current at or after tlogSeq: current at tlogSeq if written by then.
       return valueSeq(value) <= tlogSeq ? decodeLocation(value) : undefined;
     }
-    const value = this.slotValue(clusterAddress);
+    writeKey(this.keyBuffer, clusterAddress);
+    const value = this.map.getBinaryFast(this.keyBuffer);
     if (value === undefined || valueSeq(value) > tlogSeq) return undefined;
     return decodeLocation(value);
   }
@@ -198,21 +136,11 @@ export class MetadataStore {
 
   /** Addresses of committed (written) clusters in [first, end), in order. */
   *writtenClustersInRange(first: number, end: number): Generator<number> {
-    if (end <= first) return;
     const start = Buffer.allocUnsafe(8);
     const stop = Buffer.allocUnsafe(8);
-    writeKey(start, Math.floor(first / clustersPerPage));
-    writeKey(stop, Math.floor((end - 1) / clustersPerPage) + 1);
-    for (const { key, value } of this.pages.getRange({ start, end: stop })) {
-      const base = readKey(key) * clustersPerPage;
-      const low = value.readUInt32LE(0);
-      const high = value.readUInt32LE(4);
-      for (let slot = 0; slot < clustersPerPage; slot++) {
-        const present = slot < 32 ? (low >>> slot) & 1 : (high >>> (slot - 32)) & 1;
-        const address = base + slot;
-        if (present === 1 && address >= first && address < end) yield address;
-      }
-    }
+    writeKey(start, first);
+    writeKey(stop, end);
+    for (const key of this.map.getKeys({ start, end: stop })) yield readKey(key);
   }
 
   /**
@@ -224,7 +152,8 @@ export class MetadataStore {
    * entry. Used by the scrubber to tell live clusters from garbage.
    */
   isLocationLive(address: number, scoNumber: number, offsetClusters: number, snapshotSeqs: readonly number[], storedThroughSeq: number): boolean {
-    const value = this.slotValue(address);
+    writeKey(this.keyBuffer, address);
+    const value = this.map.getBinaryFast(this.keyBuffer);
     if (value !== undefined && value.readUInt32LE(0) === scoNumber && value.readUInt16LE(4) === offsetClusters) return true;
     if (value !== undefined && valueSeq(value) > storedThroughSeq) return true;
     if (snapshotSeqs.length === 0) return false; // no snapshot sees any history value
@@ -274,11 +203,9 @@ export class MetadataStore {
     return this.meta.get(`value:${key}`);
   }
 
-  /** Number of clusters committed in the map (explicit zeros of a clone included). Reads every page. */
+  /** Number of written (non-zero) clusters committed in the map. */
   committedClusterCount(): number {
-    let count = 0;
-    for (const { value } of this.pages.getRange({})) count += popcount32(value.readUInt32LE(0)) + popcount32(value.readUInt32LE(4));
-    return count;
+    return this.map.getCount();
   }
 
   /**
@@ -306,56 +233,37 @@ export class MetadataStore {
     relocations?: Iterable<Relocation>;
   }): Promise<void> {
     // lmdb-js copies keys and values into its write buffer when put/remove is called, so one key and
-    // one history key buffer serve the whole batch.
+    // one value buffer serve the whole batch.
     const key = Buffer.allocUnsafe(8);
+    const value = Buffer.allocUnsafe(mapValueSizeBytes);
     const historyKey = Buffer.allocUnsafe(12);
     const snapshotSeqs = batch.snapshotSeqs ?? [];
     await this.root.transaction(() => {
-      // The pages this transaction touches, expanded; written back once at the end.
-      const touched = new Map<number, Buffer>();
-      const pageFor = (address: number): Buffer => {
-        const index = Math.floor(address / clustersPerPage);
-        let page = touched.get(index);
-        if (page === undefined) {
-          writeKey(key, index);
-          const packed = this.pages.getBinaryFast(key);
-          page = packed === undefined ? Buffer.alloc(expandedPageBytes) : expandPage(packed);
-          touched.set(index, page);
-        }
-        return page;
-      };
       if (batch.updates) {
         for (const [address, location, tlogSeq] of batch.updates) {
-          const page = pageFor(address);
-          const slot = address % clustersPerPage;
-          const slotOffset = pageBitmapBytes + slot * mapValueSizeBytes;
-          if (snapshotSeqs.length > 0 && slotPresent(page, slot)) {
-            const oldSeq = page.readUInt32LE(slotOffset + 12);
-            if (snapshotBetween(snapshotSeqs, oldSeq, tlogSeq - 1)) {
-              writeKey(historyKey, address);
+          writeKey(key, address);
+          if (snapshotSeqs.length > 0) {
+            const old = this.map.getBinaryFast(key); // sees this transaction's earlier puts
+            if (old !== undefined && snapshotBetween(snapshotSeqs, valueSeq(old), tlogSeq - 1)) {
+              key.copy(historyKey, 0);
               historyKey.writeUInt32BE(tlogSeq - 1, 8);
-              this.history.put(historyKey, page.subarray(slotOffset, slotOffset + mapValueSizeBytes));
+              this.history.put(historyKey, normalizeValue(old));
             }
           }
           if (location.scoNumber === 0 && !batch.keepZeros) {
-            clearSlot(page, slot);
+            this.map.remove(key);
           } else {
-            page.writeUInt32LE(location.scoNumber, slotOffset);
-            page.writeUInt16LE(location.offsetClusters, slotOffset + 4);
-            page.writeUInt8(location.cloneId, slotOffset + 6);
-            page.writeUInt8(location.scoVersion, slotOffset + 7);
-            page.writeUInt32LE(location.dataCrc, slotOffset + 8);
-            page.writeUInt32LE(tlogSeq, slotOffset + 12);
-            markSlot(page, slot);
+            value.writeUInt32LE(location.scoNumber, 0);
+            value.writeUInt16LE(location.offsetClusters, 4);
+            value.writeUInt8(location.cloneId, 6);
+            value.writeUInt8(location.scoVersion, 7);
+            value.writeUInt32LE(location.dataCrc, 8);
+            value.writeUInt32LE(tlogSeq, 12);
+            this.map.put(key, value);
           }
         }
       }
-      for (const relocation of batch.relocations ?? []) this.relocate(relocation, pageFor);
-      for (const [index, page] of touched) {
-        writeKey(key, index);
-        if (page.readUInt32LE(0) === 0 && page.readUInt32LE(4) === 0) this.pages.remove(key);
-        else this.pages.put(key, packPage(page));
-      }
+      for (const relocation of batch.relocations ?? []) this.relocate(relocation, key, value);
       for (const record of batch.tlogs ?? []) this.meta.put(tlogKey(record.seq), JSON.stringify(record));
       if (batch.cork) this.meta.put("cork", JSON.stringify(batch.cork));
       if (batch.config !== undefined) this.meta.put("config", JSON.stringify(batch.config));
@@ -370,20 +278,17 @@ export class MetadataStore {
   }
 
   /**
-   * Inside a transaction: moves one cluster's location in the map (the expanded page from `pageFor`,
-   * written back by the commit: no allocation per cluster), or else in the history.
+   * Inside a transaction: moves one cluster's location in the map, or else in the history. `key` and
+   * `value` are scratch buffers (lmdb-js copies what put is given), so a batch allocates nothing per
+   * cluster in the common case (the map holds the old location).
    */
-  private relocate(relocation: Relocation, pageFor: (address: number) => Buffer): void {
+  private relocate(relocation: Relocation, key: Buffer, value: Buffer): void {
     const holds = (old: Buffer): boolean => old.readUInt32LE(0) === relocation.fromScoNumber && old.readUInt16LE(4) === relocation.fromOffsetClusters;
-    const page = pageFor(relocation.address);
-    const slot = relocation.address % clustersPerPage;
-    if (slotPresent(page, slot)) {
-      const slotOffset = pageBitmapBytes + slot * mapValueSizeBytes;
-      const current = page.subarray(slotOffset, slotOffset + mapValueSizeBytes);
-      if (holds(current)) {
-        relocatedValue(current, relocation, current); // in place: every field is read before it is written
-        return;
-      }
+    writeKey(key, relocation.address);
+    const current = this.map.getBinaryFast(key);
+    if (current !== undefined && holds(current)) {
+      this.map.put(key, relocatedValue(current, relocation, value));
+      return;
     }
     const start = Buffer.alloc(12);
     const end = Buffer.alloc(12);
@@ -407,95 +312,6 @@ export class MetadataStore {
   async close(): Promise<void> {
     await this.root.close();
   }
-}
-
-// ---- pages ----
-
-function slotPresent(page: Buffer, slot: number): boolean {
-  return ((page.readUInt32LE(slot < 32 ? 0 : 4) >>> (slot & 31)) & 1) === 1;
-}
-
-function markSlot(page: Buffer, slot: number): void {
-  const at = slot < 32 ? 0 : 4;
-  page.writeUInt32LE((page.readUInt32LE(at) | (1 << (slot & 31))) >>> 0, at);
-}
-
-function clearSlot(page: Buffer, slot: number): void {
-  const at = slot < 32 ? 0 : 4;
-  page.writeUInt32LE((page.readUInt32LE(at) & ~(1 << (slot & 31))) >>> 0, at);
-  page.fill(0, pageBitmapBytes + slot * mapValueSizeBytes, pageBitmapBytes + (slot + 1) * mapValueSizeBytes);
-}
-
-/** Sets a slot of an expanded page to a 16-byte value. */
-function setSlot(page: Buffer, slot: number, value: Buffer): void {
-  value.copy(page, pageBitmapBytes + slot * mapValueSizeBytes, 0, mapValueSizeBytes);
-  markSlot(page, slot);
-}
-
-function popcount32(value: number): number {
-  let v = value >>> 0;
-  v -= (v >>> 1) & 0x55555555;
-  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
-  return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
-}
-
-/** Byte offset of a slot's value in a packed page, or -1 if the slot is absent. */
-function packedSlotOffset(packed: Buffer, slot: number): number {
-  assert(packed.length >= pageBitmapBytes, "corrupt map page");
-  const low = packed.readUInt32LE(0);
-  const high = packed.readUInt32LE(4);
-  let rank: number;
-  if (slot < 32) {
-    if (((low >>> slot) & 1) === 0) return -1;
-    rank = slot === 0 ? 0 : popcount32(low << (32 - slot));
-  } else {
-    const bit = slot - 32;
-    if (((high >>> bit) & 1) === 0) return -1;
-    rank = popcount32(low) + (bit === 0 ? 0 : popcount32(high << (32 - bit)));
-  }
-  const offset = pageBitmapBytes + rank * mapValueSizeBytes;
-  assert(offset + mapValueSizeBytes <= packed.length, "corrupt map page");
-  return offset;
-}
-
-/** A packed page (bitmap + present slots in order) → the expanded form (bitmap + 64 fixed slots). */
-function expandPage(packed: Buffer): Buffer {
-  const page = Buffer.alloc(expandedPageBytes);
-  const low = packed.readUInt32LE(0);
-  const high = packed.readUInt32LE(4);
-  assert(packed.length === pageBitmapBytes + (popcount32(low) + popcount32(high)) * mapValueSizeBytes, "corrupt map page");
-  page.writeUInt32LE(low, 0);
-  page.writeUInt32LE(high, 4);
-  let from = pageBitmapBytes;
-  for (let slot = 0; slot < clustersPerPage; slot++) {
-    const present = slot < 32 ? (low >>> slot) & 1 : (high >>> (slot - 32)) & 1;
-    if (present === 0) continue;
-    // Word by word: lmdb's getBinaryFast buffer is shared and refuses Buffer.copy past its value.
-    const to = pageBitmapBytes + slot * mapValueSizeBytes;
-    page.writeUInt32LE(packed.readUInt32LE(from), to);
-    page.writeUInt32LE(packed.readUInt32LE(from + 4), to + 4);
-    page.writeUInt32LE(packed.readUInt32LE(from + 8), to + 8);
-    page.writeUInt32LE(packed.readUInt32LE(from + 12), to + 12);
-    from += mapValueSizeBytes;
-  }
-  return page;
-}
-
-/** The expanded page → its packed value (a new Buffer). */
-function packPage(page: Buffer): Buffer {
-  const low = page.readUInt32LE(0);
-  const high = page.readUInt32LE(4);
-  const packed = Buffer.allocUnsafe(pageBitmapBytes + (popcount32(low) + popcount32(high)) * mapValueSizeBytes);
-  page.copy(packed, 0, 0, pageBitmapBytes);
-  let to = pageBitmapBytes;
-  for (let slot = 0; slot < clustersPerPage; slot++) {
-    const present = slot < 32 ? (low >>> slot) & 1 : (high >>> (slot - 32)) & 1;
-    if (present === 0) continue;
-    const from = pageBitmapBytes + slot * mapValueSizeBytes;
-    page.copy(packed, to, from, from + mapValueSizeBytes);
-    to += mapValueSizeBytes;
-  }
-  return packed;
 }
 
 function tlogKey(seq: number): string {
