@@ -407,11 +407,15 @@ vdisk
 
 vdisk
   .command("delete <name>")
-  .description("delete a vDisk and its data (refused while a client is connected, unless --force)")
+  .description("delete a vDisk and its data, as a task with a progress bar (refused while a client is connected, unless --force, and while it has clones)")
   .option("--force", "delete even with NBD clients connected (they are disconnected)")
-  .action(async (name: string, options: { force?: boolean }) => {
-    await callApi(api(), "DELETE", `/api/v1/vdisks/${encodeURIComponent(name)}${options.force ? "?force=true" : ""}`);
-    process.stdout.write(`deleted vDisk ${name}\n`);
+  .option("--json", "print the final task as JSON")
+  .option("--no-wait", "print the task id and return at once")
+  .action(async (name: string, options: { force?: boolean; json?: boolean; wait: boolean }) => {
+    const task = await runTask(api(), "DELETE", `/api/v1/vdisks/${encodeURIComponent(name)}${options.force ? "?force=true" : ""}`, undefined, { json: options.json, wait: options.wait, printJson });
+    if (task === undefined) return;
+    const result = task.result as { disconnectedClients: number };
+    process.stdout.write(`deleted vDisk ${name}${result.disconnectedClients > 0 ? ` (${result.disconnectedClients} NBD client${result.disconnectedClients === 1 ? "" : "s"} disconnected)` : ""}\n`);
   });
 
 vdisk
@@ -460,12 +464,12 @@ vdisk
 
 vdisk
   .command("template <vdisk>")
-  .description("make a vDisk a template: read-only, one snapshot kept, to clone from")
-  .option("--json", "print JSON")
-  .action(async (name: string, options: { json?: boolean }) => {
-    const info = await callApi<VDiskInfo>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/template`);
-    if (options.json) printJson(info);
-    else process.stdout.write(`vDisk ${name} is now a template (clone it with: ovs vdisk clone ${name} NEW)\n`);
+  .description("make a vDisk a template: read-only, one snapshot kept, to clone from; a task with a progress bar (its write buffer is uploaded first)")
+  .option("--json", "print the final task as JSON (its result is the vDisk)")
+  .option("--no-wait", "print the task id and return at once")
+  .action(async (name: string, options: { json?: boolean; wait: boolean }) => {
+    const task = await runTask(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/template`, undefined, { json: options.json, wait: options.wait, printJson });
+    if (task !== undefined) process.stdout.write(`vDisk ${name} is now a template (clone it with: ovs vdisk clone ${name} NEW)\n`);
   });
 
 function thresholdOption(value: string): number {
