@@ -201,6 +201,8 @@ describe("ovs up on ALBA", () => {
     expectFailure(await node.ovs(["alba", "asd", "decommission", "0123456789abcdef0123456789abcdef"]), /^ovs: No ASD 0123456789abcdef0123456789abcdef is claimed/, "unknown decommission");
     expect((await node.fetch("/api/v1/alba/asds/0123456789abcdef0123456789abcdef/decommission", { method: "POST" })).status).toBe(404);
     expect(await decommissionTasks()).toBe(decommissionsBefore); // refused before any task
+    const doc = (await (await node.fetch("/api/openapi.json")).json()) as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
+    expect(Object.keys(doc.paths["/api/v1/alba/asds/{asdId}/decommission"]!.post!.responses).sort()).toEqual(["202", "default"]);
     expectFailure(await node.ovs(["alba", "asd", "add", "127.0.0.1"]), /HOST:PORT/, "no port");
     expectFailure(await node.ovs(["alba", "asd", "add", "127.0.0.1:1"]), /^ovs: No ASD with this backend's cluster secret answers at 127\.0\.0\.1:1/, "nobody there");
     expectFailure(await node.ovs(["alba", "object", "list", "nosuch"]), /^ovs: There is no namespace nosuch\.$/m, "namespace");

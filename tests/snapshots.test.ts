@@ -271,6 +271,12 @@ describe("set-as-template and delete as tasks through the front door", () => {
     const plain = await node.ovs(["vdisk", "delete", "tp1"]);
     expectOk(plain, "delete tp1");
     expect(plain.stdout).toBe("deleted vDisk tp1\n");
+    // The OpenAPI document says both answer 202 with a task.
+    const doc = (await (await node.fetch("/api/openapi.json")).json()) as { paths: Record<string, Record<string, { summary: string; responses: Record<string, unknown> }>> };
+    for (const [route, method] of [["/api/v1/vdisks/{name}", "delete"], ["/api/v1/vdisks/{name}/template", "post"]] as const) {
+      expect(Object.keys(doc.paths[route]![method]!.responses).sort(), route).toEqual(["202", "default"]);
+      expect(doc.paths[route]![method]!.summary, route).toMatch(/as a task: 202/);
+    }
   });
 });
 
