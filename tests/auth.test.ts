@@ -283,7 +283,7 @@ describe("token endpoint limits and the audit log", () => {
     const text = await fsp.readFile(path.join(dataDir, "audit.log"), "utf8");
     const entries = text.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(entries.find((e) => e.subject === "user:viewer" && e.route === "/api/v1/vdisks" && e.method === "POST")).toMatchObject({ status: 403 });
-    expect(entries.find((e) => e.subject === "user:admin" && e.route === "/api/v1/vdisks" && e.method === "POST" && e.status === 201)).toBeDefined();
+    expect(entries.find((e) => e.subject === "user:admin" && e.route === "/api/v1/vdisks" && e.method === "POST" && e.status === 201)).toMatchObject({ target: "audited" });
     expect(entries.find((e) => e.route === "/api/v1/users/:username/password" && e.status === 204)).toMatchObject({ method: "PUT", subject: "user:viewer" });
     expect(entries.some((e) => e.route === "/api/v1/oauth/token" && e.status === 401)).toBe(true);
     expect(entries.some((e) => e.method === "GET")).toBe(false);

@@ -85,5 +85,51 @@ describe("a node on etcd", () => {
     expectOk(await node.ovs(["config", "set", "app/after", "yes"]), "config set after the leader kill");
     const status = JSON.parse((await node.ovs(["config", "status", "--json"])).stdout) as { leader?: string; members: Array<{ reachable?: boolean }> };
     expect(status.leader).toBeDefined();
+    // The health check names the killed member (STO0002) and fails, though the store has a leader again
+    // (STO0001 says so beside it).
+    const killed = cluster.members[leader]!;
+    const health = await node.ovs(["healthcheck", "--json", "store", "health"]);
+    expect(health.exitCode).toBe(1);
+    const storeHealth = (JSON.parse(health.stdout) as { result: Record<string, { state: string; messages: Record<string, Array<{ code: string; message: string }>> }> }).result["store.health"]!;
+    expect(storeHealth.state).toBe("FAILED");
+    expect(storeHealth.messages.error).toEqual([{ code: "STO0002", message: expect.stringMatching(new RegExp(`^store member \\S+ \\((http://)?${killed.endpoint.replace(/^http:\/\//, "").replace(/[.]/g, "\\.")}\\) is not reachable`)) }]);
   });
+});
+
+describe("a node on an etcd whose quota fills up", () => {
+  it("reports etcd's NOSPACE alarm with its documented recovery (STO0003) and fails the check", async () => {
+    const MiB = 1024 * 1024;
+    const small = await startEtcdCluster({ members: 1, quotaBackendBytes: 16 * MiB });
+    const dir = await tempDir("ovs-etcd-full-");
+    let full: RunningNode | undefined;
+    try {
+      const url = `etcd://${small.endpoints[0]!.replace(/^http:\/\//, "")}/ovs-full/`;
+      full = await RunningNode.start(dir, { nbd: 0, api: 0 }, ["--store", url, "--node-id", "node-full", "--backend", "local"], "node");
+      // Fill the quota through the REST API (64 KiB values over 10 keys: every put is a new revision).
+      const value = "x".repeat(64 * 1024);
+      let refused: Response | undefined;
+      for (let index = 0; index < 2_000 && refused === undefined; index++) {
+        const response = await full.fetch("/api/v1/config", { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ key: `fill/${index % 10}`, value }) });
+        if (!response.ok) refused = response;
+      }
+      expect(refused, "the quota never filled").toBeDefined();
+      expect(refused!.status).toBe(507);
+      expect(((await refused!.json()) as { error: { code: string } }).error.code).toBe("NO_SPACE");
+      const health = await full.ovs(["healthcheck", "--json", "store"]);
+      expect(health.exitCode).toBe(1);
+      const report = JSON.parse(health.stdout) as { result: Record<string, { state: string; messages: Record<string, Array<{ code: string; message: string }>> }> };
+      expect(report.result["store.health"]!.state).toBe("FAILED");
+      expect(report.result["store.health"]!.messages.error).toEqual([
+        { code: "STO0003", message: expect.stringMatching(/^store alarm NOSPACE on member \S+; etcd's backend quota is full \(alarm NOSPACE\).*compact.*defrag.*alarm disarm/) },
+      ]);
+      expect(report.result["store.health"]!.messages.success).toBeUndefined(); // not healthy with an alarm
+      // The round trip cannot write: it ends as an exception naming the refusal, not as a success.
+      expect(report.result["store.read-write"]!.state).not.toBe("SUCCESS");
+      expect(Object.values(report.result["store.read-write"]!.messages).flat()[0]!.message).toMatch(/NOSPACE/);
+    } finally {
+      await full?.stop();
+      await small.stop();
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  }, 240_000);
 });

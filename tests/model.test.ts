@@ -278,6 +278,16 @@ describe("vPools", () => {
     expectOk(await node.ovs(["vdisk", "create", "fast1", "--size", "32M", "--vpool", "fastpool"]), "create in fastpool");
     const settings = await ovsJson<Record<string, unknown>>(["vdisk", "settings", "fast1"]);
     expect(settings).toMatchObject({ scoSizeBytes: 8 << 20, tlogMultiplier: 8 });
+    // Per vDisk, at creation: its own SCO size and TLog multiplier over the vPool's; bad ones change nothing.
+    expectOk(await node.ovs(["vdisk", "create", "fast2", "--size", "32M", "--vpool", "fastpool", "--sco-size", "2M", "--tlog-multiplier", "4"]), "create with its own SCO size");
+    expect(await ovsJson<Record<string, unknown>>(["vdisk", "settings", "fast2"])).toMatchObject({ scoSizeBytes: 2 << 20, tlogMultiplier: 4 });
+    expectOk(await runTool("qemu-io", ["-f", "raw", node.uri("fast2"), "-c", "write -P 0x3c 0 6M", "-c", "flush", "-c", "read -P 0x3c 0 6M"]), "qemu-io on fast2");
+    expectFailure(await node.ovs(["vdisk", "create", "fast3", "--size", "32M", "--sco-size", "200M"]), /^ovs: the SCO size must be a multiple of the cluster size between 1 MiB and 128 MiB\.?$/, "SCO size too large");
+    const badMultiplier = await send("POST", "/api/v1/vdisks", { name: "fast3", size: "32M", tlogMultiplier: 0 });
+    expect(badMultiplier.status).toBe(400);
+    expect((await errorOf(badMultiplier)).code).toBe("INVALID_ARGUMENT");
+    expect((await send("GET", "/api/v1/vdisks/fast3")).status).toBe(404);
+    expectOk(await node.ovs(["vdisk", "delete", "fast2"]), "delete fast2");
     const info = await ovsJson<{ namespace: string; vpool: string }>(["vdisk", "info", "fast1"]);
     expect(info.vpool).toBe("fastpool");
     const namespaces = await ovsJson<Array<{ name: string; presetName: string }>>(["alba", "namespace", "list"]);
@@ -339,6 +349,30 @@ describe("vPools", () => {
 });
 
 describe("vDisks", () => {
+  it("refuses a settings change or resize based on a stale version (409, nothing changed), through the API and the CLI", async () => {
+    expectOk(await node.ovs(["vdisk", "create", "ver1", "--size", "16M"]), "create ver1");
+    const first = await ovsJson<{ version: number; qos: { writeIops: number } }>(["vdisk", "settings", "ver1"]);
+    expect(first.version).toBe(0);
+    // Two clients read version 0; the first change lands, the second (still based on 0) is refused.
+    const landed = await send("PATCH", "/api/v1/vdisks/ver1/settings", { qos: { writeIops: 100 }, version: 0 });
+    expect(landed.status).toBe(200);
+    expect(await landed.json()).toMatchObject({ version: 1, qos: { writeIops: 100 } });
+    const stale = await send("PATCH", "/api/v1/vdisks/ver1/settings", { qos: { writeIops: 500 }, version: 0 });
+    expect(stale.status).toBe(409);
+    expect(await errorOf(stale)).toEqual({ code: "CONFLICT", message: "vDisk ver1 changed since version 0 (it is at version 1); read it again and retry." });
+    expect(await ovsJson<{ version: number; qos: { writeIops: number } }>(["vdisk", "settings", "ver1"])).toMatchObject({ version: 1, qos: { writeIops: 100 } });
+    expectFailure(await node.ovs(["vdisk", "set", "ver1", "scoCacheMax=64M", "--expect-version", "0"]), /^ovs: vDisk ver1 changed since version 0 \(it is at version 1\); read it again and retry\.$/, "stale set");
+    expectFailure(await node.ovs(["vdisk", "resize", "ver1", "--size", "32M", "--expect-version", "7"]), /^ovs: vDisk ver1 changed since version 7 \(it is at version 1\); read it again and retry\.$/, "stale resize");
+    expect(await ovsJson<{ sizeBytes: number; version: number }>(["vdisk", "info", "ver1"])).toMatchObject({ sizeBytes: 16 << 20, version: 1 });
+    const badVersion = await node.ovs(["vdisk", "resize", "ver1", "--size", "32M", "--expect-version", "x"]);
+    expect(badVersion.exitCode, "bad version").not.toBe(0);
+    expect(badVersion.stderr.trim()).toMatch(/--expect-version.*a version is a whole number/);
+    // Based on the current version, or without one (last writer wins): applied, the version moves on.
+    expect(await ovsJson<{ sizeBytes: number; version: number }>(["vdisk", "resize", "ver1", "--size", "32M", "--expect-version", "1"])).toMatchObject({ sizeBytes: 32 << 20, version: 2 });
+    expect(await ovsJson<{ version: number; scoCacheMaxBytes: number }>(["vdisk", "set", "ver1", "scoCacheMax=64M"])).toMatchObject({ version: 3, scoCacheMaxBytes: 64 << 20 });
+    expectOk(await node.ovs(["vdisk", "delete", "ver1"]), "delete ver1");
+  });
+
   it("lists the cluster's vDisks with filter, sort and paging, through the API and the CLI", async () => {
     expectOk(await node.ovs(["vpool", "create", "listpool"]), "create listpool");
     for (const [name, size, vpool] of [["la", "10M", "listpool"], ["lb", "30M", "listpool"], ["lc", "20M", "listpool"], ["other", "5M", "default"]] as const) {

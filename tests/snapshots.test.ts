@@ -163,6 +163,62 @@ describe("clones and templates through the front door", () => {
 
     for (const name of ["vm1", "base-clone", "base"]) expectOk(await node.ovs(["vdisk", "delete", name]), `delete ${name}`);
   });
+
+  it("builds a chain of 32 clones, shows each depth, reads through it, and refuses the 33rd with one sentence", async () => {
+    const startedMs = Date.now();
+    const post = (apiPath: string, body: unknown): Promise<Response> =>
+      node.fetch(`/api/v1${apiPath}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    /** A snapshot named s of `vdisk`, waited for (bounded) until it is on the backend: clones need that. */
+    const storedSnapshot = async (vdisk: string): Promise<void> => {
+      expect((await post(`/vdisks/${vdisk}/snapshots`, { name: "s" })).status).toBe(201);
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const { snapshots } = (await (await node.fetch(`/api/v1/vdisks/${vdisk}/snapshots`)).json()) as { snapshots: SnapshotView[] };
+        if (snapshots.find((s) => s.name === "s")?.state === "stored") return;
+        if (Date.now() > deadline) throw new Error(`snapshot s of ${vdisk} is not stored after 30 s`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
+    expectOk(await node.ovs(["vdisk", "create", "chain0", "--size", "8M"]), "create chain0");
+    expectOk(await qemuIo(node.uri("chain0"), ["write -P 0x5a 0 64k", "write -P 0x5b 4M 64k", "flush"]), "write chain0");
+    // Through the REST API in a loop (the CLI's start-up would make 66 calls slow); every level writes
+    // one cluster of its own, so the deepest clone's reads walk the whole chain.
+    for (let depth = 1; depth <= 32; depth++) {
+      const parent = `chain${depth - 1}`;
+      await storedSnapshot(parent);
+      const created = await post(`/vdisks/${parent}/clones`, { snapshot: "s", name: `chain${depth}` });
+      expect(created.status, `clone at depth ${depth}`).toBe(201);
+      expect(((await created.json()) as { cloneDepth: number }).cloneDepth).toBe(depth);
+    }
+    const built = Date.now() - startedMs;
+    process.stdout.write(`a chain of 32 clones built through the REST API in ${built} ms\n`);
+
+    const deepest = JSON.parse((await node.ovs(["vdisk", "info", "chain32", "--json"])).stdout) as { cloneDepth: number; parent: { name: string; snapshot: string } };
+    expect(deepest).toMatchObject({ cloneDepth: 32, parent: { name: "chain31", snapshot: "s" } });
+    expect((await node.ovs(["vdisk", "info", "chain32"])).stdout).toMatch(/clone of\s+chain31 at snapshot s \(depth 32\)/);
+    expect((await node.ovs(["vdisk", "info", "chain0"])).stdout).not.toMatch(/clone of/);
+    // The deepest clone reads the base's data through 32 parents (and its own writes before theirs).
+    expectOk(await qemuIo(node.uri("chain32"), ["read -P 0x5a 0 64k", "read -P 0x5b 4M 64k", "read -P 0 64k 64k", "write -P 0x5c 0 4k", "read -P 0x5c 0 4k", "read -P 0x5a 4k 60k"]), "read through the chain");
+
+    // A 33rd level is refused: by the CLI with one sentence, by the API with 409 and a stable code.
+    await storedSnapshot("chain32");
+    const list = async (): Promise<string[]> => (JSON.parse((await node.ovs(["vdisk", "list", "--json"])).stdout) as Array<{ name: string }>).map((v) => v.name).sort();
+    const before = await list();
+    const refused = await node.ovs(["vdisk", "clone", "chain32", "--snapshot", "s", "chain33"]);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toBe("ovs: a clone of chain32 would be 33 clones deep; the maximum is 32\n");
+    const viaApi = await post("/vdisks/chain32/clones", { snapshot: "s", name: "chain33" });
+    expect(viaApi.status).toBe(409);
+    expect(((await viaApi.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: "CONFLICT", message: expect.stringMatching(/33 clones deep; the maximum is 32/) });
+    expect(await list()).toEqual(before);
+    expect(before).not.toContain("chain33");
+    expect((await node.ovs(["vdisk", "info", "chain33"])).exitCode).toBe(1);
+    // A clone of a shallower level still works, and the name refused above is free.
+    const sibling = await node.ovs(["vdisk", "clone", "chain31", "--snapshot", "s", "chain33"]);
+    expectOk(sibling, "clone at depth 32 beside the chain");
+    expect((JSON.parse((await node.ovs(["vdisk", "info", "chain33", "--json"])).stdout) as { cloneDepth: number }).cloneDepth).toBe(32);
+    expect(Date.now() - startedMs).toBeLessThan(120_000);
+  }, 180_000);
 });
 
 interface TaskView { id: string; kind: string; target: string; state: string; progress: { done: number; total?: number; unit: string; detail?: string }; result?: unknown; error?: { code: string; message: string } }

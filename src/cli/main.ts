@@ -360,6 +360,13 @@ function qosSummary(qos: VDiskInfo["qos"]): string {
   return `${parts.length === 0 ? "no limits" : parts.join(", ")}; ${qos.delayedRequests} requests delayed (${qos.delayedMsTotal} ms in all)`;
 }
 
+/** A version number for --if-version: a non-negative integer, else a one-sentence error. */
+function versionOption(value: string): number {
+  const version = Number(value);
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(version)) throw new InvalidArgumentError("a version is a whole number (from vdisk info or vdisk settings).");
+  return version;
+}
+
 vdisk
   .command("create <name>")
   .description("create a thin vDisk")
@@ -367,11 +374,15 @@ vdisk
   .option("--sco-cache-max <size>", "keep at most this much of its data in local SCO files once it is on the backend (default: the vPool's)", sizeOption)
   .option("--vpool <name>", "the vPool (default: the node's default vPool); the vDisk gets its SCO size, TLog multiplier, SCO cache cap and cache mode")
   .option("--cache-mode <mode>", "its read cache mode: cache-on-read, cache-on-write or none (default: the vPool's)")
+  .option("--sco-size <size>", "its SCO size, 1M to 128M, fixed for its life (default: the vPool's)", sizeOption)
+  .option("--tlog-multiplier <n>", "SCOs per TLog, 1 to 1024, fixed for its life (default: the vPool's)", (value: string) => Number(value))
   .option("--json", "print JSON")
-  .action(async (name: string, options: { size: string; scoCacheMax?: string; vpool?: string; cacheMode?: string; json?: boolean }) => {
+  .action(async (name: string, options: { size: string; scoCacheMax?: string; vpool?: string; cacheMode?: string; scoSize?: string; tlogMultiplier?: number; json?: boolean }) => {
     const info = await callApi<VDiskInfo>(api(), "POST", "/api/v1/vdisks", {
       name, size: options.size, ...(options.scoCacheMax === undefined ? {} : { scoCacheMax: options.scoCacheMax }), ...(options.vpool === undefined ? {} : { vpool: options.vpool }),
       ...(options.cacheMode === undefined ? {} : { cacheMode: options.cacheMode }),
+      ...(options.scoSize === undefined ? {} : { scoSize: options.scoSize }),
+      ...(options.tlogMultiplier === undefined ? {} : { tlogMultiplier: options.tlogMultiplier }),
     });
     if (options.json) printJson(info);
     else process.stdout.write(`created vDisk ${info.name} (${info.size})\n`);
@@ -427,9 +438,12 @@ vdisk
   .command("resize <name>")
   .description("grow a vDisk (clients see the new size when they reconnect)")
   .requiredOption("--size <size>", "new size, e.g. 20G", sizeOption)
+  .option("--expect-version <n>", "only if the vDisk is still at this version (from vdisk info / settings); else refused", versionOption)
   .option("--json", "print JSON")
-  .action(async (name: string, options: { size: string; json?: boolean }) => {
-    const info = await callApi<VDiskInfo>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/resize`, { size: options.size });
+  .action(async (name: string, options: { size: string; expectVersion?: number; json?: boolean }) => {
+    const info = await callApi<VDiskInfo>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/resize`, {
+      size: options.size, ...(options.expectVersion === undefined ? {} : { version: options.expectVersion }),
+    });
     if (options.json) printJson(info);
     else process.stdout.write(`resized vDisk ${info.name} to ${info.size}\n`);
   });
@@ -450,9 +464,10 @@ vdisk
 vdisk
   .command("set <vdisk> <settings...>")
   .description(`change settings while the vDisk serves I/O, as KEY=VALUE: qos.readIops, qos.writeIops, qos.totalIops (operations per second), qos.readBandwidth, qos.writeBandwidth, qos.totalBandwidth (per second, e.g. 50M), scoCacheMax (e.g. 1G), cache.mode (cache-on-read, cache-on-write or none), cache.quota (its share of the node's read cache, e.g. 512M); 0 = no limit`)
+  .option("--expect-version <n>", "only if the vDisk is still at this version (from vdisk settings); else refused", versionOption)
   .option("--json", "print the settings as JSON")
-  .action(async (name: string, assignments: string[], options: { json?: boolean }) => {
-    const body = settingsBody(assignments);
+  .action(async (name: string, assignments: string[], options: { expectVersion?: number; json?: boolean }) => {
+    const body = { ...settingsBody(assignments), ...(options.expectVersion === undefined ? {} : { version: options.expectVersion }) };
     const settings = await callApi<VDiskSettings>(api(), "PATCH", `/api/v1/vdisks/${encodeURIComponent(name)}/settings`, body);
     if (options.json) return printJson(settings);
     process.stdout.write(`vDisk ${name}: set ${assignments.map((a) => a.trim()).join(" ")} (in effect now)\n`);

@@ -11,6 +11,7 @@
 
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
+import { NoBody, NoQuery } from "./schemas.js";
 import { OvsError } from "../base/index.js";
 import type { PresetRecord } from "../alba/index.js";
 import { objectPageMax, type AlbaService } from "./alba-service.js";
@@ -58,13 +59,13 @@ export function registerAlbaRoutes(app: FastifyInstance, alba: AlbaService | und
     return alba;
   };
 
-  app.get("/api/v1/alba/asds", { schema: { tags: ["alba"], summary: "ASDs of the backend with their state, usage and health" } }, async () => ({ asds: await need().listAsds() }));
+  app.get("/api/v1/alba/asds", { schema: { tags: ["alba"], summary: "ASDs of the backend with their state, usage and health", querystring: NoQuery } }, async () => ({ asds: await need().listAsds() }));
 
-  app.post<{ Body: Static<typeof AddAsdBody> }>("/api/v1/alba/asds", { config: manage, schema: { tags: ["alba"], summary: "add an ASD by address (it is claimed for this backend)", body: AddAsdBody } }, async (request, reply) =>
+  app.post<{ Body: Static<typeof AddAsdBody> }>("/api/v1/alba/asds", { config: manage, schema: { tags: ["alba"], summary: "add an ASD by address (it is claimed for this backend)", body: AddAsdBody, querystring: NoQuery } }, async (request, reply) =>
     reply.status(201).send(await need().addAsd(request.body.host, request.body.port, request.body.nodeId)),
   );
 
-  app.post<{ Params: Static<typeof AsdIdParams> }>("/api/v1/alba/asds/:asdId/claim", { config: manage, schema: { tags: ["alba"], summary: "claim a known ASD for this backend", params: AsdIdParams } }, async (request) =>
+  app.post<{ Params: Static<typeof AsdIdParams> }>("/api/v1/alba/asds/:asdId/claim", { config: manage, schema: { tags: ["alba"], summary: "claim a known ASD for this backend", params: AsdIdParams, querystring: NoQuery, body: NoBody } }, async (request) =>
     need().claimAsd(request.params.asdId),
   );
 
@@ -73,7 +74,7 @@ export function registerAlbaRoutes(app: FastifyInstance, alba: AlbaService | und
     {
       config: manage,
       schema: {
-        tags: ["alba"], params: AsdIdParams, response: { 202: TaskReply },
+        tags: ["alba"], params: AsdIdParams, querystring: NoQuery, body: NoBody, response: { 202: TaskReply },
         summary: "decommission an ASD: marked at once (no new fragments), then drained as a task: 202 with the task to poll (progress: fragments moved); its result is the drain report; 404/409 at once for an unknown or already decommissioned ASD",
       },
     },
@@ -88,9 +89,9 @@ export function registerAlbaRoutes(app: FastifyInstance, alba: AlbaService | und
     },
   );
 
-  app.get("/api/v1/alba/presets", { schema: { tags: ["alba"], summary: "presets: policies, compression, encryption, checksums" } }, async () => ({ presets: await need().listPresets() }));
+  app.get("/api/v1/alba/presets", { schema: { tags: ["alba"], summary: "presets: policies, compression, encryption, checksums", querystring: NoQuery } }, async () => ({ presets: await need().listPresets() }));
 
-  app.post<{ Body: Static<typeof AddPresetBody> }>("/api/v1/alba/presets", { config: manage, schema: { tags: ["alba"], summary: "add a preset", body: AddPresetBody } }, async (request, reply) => {
+  app.post<{ Body: Static<typeof AddPresetBody> }>("/api/v1/alba/presets", { config: manage, schema: { tags: ["alba"], summary: "add a preset", body: AddPresetBody, querystring: NoQuery } }, async (request, reply) => {
     const body = request.body;
     const preset = await need().addPreset({
       name: body.name,
@@ -104,11 +105,11 @@ export function registerAlbaRoutes(app: FastifyInstance, alba: AlbaService | und
     return reply.status(201).send(preset);
   });
 
-  app.get("/api/v1/alba/namespaces", { schema: { tags: ["alba"], summary: "namespaces (one per vDisk) with their preset" } }, async () => ({ namespaces: await need().listNamespaces() }));
+  app.get("/api/v1/alba/namespaces", { schema: { tags: ["alba"], summary: "namespaces (one per vDisk) with their preset", querystring: NoQuery } }, async () => ({ namespaces: await need().listNamespaces() }));
 
   app.post<{ Params: Static<typeof NamespaceParams> }>(
     "/api/v1/alba/namespaces/:namespace/verify",
-    { config: { role: "write" }, schema: { tags: ["alba"], summary: "verify every object of a namespace (checksums, redundancy) as a task: 202 with the task to poll; its result is the report", params: NamespaceParams } },
+    { config: { role: "write" }, schema: { tags: ["alba"], summary: "verify every object of a namespace (checksums, redundancy) as a task: 202 with the task to poll; its result is the report", params: NamespaceParams, querystring: NoQuery, body: NoBody } },
     async (request, reply) => {
       const { namespace } = request.params;
       await need().requireNamespace(namespace);
@@ -125,13 +126,13 @@ export function registerAlbaRoutes(app: FastifyInstance, alba: AlbaService | und
     async (request) => need().listObjects(request.params.namespace, { after: request.query.after, limit: request.query.limit ?? 100 }),
   );
 
-  app.get<{ Params: Static<typeof ObjectParams> }>("/api/v1/alba/namespaces/:namespace/objects/:name", { schema: { tags: ["alba"], summary: "an object's manifest with where each fragment is", params: ObjectParams } }, async (request) =>
+  app.get<{ Params: Static<typeof ObjectParams> }>("/api/v1/alba/namespaces/:namespace/objects/:name", { schema: { tags: ["alba"], summary: "an object's manifest with where each fragment is", params: ObjectParams, querystring: NoQuery } }, async (request) =>
     need().objectManifest(request.params.namespace, request.params.name),
   );
 
-  app.get("/api/v1/alba/maintenance", { schema: { tags: ["alba"], summary: "maintenance status: repair, rebalance, garbage collection" } }, async () => need().maintenanceStatus());
+  app.get("/api/v1/alba/maintenance", { schema: { tags: ["alba"], summary: "maintenance status: repair, rebalance, garbage collection", querystring: NoQuery } }, async () => need().maintenanceStatus());
 
-  app.post("/api/v1/alba/maintenance/pass", { config: { role: "write" }, schema: { tags: ["alba"], summary: "run one maintenance pass now, as a task: 202 with the task to poll; its result is the maintenance status" } }, async (request, reply) => {
+  app.post("/api/v1/alba/maintenance/pass", { config: { role: "write" }, schema: { tags: ["alba"], summary: "run one maintenance pass now, as a task: 202 with the task to poll; its result is the maintenance status", querystring: NoQuery, body: NoBody } }, async (request, reply) => {
     need().requireReady();
     return startTask(tasks, request, reply, {
       kind: "alba.maintenance-pass", target: "", unit: "steps", cancellable: true,

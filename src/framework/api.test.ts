@@ -17,6 +17,7 @@ import { AuthService } from "./auth/auth-service.js";
 import { buildApi } from "./api.js";
 import { NodeMetrics } from "./metrics/metrics.js";
 import { ManagementModel } from "./model/model-service.js";
+import { Scheduler } from "./scheduler/scheduler.js";
 
 let dir: string;
 let store: EmbeddedStore;
@@ -39,7 +40,8 @@ beforeAll(async () => {
   await auth.createUser("writer", "writer password", "write");
   const model = new ManagementModel({ store, vdisks, nodeId: "n1", log });
   await model.registerNode({ name: "n1", ip: "127.0.0.1", ports: { nbd: 1, api: 2 } });
-  app = await buildApi({ vdisks, store, backend, auth, model, metrics: new NodeMetrics({ nodeId: "n1", processMetrics: false }), log, now: () => nowMs, nodeInfo: () => ({ version: "t", nodeId: "n1", dataDir: dir, store: "s", backend: "b", nbd: { host: "127.0.0.1", port: 1 }, api: { host: "h", port: 2 }, asds: [] }) });
+  const scheduler = new Scheduler({ store, nodeId: "n1", log, tasks: [] }); // never started: its routes only
+  app = await buildApi({ vdisks, store, backend, auth, model, scheduler, metrics: new NodeMetrics({ nodeId: "n1", processMetrics: false }), log, now: () => nowMs, nodeInfo: () => ({ version: "t", nodeId: "n1", dataDir: dir, store: "s", backend: "b", nbd: { host: "127.0.0.1", port: 1 }, api: { host: "h", port: 2 }, asds: [] }) });
   // Another component's plugin, registered after buildApi with no auth configuration at all.
   await app.register(async (plugin) => {
     plugin.get("/api/v1/later", { schema: { summary: "a route added later" } }, async () => ({ ok: true }));
@@ -134,7 +136,7 @@ describe("vDisk settings", () => {
       expect(changed.statusCode).toBe(200);
       const expected = {
         qos: { readIops: 0, writeIops: 300, totalIops: 0, readBytesPerSecond: 52428800, writeBytesPerSecond: 0, totalBytesPerSecond: 1048576 }, scoCacheMaxBytes: 67108864,
-        cache: { mode: "cache-on-write", quotaBytes: 536870912 }, scoSizeBytes: 4194304, tlogMultiplier: 16,
+        cache: { mode: "cache-on-write", quotaBytes: 536870912 }, scoSizeBytes: 4194304, tlogMultiplier: 16, version: 1,
       };
       expect(changed.json()).toEqual(expected);
       for (const [payload, message] of [
@@ -232,5 +234,187 @@ describe("the OpenAPI document", () => {
     const operations = Object.values(doc.paths).reduce((count, methods) => count + Object.keys(methods).length, 0);
     expect(operations).toBe(app.ovsRoutes.filter((r) => r.method !== "HEAD").length);
     expect(JSON.stringify(doc)).not.toMatch(/"\$ref":"(?!#\/components\/)/);
+  });
+});
+
+describe("every route's input is checked by schema", () => {
+  type JsonSchema = { type?: string; anyOf?: JsonSchema[]; additionalProperties?: unknown; properties?: Record<string, JsonSchema> };
+  /** Every object a request may be (each member of a union) refuses fields it does not name. */
+  function strictObjects(schema: JsonSchema, where: string): void {
+    if (schema.anyOf !== undefined) {
+      for (const member of schema.anyOf) strictObjects(member, where);
+      return;
+    }
+    expect(schema.type, where).toBe("object");
+    expect(schema.additionalProperties, `${where} refuses unknown fields`).toBe(false);
+  }
+
+  it("declares a querystring schema on every /api/v1 route, and a body schema on every POST, PUT, PATCH and DELETE", () => {
+    const routes = app.ovsRoutes.filter((r) => r.url.startsWith("/api/v1/") && r.url !== "/api/v1/later" && r.method !== "HEAD");
+    // The enumeration covers every plugin's routes (model, ALBA, schedule, tasks, auth, config, vDisks).
+    for (const expected of ["POST /api/v1/vdisks/:name/template", "POST /api/v1/alba/asds/:asdId/claim", "POST /api/v1/schedule/:task/run", "POST /api/v1/tasks/:id/cancel", "GET /api/v1/vpools", "DELETE /api/v1/vdisks/:name/snapshots/:snapshot", "PUT /api/v1/config", "POST /api/v1/oauth/token"]) {
+      expect(routes.map((r) => `${r.method} ${r.url}`)).toContain(expected);
+    }
+    expect(routes.length).toBeGreaterThan(60);
+    for (const route of routes) {
+      const where = `${route.method} ${route.url}`;
+      const schema = route.schema as { querystring?: JsonSchema; body?: JsonSchema } | undefined;
+      expect(schema?.querystring, `${where} declares its querystring`).toBeDefined();
+      strictObjects(schema!.querystring!, `${where} querystring`);
+      if (["POST", "PUT", "PATCH", "DELETE"].includes(route.method)) {
+        expect(schema?.body, `${where} declares its body`).toBeDefined();
+        strictObjects(schema!.body!, `${where} body`);
+      }
+    }
+  });
+
+  it("documents no request body for a route that takes none, and the body of one that takes one", async () => {
+    const doc = (await app.inject({ method: "GET", url: "/api/openapi.json", headers: as("reader") })).json() as { paths: Record<string, Record<string, { requestBody?: unknown; parameters?: Array<{ in: string; name: string }> }>> };
+    for (const [url, method] of [["/api/v1/vdisks/{name}/template", "post"], ["/api/v1/alba/asds/{asdId}/claim", "post"], ["/api/v1/alba/maintenance/pass", "post"], ["/api/v1/tasks/{id}/cancel", "post"], ["/api/v1/schedule/{task}/run", "post"], ["/api/v1/vdisks/{name}/snapshots/{snapshot}", "delete"], ["/api/v1/users/{username}", "delete"]] as const) {
+      expect(doc.paths[url]?.[method], `${method} ${url}`).toBeDefined();
+      expect(doc.paths[url]![method]!.requestBody, `${method} ${url}`).toBeUndefined();
+      expect((doc.paths[url]![method]!.parameters ?? []).filter((p) => p.in === "query"), `${method} ${url}`).toEqual([]);
+    }
+    expect(doc.paths["/api/v1/vdisks/{name}/snapshots"]!.post!.requestBody).toMatchObject({ content: { "application/json": { schema: { required: ["name"] } } } });
+    expect(doc.paths["/api/v1/vpools/{name}"]!.delete!.parameters!.filter((p) => p.in === "query").map((p) => p.name)).toEqual(["version"]);
+  });
+
+  it("answers unknown body fields and query parameters with 400 naming them, and changes nothing", async () => {
+    await vdisks.create("probe1", 16 * 1024 * 1024);
+    try {
+      await vdisks.createSnapshot("probe1", "s1");
+      const state = async (): Promise<unknown> => ({
+        info: (await app.inject({ method: "GET", url: "/api/v1/vdisks/probe1", headers: as("reader") })).json().template,
+        snapshots: vdisks.listSnapshots("probe1").map((s) => s.name),
+        vdisks: vdisks.list().map((v) => v.name).sort(),
+        router: (await app.inject({ method: "GET", url: "/api/v1/storagerouters/n1", headers: as("reader") })).json().status,
+        tasks: (await app.inject({ method: "GET", url: "/api/v1/tasks", headers: as("reader") })).json().tasks.length,
+        config: (await store.get("probe/key")) === undefined,
+      });
+      const before = await state();
+      expect(before).toMatchObject({ info: false, snapshots: ["s1"], vdisks: ["probe1"], router: "online", config: true });
+      const unknownField = (where: string, field: string): string => `invalid request: ${where} has an unknown field "${field}".`;
+      const cases: Array<[string, string, string, unknown, string]> = [
+        ["writer", "POST", "/api/v1/vdisks/probe1/template", { colour: "red" }, unknownField("body", "colour")],
+        ["writer", "POST", "/api/v1/vdisks/probe1/template?colour=red", undefined, unknownField("querystring", "colour")],
+        ["writer", "POST", "/api/v1/vdisks/probe1/template", "null", "invalid request: body must be object."],
+        ["writer", "POST", "/api/v1/vdisks/probe1/template", "[]", "invalid request: body must be object."],
+        ["reader", "GET", "/api/v1/vpools?bogus=1", undefined, unknownField("querystring", "bogus")],
+        ["reader", "GET", "/api/v1/vdisks/probe1/snapshots?x=1", undefined, unknownField("querystring", "x")],
+        ["reader", "GET", "/api/v1/storagerouters?x=1", undefined, unknownField("querystring", "x")],
+        ["writer", "DELETE", "/api/v1/vdisks/probe1/snapshots/s1?x=1", undefined, unknownField("querystring", "x")],
+        ["writer", "DELETE", "/api/v1/vdisks/probe1?x=1", undefined, unknownField("querystring", "x")],
+        ["writer", "DELETE", "/api/v1/vdisks/probe1/snapshots/s1", { force: true }, unknownField("body", "force")],
+        ["writer", "DELETE", "/api/v1/vdisks/probe1", { force: true }, unknownField("body", "force")],
+        ["writer", "POST", "/api/v1/vdisks/probe1/snapshots?sticky=true", { name: "s2" }, unknownField("querystring", "sticky")],
+        ["writer", "POST", "/api/v1/vdisks/probe1/clones?x=1", { name: "probe1-clone", snapshot: "s1" }, unknownField("querystring", "x")],
+        ["writer", "POST", "/api/v1/vdisks/probe1/rollback?x=1", { snapshot: "s1" }, unknownField("querystring", "x")],
+        ["admin", "POST", "/api/v1/storagerouters/n1/offline?now=1", {}, unknownField("querystring", "now")],
+        ["admin", "POST", "/api/v1/alba/asds/0123456789abcdef0123456789abcdef/claim", { force: true }, unknownField("body", "force")],
+        ["admin", "POST", "/api/v1/alba/asds/0123456789abcdef0123456789abcdef/decommission?force=1", undefined, unknownField("querystring", "force")],
+        ["admin", "POST", "/api/v1/alba/presets?x=1", { name: "p", policies: [{ k: 1, m: 0, c: 1, x: 1 }] }, unknownField("querystring", "x")],
+        ["writer", "POST", "/api/v1/alba/namespaces/ns1/verify", { deep: true }, unknownField("body", "deep")],
+        ["writer", "POST", "/api/v1/alba/maintenance/pass", { steps: 1 }, unknownField("body", "steps")],
+        ["writer", "POST", "/api/v1/schedule/health.check/run", { now: true }, unknownField("body", "now")],
+        ["writer", "POST", "/api/v1/tasks/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/cancel", { reason: "x" }, unknownField("body", "reason")],
+        ["admin", "PUT", "/api/v1/config?x=1", { key: "probe/key", value: "v" }, unknownField("querystring", "x")],
+        ["admin", "DELETE", "/api/v1/users/reader?x=1", undefined, unknownField("querystring", "x")],
+        ["reader", "GET", "/api/v1/oauth/me?x=1", undefined, unknownField("querystring", "x")],
+      ];
+      for (const [user, method, url, payload, message] of cases) {
+        const raw = typeof payload === "string";
+        const response = await app.inject({
+          method: method as "GET", url, headers: { ...as(user), ...(raw ? { "content-type": "application/json" } : {}) },
+          ...(payload === undefined ? {} : { payload: raw ? payload : (payload as object) }),
+        });
+        expect(response.statusCode, `${method} ${url} ${JSON.stringify(payload)}`).toBe(400);
+        expect(response.json(), `${method} ${url}`).toEqual({ error: { code: "INVALID_ARGUMENT", message } });
+      }
+      expect(await state()).toEqual(before);
+      expect((await app.inject({ method: "GET", url: "/api/v1/users", headers: as("admin") })).json().users.map((u: { username: string }) => u.username)).toContain("reader");
+
+      // Without a body (what the CLI sends) or with an empty one, the same routes work.
+      const templated = await app.inject({ method: "POST", url: "/api/v1/vdisks/probe1/template", headers: as("writer") });
+      expect(templated.statusCode, templated.body).toBe(200);
+      expect(templated.json().template).toBe(true);
+      const again = await app.inject({ method: "POST", url: "/api/v1/vdisks/probe1/template", headers: as("writer"), payload: {} });
+      expect(again.json().error?.code).not.toBe("INVALID_ARGUMENT");
+    } finally {
+      await vdisks.delete("probe1", true);
+    }
+  });
+});
+
+describe("the write and manage routes", () => {
+  it("refuse a token with too small a role with 403 and change nothing", async () => {
+    await vdisks.create("roles1", 16 * 1024 * 1024);
+    try {
+      await vdisks.createSnapshot("roles1", "s1");
+      const state = async (): Promise<unknown> => ({
+        info: await vdisks.info("roles1"),
+        snapshots: vdisks.listSnapshots("roles1").map((s) => s.name),
+        vdisks: vdisks.list().map((v) => v.name).sort(),
+        tasks: (await app.inject({ method: "GET", url: "/api/v1/tasks", headers: as("reader") })).json().tasks.length,
+        settings: (await app.inject({ method: "GET", url: "/api/v1/vdisks/roles1/settings", headers: as("reader") })).json(),
+      });
+      const before = await state();
+      const asd = "/api/v1/alba/asds/0123456789abcdef0123456789abcdef";
+      const cases: Array<[string, string, string, object | undefined, string]> = [
+        ["reader", "POST", "/api/v1/vdisks/roles1/snapshots", { name: "s2" }, "write"],
+        ["reader", "DELETE", "/api/v1/vdisks/roles1/snapshots/s1", undefined, "write"],
+        ["reader", "POST", "/api/v1/vdisks/roles1/clones", { name: "roles1-clone", snapshot: "s1" }, "write"],
+        ["reader", "POST", "/api/v1/vdisks/roles1/template", undefined, "write"],
+        ["reader", "POST", "/api/v1/vdisks/roles1/rollback", { snapshot: "s1" }, "write"],
+        ["reader", "POST", "/api/v1/vdisks/roles1/resize", { size: "32M" }, "write"],
+        ["reader", "POST", "/api/v1/vdisks/roles1/restart", {}, "write"],
+        ["reader", "POST", "/api/v1/vdisks/roles1/scrub", {}, "write"],
+        ["reader", "PATCH", "/api/v1/vdisks/roles1/settings", { qos: { writeIops: 5 } }, "write"],
+        ["reader", "DELETE", "/api/v1/vdisks/roles1", undefined, "write"],
+        ["reader", "POST", "/api/v1/vdisks", { name: "roles2", size: "16M" }, "write"],
+        ["reader", "POST", "/api/v1/alba/namespaces/ns1/verify", undefined, "write"],
+        ["reader", "POST", "/api/v1/alba/maintenance/pass", undefined, "write"],
+        ["reader", "POST", `${asd}/claim`, undefined, "manage"],
+        ["writer", "POST", `${asd}/claim`, undefined, "manage"],
+        ["reader", "POST", `${asd}/decommission`, undefined, "manage"],
+        ["writer", "POST", `${asd}/decommission`, undefined, "manage"],
+        ["writer", "POST", "/api/v1/alba/asds", { host: "127.0.0.1", port: 8000 }, "manage"],
+        ["reader", "POST", "/api/v1/alba/presets", { name: "p1", policies: [{ k: 1, m: 0, c: 1, x: 1 }] }, "manage"],
+        ["writer", "POST", "/api/v1/alba/presets", { name: "p1", policies: [{ k: 1, m: 0, c: 1, x: 1 }] }, "manage"],
+        ["writer", "POST", "/api/v1/vpools", { name: "pool2" }, "manage"],
+        ["writer", "POST", "/api/v1/domains", { name: "d1" }, "manage"],
+        ["writer", "POST", "/api/v1/storagerouters/n1/offline", {}, "manage"],
+        ["reader", "POST", "/api/v1/schedule/health.check/run", undefined, "write"],
+      ];
+      for (const [user, method, url, payload, role] of cases) {
+        const response = await app.inject({ method: method as "GET", url, headers: as(user), ...(payload === undefined ? {} : { payload }) });
+        expect(response.statusCode, `${user} ${method} ${url}`).toBe(403);
+        expect(response.json().error, `${user} ${method} ${url}`).toEqual({ code: "FORBIDDEN", message: expect.stringContaining(`role ${role} required (user ${user} has `) });
+      }
+      expect(await state()).toEqual(before);
+      expect((await app.inject({ method: "GET", url: "/api/v1/storagerouters/n1", headers: as("reader") })).json().status).toBe("online");
+      expect((await app.inject({ method: "GET", url: "/api/v1/domains", headers: as("reader") })).json().domains).toEqual([]);
+    } finally {
+      await vdisks.delete("roles1", true);
+    }
+  });
+});
+
+describe("deleting a template's snapshot", () => {
+  it("answers 404 for a snapshot it does not have and 409 for its one snapshot, which stays", async () => {
+    await vdisks.create("tmpl1", 16 * 1024 * 1024);
+    try {
+      expect((await app.inject({ method: "POST", url: "/api/v1/vdisks/tmpl1/template", headers: as("writer") })).statusCode).toBe(200);
+      const [kept] = vdisks.listSnapshots("tmpl1");
+      expect(kept).toBeDefined();
+      const missing = await app.inject({ method: "DELETE", url: "/api/v1/vdisks/tmpl1/snapshots/nosuch", headers: as("writer") });
+      expect(missing.statusCode).toBe(404);
+      expect(missing.json()).toEqual({ error: { code: "NOT_FOUND", message: "volume tmpl1 has no snapshot named nosuch" } });
+      const refused = await app.inject({ method: "DELETE", url: `/api/v1/vdisks/tmpl1/snapshots/${kept!.name}`, headers: as("writer") });
+      expect(refused.statusCode).toBe(409);
+      expect(refused.json()).toEqual({ error: { code: "CONFLICT", message: "volume tmpl1 is a template: its one snapshot is kept" } });
+      expect(vdisks.listSnapshots("tmpl1").map((s) => s.name)).toEqual([kept!.name]);
+    } finally {
+      await vdisks.delete("tmpl1", true);
+    }
   });
 });

@@ -1,13 +1,15 @@
 // The REST API under /api/v1: node information, the vDisk lifecycle, the store's keys (config-api.ts)
 // and auth (auth/). Errors are JSON { error: { code, message } } with the catalogue's stable code and
 // HTTP status; every body, query and path parameter is validated by its schema first (bad input → 400
-// naming the field, nothing changed). Every route is protected by the auth hooks (auth/auth-plugin.ts),
+// naming the field, nothing changed): every route declares a querystring schema (NoQuery when it takes
+// none) and every POST/PUT/PATCH/DELETE a body schema (NoBody when it takes none; schemas.ts). Every route is protected by the auth hooks (auth/auth-plugin.ts),
 // installed before any route: a route declares its role in `config.role`, else GET/HEAD need read and
 // other methods write; only the token endpoint and the liveness probe are public.
 
 import swagger from "@fastify/swagger";
-import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger, type FastifyRequest } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
+import { NoBody, NoQuery, isNoBodySchema } from "./schemas.js";
 import { OvsError, isOvsError, parseSizeBytes, type Logger } from "../base/index.js";
 import { deleteSteps, type VDiskService } from "./vdisk-service.js";
 import type { ClusterStore } from "../store/index.js";
@@ -52,10 +54,15 @@ const Size = Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Inte
 });
 const CreateBody = Type.Object(
   { name: Type.String({ minLength: 1, maxLength: 64 }), size: Size, vpool: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: "default: this node's default vPool" })), scoCacheMax: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 0 })])),
-    cacheMode: Type.Optional(Type.String({ minLength: 1, maxLength: 16, description: "read cache mode: cache-on-read, cache-on-write or none; default: the vPool's" })) },
+    cacheMode: Type.Optional(Type.String({ minLength: 1, maxLength: 16, description: "read cache mode: cache-on-read, cache-on-write or none; default: the vPool's" })),
+    scoSize: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 1 })], { description: "SCO size, 1 MiB to 128 MiB, a multiple of 4 KiB, fixed for the vDisk's life; default: the vPool's" })),
+    tlogMultiplier: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: "SCOs per TLog, fixed for the vDisk's life; default: the vPool's" })) },
   { additionalProperties: false },
 );
-const ResizeBody = Type.Object({ size: Size }, { additionalProperties: false });
+const ResizeBody = Type.Object(
+  { size: Size, version: Type.Optional(Type.Integer({ minimum: 0, description: "the version (from GET) this change is based on: 409 CONFLICT, nothing changed, if the vDisk changed since" })) },
+  { additionalProperties: false },
+);
 const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }) });
 const DeleteQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 
@@ -143,6 +150,15 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
 
   // Before any route: every route added after this, here or in any plugin, is protected and documented.
   registerAuth(app, { auth: options.auth, audit: options.audit });
+  // A route whose body schema is NoBody (schemas.ts) takes no body: a request without one is validated
+  // as {}, so that only a missing or empty body passes (a JSON null, false or 0 is refused, not coerced).
+  app.addHook("onRoute", (route) => {
+    if (!isNoBodySchema(route.schema?.body)) return;
+    const fill = async (request: FastifyRequest): Promise<void> => {
+      if (request.body === undefined) request.body = {};
+    };
+    route.preValidation = [...(route.preValidation === undefined ? [] : Array.isArray(route.preValidation) ? route.preValidation : [route.preValidation]), fill];
+  });
   await app.register(swagger, {
     openapi: {
       openapi: "3.0.3",
@@ -153,13 +169,15 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       const methods = Array.isArray(route.method) ? route.method : [route.method];
       const access: RouteAccess = (route.config as { role?: RouteAccess } | undefined)?.role ?? defaultRole(methods[0]!);
       const response = { ...((schema?.response as Record<string, unknown> | undefined) ?? {}), default: ErrorReply };
-      const documented = { ...(schema ?? {}), response, ...(access === "public" ? { security: [] } : { security: [{ bearer: [] }] }), "x-ovs-role": access };
+      // A route that takes no body (NoBody) documents none.
+      const { body, ...rest } = schema ?? {};
+      const documented = { ...rest, ...(body === undefined || isNoBodySchema(body) ? {} : { body }), response, ...(access === "public" ? { security: [] } : { security: [{ bearer: [] }] }), "x-ovs-role": access };
       return { schema: documented, url };
     },
   });
   app.get("/api/openapi.json", { schema: { tags: ["meta"], summary: "this OpenAPI document" } }, async () => app.swagger());
 
-  app.get("/api/v1/health/live", { config: { role: "public" }, logLevel: "warn", schema: { tags: ["health"], summary: "liveness: the API answers (no token needed)" } }, async () => ({ status: "ok" }));
+  app.get("/api/v1/health/live", { config: { role: "public" }, logLevel: "warn", schema: { tags: ["health"], summary: "liveness: the API answers (no token needed)", querystring: NoQuery } }, async () => ({ status: "ok" }));
 
   const metrics = options.metrics;
   if (metrics !== undefined) {
@@ -174,7 +192,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     });
   }
 
-  app.get("/api/v1/node", { schema: { tags: ["node"], summary: "this node: version, id, store, backend, where it listens, its local ASDs and its read cache" } }, async () => {
+  app.get("/api/v1/node", { schema: { tags: ["node"], summary: "this node: version, id, store, backend, where it listens, its local ASDs and its read cache", querystring: NoQuery } }, async () => {
     const info = options.nodeInfo();
     const local = options.alba?.localAsds();
     const stats = options.vdisks.readCacheStats();
@@ -194,23 +212,27 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     async (request) => (model ? model.listVDisks(request.query) : { vdisks: options.vdisks.list() }),
   );
 
-  app.post<{ Body: Static<typeof CreateBody> }>("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "create a thin vDisk", body: CreateBody } }, async (request, reply) => {
-    const { scoCacheMax, vpool, cacheMode } = request.body;
-    const settings = scoCacheMax === undefined ? {} : { scoCacheMaxBytes: scoCacheMax === 0 || scoCacheMax === "0" ? 0 : sizeOf(scoCacheMax) };
+  app.post<{ Body: Static<typeof CreateBody> }>("/api/v1/vdisks", { schema: { tags: ["vdisks"], summary: "create a thin vDisk", body: CreateBody, querystring: NoQuery } }, async (request, reply) => {
+    const { scoCacheMax, vpool, cacheMode, scoSize, tlogMultiplier } = request.body;
+    const settings = {
+      ...(scoCacheMax === undefined ? {} : { scoCacheMaxBytes: scoCacheMax === 0 || scoCacheMax === "0" ? 0 : sizeOf(scoCacheMax) }),
+      ...(scoSize === undefined ? {} : { scoSizeBytes: sizeOf(scoSize) }),
+      ...(tlogMultiplier === undefined ? {} : { tlogMultiplier }),
+    };
     const info = model
       ? await model.createVDisk(request.body.name, sizeOf(request.body.size), { ...settings, ...(vpool === undefined ? {} : { vpool }), ...(cacheMode === undefined ? {} : { cacheMode }) })
       : await options.vdisks.create(request.body.name, sizeOf(request.body.size), { ...settings, ...(cacheMode === undefined ? {} : { cache: { mode: cacheMode as ReadCacheMode } }) });
     return reply.status(201).send(info);
   });
 
-  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name", { schema: { tags: ["vdisks"], summary: "a vDisk with its vPool and live statistics (state remote when another storage router serves it)", params: NameParams } }, async (request) =>
+  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name", { schema: { tags: ["vdisks"], summary: "a vDisk with its vPool and live statistics (state remote when another storage router serves it)", params: NameParams, querystring: NoQuery } }, async (request) =>
     model ? model.getVDisk(request.params.name) : options.vdisks.info(request.params.name),
   );
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ResizeBody> }>(
     "/api/v1/vdisks/:name/resize",
-    { schema: { tags: ["vdisks"], summary: "grow a vDisk (clients see the new size when they reconnect)", params: NameParams, body: ResizeBody } },
-    async (request) => options.vdisks.resize(request.params.name, sizeOf(request.body.size)),
+    { schema: { tags: ["vdisks"], summary: "grow a vDisk (clients see the new size when they reconnect)", params: NameParams, body: ResizeBody, querystring: NoQuery } },
+    async (request) => options.vdisks.resize(request.params.name, sizeOf(request.body.size), request.body.version),
   );
 
   const tasks = options.tasks ?? new TaskService({ store: options.store, nodeId: options.nodeInfo().nodeId, log: options.log, now });
@@ -222,7 +244,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     "/api/v1/vdisks/:name",
     {
       schema: {
-        tags: ["vdisks"], params: NameParams, querystring: DeleteQuery, response: { 202: TaskReply },
+        tags: ["vdisks"], params: NameParams, querystring: DeleteQuery, body: NoBody, response: { 202: TaskReply },
         summary: "delete a vDisk and its data, as a task: 202 with the task to poll; 409 at once with clones, or while a client is connected unless force",
       },
     },

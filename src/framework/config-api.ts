@@ -6,6 +6,7 @@
 
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
+import { NoBody, NoQuery } from "./schemas.js";
 import { OvsError } from "../base/index.js";
 import { rangeLimitMax, type ClusterStore } from "../store/index.js";
 
@@ -35,7 +36,7 @@ function present(key: string, value: Buffer): ConfigValue {
 const manage = { role: "manage" } as const;
 
 export function registerConfigRoutes(app: FastifyInstance, store: ClusterStore): void {
-  app.get("/api/v1/config/status", { config: manage, schema: { tags: ["config"], summary: "the cluster store's members, leader, size and alarms" } }, async () => store.status());
+  app.get("/api/v1/config/status", { config: manage, schema: { tags: ["config"], summary: "the cluster store's members, leader, size and alarms", querystring: NoQuery } }, async () => store.status());
 
   app.get<{ Querystring: Static<typeof KeyQuery> }>("/api/v1/config/value", { config: manage, schema: { tags: ["config"], summary: "a key's value", querystring: KeyQuery } }, async (request) => {
     const value = await store.get(request.query.key);
@@ -48,14 +49,14 @@ export function registerConfigRoutes(app: FastifyInstance, store: ClusterStore):
     return { entries: page.entries.map((e) => present(e.key, e.value)), more: page.more };
   });
 
-  app.put<{ Body: Static<typeof SetBody> }>("/api/v1/config", { config: manage, schema: { tags: ["config"], summary: "set a key", body: SetBody } }, async (request, reply) => {
+  app.put<{ Body: Static<typeof SetBody> }>("/api/v1/config", { config: manage, schema: { tags: ["config"], summary: "set a key", body: SetBody, querystring: NoQuery } }, async (request, reply) => {
     const { key, value, encoding } = request.body;
     const bytes = encoding === "base64" ? Buffer.from(value, "base64") : Buffer.from(value, "utf8");
     await store.put(key, bytes);
     return reply.status(204).send();
   });
 
-  app.delete<{ Querystring: Static<typeof KeyQuery> }>("/api/v1/config", { config: manage, schema: { tags: ["config"], summary: "delete a key", querystring: KeyQuery } }, async (request, reply) => {
+  app.delete<{ Querystring: Static<typeof KeyQuery> }>("/api/v1/config", { config: manage, schema: { tags: ["config"], summary: "delete a key", querystring: KeyQuery, body: NoBody } }, async (request, reply) => {
     if (!(await store.delete(request.query.key))) throw new OvsError("NOT_FOUND", `there is no key ${request.query.key}.`);
     return reply.status(204).send();
   });

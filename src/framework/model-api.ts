@@ -10,6 +10,7 @@
 
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
+import { NoBody, NoQuery } from "./schemas.js";
 import { parseSizeBytes } from "../base/index.js";
 import { restartSteps, type VDiskService } from "./vdisk-service.js";
 import { TaskReply, startTask } from "./tasks/task-api.js";
@@ -108,28 +109,28 @@ const manage = { role: "manage" } as const;
 
 export function registerModelRoutes(app: FastifyInstance, model: ManagementModel, vdisks: VDiskService, tasks: TaskService): void {
   // ---- storage routers ----
-  app.get("/api/v1/storagerouters", { schema: { tags: ["storagerouters"], summary: "storage routers (nodes): address, ports, status, heartbeat, vPools, domains" } }, async () => ({
+  app.get("/api/v1/storagerouters", { schema: { tags: ["storagerouters"], summary: "storage routers (nodes): address, ports, status, heartbeat, vPools, domains", querystring: NoQuery } }, async () => ({
     storageRouters: await model.listStorageRouters(),
   }));
 
-  app.get<{ Params: Static<typeof RouterParams> }>("/api/v1/storagerouters/:id", { schema: { tags: ["storagerouters"], summary: "a storage router", params: RouterParams } }, async (request) =>
+  app.get<{ Params: Static<typeof RouterParams> }>("/api/v1/storagerouters/:id", { schema: { tags: ["storagerouters"], summary: "a storage router", params: RouterParams, querystring: NoQuery } }, async (request) =>
     model.getStorageRouter(request.params.id),
   );
 
   app.post<{ Params: Static<typeof RouterParams>; Body: Static<typeof VersionBody> }>(
     "/api/v1/storagerouters/:id/offline",
-    { config: manage, schema: { tags: ["storagerouters"], summary: "mark a storage router offline (it marks itself online when it starts)", params: RouterParams, body: VersionBody } },
+    { config: manage, schema: { tags: ["storagerouters"], summary: "mark a storage router offline (it marks itself online when it starts)", params: RouterParams, body: VersionBody, querystring: NoQuery } },
     async (request) => model.markOffline(request.params.id, request.body?.version),
   );
 
   // ---- vPools ----
-  app.get("/api/v1/vpools", { schema: { tags: ["vpools"], summary: "vPools: backend, preset, vDisk defaults, storage drivers, vDisk count" } }, async () => ({ vpools: await model.listVPools() }));
+  app.get("/api/v1/vpools", { schema: { tags: ["vpools"], summary: "vPools: backend, preset, vDisk defaults, storage drivers, vDisk count", querystring: NoQuery } }, async () => ({ vpools: await model.listVPools() }));
 
-  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vpools/:name", { schema: { tags: ["vpools"], summary: "a vPool", params: NameParams } }, async (request) => model.getVPool(request.params.name));
+  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vpools/:name", { schema: { tags: ["vpools"], summary: "a vPool", params: NameParams, querystring: NoQuery } }, async (request) => model.getVPool(request.params.name));
 
   app.post<{ Body: Static<typeof CreateVPoolBody> }>(
     "/api/v1/vpools",
-    { config: manage, schema: { tags: ["vpools"], summary: "create a vPool on a backend and preset, with the defaults of its vDisks", body: CreateVPoolBody } },
+    { config: manage, schema: { tags: ["vpools"], summary: "create a vPool on a backend and preset, with the defaults of its vDisks", body: CreateVPoolBody, querystring: NoQuery } },
     async (request, reply) => {
       const { name, backend, preset, storageRouters } = request.body;
       const view = await model.createVPool({ name, ...(backend ? { backend } : {}), ...(preset ? { preset } : {}), ...(storageRouters ? { storageRouters } : {}), ...settingsChange(request.body) });
@@ -139,25 +140,25 @@ export function registerModelRoutes(app: FastifyInstance, model: ManagementModel
 
   app.patch<{ Params: Static<typeof NameParams>; Body: Static<typeof UpdateVPoolBody> }>(
     "/api/v1/vpools/:name",
-    { config: manage, schema: { tags: ["vpools"], summary: "change the defaults new vDisks of a vPool get (existing vDisks keep theirs)", params: NameParams, body: UpdateVPoolBody } },
+    { config: manage, schema: { tags: ["vpools"], summary: "change the defaults new vDisks of a vPool get (existing vDisks keep theirs)", params: NameParams, body: UpdateVPoolBody, querystring: NoQuery } },
     async (request) => model.updateVPool(request.params.name, settingsChange(request.body), request.body.version),
   );
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof RouterBody> }>(
     "/api/v1/vpools/:name/extend",
-    { config: manage, schema: { tags: ["vpools"], summary: "extend a vPool to a storage router (which can then create its vDisks)", params: NameParams, body: RouterBody } },
+    { config: manage, schema: { tags: ["vpools"], summary: "extend a vPool to a storage router (which can then create its vDisks)", params: NameParams, body: RouterBody, querystring: NoQuery } },
     async (request) => model.extendVPool(request.params.name, request.body.storageRouter, request.body.version),
   );
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof RouterBody> }>(
     "/api/v1/vpools/:name/shrink",
-    { config: manage, schema: { tags: ["vpools"], summary: "take a vPool off a storage router; 409 IN_USE while it serves vDisks of the vPool", params: NameParams, body: RouterBody } },
+    { config: manage, schema: { tags: ["vpools"], summary: "take a vPool off a storage router; 409 IN_USE while it serves vDisks of the vPool", params: NameParams, body: RouterBody, querystring: NoQuery } },
     async (request) => model.shrinkVPool(request.params.name, request.body.storageRouter, request.body.version),
   );
 
   app.delete<{ Params: Static<typeof NameParams>; Querystring: Static<typeof VersionQuery> }>(
     "/api/v1/vpools/:name",
-    { config: manage, schema: { tags: ["vpools"], summary: "delete an empty vPool; 409 IN_USE while it has vDisks", params: NameParams, querystring: VersionQuery } },
+    { config: manage, schema: { tags: ["vpools"], summary: "delete an empty vPool; 409 IN_USE while it has vDisks", params: NameParams, querystring: VersionQuery, body: NoBody } },
     async (request, reply) => {
       await model.deleteVPool(request.params.name, request.query.version);
       return reply.status(204).send();
@@ -174,7 +175,7 @@ export function registerModelRoutes(app: FastifyInstance, model: ManagementModel
       schema: {
         tags: ["vdisks"],
         summary: "restart a vDisk's volume (e.g. after a halt), as a task: 202 with the task to poll (its result is the vDisk); 409 at once while a client is connected, unless force, or while a scrub runs",
-        params: VDiskParams, body: RestartBody, response: { 202: TaskReply },
+        params: VDiskParams, body: RestartBody, response: { 202: TaskReply }, querystring: NoQuery
       },
     },
     async (request, reply) => {
@@ -189,28 +190,28 @@ export function registerModelRoutes(app: FastifyInstance, model: ManagementModel
   );
 
   // ---- backends ----
-  app.get("/api/v1/backends", { schema: { tags: ["backends"], summary: "backends: the ALBA backend and local backends, with their storage routers and vPools" } }, async () => ({
+  app.get("/api/v1/backends", { schema: { tags: ["backends"], summary: "backends: the ALBA backend and local backends, with their storage routers and vPools", querystring: NoQuery } }, async () => ({
     backends: await model.listBackends(),
   }));
 
   app.get<{ Params: Static<typeof BackendParams> }>(
     "/api/v1/backends/:name",
-    { schema: { tags: ["backends"], summary: "a backend with usage, presets (safety of each policy), ASD nodes and ASDs", params: BackendParams } },
+    { schema: { tags: ["backends"], summary: "a backend with usage, presets (safety of each policy), ASD nodes and ASDs", params: BackendParams, querystring: NoQuery } },
     async (request) => model.getBackend(request.params.name),
   );
 
   // ---- domains ----
-  app.get("/api/v1/domains", { schema: { tags: ["domains"], summary: "domains with their storage routers and ASDs" } }, async () => ({ domains: await model.listDomains() }));
+  app.get("/api/v1/domains", { schema: { tags: ["domains"], summary: "domains with their storage routers and ASDs", querystring: NoQuery } }, async () => ({ domains: await model.listDomains() }));
 
-  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/domains/:name", { schema: { tags: ["domains"], summary: "a domain", params: NameParams } }, async (request) => model.getDomain(request.params.name));
+  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/domains/:name", { schema: { tags: ["domains"], summary: "a domain", params: NameParams, querystring: NoQuery } }, async (request) => model.getDomain(request.params.name));
 
-  app.post<{ Body: Static<typeof CreateDomainBody> }>("/api/v1/domains", { config: manage, schema: { tags: ["domains"], summary: "create a domain", body: CreateDomainBody } }, async (request, reply) =>
+  app.post<{ Body: Static<typeof CreateDomainBody> }>("/api/v1/domains", { config: manage, schema: { tags: ["domains"], summary: "create a domain", body: CreateDomainBody, querystring: NoQuery } }, async (request, reply) =>
     reply.status(201).send(await model.createDomain(request.body.name)),
   );
 
   app.delete<{ Params: Static<typeof NameParams>; Querystring: Static<typeof VersionQuery> }>(
     "/api/v1/domains/:name",
-    { config: manage, schema: { tags: ["domains"], summary: "delete a domain; 409 IN_USE while storage routers or ASDs are in it", params: NameParams, querystring: VersionQuery } },
+    { config: manage, schema: { tags: ["domains"], summary: "delete a domain; 409 IN_USE while storage routers or ASDs are in it", params: NameParams, querystring: VersionQuery, body: NoBody } },
     async (request, reply) => {
       await model.deleteDomain(request.params.name, request.query.version);
       return reply.status(204).send();
@@ -219,13 +220,13 @@ export function registerModelRoutes(app: FastifyInstance, model: ManagementModel
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof AssignBody> }>(
     "/api/v1/domains/:name/assign",
-    { config: manage, schema: { tags: ["domains"], summary: "put storage routers and ASDs in a domain (an ASD moves from its previous one)", params: NameParams, body: AssignBody } },
+    { config: manage, schema: { tags: ["domains"], summary: "put storage routers and ASDs in a domain (an ASD moves from its previous one)", params: NameParams, body: AssignBody, querystring: NoQuery } },
     async (request) => model.assignDomain(request.params.name, request.body, true, request.body.version),
   );
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof AssignBody> }>(
     "/api/v1/domains/:name/unassign",
-    { config: manage, schema: { tags: ["domains"], summary: "take storage routers and ASDs out of a domain", params: NameParams, body: AssignBody } },
+    { config: manage, schema: { tags: ["domains"], summary: "take storage routers and ASDs out of a domain", params: NameParams, body: AssignBody, querystring: NoQuery } },
     async (request) => model.assignDomain(request.params.name, request.body, false, request.body.version),
   );
 }

@@ -147,6 +147,12 @@ export class PlatformNode {
         // The leader marks storage routers without a recent heartbeat offline and fails their tasks.
         leaderChecks: [{ name: "storagerouter.heartbeats", run: async () => void (await model.checkStorageRouters((nodeId, reason) => tasks.failTasksOf(nodeId, reason))) }],
         tasks: frameworkTasks({ auth, health, vdisks, scrub, ...(this.alba === undefined ? {} : { alba: this.alba }) }),
+        // Changes the scheduler makes on its own (automatic snapshots, scrubs) are audited like API changes.
+        audit: (run) => this.audit?.write({
+          time: run.finishedAt, reqId: run.taskId ?? "-", method: "SCHEDULE", route: `scheduler/${run.task}`, url: `scheduler/${run.task}`,
+          status: run.state === "SUCCESS" ? 200 : 500, subject: "scheduler", remoteAddress: "-", durationMs: run.durationMs,
+          ...(run.taskId === undefined ? {} : { taskId: run.taskId }), message: run.message,
+        }),
       });
       this.api = await buildApi({
         vdisks: this.vdisks, store: this.store, backend: this.backend, alba: this.alba, auth, audit: this.audit, metrics, scheduler: this.scheduler, tasks: this.tasks,

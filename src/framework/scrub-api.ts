@@ -10,6 +10,7 @@
 
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
+import { NoQuery } from "./schemas.js";
 import { parseSizeBytes } from "../base/index.js";
 import { scrubLimits } from "../volume/index.js";
 import type { VDiskService } from "./vdisk-service.js";
@@ -33,7 +34,7 @@ export function registerScrubRoutes(app: FastifyInstance, vdisks: VDiskService, 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ScrubBody> }>(
     "/api/v1/vdisks/:name/scrub",
     {
-      schema: { tags: ["vdisks"], summary: "scrub a vDisk: rewrite SCOs under a live-fraction threshold and free the garbage on the backend; runs as a task (202) whose result is the report", params: NameParams, body: ScrubBody },
+      schema: { tags: ["vdisks"], summary: "scrub a vDisk: rewrite SCOs under a live-fraction threshold and free the garbage on the backend; runs as a task (202) whose result is the report", params: NameParams, body: ScrubBody, querystring: NoQuery },
       config: { role: "write" },
     },
     async (request, reply) => {

@@ -12,6 +12,7 @@
 
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
+import { NoQuery } from "./schemas.js";
 import { parseSizeBytes } from "../base/index.js";
 import type { QosLimits, ReadCacheMode } from "../volume/index.js";
 import type { VDiskService, VDiskSettingsChange } from "./vdisk-service.js";
@@ -50,6 +51,7 @@ const SettingsChange = Type.Object(
     scoCacheMax: Type.Optional(SizeOrZero),
     scoSize: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 0 })], { description: "fixed at creation: only the current value is accepted" })),
     tlogMultiplier: Type.Optional(Type.Integer({ minimum: 0, description: "fixed at creation: only the current value is accepted" })),
+    version: Type.Optional(Type.Integer({ minimum: 0, description: "the version (from GET) this change is based on: 409 CONFLICT, nothing changed, if the vDisk changed since" })),
   },
   { additionalProperties: false },
 );
@@ -84,19 +86,20 @@ export function settingsChangeOf(body: Static<typeof SettingsChange>): VDiskSett
   }
   if (body.scoSize !== undefined) change.scoSizeBytes = sizeOf(body.scoSize);
   if (body.tlogMultiplier !== undefined) change.tlogMultiplier = body.tlogMultiplier;
+  if (body.version !== undefined) change.version = body.version;
   return change;
 }
 
 export function registerSettingsRoutes(app: FastifyInstance, vdisks: VDiskService): void {
   app.get<{ Params: Static<typeof NameParams> }>(
     "/api/v1/vdisks/:name/settings",
-    { schema: { tags: ["vdisks"], summary: "a vDisk's settings: QoS limits, SCO cache cap, read cache mode and quota (changeable), SCO size and TLog multiplier (fixed)", params: NameParams } },
+    { schema: { tags: ["vdisks"], summary: "a vDisk's settings: QoS limits, SCO cache cap, read cache mode and quota (changeable), SCO size and TLog multiplier (fixed)", params: NameParams, querystring: NoQuery } },
     async (request) => vdisks.settings(request.params.name),
   );
 
   app.patch<{ Params: Static<typeof NameParams>; Body: Static<typeof SettingsChange> }>(
     "/api/v1/vdisks/:name/settings",
-    { schema: { tags: ["vdisks"], summary: "change QoS limits, the SCO cache cap or the read cache mode and quota while the vDisk serves I/O (0 = no limit)", params: NameParams, body: SettingsChange } },
+    { schema: { tags: ["vdisks"], summary: "change QoS limits, the SCO cache cap or the read cache mode and quota while the vDisk serves I/O (0 = no limit)", params: NameParams, body: SettingsChange, querystring: NoQuery } },
     async (request) => vdisks.setSettings(request.params.name, settingsChangeOf(request.body)),
   );
 }

@@ -11,6 +11,7 @@
 
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
+import { NoBody, NoQuery } from "./schemas.js";
 import { snapshotLimits } from "../volume/index.js";
 import { templateSteps, type VDiskService } from "./vdisk-service.js";
 import { TaskReply, startTask } from "./tasks/task-api.js";
@@ -27,13 +28,13 @@ const RollbackBody = Type.Object({ snapshot: SnapshotName }, { additionalPropert
 const CloneBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }), snapshot: Type.Optional(SnapshotName) }, { additionalProperties: false });
 
 export function registerSnapshotRoutes(app: FastifyInstance, vdisks: VDiskService, tasks: TaskService): void {
-  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name/snapshots", { schema: { tags: ["vdisks"], summary: "snapshots of a vDisk, each with its state (stored or pending)", params: NameParams } }, async (request) => ({
+  app.get<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name/snapshots", { schema: { tags: ["vdisks"], summary: "snapshots of a vDisk, each with its state (stored or pending)", params: NameParams, querystring: NoQuery } }, async (request) => ({
     snapshots: vdisks.listSnapshots(request.params.name),
   }));
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof CreateSnapshotBody> }>(
     "/api/v1/vdisks/:name/snapshots",
-    { schema: { tags: ["vdisks"], summary: "take a snapshot (a cut in the TLog list; constant time)", params: NameParams, body: CreateSnapshotBody } },
+    { schema: { tags: ["vdisks"], summary: "take a snapshot (a cut in the TLog list; constant time)", params: NameParams, body: CreateSnapshotBody, querystring: NoQuery } },
     async (request, reply) => {
       const { name, sticky, metadata } = request.body;
       const info = await vdisks.createSnapshot(request.params.name, name, { ...(sticky !== undefined ? { sticky } : {}), ...(metadata !== undefined ? { metadata } : {}) });
@@ -41,14 +42,14 @@ export function registerSnapshotRoutes(app: FastifyInstance, vdisks: VDiskServic
     },
   );
 
-  app.delete<{ Params: Static<typeof SnapshotParams> }>("/api/v1/vdisks/:name/snapshots/:snapshot", { schema: { tags: ["vdisks"], summary: "delete a snapshot (its TLogs merge into the next); 409 if clones use it", params: SnapshotParams } }, async (request, reply) => {
+  app.delete<{ Params: Static<typeof SnapshotParams> }>("/api/v1/vdisks/:name/snapshots/:snapshot", { schema: { tags: ["vdisks"], summary: "delete a snapshot (its TLogs merge into the next); 409 if clones use it", params: SnapshotParams, querystring: NoQuery, body: NoBody } }, async (request, reply) => {
     await vdisks.deleteSnapshot(request.params.name, request.params.snapshot);
     return reply.status(204).send();
   });
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof RollbackBody> }>(
     "/api/v1/vdisks/:name/rollback",
-    { schema: { tags: ["vdisks"], summary: "roll back to a stored snapshot, as a task: 202 with the task to poll (its result is the vDisk); 409 at once while a client is connected", params: NameParams, body: RollbackBody } },
+    { schema: { tags: ["vdisks"], summary: "roll back to a stored snapshot, as a task: 202 with the task to poll (its result is the vDisk); 409 at once while a client is connected", params: NameParams, body: RollbackBody, querystring: NoQuery } },
     async (request, reply) => {
       const { name } = request.params;
       const { snapshot } = request.body;
@@ -65,7 +66,7 @@ export function registerSnapshotRoutes(app: FastifyInstance, vdisks: VDiskServic
 
   app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof CloneBody> }>(
     "/api/v1/vdisks/:name/clones",
-    { schema: { tags: ["vdisks"], summary: "create a linked clone of a stored snapshot (or of a template)", params: NameParams, body: CloneBody } },
+    { schema: { tags: ["vdisks"], summary: "create a linked clone of a stored snapshot (or of a template)", params: NameParams, body: CloneBody, querystring: NoQuery } },
     async (request, reply) => reply.status(201).send(await vdisks.clone(request.params.name, request.body.snapshot, request.body.name)),
   );
 
@@ -73,7 +74,7 @@ export function registerSnapshotRoutes(app: FastifyInstance, vdisks: VDiskServic
     "/api/v1/vdisks/:name/template",
     {
       schema: {
-        tags: ["vdisks"], params: NameParams, response: { 202: TaskReply },
+        tags: ["vdisks"], params: NameParams, querystring: NoQuery, body: NoBody, response: { 202: TaskReply },
         summary: "make the vDisk a template (read-only, one snapshot kept, its write buffer uploaded), as a task: 202 with the task to poll (its result is the vDisk); 409 at once with clones or when it is a template already",
       },
     },

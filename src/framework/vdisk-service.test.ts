@@ -49,7 +49,7 @@ describe("vDisk settings", () => {
   it("shows the defaults: no QoS limits, no SCO cache cap, the creation-time SCO size and TLog multiplier", async () => {
     const vdisks = await startService();
     await vdisks.create("d1", 16 * MiB);
-    expect(vdisks.settings("d1")).toEqual({ qos: { ...noQosLimits }, scoCacheMaxBytes: 0, cache: { mode: "cache-on-read", quotaBytes: 0 }, scoSizeBytes: 4 * MiB, tlogMultiplier: 16 });
+    expect(vdisks.settings("d1")).toEqual({ qos: { ...noQosLimits }, scoCacheMaxBytes: 0, cache: { mode: "cache-on-read", quotaBytes: 0 }, scoSizeBytes: 4 * MiB, tlogMultiplier: 16, version: 0 });
     expect((await storedRecord("d1")).cache).toBeUndefined();
     expect(vdisks.info("d1").qos).toEqual({ limits: { ...noQosLimits }, delayedRequests: 0, delayedMsTotal: 0 });
     expect((await storedRecord("d1")).qos).toBeUndefined();
@@ -93,7 +93,7 @@ describe("vDisk settings", () => {
     expect(set.qos).toEqual({ ...noQosLimits, writeIops: 300, readBytesPerSecond: 20 * MiB });
     // qos fields merge: setting one keeps the others.
     await vdisks.setSettings("d1", { qos: { totalIops: 1000 } });
-    const expected = { qos: { ...noQosLimits, writeIops: 300, readBytesPerSecond: 20 * MiB, totalIops: 1000 }, scoCacheMaxBytes: 64 * MiB, cache: { mode: "cache-on-read", quotaBytes: 0 }, scoSizeBytes: 4 * MiB, tlogMultiplier: 16 };
+    const expected = { qos: { ...noQosLimits, writeIops: 300, readBytesPerSecond: 20 * MiB, totalIops: 1000 }, scoCacheMaxBytes: 64 * MiB, cache: { mode: "cache-on-read", quotaBytes: 0 }, scoSizeBytes: 4 * MiB, tlogMultiplier: 16, version: 2 };
     expect(vdisks.settings("d1")).toEqual(expected);
     expect((await storedRecord("d1")).qos).toEqual(expected.qos);
 

@@ -59,6 +59,11 @@ export interface VDiskRecord {
   cache?: ReadCacheSettings;
   /** The vPool it belongs to (model/); absent: its node's default vPool (a clone: its parent's). */
   vpool?: string;
+  /**
+   * Bumped by every change of its settings or size (absent = 0): a change that names the version it
+   * was based on is refused (CONFLICT) if the vDisk changed since, never applied over the other.
+   */
+  version?: number;
 }
 
 /** A vDisk's settings: the changeable ones and, read-only, those fixed at creation. */
@@ -72,6 +77,8 @@ export interface VDiskSettings {
   scoSizeBytes: number;
   /** Fixed at creation. */
   tlogMultiplier: number;
+  /** The vDisk's version (VDiskRecord.version): pass it with a change to refuse it if another landed first. */
+  version: number;
 }
 
 /** A change of settings: only the fields given change; qos fields merge into the current limits. */
@@ -84,6 +91,8 @@ export interface VDiskSettingsChange {
   scoSizeBytes?: number;
   /** Refused unless equal to the current value (fixed at creation). */
   tlogMultiplier?: number;
+  /** The version the change is based on: CONFLICT (nothing changed) if the vDisk is at another one. */
+  version?: number;
 }
 
 export interface VDiskInfo extends Omit<VDiskRecord, "qos"> {
@@ -331,7 +340,7 @@ export class VDiskService implements NbdExportProvider {
     const config = served.volume.config;
     return {
       qos: served.qos.current, scoCacheMaxBytes: config.scoCacheMaxBytes, cache: served.cache?.settings ?? { ...defaultReadCacheSettings, ...served.record.cache },
-      scoSizeBytes: config.scoSizeBytes, tlogMultiplier: config.tlogMultiplier,
+      scoSizeBytes: config.scoSizeBytes, tlogMultiplier: config.tlogMultiplier, version: served.record.version ?? 0,
     };
   }
 
@@ -349,6 +358,7 @@ export class VDiskService implements NbdExportProvider {
           throw new OvsError("INVALID_ARGUMENT", `${what} of vDisk ${name} is fixed at creation (${shown}); create a new vDisk to use another.`);
         }
       };
+      checkVersion(name, served.record, change.version);
       fixed("the SCO size", change.scoSizeBytes, config.scoSizeBytes, formatBytes(config.scoSizeBytes));
       fixed("the TLog multiplier", change.tlogMultiplier, config.tlogMultiplier, String(config.tlogMultiplier));
       let qos: QosLimits | undefined;
@@ -369,8 +379,9 @@ export class VDiskService implements NbdExportProvider {
         validateReadCacheSettings(cache);
       }
 
-      if (qos !== undefined || cache !== undefined) {
-        const record: VDiskRecord = { ...served.record };
+      const scoCacheChanges = change.scoCacheMaxBytes !== undefined && change.scoCacheMaxBytes !== config.scoCacheMaxBytes;
+      if (qos !== undefined || cache !== undefined || scoCacheChanges) {
+        const record: VDiskRecord = { ...served.record, version: (served.record.version ?? 0) + 1 };
         if (qos !== undefined) {
           if (qosLimitKeys.some((key) => qos[key] > 0)) record.qos = qos;
           else delete record.qos;
@@ -384,9 +395,7 @@ export class VDiskService implements NbdExportProvider {
         if (qos !== undefined) served.qos.set(qos);
         if (cache !== undefined) served.cache?.set(cache);
       }
-      if (change.scoCacheMaxBytes !== undefined && change.scoCacheMaxBytes !== config.scoCacheMaxBytes) {
-        await served.volume.setScoCacheMax(change.scoCacheMaxBytes);
-      }
+      if (scoCacheChanges) await served.volume.setScoCacheMax(change.scoCacheMaxBytes!);
       this.options.log.info({ vdisk: name, change }, "vDisk settings changed");
       return this.settings(name);
     });
@@ -592,11 +601,12 @@ export class VDiskService implements NbdExportProvider {
     return report;
   }
 
-  async resize(name: string, sizeBytes: number): Promise<VDiskInfo> {
+  async resize(name: string, sizeBytes: number, version?: number): Promise<VDiskInfo> {
     return this.withLock(name, async () => {
       const served = this.get(name);
+      checkVersion(name, served.record, version);
       await served.volume.resize(sizeBytes);
-      served.record = { ...served.record, sizeBytes };
+      served.record = { ...served.record, sizeBytes, version: (served.record.version ?? 0) + 1 };
       await this.options.store.put(registryPrefix + name, encode(served.record));
       this.options.log.info({ vdisk: name, sizeBytes }, "vDisk resized");
       return this.info(name);
@@ -732,4 +742,12 @@ function writeBufferLimitOf(volume: Volume): number {
 
 function encode(record: VDiskRecord): Buffer {
   return Buffer.from(JSON.stringify(record));
+}
+
+/** CONFLICT, nothing changed, when a change based on `version` meets a vDisk at another version. */
+function checkVersion(name: string, record: VDiskRecord, version: number | undefined): void {
+  const current = record.version ?? 0;
+  if (version !== undefined && version !== current) {
+    throw new OvsError("CONFLICT", `vDisk ${name} changed since version ${version} (it is at version ${current}); read it again and retry.`);
+  }
 }

@@ -371,23 +371,17 @@ export class MetadataStore {
 
   /**
    * Inside a transaction: moves one cluster's location in the map (the expanded page from `pageFor`,
-   * written back by the commit), or else in the history.
+   * written back by the commit: no allocation per cluster), or else in the history.
    */
   private relocate(relocation: Relocation, pageFor: (address: number) => Buffer): void {
-    const moved = (old: Buffer): Buffer | undefined => {
-      if (old.readUInt32LE(0) !== relocation.fromScoNumber || old.readUInt16LE(4) !== relocation.fromOffsetClusters) return undefined;
-      const value = normalizeValue(old);
-      value.writeUInt32LE(relocation.toScoNumber, 0);
-      value.writeUInt16LE(relocation.toOffsetClusters, 4);
-      return value;
-    };
+    const holds = (old: Buffer): boolean => old.readUInt32LE(0) === relocation.fromScoNumber && old.readUInt16LE(4) === relocation.fromOffsetClusters;
     const page = pageFor(relocation.address);
     const slot = relocation.address % clustersPerPage;
     if (slotPresent(page, slot)) {
       const slotOffset = pageBitmapBytes + slot * mapValueSizeBytes;
-      const inMap = moved(page.subarray(slotOffset, slotOffset + mapValueSizeBytes));
-      if (inMap !== undefined) {
-        inMap.copy(page, slotOffset);
+      const current = page.subarray(slotOffset, slotOffset + mapValueSizeBytes);
+      if (holds(current)) {
+        relocatedValue(current, relocation, current); // in place: every field is read before it is written
         return;
       }
     }
@@ -396,10 +390,9 @@ export class MetadataStore {
     writeKey(start, relocation.address);
     writeKey(end, relocation.address);
     end.writeUInt32BE(0xffff_ffff, 8);
-    for (const { key: historyKey, value } of this.history.getRange({ start, end })) {
-      const inHistory = moved(value);
-      if (inHistory !== undefined) {
-        this.history.put(Buffer.from(historyKey), inHistory);
+    for (const { key: historyKey, value: old } of this.history.getRange({ start, end })) {
+      if (holds(old)) {
+        this.history.put(Buffer.from(historyKey), relocatedValue(old, relocation, Buffer.allocUnsafe(mapValueSizeBytes)));
         return;
       }
     }
@@ -522,6 +515,17 @@ function decodeLocation(value: Buffer): ClusterLocation {
 
 function valueSeq(value: Buffer): number {
   return value.length >= mapValueSizeBytes ? value.readUInt32LE(12) : 0;
+}
+
+/** `target` := the 16-byte form of map value `old` with the relocation's new location. */
+function relocatedValue(old: Buffer, relocation: Relocation, target: Buffer): Buffer {
+  target.writeUInt32LE(relocation.toScoNumber, 0);
+  target.writeUInt16LE(relocation.toOffsetClusters, 4);
+  target[6] = old[6]!; // clone id
+  target[7] = old[7]!; // SCO version
+  target.writeUInt32LE(old.readUInt32LE(8), 8); // data CRC
+  target.writeUInt32LE(valueSeq(old), 12);
+  return target;
 }
 
 /** A copy of a map value in the 16-byte form. */

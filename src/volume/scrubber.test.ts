@@ -233,9 +233,10 @@ describe("scrub", () => {
     let wrote = false;
     const report = await volume.scrub({
       threshold: 1, bandwidthBytesPerSecond: 0,
-      // Cluster 0 is overwritten after the scrub looked at the backend: its new value is durable
-      // locally (flushed, in the map) but its TLog is still open, so not on the backend.
-      afterExamineForTest: async () => {
+      // Cluster 0 is overwritten after the scrub listed the backend's TLogs and before it judges them:
+      // its new value is durable locally (flushed, in the map) but its TLog is still open, so not on
+      // the backend.
+      afterListingForTest: async () => {
         if (wrote) return;
         wrote = true;
         await volume.write(0, pattern(3, 4 * KiB));
@@ -254,6 +255,41 @@ describe("scrub", () => {
     expect((await elsewhere.read(8 * KiB, MiB - 8 * KiB)).equals(pattern(1, MiB - 8 * KiB, 8 * KiB))).toBe(true);
     expectSelfConsistent(backend, namespace);
   });
+  const smallRounds = [
+    { name: "with the TLog cache and the examine's verdicts", limits: { victimScoCountPerRoundMax: 3 } },
+    { name: "past every memory budget (no TLog cache, verdicts looked up again, no read coalescing)", limits: { victimScoCountPerRoundMax: 3, tlogCacheBytesMax: 0, liveBitsBytesMax: 0, readGapBytesMax: 0 } },
+  ];
+  for (const { name, limits } of smallRounds) {
+    it(`gives the same state in many small rounds ${name}, reading the old SCOs from the backend`, async () => {
+      const { volume, backend, namespace } = await create();
+      const reference = Buffer.alloc(sizeBytes);
+      await makeGarbage(volume, reference);
+      await volume.createSnapshot("snap");
+      const snapImage = Buffer.from(reference);
+      for (let offset = 0; offset < 4 * MiB; offset += 192 * KiB) {
+        const data = pattern(7, 64 * KiB, offset);
+        await volume.write(offset, data);
+        data.copy(reference, offset);
+      }
+      await volume.syncToBackend();
+      await volume.close();
+      // A restart from the backend has no local SCO copies: the live clusters come by partial gets.
+      const restored = track(await Volume.openFromBackend({ dir: await tempDir(), backend, namespace, log }));
+      const before = backendBytes(backend, namespace);
+      const report = await restored.scrub({ threshold: 0.5, bandwidthBytesPerSecond: 0, limitsForTest: limits });
+      expect(report.rounds).toBeGreaterThan(2);
+      expect(report.scosRewritten).toBeGreaterThanOrEqual(8);
+      expect(before - backendBytes(backend, namespace)).toBe(report.bytesReclaimed);
+      expect((await restored.read(0, sizeBytes)).equals(reference)).toBe(true);
+      expectSelfConsistent(backend, namespace);
+      expect((await restored.scrub({ threshold: 0.5, bandwidthBytesPerSecond: 0 })).scosRewritten).toBe(0);
+      await restored.close();
+      const again = track(await Volume.openFromBackend({ dir: await tempDir(), backend, namespace, log }));
+      expect((await again.read(0, sizeBytes)).equals(reference)).toBe(true);
+      const rolled = track(await again.rollback("snap"));
+      expect((await rolled.read(0, sizeBytes)).equals(snapImage)).toBe(true);
+    });
+  }
 
   it("refuses bad options with INVALID_ARGUMENT and changes nothing", async () => {
     const { volume, backend, namespace } = await create();

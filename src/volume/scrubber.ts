@@ -3,21 +3,25 @@
 // (docs/ARCHITECTURE.md, "Scrubbing"; formats: docs/formats/tlog.md, snapshots.md, volume-metadata.md).
 //
 // One round, over the TLogs listed by the backend's snapshots.json (TLogs 1..B; later ones are left alone):
-// 1. Examine: read every listed TLog; a Location entry is live if it is the last one of its address in
-//    its TLog and its location is the map's value or a history value a snapshot sees, or the map's
-//    value comes from a TLog after B (MetadataStore.isLocationLive): a write not yet on the backend
-//    does not make the backend's copy garbage — after a node loss, a restart from the backend reads
-//    the address from TLogs 1..B, and dropping the entry there lost the old and the new data (found by
-//    the model test on the local backend). Per SCO: live clusters / clusters = its live fraction.
+// 1. Examine: read every listed TLog (the scrub's TLog cache, else the local file, else the backend) and
+//    scan it in place; a Location entry is live if it is the last one of its address in its TLog and
+//    its location is the map's value or a history value a snapshot sees, or the map's value comes from
+//    a TLog after B (MetadataStore.isLocationLive): a write not yet on the backend does not make the
+//    backend's copy garbage — after a node loss, a restart from the backend reads the address from
+//    TLogs 1..B, and dropping the entry there lost the old and the new data (found by the model test on
+//    the local backend). The verdict is kept as a bit per entry for the plan. Per SCO: live clusters /
+//    clusters = its live fraction.
 // 2. Choose the SCOs under the threshold (at most victimScoCountPerRoundMax per round, which bounds the
 //    memory of the round) and plan: their live clusters, in (SCO, offset) order, go to new SCOs with new
 //    numbers (never an existing name); every TLog naming a chosen SCO is rewritten under a new name with
 //    the same seq (so snapshot cuts and map seqs do not move): live entries kept (moved ones pointing at
 //    the new SCOs), dead entries dropped, Trim entries kept, SCO CRC entries of chosen SCOs dropped and
-//    those of the new SCOs added to the last rewritten TLog.
+//    those of the new SCOs added to the last rewritten TLog. Liveness only goes from live to dead while
+//    a scrub runs, so the examine's verdicts stand; one that died since is like a write during step 4.
 // 3. Record the intent durably (metadata value `scrub`, phase "prepared": what it creates and replaces).
-// 4. Copy: read the live clusters (local SCO file, else the backend), verify every CRC, write the new
-//    SCOs, then the new TLogs (fenced puts, throttled to a bandwidth).
+// 4. Copy: read the live clusters (local SCO file, else the backend; the next SCO while this one is
+//    copied), verify every CRC, write the new SCOs, then the new TLogs (fenced puts, a few at once,
+//    throttled to a bandwidth).
 // 5. Commit locally, in one LMDB transaction: the moves in the map and the history, the TLog records'
 //    new names, and the intent's phase "committed". Reads started after it use the new locations.
 // 6. Publish: rewrite snapshots.json with the new TLog names: the backend's commit point. Before it a
@@ -30,8 +34,9 @@
 // snapshots.json is there and deletes what that one does not reach.
 //
 // Why live is judged from the metadata and not by replaying every TLog: the map and history already
-// answer "who can read this location" with one LMDB lookup, and memory stays bounded by one TLog and one
-// round's plan, not by the volume's size. Clones read their parent as of a parent snapshot, through the
+// answer "who can read this location" with one LMDB lookup, and memory stays bounded by the TLog cache,
+// the verdict bits (both with a budget, past which they are read or looked up again) and one round's
+// plan, not by the volume's size. Clones read their parent as of a parent snapshot, through the
 // parent's history: a value a clone can see is a value a snapshot sees, hence live.
 //
 // Imported by volume.ts only; it drives the volume through the ScrubHost it is given.
@@ -39,10 +44,13 @@
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { Crc32cCombiner, crc32cBlocks, OvsError, systemErrorCode, type Logger } from "../base/index.js";
-import type { ObjectBackend, ObjectUpdate } from "../backend/index.js";
+import { assert, crc32c, crc32cBlocks, OvsError, systemErrorCode, type Logger } from "../base/index.js";
+import type { ByteRange, ObjectBackend, ObjectUpdate } from "../backend/index.js";
 import type { MetadataStore, Relocation } from "./metadata-store.js";
-import { EntryKind, parseTlog, type TlogEntry } from "./tlog-format.js";
+import {
+  checkClosedTlog, decodeTlogEntry, entryAddressAt, entryCloneIdAt, entryCountOrOffsetAt, entryCrcAt, entryKindAt, entryScoNumberAt, entryScoVersionAt,
+  EntryKind, tlogEntryOffset,
+} from "./tlog-format.js";
 import { TlogWriter } from "./tlog-writer.js";
 import { parseScoName, scoName } from "./sco-name.js";
 import type { SnapshotsObjectTlog } from "./snapshots-object.js";
@@ -58,8 +66,16 @@ export const scrubLimits = {
   victimScoCountPerRoundMax: 256,
   /** Rounds per scrub (each examines every TLog again). */
   roundCountMax: 64,
-  /** New SCOs being uploaded at once (each holds a SCO-sized buffer). */
+  /** New SCOs and TLogs being uploaded at once (each SCO holds a SCO-sized buffer). */
   uploadsInFlightMax: 4,
+  /** TLog bytes a scrub keeps in memory for its plan and its next rounds (beyond it they are read again). */
+  tlogCacheBytesMax: 64 * 1024 * 1024,
+  /** The examine's verdicts kept for the plan, a bit per TLog entry (beyond it the plan looks them up again). */
+  liveBitsBytesMax: 8 * 1024 * 1024,
+  /** Live clusters of an old SCO at most this far apart are read in one range, dead ones between included. */
+  readGapBytesMax: 256 * 1024,
+  /** Local copies of replaced objects being removed at once. */
+  localDeletesInFlightMax: 8,
   /** Objects per fenced delete (one apply: a few fsyncs on the local backend, whatever its size). */
   deleteBatchCountMax: 256,
   /** Waiting for the TLogs written before the scrub to reach the backend. */
@@ -85,9 +101,14 @@ export interface ScrubOptions {
   onProgress?: (progress: ScrubProgress) => void;
   /** Tests only: stop at this point as a crash would. */
   stopAt?: ScrubStopPoint;
-  /** Tests only: awaited in each round after the examine step, before the plan (writes land there). */
-  afterExamineForTest?: () => Promise<void>;
+  /** Tests only: smaller limits, to drive several rounds and the paths past the memory budgets. */
+  limitsForTest?: Partial<RoundLimits>;
+  /** Tests only: awaited in each round once the listed TLogs are known, before the examine judges them. */
+  afterListingForTest?: () => Promise<void>;
 }
+
+/** The limits a round works within (scrubLimits, unless a test gives smaller ones). */
+type RoundLimits = { [key in "victimScoCountPerRoundMax" | "tlogCacheBytesMax" | "liveBitsBytesMax" | "readGapBytesMax"]: number };
 
 export interface ScrubReport {
   threshold: number;
@@ -106,6 +127,13 @@ export interface ScrubReport {
   /** garbageBytesDeleted minus the bytes of the new SCOs and TLogs. */
   bytesReclaimed: number;
   durationMs: number;
+  /**
+   * Wall time per phase, summed over the rounds: examine (read every listed TLog, judge its entries),
+   * plan (choose, place, record the intent), copy (read the live clusters, put the new SCOs, encode and
+   * put the new TLogs), commit (the local transaction), publish (snapshots.json), delete (wait for
+   * reads in flight, delete the old objects and their local copies, drop the intent).
+   */
+  phaseMs: { examine: number; plan: number; copy: number; commit: number; publish: number; delete: number };
 }
 
 /** What the scrubber needs from its volume (built by Volume.scrubHost). */
@@ -219,18 +247,83 @@ export async function runScrub(host: ScrubHost, options: ScrubOptions): Promise<
   const report: ScrubReport = {
     threshold, bandwidthBytesPerSecond, rounds: 0, tlogsExamined: 0, scosExamined: 0, scosRewritten: 0, scosWritten: 0, tlogsRewritten: 0,
     liveBytesRewritten: 0, garbageBytesDeleted: 0, bytesReclaimed: 0, durationMs: 0,
+    phaseMs: { examine: 0, plan: 0, copy: 0, commit: 0, publish: 0, delete: 0 },
   };
   await finishInterruptedScrub(host); // one that failed earlier (e.g. the backend was away)
   await host.storeWrittenSoFar(scrubLimits.storeWaitMsMax);
-  const throttle = new Throttle(bandwidthBytesPerSecond, () => host.stopping());
+  const limits: RoundLimits = { ...scrubLimits, ...options.limitsForTest };
+  const context: ScrubContext = {
+    limits,
+    throttle: new Throttle(bandwidthBytesPerSecond, () => host.stopping()),
+    tlogCache: new TlogCache(limits.tlogCacheBytesMax),
+    readBuffers: [Buffer.allocUnsafe(host.scoSizeBytes), Buffer.allocUnsafe(host.scoSizeBytes)],
+    crcScratch: new Uint32Array(host.scoSizeBytes / host.clusterSizeBytes),
+    scoBuffers: [],
+  };
   for (let round = 1; round <= scrubLimits.roundCountMax; round++) {
     report.rounds = round;
-    const more = await scrubRound(host, { threshold, round, onProgress: options.onProgress, stopAt: options.stopAt, afterExamineForTest: options.afterExamineForTest }, throttle, report);
+    const more = await scrubRound(host, { threshold, round, onProgress: options.onProgress, stopAt: options.stopAt, afterListingForTest: options.afterListingForTest }, context, report);
     if (!more) break;
   }
   report.durationMs = Math.round((performance.now() - startedAt) * 1000) / 1000;
   host.log.info(report, "scrub finished");
   return report;
+}
+
+/** What one scrub keeps from round to round. */
+interface ScrubContext {
+  limits: RoundLimits;
+  throttle: Throttle;
+  tlogCache: TlogCache;
+  /** The live clusters of the old SCO being copied and of the next one, at their offsets in it. */
+  readBuffers: [Buffer, Buffer];
+  crcScratch: Uint32Array;
+  /** SCO-sized buffers of new SCOs whose puts have returned (reused only if the backend releasesDataOnReturn). */
+  scoBuffers: Buffer[];
+}
+
+/** A listed TLog's bytes, checked: entry i is at tlogEntryOffset(i) for i < entryCount. */
+interface CheckedTlog {
+  bytes: Buffer;
+  entryCount: number;
+}
+
+/**
+ * Checked TLogs by object name, most recently used last, up to a byte budget: the plan reads again the
+ * TLogs the examine just read, and the next round every TLog. A name never gets other content (a
+ * rewritten TLog gets a new name), so an entry is never stale.
+ */
+class TlogCache {
+  private readonly byName = new Map<string, CheckedTlog>();
+  private bytes = 0;
+  constructor(private readonly bytesMax: number) {}
+
+  get(name: string): CheckedTlog | undefined {
+    const tlog = this.byName.get(name);
+    if (tlog !== undefined) {
+      this.byName.delete(name);
+      this.byName.set(name, tlog);
+    }
+    return tlog;
+  }
+
+  set(name: string, tlog: CheckedTlog): void {
+    this.delete(name);
+    if (tlog.bytes.length > this.bytesMax) return;
+    for (const [oldest] of this.byName) {
+      if (this.bytes + tlog.bytes.length <= this.bytesMax) break;
+      this.delete(oldest);
+    }
+    this.byName.set(name, tlog);
+    this.bytes += tlog.bytes.length;
+  }
+
+  delete(name: string): void {
+    const tlog = this.byName.get(name);
+    if (tlog === undefined) return;
+    this.byName.delete(name);
+    this.bytes -= tlog.bytes.length;
+  }
 }
 
 interface ScoStats {
@@ -239,21 +332,37 @@ interface ScoStats {
   tlogSeqs: Set<number>;
 }
 
-/** A live cluster of a rewritten SCO: where it is, where it goes, and its CRC. */
-interface Move {
-  address: number;
-  fromScoNumber: number;
-  fromOffsetClusters: number;
+/** A live cluster of a rewritten SCO: where it is, where it goes, and its CRC (a Relocation once placed). */
+interface Move extends Relocation {
   dataCrc: number;
   toIndex: number; // index of the new SCO in the round's plan
-  toOffsetClusters: number;
+}
+
+/** A TLog the round rewrites under a new name, same seq. */
+interface RewrittenTlog {
+  seq: number;
+  oldId: string;
+  newId: string;
+  /** The old TLog (until the new one is encoded) and the indexes of the entries it keeps, in order. */
+  source: CheckedTlog | undefined;
+  kept: number[];
+  /** The moves of its kept entries that name a rewritten SCO, in entry order. */
+  moves: Move[];
+  /** The new TLog's bytes, once the new places are known. */
+  bytes: Buffer;
+}
+
+interface NewSco {
+  scoNumber: number;
+  clusterCount: number;
+  crc: number;
 }
 
 /** One round; true if it hit the per-round limit and another round may find more. */
 async function scrubRound(
   host: ScrubHost,
-  options: { threshold: number; round: number; onProgress: ScrubOptions["onProgress"]; stopAt: ScrubStopPoint | undefined; afterExamineForTest: ScrubOptions["afterExamineForTest"] },
-  throttle: Throttle,
+  options: { threshold: number; round: number; onProgress: ScrubOptions["onProgress"]; stopAt: ScrubStopPoint | undefined; afterListingForTest: ScrubOptions["afterListingForTest"] },
+  context: ScrubContext,
   report: ScrubReport,
 ): Promise<boolean> {
   const { metadata, clusterSizeBytes } = host;
@@ -264,99 +373,120 @@ async function scrubRound(
   const stopPoint = (point: ScrubStopPoint): void => {
     if (options.stopAt === point) throw new ScrubStoppedForTest(`scrub stopped at ${point} (test)`);
   };
+  let phaseStartedAt = performance.now();
+  const endPhase = (phase: keyof ScrubReport["phaseMs"]): void => {
+    const now = performance.now();
+    report.phaseMs[phase] = Math.round((report.phaseMs[phase] + now - phaseStartedAt) * 1000) / 1000;
+    phaseStartedAt = now;
+  };
   await host.enqueueCommit(async () => undefined); // the map commits of every listed TLog have landed
   const tlogs = [...host.backendTlogs()];
   if (tlogs.length === 0) return false;
   const lastSeq = tlogs.at(-1)!.seq;
   const snapshotSeqs = host.snapshotSeqs();
+  await options.afterListingForTest?.();
 
-  // 1. Examine.
+  // 1. Examine: each listed TLog scanned once, one metadata lookup per entry that may be live; the
+  //    verdicts are kept (a bit per entry) for the plan.
   const scos = new Map<number, ScoStats>();
-  const statsOf = (scoNumber: number): ScoStats => {
-    let stats = scos.get(scoNumber);
-    if (!stats) scos.set(scoNumber, (stats = { clusterCount: 0, liveCount: 0, tlogSeqs: new Set() }));
-    return stats;
+  const examined: Array<{ tlog: SnapshotsObjectTlog; live: Uint8Array | undefined }> = [];
+  const seen = new Set<number>();
+  let liveBitsBytes = 0;
+  const prefetch = (index: number): Promise<CheckedTlog> | undefined => {
+    if (index >= tlogs.length) return undefined;
+    const reading = readCheckedTlog(host, tlogs[index]!, context);
+    reading.catch(() => undefined); // awaited in turn; this only keeps a failure met early from being unhandled
+    return reading;
   };
+  let reading = prefetch(0);
   for (const [index, tlog] of tlogs.entries()) {
     checkStopping();
-    const entries = await readTlog(host, tlog, throttle);
-    const last = lastLocationIndexes(entries);
-    for (const [entryIndex, entry] of entries.entries()) {
-      if (entry.kind === EntryKind.Location) {
-        const stats = statsOf(entry.scoNumber);
+    const current = reading!;
+    reading = prefetch(index + 1); // the next TLog is read while this one is judged
+    const { bytes, entryCount } = await current;
+    const live = markLive(metadata, bytes, entryCount, snapshotSeqs, seen, lastSeq);
+    let statsScoNumber = -1;
+    let stats: ScoStats | undefined;
+    for (let i = 0; i < entryCount; i++) {
+      const at = tlogEntryOffset(i);
+      const kind = entryKindAt(bytes, at);
+      if (kind !== EntryKind.Location && kind !== EntryKind.ScoCrc) continue;
+      const scoNumber = entryScoNumberAt(bytes, at);
+      if (scoNumber !== statsScoNumber || stats === undefined) {
+        stats = scos.get(scoNumber);
+        if (stats === undefined) scos.set(scoNumber, (stats = { clusterCount: 0, liveCount: 0, tlogSeqs: new Set() }));
         stats.tlogSeqs.add(tlog.seq);
-        if (last.get(entry.clusterAddress) === entryIndex && metadata.isLocationLive(entry.clusterAddress, entry.scoNumber, entry.offsetClusters, snapshotSeqs, lastSeq)) stats.liveCount++;
-      } else if (entry.kind === EntryKind.ScoCrc) {
-        const stats = statsOf(entry.scoNumber);
-        stats.tlogSeqs.add(tlog.seq);
-        stats.clusterCount = entry.clusterCount;
+        statsScoNumber = scoNumber;
       }
+      if (kind === EntryKind.ScoCrc) stats.clusterCount = entryCountOrOffsetAt(bytes, at);
+      else if (isMarked(live, i)) stats.liveCount++;
     }
+    const keep = liveBitsBytes + live.length <= context.limits.liveBitsBytesMax;
+    if (keep) liveBitsBytes += live.length;
+    examined.push({ tlog, live: keep ? live : undefined });
     options.onProgress?.({ phase: "examine", done: index + 1, total: tlogs.length, round: options.round });
   }
   report.tlogsExamined += tlogs.length;
   if (options.round === 1) report.scosExamined = scos.size;
-  await options.afterExamineForTest?.();
+  endPhase("examine");
 
-  // 2. Choose and plan.
+  // 2. Choose and plan. The examine's verdicts stand: while a scrub runs a location only ever goes from
+  //    live to dead (no rollback; a snapshot taken now sees values current at B or later), and one
+  //    judged live that died since is handled like a write landing during the copy: its relocation
+  //    finds nothing to move.
   const chosen = [...scos]
     .filter(([, stats]) => stats.clusterCount > 0 && stats.liveCount / stats.clusterCount < options.threshold)
     .map(([scoNumber]) => scoNumber)
     .sort((a, b) => a - b);
-  const limited = chosen.length > scrubLimits.victimScoCountPerRoundMax;
-  const victims = new Set(chosen.slice(0, scrubLimits.victimScoCountPerRoundMax));
+  const limited = chosen.length > context.limits.victimScoCountPerRoundMax;
+  const victims = new Set(chosen.slice(0, context.limits.victimScoCountPerRoundMax));
   if (victims.size === 0) return false;
   const rewriteSeqs = new Set<number>();
   for (const scoNumber of victims) for (const seq of scos.get(scoNumber)!.tlogSeqs) rewriteSeqs.add(seq);
-  const rewritten: Array<{ seq: number; oldId: string; newId: string; entries: TlogEntry[] }> = [];
+  scos.clear();
+  const rewritten: RewrittenTlog[] = [];
   const moves: Move[] = [];
-  for (const tlog of tlogs) {
+  for (const { tlog, live: examinedLive } of examined) {
     if (!rewriteSeqs.has(tlog.seq)) continue;
     checkStopping();
-    const entries = await readTlog(host, tlog, throttle);
-    const last = lastLocationIndexes(entries);
-    const kept: TlogEntry[] = [];
-    for (const [entryIndex, entry] of entries.entries()) {
-      if (entry.kind === EntryKind.Location) {
-        const live = last.get(entry.clusterAddress) === entryIndex && metadata.isLocationLive(entry.clusterAddress, entry.scoNumber, entry.offsetClusters, snapshotSeqs, lastSeq);
-        if (!live) continue; // nobody reads it: dropping it changes no state a snapshot or the volume shows
-        if (victims.has(entry.scoNumber)) {
-          moves.push({ address: entry.clusterAddress, fromScoNumber: entry.scoNumber, fromOffsetClusters: entry.offsetClusters, dataCrc: entry.dataCrc, toIndex: 0, toOffsetClusters: 0 });
+    const source = await readCheckedTlog(host, tlog, context);
+    const { bytes, entryCount } = source;
+    const live = examinedLive ?? markLive(metadata, bytes, entryCount, snapshotSeqs, seen, lastSeq);
+    const target: RewrittenTlog = { seq: tlog.seq, oldId: tlog.id, newId: `tlog_${randomUUID()}`, source, kept: [], moves: [], bytes: Buffer.alloc(0) };
+    for (let i = 0; i < entryCount; i++) {
+      const at = tlogEntryOffset(i);
+      const kind = entryKindAt(bytes, at);
+      if (kind === EntryKind.Location) {
+        if (!isMarked(live, i)) continue; // nobody reads it: dropping it changes no state a snapshot or the volume shows
+        const scoNumber = entryScoNumberAt(bytes, at);
+        if (victims.has(scoNumber)) {
+          const move: Move = {
+            address: entryAddressAt(bytes, at), fromScoNumber: scoNumber, fromOffsetClusters: entryCountOrOffsetAt(bytes, at), dataCrc: entryCrcAt(bytes, at),
+            toIndex: 0, toScoNumber: 0, toOffsetClusters: 0,
+          };
+          target.moves.push(move);
+          moves.push(move);
         }
-        kept.push(entry);
-      } else if (entry.kind === EntryKind.Trim) {
-        kept.push(entry);
-      } else if (entry.kind === EntryKind.ScoCrc) {
-        if (!victims.has(entry.scoNumber)) kept.push(entry);
+        target.kept.push(i);
+      } else if (kind === EntryKind.Trim || (kind === EntryKind.ScoCrc && !victims.has(entryScoNumberAt(bytes, at)))) {
+        target.kept.push(i);
       }
     }
-    rewritten.push({ seq: tlog.seq, oldId: tlog.id, newId: `tlog_${randomUUID()}`, entries: kept });
+    rewritten.push(target);
   }
-  // New places in (SCO, offset) order: each old SCO is read once, each new SCO filled in turn.
+  examined.length = 0;
+  // New places in (SCO, offset) order: each old SCO is read once, each new SCO filled in turn. (The
+  // new SCOs' CRCs are taken from their buffers, made of verified clusters, once filled.)
   moves.sort((a, b) => a.fromScoNumber - b.fromScoNumber || a.fromOffsetClusters - b.fromOffsetClusters);
-  const combiner = Crc32cCombiner.forLength(clusterSizeBytes);
-  const newScos: Array<{ scoNumber: number; clusterCount: number; crc: number }> = [];
+  const newScos: NewSco[] = [];
   for (const [index, move] of moves.entries()) {
     move.toIndex = Math.floor(index / clustersPerSco);
     move.toOffsetClusters = index % clustersPerSco;
     if (move.toOffsetClusters === 0) newScos.push({ scoNumber: 0, clusterCount: 0, crc: 0 });
-    const sco = newScos[move.toIndex]!;
-    sco.clusterCount++;
-    sco.crc = combiner.combine(sco.crc, move.dataCrc);
+    newScos[move.toIndex]!.clusterCount++;
   }
   for (const sco of newScos) sco.scoNumber = await host.allocateScoNumber();
-  const moveByLocation = new Map<number, Move>(moves.map((move) => [locationKey(move.fromScoNumber, move.fromOffsetClusters), move]));
-  const lastRewritten = rewritten.at(-1)!;
-  for (const tlog of rewritten) {
-    tlog.entries = tlog.entries.map((entry) => {
-      if (entry.kind !== EntryKind.Location || !victims.has(entry.scoNumber)) return entry;
-      const move = moveByLocation.get(locationKey(entry.scoNumber, entry.offsetClusters))!;
-      return { ...entry, scoNumber: newScos[move.toIndex]!.scoNumber, scoVersion: 0, offsetClusters: move.toOffsetClusters };
-    });
-  }
-  for (const sco of newScos) {
-    lastRewritten.entries.push({ kind: EntryKind.ScoCrc, cloneId: 0, scoNumber: sco.scoNumber, scoVersion: 0, clusterCount: sco.clusterCount, scoCrc: sco.crc });
-  }
+  for (const move of moves) move.toScoNumber = newScos[move.toIndex]!.scoNumber;
   const victimNames = [...victims].map((scoNumber) => scoName({ cloneId: 0, scoNumber, version: 0 }));
   const intent: ScrubIntent = {
     phase: "prepared",
@@ -370,80 +500,78 @@ async function scrubRound(
     await metadata.flushed();
   });
   stopPoint("prepared");
-  let createdBytes = 0;
+  endPhase("plan");
   let committed = false;
-  const uploads = new Set<Promise<void>>(); // never reject: failures land in uploadFailure
+  const uploads = new Uploads(host, context.throttle, checkStopping);
   try {
-    // 4. Copy the live clusters into the new SCOs (uploadsInFlightMax puts at once, overlapping the
-    //    reads of the next old SCOs), then write the new TLogs.
-    let buffer = Buffer.allocUnsafe(host.scoSizeBytes);
+    // 4. Copy the live clusters into the new SCOs, then put the new TLogs: uploadsInFlightMax puts at
+    //    once, and the read of the next old SCO, overlap the copy of this one.
+    const pooled = host.backend.releasesDataOnReturn === true;
+    const takeBuffer = (): Buffer => context.scoBuffers.pop() ?? Buffer.allocUnsafe(host.scoSizeBytes);
+    let buffer = takeBuffer();
     let filling = 0; // index of the new SCO being filled
-    let uploadFailure: unknown;
     const flushSco = async (): Promise<void> => {
       const sco = newScos[filling]!;
-      const data = buffer.subarray(0, sco.clusterCount * clusterSizeBytes);
-      await throttle.take(data.length);
-      checkStopping();
-      while (uploads.size >= scrubLimits.uploadsInFlightMax) await Promise.race(uploads);
-      if (uploadFailure !== undefined) throw uploadFailure;
-      const upload = host.fencedApply([{ kind: "put", name: scoName({ cloneId: 0, scoNumber: sco.scoNumber, version: 0 }), data }]).then(
-        () => void (createdBytes += data.length),
-        (error: unknown) => void (uploadFailure ??= error),
-      );
-      uploads.add(upload);
-      void upload.finally(() => uploads.delete(upload));
-      buffer = Buffer.allocUnsafe(host.scoSizeBytes); // the put owns the last one until it resolves
+      const full = buffer;
+      const data = full.subarray(0, sco.clusterCount * clusterSizeBytes);
+      sco.crc = crc32c(data);
+      // The put owns the buffer until it returns; then it serves a later SCO.
+      await uploads.put(scoName({ cloneId: 0, scoNumber: sco.scoNumber, version: 0 }), data, pooled ? () => void context.scoBuffers.push(full) : undefined);
+      buffer = takeBuffer();
       filling++;
     };
-    let moveIndex = 0;
-    for (const [victimIndex, scoNumber] of [...victims].entries()) {
-      checkStopping();
-      let end = moveIndex;
+    const victimList = [...victims];
+    const spans: Array<{ start: number; end: number }> = []; // each victim's moves[start, end)
+    for (const scoNumber of victimList) {
+      const start = spans.at(-1)?.end ?? 0;
+      let end = start;
       while (end < moves.length && moves[end]!.fromScoNumber === scoNumber) end++;
-      const own = moves.slice(moveIndex, end);
-      moveIndex = end;
-      if (own.length > 0) {
-        const data = await readLiveClusters(host, scoNumber, own, throttle);
-        for (const [i, move] of own.entries()) {
+      spans.push({ start, end });
+    }
+    const read = (index: number): Promise<Buffer> | undefined => {
+      const { start, end } = spans[index]!;
+      if (end === start) return undefined;
+      const reading = readLiveClusters(host, victimList[index]!, moves, start, end, context, index % 2);
+      reading.catch(() => undefined); // awaited in turn; this only keeps a failure met early from being unhandled
+      return reading;
+    };
+    let reading = victimList.length > 0 ? read(0) : undefined;
+    for (const [victimIndex, { start, end }] of spans.entries()) {
+      checkStopping();
+      const current = reading;
+      reading = victimIndex + 1 < spans.length ? read(victimIndex + 1) : undefined;
+      if (current !== undefined) {
+        const source = await current;
+        // Runs of clusters consecutive in the old SCO and in the same new SCO: one copy each.
+        for (let i = start; i < end; ) {
+          const move = moves[i]!;
           if (move.toIndex !== filling) await flushSco();
-          data.copy(buffer, move.toOffsetClusters * clusterSizeBytes, i * clusterSizeBytes, (i + 1) * clusterSizeBytes);
+          let next = i + 1;
+          while (next < end && moves[next]!.toIndex === move.toIndex && moves[next]!.fromOffsetClusters === moves[next - 1]!.fromOffsetClusters + 1) next++;
+          source.copy(buffer, move.toOffsetClusters * clusterSizeBytes, move.fromOffsetClusters * clusterSizeBytes, (move.fromOffsetClusters + next - i) * clusterSizeBytes);
+          i = next;
         }
       }
       options.onProgress?.({ phase: "rewrite", done: victimIndex + 1, total: victims.size, round: options.round });
     }
     if (filling < newScos.length) await flushSco();
-    await Promise.all(uploads);
-    if (uploadFailure !== undefined) throw uploadFailure;
-    for (const tlog of rewritten) {
-      const writer = new TlogWriter({ seq: tlog.seq, id: tlog.newId, clusterSizeBytes });
-      for (const entry of tlog.entries) writer.append(entry);
-      writer.close();
-      const bytes = Buffer.from(writer.takePending().bytes);
-      await throttle.take(bytes.length);
-      checkStopping();
-      while (uploads.size >= scrubLimits.uploadsInFlightMax) await Promise.race(uploads);
-      if (uploadFailure !== undefined) throw uploadFailure;
-      const upload = host.fencedApply([{ kind: "put", name: tlog.newId, data: bytes }]).then(
-        () => void (createdBytes += bytes.length),
-        (error: unknown) => void (uploadFailure ??= error),
-      );
-      uploads.add(upload);
-      void upload.finally(() => uploads.delete(upload));
+    context.scoBuffers.push(buffer);
+    for (const [index, tlog] of rewritten.entries()) {
+      // The last rewritten TLog gets the new SCOs' CRC entries.
+      tlog.bytes = encodeRewrittenTlog(tlog, victims, clusterSizeBytes, index === rewritten.length - 1 ? newScos : []);
+      tlog.source = undefined;
+      await uploads.put(tlog.newId, tlog.bytes);
     }
-    await Promise.all(uploads);
-    if (uploadFailure !== undefined) throw uploadFailure;
+    await uploads.drain();
     stopPoint("uploaded");
+    endPhase("copy");
 
     // 5. The local commit: moves, TLog names and the intent's new phase in one transaction.
-    const relocations: Relocation[] = moves.map((move) => ({
-      address: move.address, fromScoNumber: move.fromScoNumber, fromOffsetClusters: move.fromOffsetClusters,
-      toScoNumber: newScos[move.toIndex]!.scoNumber, toOffsetClusters: move.toOffsetClusters,
-    }));
     await host.enqueueCommit(async () => {
       checkStopping();
       const cork = metadata.getCork();
       await metadata.commit({
-        relocations,
+        relocations: [...moves].sort((a, b) => a.address - b.address), // B-tree order: neighbouring pages
         tlogs: rewritten.map((tlog) => ({ seq: tlog.seq, id: tlog.newId, closed: true, stored: true })),
         // Every entry of the listed TLogs is in the map; a cork inside one would count old entries.
         ...(cork.seq <= lastSeq ? { cork: { ...cork, seq: lastSeq + 1, entryCount: 0 } } : {}),
@@ -454,10 +582,16 @@ async function scrubRound(
     });
     host.renameBackendTlogs(new Map(rewritten.map((tlog) => [tlog.seq, tlog.newId])));
   } catch (error) {
-    await Promise.all(uploads); // an upload landing after the undo would leave an object nothing names
+    await uploads.settle(); // an upload landing after the undo would leave an object nothing names
     if (!committed && !(error instanceof ScrubStoppedForTest)) await undo(host, intent);
     throw error;
   }
+  for (const tlog of rewritten) {
+    context.tlogCache.delete(tlog.oldId);
+    const checked = checkClosedTlog(tlog.bytes);
+    if (checked.ok) context.tlogCache.set(tlog.newId, { bytes: tlog.bytes, entryCount: checked.entryCount });
+  }
+  endPhase("commit");
   stopPoint("committed");
   report.tlogsRewritten += rewritten.length;
   report.scosRewritten += victims.size;
@@ -466,11 +600,84 @@ async function scrubRound(
 
   // 6. Publish (the backend's commit point), 7. delete what nothing names any more.
   await host.writeSnapshotsObject();
+  endPhase("publish");
   stopPoint("published");
   const deletedBytes = await deleteReplaced(host, intent, options);
+  endPhase("delete");
   report.garbageBytesDeleted += deletedBytes;
-  report.bytesReclaimed += deletedBytes - createdBytes;
+  report.bytesReclaimed += deletedBytes - uploads.storedBytes;
   return limited;
+}
+
+/** Fenced puts, at most uploadsInFlightMax at once, through the throttle; the first failure is thrown by a later put or by drain. */
+class Uploads {
+  /** Bytes of the objects stored so far. */
+  storedBytes = 0;
+  private readonly inFlight = new Set<Promise<void>>(); // never reject: a failure lands in `failure`
+  private failure: unknown;
+
+  constructor(private readonly host: ScrubHost, private readonly throttle: Throttle, private readonly checkStopping: () => void) {}
+
+  /** Returns once the put has started; `settled` runs when it has returned (the data is not used after). */
+  async put(name: string, data: Buffer, settled?: () => void): Promise<void> {
+    await this.throttle.take(data.length);
+    this.checkStopping();
+    while (this.inFlight.size >= scrubLimits.uploadsInFlightMax) await Promise.race(this.inFlight);
+    if (this.failure !== undefined) throw this.failure;
+    const upload: Promise<void> = this.host.fencedApply([{ kind: "put", name, data }]).then(
+      () => void (this.storedBytes += data.length),
+      (error: unknown) => void (this.failure ??= error),
+    ).finally(() => {
+      this.inFlight.delete(upload);
+      settled?.();
+    });
+    this.inFlight.add(upload);
+  }
+
+  /** Waits for every put; throws the first failure. */
+  async drain(): Promise<void> {
+    await this.settle();
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Waits for every put; never throws. */
+  async settle(): Promise<void> {
+    await Promise.all([...this.inFlight]);
+  }
+}
+
+/** The bytes of a rewritten TLog: its kept entries (moved ones pointing at their new places), then `newScos`' CRC entries. */
+function encodeRewrittenTlog(tlog: RewrittenTlog, victims: ReadonlySet<number>, clusterSizeBytes: number, newScos: readonly NewSco[]): Buffer {
+  const writer = new TlogWriter({ seq: tlog.seq, id: tlog.newId, clusterSizeBytes });
+  const source = tlog.source!.bytes;
+  let moveIndex = 0;
+  for (const index of tlog.kept) {
+    const at = tlogEntryOffset(index);
+    if (entryKindAt(source, at) !== EntryKind.Location) {
+      const decoded = decodeTlogEntry(source, at);
+      assert(decoded.ok, "a checked TLog entry decodes");
+      writer.append(decoded.entry);
+      continue;
+    }
+    const cloneId = entryCloneIdAt(source, at);
+    let scoNumber = entryScoNumberAt(source, at);
+    let scoVersion = entryScoVersionAt(source, at);
+    let offsetClusters = entryCountOrOffsetAt(source, at);
+    if (victims.has(scoNumber)) {
+      const move = tlog.moves[moveIndex++]!;
+      scoNumber = move.toScoNumber;
+      scoVersion = 0;
+      offsetClusters = move.toOffsetClusters;
+    }
+    const clusterAddress = entryAddressAt(source, at);
+    const dataCrc = entryCrcAt(source, at);
+    if (cloneId === 0 && scoVersion === 0) writer.appendLocation(clusterAddress, scoNumber, offsetClusters, dataCrc);
+    else writer.append({ kind: EntryKind.Location, clusterAddress, cloneId, scoNumber, scoVersion, offsetClusters, dataCrc });
+  }
+  assert(moveIndex === tlog.moves.length, "every move of a rewritten TLog is placed");
+  for (const sco of newScos) writer.append({ kind: EntryKind.ScoCrc, cloneId: 0, scoNumber: sco.scoNumber, scoVersion: 0, clusterCount: sco.clusterCount, scoCrc: sco.crc });
+  writer.close();
+  return Buffer.from(writer.takePending().bytes);
 }
 
 /** Undoes a scrub that did not reach its local commit: deletes what it created (nothing names it). */
@@ -493,22 +700,31 @@ async function deleteReplaced(host: ScrubHost, intent: ScrubIntent, options: { r
   await host.drainReads();
   let deletedBytes = 0;
   const total = intent.replaced.length;
-  for (let index = 0; index < total; index += scrubLimits.deleteBatchCountMax) {
-    const batch = intent.replaced.slice(index, index + scrubLimits.deleteBatchCountMax);
-    for (const size of await Promise.all(batch.map((name) => host.backend.sizeBytes(host.namespace, name)))) deletedBytes += size ?? 0;
-    await host.fencedApply(batch.map((name) => ({ kind: "delete", name })));
-    options.onProgress?.({ phase: "delete", done: Math.min(total, index + batch.length), total, round: options.round });
-    if (options.stopAt === "deleting") throw new ScrubStoppedForTest("scrub stopped while deleting (test)");
+  // Local copies go beside the backend's deletes (nothing reads them any more), a few at once.
+  const local = (async () => {
+    for (let index = 0; index < total; index += scrubLimits.localDeletesInFlightMax) {
+      await Promise.all(intent.replaced.slice(index, index + scrubLimits.localDeletesInFlightMax).map(async (name) => {
+        const id = parseScoName(name);
+        if (id) await host.forgetLocalSco(id.scoNumber);
+        else await fsp.rm(path.join(host.tlogDir, name), { force: true });
+      }));
+    }
+  })();
+  try {
+    for (let index = 0; index < total; index += scrubLimits.deleteBatchCountMax) {
+      const batch = intent.replaced.slice(index, index + scrubLimits.deleteBatchCountMax);
+      for (const size of await Promise.all(batch.map((name) => host.backend.sizeBytes(host.namespace, name)))) deletedBytes += size ?? 0;
+      await host.fencedApply(batch.map((name) => ({ kind: "delete", name })));
+      options.onProgress?.({ phase: "delete", done: Math.min(total, index + batch.length), total, round: options.round });
+      if (options.stopAt === "deleting") throw new ScrubStoppedForTest("scrub stopped while deleting (test)");
+    }
+  } finally {
+    await local.catch(() => undefined); // settled before the scrub returns or throws
   }
-  for (const name of intent.replaced) {
-    const id = parseScoName(name);
-    if (id) await host.forgetLocalSco(id.scoNumber);
-    else await fsp.rm(path.join(host.tlogDir, name), { force: true });
-  }
-  await host.enqueueCommit(async () => {
-    await host.metadata.commit({ values: { [scrubIntentKey]: undefined } });
-    await host.metadata.flushed();
-  });
+  await local;
+  // Not waited to be durable: if a crash loses it, the next open finishes the committed scrub again,
+  // which is idempotent (the objects are gone, snapshots.json is rewritten as it is).
+  await host.enqueueCommit(() => host.metadata.commit({ values: { [scrubIntentKey]: undefined } }));
   return deletedBytes;
 }
 
@@ -538,60 +754,89 @@ export async function finishInterruptedScrub(host: ScrubHost): Promise<void> {
   await deleteReplaced(host, intent, { round: 0, onProgress: undefined });
 }
 
-function locationKey(scoNumber: number, offsetClusters: number): number {
-  return scoNumber * 65536 + offsetClusters;
+/**
+ * A bit per entry of a checked TLog, set for its live Location entries: the last one of its address in
+ * the TLog (only that one can be seen at a cut) whose location the map or a snapshot's history value
+ * still holds (MetadataStore.isLocationLive).
+ */
+function markLive(metadata: MetadataStore, bytes: Buffer, entryCount: number, snapshotSeqs: readonly number[], seen: Set<number>, storedThroughSeq: number): Uint8Array {
+  const live = new Uint8Array((entryCount + 7) >>> 3);
+  seen.clear();
+  for (let i = entryCount - 1; i >= 0; i--) {
+    const at = tlogEntryOffset(i);
+    if (entryKindAt(bytes, at) !== EntryKind.Location) continue;
+    const address = entryAddressAt(bytes, at);
+    if (seen.has(address)) continue;
+    seen.add(address);
+    if (metadata.isLocationLive(address, entryScoNumberAt(bytes, at), entryCountOrOffsetAt(bytes, at), snapshotSeqs, storedThroughSeq)) live[i >>> 3]! |= 1 << (i & 7);
+  }
+  seen.clear();
+  return live;
 }
 
-/** Index of the last Location entry of each address in a TLog (only that one can be seen at a cut). */
-function lastLocationIndexes(entries: TlogEntry[]): Map<number, number> {
-  const last = new Map<number, number>();
-  for (const [index, entry] of entries.entries()) if (entry.kind === EntryKind.Location) last.set(entry.clusterAddress, index);
-  return last;
+function isMarked(bits: Uint8Array, index: number): boolean {
+  return (bits[index >>> 3]! & (1 << (index & 7))) !== 0;
 }
 
-/** A listed TLog's entries: from the local file while it is there, else from the backend. */
-async function readTlog(host: ScrubHost, tlog: SnapshotsObjectTlog, throttle: Throttle): Promise<TlogEntry[]> {
+/** A listed TLog, checked: from the scrub's cache, else the local file while it is there, else the backend. */
+async function readCheckedTlog(host: ScrubHost, tlog: SnapshotsObjectTlog, context: ScrubContext): Promise<CheckedTlog> {
+  const cached = context.tlogCache.get(tlog.id);
+  if (cached !== undefined) return cached;
   let bytes: Buffer;
   try {
     bytes = await fsp.readFile(path.join(host.tlogDir, tlog.id));
   } catch (error) {
     if (systemErrorCode(error) !== "ENOENT") throw error;
     bytes = await host.backend.get(host.namespace, tlog.id);
-    await throttle.take(bytes.length);
+    await context.throttle.take(bytes.length);
   }
-  const parsed = parseTlog(bytes);
-  if (parsed.tailReason !== undefined || !parsed.closed) throw new OvsError("CORRUPT", `TLog ${tlog.id} of volume ${host.name} is damaged: ${parsed.tailReason ?? "not closed"}`);
-  return parsed.entries.filter((entry) => entry.kind !== EntryKind.TlogCrc);
+  const checked = checkClosedTlog(bytes);
+  if (!checked.ok) throw new OvsError("CORRUPT", `TLog ${tlog.id} of volume ${host.name} is damaged: ${checked.reason}`);
+  const result = { bytes, entryCount: checked.entryCount };
+  context.tlogCache.set(tlog.id, result);
+  return result;
 }
 
 /**
- * The clusters of `moves` (one SCO, ascending offsets), verified against their CRCs: from the local SCO
- * file if there is one and it verifies, else by partial gets from the backend. Bytes that fail their CRC
- * are never copied (CHECKSUM_MISMATCH stops the scrub, which then undoes itself).
+ * The clusters of moves[start, end) (one SCO, ascending offsets), verified against their CRCs, at their
+ * offsets in the SCO in context.readBuffers[slot] (what lies between them is undefined): from the local SCO
+ * file if there is one and it verifies, else by partial gets from the backend. Live clusters less than
+ * readGapBytesMax apart are read in one range with the dead ones between (one request instead of
+ * many). Bytes that fail their CRC are never copied (CHECKSUM_MISMATCH stops the scrub, which then
+ * undoes itself).
  */
-async function readLiveClusters(host: ScrubHost, scoNumber: number, moves: Move[], throttle: Throttle): Promise<Buffer> {
+async function readLiveClusters(host: ScrubHost, scoNumber: number, moves: readonly Move[], start: number, end: number, context: ScrubContext, slot: number): Promise<Buffer> {
   const clusterSize = host.clusterSizeBytes;
   const name = scoName({ cloneId: 0, scoNumber, version: 0 });
-  const ranges: Array<{ offsetBytes: number; lengthBytes: number }> = [];
-  for (const move of moves) {
+  const ranges: ByteRange[] = [];
+  for (let i = start; i < end; i++) {
+    const offsetBytes = moves[i]!.fromOffsetClusters * clusterSize;
     const last = ranges.at(-1);
-    if (last && last.offsetBytes + last.lengthBytes === move.fromOffsetClusters * clusterSize) last.lengthBytes += clusterSize;
-    else ranges.push({ offsetBytes: move.fromOffsetClusters * clusterSize, lengthBytes: clusterSize });
+    if (last !== undefined && offsetBytes - (last.offsetBytes + last.lengthBytes) <= context.limits.readGapBytesMax) last.lengthBytes = offsetBytes + clusterSize - last.offsetBytes;
+    else ranges.push({ offsetBytes, lengthBytes: clusterSize });
   }
-  const data = Buffer.allocUnsafe(moves.length * clusterSize);
-  const crcs = new Uint32Array(moves.length);
+  const last = ranges.at(-1)!;
+  if (context.readBuffers[slot]!.length < last.offsetBytes + last.lengthBytes) context.readBuffers[slot] = Buffer.allocUnsafe(last.offsetBytes + last.lengthBytes);
+  const data = context.readBuffers[slot]!;
   const verified = (): boolean => {
-    crc32cBlocks(data, clusterSize, crcs);
-    return moves.every((move, i) => crcs[i] === move.dataCrc);
+    // One CRC call per run of consecutive clusters.
+    for (let i = start; i < end; ) {
+      let next = i + 1;
+      while (next < end && moves[next]!.fromOffsetClusters === moves[next - 1]!.fromOffsetClusters + 1) next++;
+      const first = moves[i]!.fromOffsetClusters;
+      if (context.crcScratch.length < next - i) context.crcScratch = new Uint32Array(next - i);
+      crc32cBlocks(data.subarray(first * clusterSize, (first + next - i) * clusterSize), clusterSize, context.crcScratch);
+      for (let k = i; k < next; k++) if (context.crcScratch[k - i] !== moves[k]!.dataCrc) return false;
+      i = next;
+    }
+    return true;
   };
   try {
     const file = await fsp.open(path.join(host.scoDir, name), "r");
     try {
-      let at = 0;
       for (const range of ranges) {
-        const { bytesRead } = await file.read(data, at, range.lengthBytes, range.offsetBytes);
+        const { bytesRead } = await file.read(data, range.offsetBytes, range.lengthBytes, range.offsetBytes);
         if (bytesRead !== range.lengthBytes) throw new OvsError("IO_ERROR", `local SCO ${name} is short`);
-        at += range.lengthBytes;
       }
     } finally {
       await file.close();
@@ -602,13 +847,14 @@ async function readLiveClusters(host: ScrubHost, scoNumber: number, moves: Move[
     if (systemErrorCode(error) !== "ENOENT") host.log.warn({ sco: name, err: error }, "scrub: local SCO read failed; reading from the backend");
   }
   const parts = await host.backend.getRanges(host.namespace, name, ranges);
-  let at = 0;
-  for (const part of parts) {
-    part.copy(data, at);
-    at += part.length;
+  let bytes = 0;
+  for (const [index, part] of parts.entries()) {
+    const range = ranges[index]!;
+    if (part.length !== range.lengthBytes) throw new OvsError("IO_ERROR", `the backend returned ${part.length} bytes instead of ${range.lengthBytes} of SCO ${name}`);
+    part.copy(data, range.offsetBytes);
+    bytes += part.length;
   }
-  if (at !== data.length) throw new OvsError("IO_ERROR", `the backend returned ${at} bytes instead of ${data.length} for SCO ${name}`);
-  await throttle.take(data.length);
+  await context.throttle.take(bytes);
   if (!verified()) throw new OvsError("CHECKSUM_MISMATCH", `SCO ${name} of volume ${host.name} failed its checksum on the backend; the scrub stopped and changed nothing`);
   return data;
 }

@@ -2,8 +2,12 @@
 // exactly what the codec writes, and the codec must read it back; torn tails are cut, never trusted.
 
 import { describe, expect, it } from "vitest";
-import { EntryKind, decodeTlogEntry, decodeTlogHeader, encodeTlogEntry, encodeTlogHeader, parseTlog, tlogEntrySizeBytes } from "./tlog-format.js";
+import {
+  EntryKind, checkClosedTlog, decodeTlogEntry, decodeTlogHeader, encodeTlogEntry, encodeTlogHeader, entryAddressAt, entryCloneIdAt, entryCountOrOffsetAt,
+  entryCrcAt, entryKindAt, entryScoNumberAt, entryScoVersionAt, parseTlog, tlogEntryOffset, tlogEntrySizeBytes,
+} from "./tlog-format.js";
 import { TlogWriter } from "./tlog-writer.js";
+import { crc32cRange } from "../base/index.js";
 import { parseScoName, scoName } from "./sco-name.js";
 
 const golden = Buffer.from(
@@ -84,6 +88,62 @@ describe("TLog format", () => {
     bytes.copy(swapped, 64, 32, 64);
     expect(parseTlog(swapped).closed).toBe(false);
     expect(bytes.length).toBe(32 + 3 * tlogEntrySizeBytes);
+  });
+});
+
+describe("checked TLog scan (the scrubber's)", () => {
+  function closedTlog(): Buffer {
+    const writer = new TlogWriter({ seq: 1, id: "tlog_x", clusterSizeBytes: 4096 });
+    writer.append({ kind: EntryKind.Location, clusterAddress: 2 ** 35 - 1, cloneId: 3, scoNumber: 0xfffffffe, scoVersion: 7, offsetClusters: 65535, dataCrc: 0x89abcdef });
+    writer.append({ kind: EntryKind.Trim, clusterAddress: 8, clusterCount: 2 });
+    writer.append({ kind: EntryKind.ScoCrc, cloneId: 0, scoNumber: 1, scoVersion: 0, clusterCount: 1, scoCrc: 0x9abcdef0 });
+    writer.close();
+    return Buffer.from(writer.takePending().bytes);
+  }
+
+  it("reads the same fields as parseTlog, in place", () => {
+    const bytes = closedTlog();
+    const checked = checkClosedTlog(bytes);
+    expect(checked).toEqual({ ok: true, entryCount: 3 });
+    const parsed = parseTlog(bytes);
+    for (let i = 0; i < 3; i++) {
+      const at = tlogEntryOffset(i);
+      const entry = parsed.entries[i]!;
+      expect(entryKindAt(bytes, at)).toBe(entry.kind);
+      if (entry.kind === EntryKind.Location) {
+        expect([entryAddressAt(bytes, at), entryCloneIdAt(bytes, at), entryScoNumberAt(bytes, at), entryScoVersionAt(bytes, at), entryCountOrOffsetAt(bytes, at), entryCrcAt(bytes, at)])
+          .toEqual([entry.clusterAddress, entry.cloneId, entry.scoNumber, entry.scoVersion, entry.offsetClusters, entry.dataCrc]);
+      } else if (entry.kind === EntryKind.Trim) {
+        expect([entryAddressAt(bytes, at), entryCountOrOffsetAt(bytes, at)]).toEqual([entry.clusterAddress, entry.clusterCount]);
+      } else if (entry.kind === EntryKind.ScoCrc) {
+        expect([entryScoNumberAt(bytes, at), entryCountOrOffsetAt(bytes, at), entryCrcAt(bytes, at)]).toEqual([entry.scoNumber, entry.clusterCount, entry.scoCrc]);
+      }
+    }
+  });
+
+  it("refuses what parseTlog would not call a whole closed TLog", () => {
+    const bytes = closedTlog();
+    const flipped = Buffer.from(bytes);
+    flipped[70] = flipped[70]! ^ 0x01;
+    const swapped = Buffer.from(bytes);
+    bytes.copy(swapped, 32, 64, 96);
+    bytes.copy(swapped, 64, 32, 64);
+    const unknownKind = Buffer.from(bytes);
+    unknownKind[64] = 99;
+    unknownKind.writeUInt32LE(crc32cRange(unknownKind, 64, 92), 92); // a valid entry CRC: only the kind is wrong
+    const cases: Array<[Buffer, string]> = [
+      [flipped, "entry CRC mismatch"],
+      [swapped, "TLog CRC entry does not match the entries before it"],
+      [unknownKind, "unknown entry kind 99"],
+      [bytes.subarray(0, bytes.length - 32), "not closed"],
+      [bytes.subarray(0, bytes.length - 5), "truncated entry"],
+      [Buffer.from("not a tlog at all, really not one"), "bad TLog magic"],
+    ];
+    for (const [damaged, reason] of cases) {
+      expect(checkClosedTlog(damaged)).toEqual({ ok: false, reason });
+      const parsed = parseTlog(damaged);
+      expect(parsed.tailReason !== undefined || !parsed.closed).toBe(true);
+    }
   });
 });
 

@@ -220,6 +220,52 @@ export function parseTlog(source: Buffer): ParsedTlog {
   return { entries, validSizeBytes: offset, tailReason, closed };
 }
 
+/**
+ * Checks a whole TLog as parseTlog does (header, every entry's CRC and kind, the closing TlogCrc entry
+ * against the entries before it) without building entry objects: the entry count before the TlogCrc
+ * entry, or why it is unusable (a torn tail, or not closed). Entry i is at tlogEntryOffset(i); read its
+ * fields with the entry*At readers. The scrubber's scan of every listed TLog.
+ */
+export function checkClosedTlog(source: Buffer): { ok: true; entryCount: number } | { ok: false; reason: string } {
+  const header = decodeTlogHeader(source);
+  if (!header.ok) return header;
+  let entriesCrc = 0;
+  for (let offset = tlogHeaderSizeBytes; offset + tlogEntrySizeBytes <= source.length; offset += tlogEntrySizeBytes) {
+    if (source.readUInt32LE(offset + 28) !== crc32cRange(source, offset, offset + 28)) return { ok: false, reason: "entry CRC mismatch" };
+    const kind = source[offset]!;
+    if (kind === EntryKind.TlogCrc) {
+      const entryCount = (offset - tlogHeaderSizeBytes) / tlogEntrySizeBytes;
+      if (source.readUInt32LE(offset + 20) !== entriesCrc || source.readUInt32LE(offset + 16) !== entryCount) {
+        return { ok: false, reason: "TLog CRC entry does not match the entries before it" };
+      }
+      return { ok: true, entryCount };
+    }
+    if (kind !== EntryKind.Location && kind !== EntryKind.Trim && kind !== EntryKind.ScoCrc) return { ok: false, reason: `unknown entry kind ${kind}` };
+    entriesCrc = crc32cRange(source, offset, offset + 28, entriesCrc);
+  }
+  return { ok: false, reason: source.length % tlogEntrySizeBytes === 0 ? "not closed" : "truncated entry" };
+}
+
+/** Byte offset of entry `index` in a TLog. */
+export function tlogEntryOffset(index: number): number {
+  return tlogHeaderSizeBytes + index * tlogEntrySizeBytes;
+}
+
+// Field readers of a checked entry at `offset` (layout: docs/formats/tlog.md).
+/** The entry's kind (EntryKind). */
+export const entryKindAt = (source: Buffer, offset: number): number => source[offset]!;
+/** Location and ScoCrc: the SCO number. */
+export const entryScoNumberAt = (source: Buffer, offset: number): number => source.readUInt32LE(offset + 4);
+/** Location and Trim: the (first) cluster address. */
+export const entryAddressAt = (source: Buffer, offset: number): number => readUInt64(source, offset + 8);
+/** Location: the cluster's offset in its SCO; Trim and ScoCrc: the cluster count. */
+export const entryCountOrOffsetAt = (source: Buffer, offset: number): number => source.readUInt32LE(offset + 16);
+/** Location: the data CRC; ScoCrc: the SCO CRC. */
+export const entryCrcAt = (source: Buffer, offset: number): number => source.readUInt32LE(offset + 20);
+/** Location and ScoCrc: the clone id and the SCO version. */
+export const entryCloneIdAt = (source: Buffer, offset: number): number => source[offset + 1]!;
+export const entryScoVersionAt = (source: Buffer, offset: number): number => source[offset + 2]!;
+
 function writeUInt64(target: Buffer, offset: number, value: number): void {
   target.writeUInt32LE(value % 2 ** 32, offset);
   target.writeUInt32LE(Math.floor(value / 2 ** 32), offset + 4);

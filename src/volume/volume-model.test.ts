@@ -414,7 +414,7 @@ async function runSeed(seed: number, operationCount: number, backendKind: "memor
 describe("volume model", () => {
   const fixed = process.env.OVS_MODEL_SEED;
   const seedCount = Number(process.env.OVS_MODEL_SEEDS ?? 12);
-  const operationCount = Number(process.env.OVS_MODEL_OPS ?? 1500);
+  const operationCount = Number(process.env.OVS_MODEL_OPS ?? 2000);
   const seeds = fixed ? [Number(fixed)] : Array.from({ length: seedCount }, (_, i) => 1000 + i * 7919);
   for (const seed of seeds) {
     it(`matches the reference disk (seed ${seed})`, async () => {

@@ -855,9 +855,9 @@ export class Volume {
    */
   async deleteSnapshot(name: string): Promise<void> {
     this.checkNotHalted();
-    if (this.config.template && this.snapshots.length === 1) throw new OvsError("CONFLICT", `volume ${this.config.name} is a template: its one snapshot is kept`);
     const index = this.snapshots.findIndex((snapshot) => snapshot.name === name);
     if (index === -1) throw new OvsError("NOT_FOUND", `volume ${this.name} has no snapshot named ${name}`);
+    if (this.config.template && this.snapshots.length === 1) throw new OvsError("CONFLICT", `volume ${this.config.name} is a template: its one snapshot is kept`);
     const [record] = this.snapshots.splice(index, 1);
     // Listed (or being listed) once its last TLog is: its "stored" flag may lag the object write.
     if (record!.tlogSeq <= (this.backendTlogs.at(-1)?.seq ?? 0)) {

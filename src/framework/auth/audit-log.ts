@@ -1,5 +1,6 @@
 // The audit log: one JSON line per change made through the API (every request that is not GET, HEAD
-// or OPTIONS, whatever its outcome, token requests included), appended to <data dir>/audit.log on the
+// or OPTIONS, whatever its outcome, token requests included) and per run the scheduler started on its
+// own (automatic snapshots, scrubs, verifications: method SCHEDULE, subject "scheduler"), appended to <data dir>/audit.log on the
 // node that served it (docs/formats/audit-log.md). A file rather than the cluster store: a write per
 // change would cost a store round trip on every request and grow the store without bound; a file is
 // rotated by size (one older generation kept, audit.log.1) and is where log shippers look.
@@ -22,6 +23,10 @@ export interface AuditEntry {
   durationMs: number;
   /** The task the request started (a long operation answered 202), when it started one. */
   taskId?: string;
+  /** The object a request names only in its body (the name of a created vDisk, vPool, user, ...). */
+  target?: string;
+  /** A scheduled run's outcome in one sentence (method SCHEDULE). */
+  message?: string;
 }
 
 /** The log is rotated once it passes this size. */

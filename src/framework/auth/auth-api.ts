@@ -5,6 +5,7 @@
 
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
+import { NoBody, NoQuery } from "../schemas.js";
 import { OvsError } from "../../base/index.js";
 import { RateLimiter } from "./rate-limiter.js";
 import { generateSecret, passwordBytesMax, passwordBytesMin } from "./passwords.js";
@@ -74,7 +75,7 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService, now:
         tags: ["auth"],
         summary: "get a bearer token (password grant for people, client_credentials for programs)",
         body: TokenBody,
-        response: { 200: TokenReply, 400: ErrorReply, 401: ErrorReply, 429: ErrorReply },
+        response: { 200: TokenReply, 400: ErrorReply, 401: ErrorReply, 429: ErrorReply }, querystring: NoQuery
       },
       onRequest: async (request, reply) => {
         const retryAfterSeconds = limiter.take(request.ip, (await auth.settings()).tokenRequestsPerMinute);
@@ -101,20 +102,20 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService, now:
     },
   );
 
-  app.delete("/api/v1/oauth/token", { config: { role: "read" }, schema: { tags: ["auth"], summary: "revoke the token of this request (log out)" } }, async (request, reply) => {
+  app.delete("/api/v1/oauth/token", { config: { role: "read" }, schema: { tags: ["auth"], summary: "revoke the token of this request (log out)", querystring: NoQuery, body: NoBody } }, async (request, reply) => {
     const token = /^Bearer +([^\s]+)/i.exec(request.headers.authorization ?? "")?.[1];
     if (token !== undefined) await auth.revoke(token);
     return reply.status(204).send();
   });
 
-  app.get("/api/v1/oauth/me", { config: { role: "read" }, schema: { tags: ["auth"], summary: "who this token belongs to and its roles" } }, async (request) => request.principal);
+  app.get("/api/v1/oauth/me", { config: { role: "read" }, schema: { tags: ["auth"], summary: "who this token belongs to and its roles", querystring: NoQuery } }, async (request) => request.principal);
 
   // ---- users ----
-  app.get("/api/v1/users", { config: { role: "manage" }, schema: { tags: ["users"], summary: "list users" } }, async () => ({ users: await auth.listUsers() }));
+  app.get("/api/v1/users", { config: { role: "manage" }, schema: { tags: ["users"], summary: "list users", querystring: NoQuery } }, async () => ({ users: await auth.listUsers() }));
 
   app.post<{ Body: Static<typeof CreateUserBody> }>(
     "/api/v1/users",
-    { config: { role: "manage" }, schema: { tags: ["users"], summary: "create a user (a password is generated and returned once when none is given)", body: CreateUserBody } },
+    { config: { role: "manage" }, schema: { tags: ["users"], summary: "create a user (a password is generated and returned once when none is given)", body: CreateUserBody, querystring: NoQuery } },
     async (request, reply) => {
       const password = request.body.password ?? generateSecret();
       const user = await auth.createUser(request.body.username, password, request.body.role);
@@ -124,7 +125,7 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService, now:
 
   app.delete<{ Params: Static<typeof UserParams> }>(
     "/api/v1/users/:username",
-    { config: { role: "manage" }, schema: { tags: ["users"], summary: "delete a user (not the last one with role manage)", params: UserParams } },
+    { config: { role: "manage" }, schema: { tags: ["users"], summary: "delete a user (not the last one with role manage)", params: UserParams, querystring: NoQuery, body: NoBody } },
     async (request, reply) => {
       await auth.deleteUser(request.params.username);
       return reply.status(204).send();
@@ -136,7 +137,7 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService, now:
     {
       // Role read, so people can change their own password; someone else's needs manage (checked below).
       config: { role: "read" },
-      schema: { tags: ["users"], summary: "change a password (your own, or anyone's with role manage); ends the user's tokens", params: UserParams, body: PasswordBody },
+      schema: { tags: ["users"], summary: "change a password (your own, or anyone's with role manage); ends the user's tokens", params: UserParams, body: PasswordBody, querystring: NoQuery },
     },
     async (request, reply) => {
       const principal = request.principal!;
@@ -148,17 +149,17 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService, now:
   );
 
   // ---- clients ----
-  app.get("/api/v1/clients", { config: { role: "manage" }, schema: { tags: ["clients"], summary: "list OAuth2 clients (programs)" } }, async () => ({ clients: await auth.listClients() }));
+  app.get("/api/v1/clients", { config: { role: "manage" }, schema: { tags: ["clients"], summary: "list OAuth2 clients (programs)", querystring: NoQuery } }, async () => ({ clients: await auth.listClients() }));
 
   app.post<{ Body: Static<typeof CreateClientBody> }>(
     "/api/v1/clients",
-    { config: { role: "manage" }, schema: { tags: ["clients"], summary: "create a client; its secret is returned once", body: CreateClientBody } },
+    { config: { role: "manage" }, schema: { tags: ["clients"], summary: "create a client; its secret is returned once", body: CreateClientBody, querystring: NoQuery } },
     async (request, reply) => reply.status(201).send(await auth.createClient(request.body.clientId, request.body.role)),
   );
 
   app.delete<{ Params: Static<typeof ClientParams> }>(
     "/api/v1/clients/:clientId",
-    { config: { role: "manage" }, schema: { tags: ["clients"], summary: "delete a client (its tokens stop working)", params: ClientParams } },
+    { config: { role: "manage" }, schema: { tags: ["clients"], summary: "delete a client (its tokens stop working)", params: ClientParams, querystring: NoQuery, body: NoBody } },
     async (request, reply) => {
       await auth.deleteClient(request.params.clientId);
       return reply.status(204).send();
@@ -166,11 +167,11 @@ export function registerAuthRoutes(app: FastifyInstance, auth: AuthService, now:
   );
 
   // ---- settings ----
-  app.get("/api/v1/auth/settings", { config: { role: "manage" }, schema: { tags: ["auth"], summary: "token lifetimes and the token request rate limit" } }, async () => auth.settings());
+  app.get("/api/v1/auth/settings", { config: { role: "manage" }, schema: { tags: ["auth"], summary: "token lifetimes and the token request rate limit", querystring: NoQuery } }, async () => auth.settings());
 
   app.patch<{ Body: Static<typeof SettingsBody> }>(
     "/api/v1/auth/settings",
-    { config: { role: "manage" }, schema: { tags: ["auth"], summary: "change token lifetimes or the token request rate limit", body: SettingsBody } },
+    { config: { role: "manage" }, schema: { tags: ["auth"], summary: "change token lifetimes or the token request rate limit", body: SettingsBody, querystring: NoQuery } },
     async (request) => auth.setSettings(request.body),
   );
 }

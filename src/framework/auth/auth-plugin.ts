@@ -9,7 +9,7 @@
 // - onResponse: every request that may change something (not GET, HEAD, OPTIONS) is written to the
 //   audit log with its outcome.
 
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyRequest, FastifySchema } from "fastify";
 import { OvsError } from "../../base/index.js";
 import type { AuditLog } from "./audit-log.js";
 import { roleNames, type AuthService, type Principal, type Role } from "./auth-service.js";
@@ -37,6 +37,8 @@ export interface RouteEntry {
   method: string;
   url: string;
   access: RouteAccess;
+  /** The route's schemas (api.test.ts checks every route declares its querystring and body). */
+  schema?: FastifySchema;
 }
 
 const readMethods = new Set(["GET", "HEAD", "OPTIONS"]);
@@ -62,7 +64,7 @@ export function registerAuth(app: FastifyInstance, options: { auth: AuthService;
       throw new Error(`route ${String(route.method)} ${route.url} declares an unknown role ${String(role)}`);
     }
     for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
-      routes.push({ method, url: route.url, access: (role as RouteAccess | undefined) ?? defaultRole(method) });
+      routes.push({ method, url: route.url, access: (role as RouteAccess | undefined) ?? defaultRole(method), ...(route.schema === undefined ? {} : { schema: route.schema }) });
     }
   });
 
@@ -87,6 +89,9 @@ export function registerAuth(app: FastifyInstance, options: { auth: AuthService;
     app.addHook("onResponse", async (request, reply) => {
       if (readMethods.has(request.method)) return;
       const principal = request.principal;
+      // The object a create names only in its body (POST /vdisks { name }, POST /users { username }).
+      const body = request.body as Record<string, unknown> | null | undefined;
+      const named = body !== null && typeof body === "object" ? (body.name ?? body.username ?? body.clientId) : undefined;
       audit.write({
         time: new Date().toISOString(),
         reqId: String(request.id),
@@ -98,6 +103,7 @@ export function registerAuth(app: FastifyInstance, options: { auth: AuthService;
         remoteAddress: request.ip,
         durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
         ...((request as { taskId?: string }).taskId === undefined ? {} : { taskId: (request as { taskId?: string }).taskId }),
+        ...(typeof named === "string" && named.length <= 256 ? { target: named } : {}),
       });
     });
   }

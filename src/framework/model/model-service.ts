@@ -554,7 +554,7 @@ export class ManagementModel {
    * Creates a vDisk on this node in a vPool (default: this node's default vPool) with the vPool's defaults:
    * SCO size, TLog multiplier, SCO cache cap and read cache mode (the last two unless given).
    */
-  async createVDisk(name: string, sizeBytes: number, options: { vpool?: string; scoCacheMaxBytes?: number; cacheMode?: string } = {}): Promise<VDiskInfo> {
+  async createVDisk(name: string, sizeBytes: number, options: { vpool?: string; scoCacheMaxBytes?: number; cacheMode?: string; scoSizeBytes?: number; tlogMultiplier?: number } = {}): Promise<VDiskInfo> {
     validateVDiskName(name);
     const cacheMode = options.cacheMode === undefined ? undefined : checkCacheMode(options.cacheMode);
     const nodeId = this.options.nodeId;
@@ -570,7 +570,8 @@ export class ManagementModel {
     try {
       return await withNamespacePreset(pool.record.backend.kind === "alba" ? pool.record.preset : undefined, () =>
         this.options.vdisks.create(name, sizeBytes, {
-          scoSizeBytes: settings.scoSizeBytes, tlogMultiplier: settings.tlogMultiplier, scoCacheMaxBytes: options.scoCacheMaxBytes ?? settings.scoCacheMaxBytes,
+          scoSizeBytes: options.scoSizeBytes ?? settings.scoSizeBytes, tlogMultiplier: options.tlogMultiplier ?? settings.tlogMultiplier,
+          scoCacheMaxBytes: options.scoCacheMaxBytes ?? settings.scoCacheMaxBytes,
           cache: { mode: cacheMode ?? settings.cacheMode }, vpool: vpoolName, asserts: [{ kind: "equals", key: driver.key, value: driver.bytes }],
         }),
       );

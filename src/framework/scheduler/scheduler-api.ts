@@ -3,6 +3,7 @@
 
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
+import { NoBody, NoQuery } from "../schemas.js";
 import { intervalSecondsMax, intervalSecondsMin } from "./schedule.js";
 import type { Scheduler } from "./scheduler.js";
 import { requester, startTask } from "../tasks/task-api.js";
@@ -16,14 +17,14 @@ const ScheduleBody = Type.Union([
 const HistoryQuery = Type.Object({ task: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })) }, { additionalProperties: false });
 
 export function registerSchedulerRoutes(app: FastifyInstance, scheduler: Scheduler): void {
-  app.get("/api/v1/schedule", { schema: { tags: ["schedule"], summary: "scheduled tasks: schedule, last slot, next run, and which node leads" } }, async () => ({
+  app.get("/api/v1/schedule", { schema: { tags: ["schedule"], summary: "scheduled tasks: schedule, last slot, next run, and which node leads", querystring: NoQuery } }, async () => ({
     leader: scheduler.isLeader(),
     tasks: await scheduler.status(),
   }));
 
   app.put<{ Params: Static<typeof TaskParams>; Body: Static<typeof ScheduleBody> }>(
     "/api/v1/schedule/:task",
-    { config: { role: "manage" }, schema: { tags: ["schedule"], summary: "set a task's schedule (interval and offset in seconds, UTC-aligned), turn it off, or restore its default", params: TaskParams, body: ScheduleBody } },
+    { config: { role: "manage" }, schema: { tags: ["schedule"], summary: "set a task's schedule (interval and offset in seconds, UTC-aligned), turn it off, or restore its default", params: TaskParams, body: ScheduleBody, querystring: NoQuery } },
     async (request) => {
       const body = request.body;
       return scheduler.setSchedule(request.params.task, "enabled" in body ? null : "default" in body ? "default" : { intervalSeconds: body.intervalSeconds, offsetSeconds: body.offsetSeconds });
@@ -38,7 +39,7 @@ export function registerSchedulerRoutes(app: FastifyInstance, scheduler: Schedul
 
   app.post<{ Params: Static<typeof TaskParams> }>(
     "/api/v1/schedule/:task/run",
-    { config: { role: "write" }, schema: { tags: ["schedule"], summary: "run a task now on this node, as a task: 202 with the task to poll (its result is the run's summary; the run is in the history once the task has finished)", params: TaskParams } },
+    { config: { role: "write" }, schema: { tags: ["schedule"], summary: "run a task now on this node, as a task: 202 with the task to poll (its result is the run's summary; the run is in the history once the task has finished)", params: TaskParams, querystring: NoQuery, body: NoBody } },
     async (request, reply) => {
       const tasks = scheduler.taskService;
       if (tasks === undefined) return scheduler.runNow(request.params.task, requester(request), String(request.id));

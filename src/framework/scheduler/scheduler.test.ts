@@ -9,7 +9,7 @@ import path from "node:path";
 import { EmbeddedStore } from "../../store/index.js";
 import { silentLogger } from "../../base/index.js";
 import { dueSlotMs, latestSlotMs, nextSlotMs } from "./schedule.js";
-import { Scheduler, historyPerTaskMax, type ScheduledTask } from "./scheduler.js";
+import { Scheduler, historyPerTaskMax, type RunRecord, type ScheduledTask } from "./scheduler.js";
 import { TaskService } from "../tasks/task-service.js";
 
 const hour = 3600_000;
@@ -88,6 +88,20 @@ describe("Scheduler", () => {
     ]);
     const [status] = await s.status();
     expect(status).toMatchObject({ task: "hourly", lastSlotAt: "2026-11-26T16:00:00.000Z", nextRunAt: "2026-11-26T17:00:00.000Z" });
+  });
+
+  it("hands every run it started on its own to the audit, and no run by hand", async () => {
+    const audited: RunRecord[] = [];
+    const s = new Scheduler({ store, nodeId: "n1", log: silentLogger(), tasks: [task("hourly", 3600), task("broken", 3600, 0, true)], now: () => nowMs, tickMs: 3600_000, audit: (run) => audited.push(run) });
+    await s.start();
+    schedulers.push(s);
+    await s.tick();
+    nowMs = Date.UTC(2026, 10, 26, 11, 0, 1);
+    await s.tick();
+    expect(audited.map((run) => [run.task, run.trigger, run.state])).toEqual([["hourly", "schedule", "SUCCESS"], ["broken", "schedule", "FAILED"]]);
+    expect(audited[1]!.message).toBe("the disk is on fire");
+    await s.runNow("hourly");
+    expect(audited).toHaveLength(2); // a run by hand is audited by the API request that asked for it
   });
 
   it("follows a changed schedule, turns a task off and restores its default", async () => {

@@ -108,6 +108,8 @@ export class Scheduler {
   constructor(
     private readonly options: {
       store: ClusterStore; nodeId: string; log: Logger; tasks: ScheduledTask[]; now?: () => number; tickMs?: number; taskService?: TaskService; leaderChecks?: LeaderCheck[];
+      /** Called with every run the scheduler started on its own (not runs by hand: the API audits those). */
+      audit?: (run: RunRecord) => void;
     },
   ) {
     this.now = options.now ?? Date.now;
@@ -269,6 +271,7 @@ export class Scheduler {
 
   private async writeRun(record: RunRecord): Promise<RunRecord> {
     await this.options.store.put(`${historyPrefix(record.task)}${String(Date.parse(record.startedAt)).padStart(15, "0")}-${this.options.nodeId}`, Buffer.from(JSON.stringify(record)));
+    if (record.trigger === "schedule") this.options.audit?.(record);
     await this.trimHistory(record.task);
     return record;
   }

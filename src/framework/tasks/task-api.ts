@@ -11,6 +11,7 @@
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
+import { NoBody, NoQuery } from "../schemas.js";
 import { OvsError, type Logger } from "../../base/index.js";
 import { taskStates, type TaskRecord } from "./task-record.js";
 import { taskLimits, type TaskService, type TaskSpec } from "./task-service.js";
@@ -87,7 +88,7 @@ export function registerTaskRoutes(app: FastifyInstance, tasks: TaskService): vo
 
   app.get<{ Params: Static<typeof IdParams> }>(
     "/api/v1/tasks/:id",
-    { schema: { tags: ["tasks"], summary: "a task: state, progress, times, who started it, and its result or error", params: IdParams } },
+    { schema: { tags: ["tasks"], summary: "a task: state, progress, times, who started it, and its result or error", params: IdParams, querystring: NoQuery } },
     async (request): Promise<TaskRecord> => {
       const record = await tasks.get(request.params.id);
       if (record === undefined) throw new OvsError("NOT_FOUND", `there is no task ${request.params.id} (finished tasks are kept for ${taskLimits.historyAgeMs / 86_400_000} days, at most ${taskLimits.historyMax}).`);
@@ -97,7 +98,7 @@ export function registerTaskRoutes(app: FastifyInstance, tasks: TaskService): vo
 
   app.post<{ Params: Static<typeof IdParams> }>(
     "/api/v1/tasks/:id/cancel",
-    { config: { role: "write" }, schema: { tags: ["tasks"], summary: "cancel a queued task, or a running one that can be cancelled (202; poll the task)", params: IdParams } },
+    { config: { role: "write" }, schema: { tags: ["tasks"], summary: "cancel a queued task, or a running one that can be cancelled (202; poll the task)", params: IdParams, querystring: NoQuery, body: NoBody } },
     async (request, reply) => reply.status(202).send(await tasks.cancel(request.params.id, requester(request))),
   );
 }
