@@ -6,6 +6,9 @@
 //   (namespace and local data removed, record deleted) at the next start, so a crash during a delete
 //   never leaves a half-deleted vDisk that looks alive.
 // - Operations on one vDisk are serialised (a per-name lock), so create/resize/delete never interleave.
+// - Long operations (restart, scrub, set-as-template, delete) have a check*() that throws what they would
+//   refuse, so that the API answers at once before it starts a task; an accepted delete is reserved
+//   (reserveDelete) until it ends, so a second delete or a set-as-template is refused meanwhile.
 // - Bad input (name, size) is refused with INVALID_ARGUMENT before anything changes.
 // - Clones: a clone's record names its parent vDisk and snapshot. A vDisk with clones cannot be deleted,
 //   nor the snapshots its clones were made from (nor rolled back past them); parents are opened before
