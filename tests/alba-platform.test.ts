@@ -196,7 +196,13 @@ describe("ovs up on ALBA", () => {
     expectFailure(await node.ovs(["alba", "preset", "add", "default", "--policies", "4,2,5,6"]), /^ovs: A preset named default exists\./, "duplicate");
     expectFailure(await node.ovs(["alba", "asd", "claim", "not-an-id"]), /32 lowercase hex digits/, "bad id");
     expectFailure(await node.ovs(["alba", "asd", "claim", "0123456789abcdef0123456789abcdef"]), /^ovs: No ASD 0123456789abcdef0123456789abcdef was added/, "unknown id");
+    const decommissionTasks = async (): Promise<number> => (await apiJson<{ tasks: unknown[] }>("/tasks?kind=alba.decommission")).tasks.length;
+    const decommissionsBefore = await decommissionTasks();
     expectFailure(await node.ovs(["alba", "asd", "decommission", "0123456789abcdef0123456789abcdef"]), /^ovs: No ASD 0123456789abcdef0123456789abcdef is claimed/, "unknown decommission");
+    expect((await node.fetch("/api/v1/alba/asds/0123456789abcdef0123456789abcdef/decommission", { method: "POST" })).status).toBe(404);
+    expect(await decommissionTasks()).toBe(decommissionsBefore); // refused before any task
+    const doc = (await (await node.fetch("/api/openapi.json")).json()) as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
+    expect(Object.keys(doc.paths["/api/v1/alba/asds/{asdId}/decommission"]!.post!.responses).sort()).toEqual(["202", "default"]);
     expectFailure(await node.ovs(["alba", "asd", "add", "127.0.0.1"]), /HOST:PORT/, "no port");
     expectFailure(await node.ovs(["alba", "asd", "add", "127.0.0.1:1"]), /^ovs: No ASD with this backend's cluster secret answers at 127\.0\.0\.1:1/, "nobody there");
     expectFailure(await node.ovs(["alba", "object", "list", "nosuch"]), /^ovs: There is no namespace nosuch\.$/m, "namespace");
@@ -378,14 +384,28 @@ describe("ovs up on ALBA", () => {
     expect(onSmall).toBeGreaterThan(0);
     expect(onSmall).toBeLessThan(12);
     expect(await readImageSha("fill1", image.length)).toBe(sha256(image));
-    // Decommission: the ASD gets no new fragments and maintenance moves its fragments away.
-    expectOk(await node.ovs(["alba", "asd", "decommission", asdId]), "decommission");
-    await until("the small ASD drained", 180_000, async () => {
-      expectOk(await node.ovs(["alba", "maintenance", "run"], 180_000), "maintenance run");
-      const { objects: all } = await apiJson<{ objects: ObjectView[] }>(`/alba/namespaces/${namespace}/objects?limit=1000`);
-      for (const object of all) if ((await fragmentAsds(namespace, object.name)).includes(asdId)) return undefined;
-      return true;
-    });
+    // Decommission: 202 with a task (Location names it); the ASD gets no new fragments at once and the
+    // task drains it (progress in fragments); `ovs alba asd decommission` follows it to the end.
+    const started = await node.fetch(`/api/v1/alba/asds/${asdId}/decommission`, { method: "POST" });
+    expect(started.status).toBe(202);
+    const queued = (await started.json()) as { id: string; kind: string; target: string; progress: { unit: string } };
+    expect(started.headers.get("location")).toBe(`/api/v1/tasks/${queued.id}`);
+    expect(queued).toMatchObject({ kind: "alba.decommission", target: asdId, progress: { unit: "fragments" } });
+    expect((await ovsJson<AsdView[]>(["alba", "asd", "list"])).find((asd) => asd.asdId === asdId)!.state).toBe("decommissioned");
+    // A second decommission is refused at once (409) and starts no task.
+    const tasksBefore = (await apiJson<{ tasks: unknown[] }>("/tasks?kind=alba.decommission")).tasks.length;
+    expectFailure(await node.ovs(["alba", "asd", "decommission", asdId]), /^ovs: ASD [0-9a-f]{32} is already decommissioned\.$/m, "decommission twice");
+    expect((await apiJson<{ tasks: unknown[] }>("/tasks?kind=alba.decommission")).tasks.length).toBe(tasksBefore);
+    const waited = await node.ovs(["task", "wait", queued.id, "--json"], 180_000);
+    expectOk(waited, "task wait");
+    const drained = JSON.parse(waited.stdout) as { state: string; progress: { done: number; total: number }; result: { asdId: string; fragmentsMoved: number; remainingFragments: number; passes: number } };
+    expect(drained.state).toBe("succeeded");
+    expect(drained.result).toMatchObject({ asdId, remainingFragments: 0 });
+    expect(drained.result.fragmentsMoved).toBeGreaterThanOrEqual(onSmall);
+    expect(drained.result.passes).toBeGreaterThanOrEqual(1);
+    expect(drained.progress.done).toBe(drained.progress.total);
+    const { objects: all } = await apiJson<{ objects: ObjectView[] }>(`/alba/namespaces/${namespace}/objects?limit=1000`);
+    for (const object of all) expect(await fragmentAsds(namespace, object.name)).not.toContain(asdId);
     expect((await ovsJson<AsdView[]>(["alba", "asd", "list"])).find((asd) => asd.asdId === asdId)!.state).toBe("decommissioned");
     expect(await readImageSha("fill1", image.length)).toBe(sha256(image));
     await stopChild(small.child);

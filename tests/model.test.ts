@@ -102,6 +102,17 @@ describe("registration", () => {
     const show = await node.ovs(["storagerouter", "show", nodeId]);
     expectOk(show, "storagerouter show");
     expect(show.stdout).toMatch(/^status\s+online$/m);
+    // `ovs node info`: the node the CLI talks to (GET /api/v1/node), as JSON or text.
+    const nodeInfo = await ovsJson<{ nodeId: string; dataDir: string; nbd: { port: number }; api: { port: number }; asds: Array<{ index: number; asdId: string; port: number }>; readCache: { capacityBytes: number } }>(["node", "info"]);
+    expect(nodeInfo).toMatchObject({ nodeId, dataDir, nbd: { port: node.nbdPort }, api: { port: node.apiPort }, readCache: { capacityBytes: 1 << 30 } });
+    expect(nodeInfo.asds.map((asd) => asd.index)).toEqual([0, 1, 2, 3, 4, 5]);
+    const nodeText = await node.ovs(["node", "info"]);
+    expectOk(nodeText, "node info");
+    expect(nodeText.stdout).toMatch(new RegExp(`^node {7}${nodeId} \\(openvstorage \\S+\\)\n`));
+    expect(nodeText.stdout).toContain(`\ndata dir   ${dataDir}\n`);
+    expect(nodeText.stdout).toContain(`\nNBD        nbd://127.0.0.1:${node.nbdPort}/<vdisk>\n`);
+    expect(nodeText.stdout).toMatch(/\nread cache 1 ?Gi?B in \S+/);
+    expect(nodeText.stdout.match(/^ASD \d/gm)).toHaveLength(6);
     const pool = await ovsJson<Record<string, unknown>>(["vpool", "show", "default"]);
     expect(pool).toMatchObject({
       name: "default", backend: { kind: "alba", backendId: backendName }, preset: "default", status: "running",
@@ -536,6 +547,15 @@ describe("backends and domains", () => {
     // Moving an ASD to another domain.
     expectOk(await node.ovs(["domain", "assign", "room-b", "--asd", asdIds[0]!]), "move an ASD");
     expect(((await json("/api/v1/domains/room-a")) as { asds: string[] }).asds).toHaveLength(2);
+    // `ovs domain show`: the domain as GET /api/v1/domains/{name} has it, as text or JSON.
+    const roomAView = (await json("/api/v1/domains/room-a")) as { name: string; storageRouters: string[]; asds: string[]; version: number; createdAt: string };
+    expect(await ovsJson(["domain", "show", "room-a"])).toEqual(roomAView);
+    const shownDomain = await node.ovs(["domain", "show", "room-a"]);
+    expectOk(shownDomain, "domain show");
+    expect(shownDomain.stdout).toBe(
+      `name            room-a\nstorage routers ${nodeId}\nASDs            ${roomAView.asds.join(", ")}\ncreated         ${roomAView.createdAt}\nversion         ${roomAView.version}\n`,
+    );
+    expectFailure(await node.ovs(["domain", "show", "room-z"]), /^ovs: there is no domain named room-z\.$/, "show an unknown domain");
 
     // Concurrent assignments naming the same domain version: exactly one wins.
     const { version } = (await json("/api/v1/domains/room-b")) as { version: number };

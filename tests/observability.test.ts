@@ -258,6 +258,9 @@ describe("ovs schedule", () => {
     expect((await node.ovs(["schedule", "list"])).stdout).toMatch(/\nhealth\.check\s+every 1d \+3h\s/);
     expectOk(await node.ovs(["schedule", "set", "health.check", "--off"]), "off");
     expect((await node.ovs(["schedule", "list"])).stdout).toMatch(/\nhealth\.check\s+off\s/);
+    const setJson = await node.ovs(["schedule", "set", "health.check", "--every", "2h", "--json"]);
+    expectOk(setJson, "schedule set --json");
+    expect(JSON.parse(setJson.stdout)).toMatchObject({ task: "health.check", schedule: { intervalSeconds: 7200, offsetSeconds: 0 }, scope: expect.any(String) });
     expectOk(await node.ovs(["schedule", "set", "health.check", "--default"]), "default");
     const run = await node.ovs(["schedule", "run", "health.check"]);
     expectOk(run, "schedule run");

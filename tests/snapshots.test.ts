@@ -221,6 +221,121 @@ describe("clones and templates through the front door", () => {
   }, 180_000);
 });
 
+interface TaskView { id: string; kind: string; target: string; state: string; progress: { done: number; total?: number; unit: string; detail?: string }; result?: unknown; error?: { code: string; message: string } }
+
+/** Polls a task (bounded) until it has finished. */
+async function waitTask(id: string): Promise<TaskView> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const task = (await (await node.fetch(`/api/v1/tasks/${id}`)).json()) as TaskView;
+    if (["succeeded", "failed", "cancelled"].includes(task.state)) return task;
+    if (Date.now() > deadline) throw new Error(`task ${id} still ${task.state} after 60 s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function taskCount(kind: string): Promise<number> {
+  return ((await (await node.fetch(`/api/v1/tasks?kind=${kind}&limit=1000`)).json()) as { tasks: unknown[] }).tasks.length;
+}
+
+async function errorOf(response: Response): Promise<{ code: string; message: string }> {
+  return ((await response.json()) as { error: { code: string; message: string } }).error;
+}
+
+describe("set-as-template and delete as tasks through the front door", () => {
+  it("answer 202 with a task that steps to the end; refusals come at once and start no task", async () => {
+    expectOk(await node.ovs(["vdisk", "create", "tp1", "--size", "16M"]), "create tp1");
+    expectOk(await qemuIo(node.uri("tp1"), ["write -P 0x71 0 6M", "flush"]), "write tp1");
+    expectOk(await node.ovs(["snapshot", "create", "tp1", "older"]), "snapshot");
+    // Set as template: 202, Location, 4 steps; the result is the vDisk, a template with one snapshot on the backend.
+    const started = await node.fetch("/api/v1/vdisks/tp1/template", { method: "POST" });
+    expect(started.status).toBe(202);
+    const queued = (await started.json()) as TaskView;
+    expect(started.headers.get("location")).toBe(`/api/v1/tasks/${queued.id}`);
+    expect(queued).toMatchObject({ kind: "vdisk.template", target: "tp1", progress: { done: 0, total: 4, unit: "steps" } });
+    const templated = await waitTask(queued.id);
+    expect(templated).toMatchObject({ state: "succeeded", progress: { done: 4, total: 4 }, result: { name: "tp1", template: true, snapshotCount: 1 } });
+    const snapshots = JSON.parse((await node.ovs(["snapshot", "list", "tp1", "--json"])).stdout) as SnapshotView[];
+    expect(snapshots).toEqual([expect.objectContaining({ name: "template", state: "stored", sticky: true })]);
+    expect(sha256((await imageOf("tp1")).subarray(0, 6 * MiB))).toBe(sha256(Buffer.alloc(6 * MiB, 0x71)));
+
+    // Refused at once (nothing changes, no task): a template again, an unknown vDisk, a vDisk with clones.
+    const templates = await taskCount("vdisk.template");
+    const deletes = await taskCount("vdisk.delete");
+    const again = await node.fetch("/api/v1/vdisks/tp1/template", { method: "POST" });
+    expect(again.status).toBe(409);
+    expect(await errorOf(again)).toEqual({ code: "CONFLICT", message: "vDisk tp1 is a template already." });
+    expect((await node.fetch("/api/v1/vdisks/nosuch/template", { method: "POST" })).status).toBe(404);
+    expect((await node.fetch("/api/v1/vdisks/nosuch", { method: "DELETE" })).status).toBe(404);
+    expectOk(await node.ovs(["vdisk", "clone", "tp1", "tp1-vm"]), "clone the template");
+    const withClones = await node.fetch("/api/v1/vdisks/tp1", { method: "DELETE" });
+    expect(withClones.status).toBe(409);
+    expect(await errorOf(withClones)).toEqual({ code: "IN_USE", message: "vDisk tp1 has clones (tp1-vm); delete them first." });
+    expectOk(await node.ovs(["snapshot", "create", "tp1-vm", "s"]), "snapshot the clone");
+    await waitStored("tp1-vm", "s");
+    expectOk(await node.ovs(["vdisk", "clone", "tp1-vm", "--snapshot", "s", "tp1-vm2"]), "clone the clone");
+    const cliRefused = await node.ovs(["vdisk", "template", "tp1-vm"]);
+    expect(cliRefused.exitCode).toBe(1);
+    expect(cliRefused.stderr).toBe("ovs: vDisk tp1-vm has clones (tp1-vm2); a template keeps one snapshot only, so delete them first.\n");
+    const client = await RawClient.connect(node.nbdPort);
+    try {
+      await client.go("tp1-vm2");
+      const connected = await node.fetch("/api/v1/vdisks/tp1-vm2", { method: "DELETE" });
+      expect(connected.status).toBe(409);
+      expect(await errorOf(connected)).toEqual({ code: "IN_USE", message: "vDisk tp1-vm2 has 1 NBD client connected; disconnect it or delete with --force." });
+      const cliConnected = await node.ovs(["vdisk", "delete", "tp1-vm2"]);
+      expect(cliConnected.exitCode).toBe(1);
+      expect(cliConnected.stderr).toBe("ovs: vDisk tp1-vm2 has 1 NBD client connected; disconnect it or delete with --force.\n");
+      expect(await taskCount("vdisk.template")).toBe(templates);
+      expect(await taskCount("vdisk.delete")).toBe(deletes);
+      // --force: the CLI follows the task (progress lines on stderr) and says the client was cut.
+      const forced = await node.ovs(["vdisk", "delete", "tp1-vm2", "--force"]);
+      expectOk(forced, "delete --force");
+      expect(forced.stdout).toBe("deleted vDisk tp1-vm2 (1 NBD client disconnected)\n");
+      expect(forced.stderr).toMatch(/^task [0-9a-f-]{36} vdisk\.delete tp1-vm2: (queued|running|succeeded), \d\/4 steps/);
+      expect(forced.stderr.trim().split("\n").at(-1)).toMatch(/^task [0-9a-f-]{36} vdisk\.delete tp1-vm2: succeeded, 4\/4 steps/);
+      expect(await client.waitClosed()).toBe(true);
+    } finally {
+      client.close();
+    }
+    expect((await node.fetch("/api/v1/vdisks/tp1-vm2")).status).toBe(404);
+
+    // Delete over the API: 202 with the task; a second delete while it is pending is refused (or finds
+    // the vDisk gone); one task only. Its result names the namespace, gone from the backend.
+    const { namespace } = JSON.parse((await node.ovs(["vdisk", "info", "tp1-vm", "--json"])).stdout) as { namespace: string };
+    const [first, second] = await Promise.all([node.fetch("/api/v1/vdisks/tp1-vm", { method: "DELETE" }), node.fetch("/api/v1/vdisks/tp1-vm", { method: "DELETE" })]);
+    const [accepted, other] = first.status === 202 ? [first, second] : [second, first];
+    expect(accepted.status).toBe(202);
+    expect([404, 409]).toContain(other.status);
+    const deleting = (await accepted.json()) as TaskView;
+    expect(accepted.headers.get("location")).toBe(`/api/v1/tasks/${deleting.id}`);
+    expect(await waitTask(deleting.id)).toMatchObject({ kind: "vdisk.delete", target: "tp1-vm", state: "succeeded", progress: { done: 4, total: 4 }, result: { name: "tp1-vm", namespace, disconnectedClients: 0 } });
+    expect(await taskCount("vdisk.delete")).toBe(deletes + 2);
+    expect((await node.fetch("/api/v1/vdisks/tp1-vm")).status).toBe(404);
+
+    // The CLI: --json prints the final task; --no-wait prints the task id.
+    expectOk(await node.ovs(["vdisk", "create", "tp2", "--size", "8M"]), "create tp2");
+    const json = await node.ovs(["vdisk", "template", "tp2", "--json"]);
+    expectOk(json, "template --json");
+    expect(json.stderr).toBe("");
+    expect(JSON.parse(json.stdout)).toMatchObject({ kind: "vdisk.template", target: "tp2", state: "succeeded", result: { name: "tp2", template: true } });
+    const text = await node.ovs(["vdisk", "delete", "tp2", "--no-wait"]);
+    expectOk(text, "delete --no-wait");
+    const id = /^started task ([0-9a-f-]{36}) \(vdisk\.delete\); follow it with: ovs task wait \1\n$/.exec(text.stdout)?.[1];
+    expect(id, text.stdout).toBeDefined();
+    expect(await waitTask(id!)).toMatchObject({ state: "succeeded" });
+    const plain = await node.ovs(["vdisk", "delete", "tp1"]);
+    expectOk(plain, "delete tp1");
+    expect(plain.stdout).toBe("deleted vDisk tp1\n");
+    // The OpenAPI document says both answer 202 with a task.
+    const doc = (await (await node.fetch("/api/openapi.json")).json()) as { paths: Record<string, Record<string, { summary: string; responses: Record<string, unknown> }>> };
+    for (const [route, method] of [["/api/v1/vdisks/{name}", "delete"], ["/api/v1/vdisks/{name}/template", "post"]] as const) {
+      expect(Object.keys(doc.paths[route]![method]!.responses).sort(), route).toEqual(["202", "default"]);
+      expect(doc.paths[route]![method]!.summary, route).toMatch(/as a task: 202/);
+    }
+  });
+});
+
 describe("restart from the backend through the front door", () => {
   it("rebuilds a vDisk whose local data is gone from its namespace and reports it", async () => {
     const dir = await tempDir("ovs-restore-");

@@ -131,12 +131,14 @@ export function registerAlbaCommands(program: Command, context: { api: () => str
 
   albaAsd
     .command("decommission <asd-id>")
-    .description("stop placing fragments on an ASD and move its fragments elsewhere (maintenance drains it)")
-    .option("--json", "print JSON")
-    .action(async (asdId: string, options: { json?: boolean }) => {
-      const asd = await callApi<AsdView>(api(), "POST", `/api/v1/alba/asds/${asdIdArgument(asdId)}/decommission`);
-      if (options.json) return printJson(asd);
-      process.stdout.write(`decommissioned ASD ${asd.asdId}; maintenance is draining it (ovs alba maintenance status)\n`);
+    .description("stop placing fragments on an ASD and move its fragments elsewhere, as a task with a progress bar (fragments moved)")
+    .option("--json", "print the final task as JSON (its result is the drain report)")
+    .option("--no-wait", "print the task id and return at once (the ASD is decommissioned; the task drains it)")
+    .action(async (asdId: string, options: { json?: boolean; wait: boolean }) => {
+      const task = await runTask(api(), "POST", `/api/v1/alba/asds/${asdIdArgument(asdId)}/decommission`, undefined, { json: options.json, wait: options.wait, printJson });
+      if (task === undefined) return;
+      const report = task.result as { asdId: string; fragmentsMoved: number; passes: number };
+      process.stdout.write(`decommissioned ASD ${report.asdId}: ${report.fragmentsMoved} fragments moved to other ASDs in ${report.passes} maintenance passes\n`);
     });
 
   const albaPreset = alba.command("preset").description("presets: list, add");

@@ -56,7 +56,8 @@ program
   .exitOverride();
 
 interface NodeCommandOptions {
-  dataDir: string;
+  /** Required (commander checks it for `ovs up`, runNode for `ovs node`). */
+  dataDir?: string;
   backend: "alba" | "local";
   asdCapacity?: string;
   store: string;
@@ -70,11 +71,11 @@ interface NodeCommandOptions {
   offlineAfter?: number;
 }
 
+/** `ovs up` and `ovs node`; the latter's --data-dir is checked by runNode (commander would demand it of `ovs node info` too). */
 function nodeCommand(name: string, description: string): Command {
-  return program
-    .command(name)
-    .description(description)
-    .requiredOption("--data-dir <dir>", "where the node keeps its backend, vDisks and (embedded) store")
+  const command = program.command(name).description(description);
+  const dataDir = "where the node keeps its backend, vDisks and (embedded) store";
+  return (name === "node" ? command.option("--data-dir <dir>", `${dataDir} (required)`) : command.requiredOption("--data-dir <dir>", dataDir))
     .option("--store <url>", "cluster store: embedded, embedded:DIR or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]", "embedded")
     .option("--node-id <id>", "this node's id (its vDisks are registered under it)", os.hostname())
     .option("--nbd-port <port>", "NBD port", portOption, 10809)
@@ -102,13 +103,15 @@ function backendOption(value: string): "alba" | "local" {
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const log = createLogger("ovs");
-  const { asdCapacity, readCacheSize, heartbeatInterval, offlineAfter, ...rest } = options;
+  const { asdCapacity, readCacheSize, heartbeatInterval, offlineAfter, dataDir, ...rest } = options;
+  if (dataDir === undefined) throw new CliError("give the node's data directory with --data-dir DIR (or see a running node with: ovs node info).");
   // Refused here, before anything starts, in one sentence (INVALID_ARGUMENT).
   checkHeartbeatSettings(heartbeatInterval ?? heartbeatIntervalMsDefault, offlineAfter);
   // OVS_ADMIN_PASSWORD: the first admin's password at a cluster's first start (automation, tests);
   // without it one is generated. Either way it is printed once, at that first start only.
   const node = new PlatformNode({
     ...rest,
+    dataDir,
     log,
     version,
     asdCommand: { execPath: process.execPath, args: [fileURLToPath(import.meta.url), "asd"] },
@@ -172,7 +175,33 @@ program
   });
 
 nodeCommand("up", "start the single-node platform in the foreground on embedded defaults (Ctrl-C stops it)");
-nodeCommand("node", "run a storage node in the foreground, e.g. on an etcd cluster: --store etcd://h1:2379,h2:2379");
+const nodeProgram = nodeCommand("node", "run a storage node in the foreground, e.g. on an etcd cluster: --store etcd://h1:2379,h2:2379; `ovs node info` shows a running one");
+
+interface NodeInfoView extends Omit<NodeInfo, "readCache"> {
+  /** Where and how large, with its statistics (GET /api/v1/node). */
+  readCache?: { dir?: string; capacityBytes?: number; usedBytes?: number; entryCount?: number };
+}
+
+nodeProgram
+  .command("info")
+  .description("the node you talk to (--api): version, id, data dir, store, backend, where it listens, its local ASDs and its read cache")
+  .option("--json", "print JSON")
+  .action(async (options: { json?: boolean }) => {
+    const info = await callApi<NodeInfoView>(api(), "GET", "/api/v1/node");
+    if (options.json) return printJson(info);
+    const cache = info.readCache;
+    const lines = [
+      `node       ${info.nodeId} (openvstorage ${info.version})`,
+      `data dir   ${info.dataDir}`,
+      `store      ${info.store}`,
+      `backend    ${info.backend}`,
+      `REST API   http://${info.api.host.includes(":") ? `[${info.api.host}]` : info.api.host}:${info.api.port}/api/v1`,
+      `NBD        nbd://${info.nbd.host.includes(":") ? `[${info.nbd.host}]` : info.nbd.host}:${info.nbd.port}/<vdisk>`,
+      ...(cache === undefined ? [] : [`read cache ${!cache.capacityBytes ? "off" : `${formatBytes(cache.capacityBytes)} in ${cache.dir ?? "?"}${typeof cache.usedBytes === "number" ? `, ${formatBytes(cache.usedBytes)} used by ${cache.entryCount ?? 0} clusters` : ""}`}`]),
+      ...info.asds.map((asd) => `ASD ${String(asd.index).padEnd(6)} ${asd.host}:${asd.port}  ${asd.asdId ?? "(id unknown)"}  pid ${asd.pid ?? "-"}  ${asd.dir}`),
+    ];
+    process.stdout.write(lines.join("\n") + "\n");
+  });
 
 function printStarted(info: NodeInfo, firstAdmin: PlatformNode["firstAdmin"]): void {
   const nbdHost = info.nbd.host.includes(":") ? `[${info.nbd.host}]` : info.nbd.host;
@@ -421,11 +450,15 @@ vdisk
 
 vdisk
   .command("delete <name>")
-  .description("delete a vDisk and its data (refused while a client is connected, unless --force)")
+  .description("delete a vDisk and its data, as a task with a progress bar (refused while a client is connected, unless --force, and while it has clones)")
   .option("--force", "delete even with NBD clients connected (they are disconnected)")
-  .action(async (name: string, options: { force?: boolean }) => {
-    await callApi(api(), "DELETE", `/api/v1/vdisks/${encodeURIComponent(name)}${options.force ? "?force=true" : ""}`);
-    process.stdout.write(`deleted vDisk ${name}\n`);
+  .option("--json", "print the final task as JSON")
+  .option("--no-wait", "print the task id and return at once")
+  .action(async (name: string, options: { force?: boolean; json?: boolean; wait: boolean }) => {
+    const task = await runTask(api(), "DELETE", `/api/v1/vdisks/${encodeURIComponent(name)}${options.force ? "?force=true" : ""}`, undefined, { json: options.json, wait: options.wait, printJson });
+    if (task === undefined) return;
+    const result = task.result as { disconnectedClients: number };
+    process.stdout.write(`deleted vDisk ${name}${result.disconnectedClients > 0 ? ` (${result.disconnectedClients} NBD client${result.disconnectedClients === 1 ? "" : "s"} disconnected)` : ""}\n`);
   });
 
 vdisk
@@ -475,12 +508,12 @@ vdisk
 
 vdisk
   .command("template <vdisk>")
-  .description("make a vDisk a template: read-only, one snapshot kept, to clone from")
-  .option("--json", "print JSON")
-  .action(async (name: string, options: { json?: boolean }) => {
-    const info = await callApi<VDiskInfo>(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/template`);
-    if (options.json) printJson(info);
-    else process.stdout.write(`vDisk ${name} is now a template (clone it with: ovs vdisk clone ${name} NEW)\n`);
+  .description("make a vDisk a template: read-only, one snapshot kept, to clone from; a task with a progress bar (its write buffer is uploaded first)")
+  .option("--json", "print the final task as JSON (its result is the vDisk)")
+  .option("--no-wait", "print the task id and return at once")
+  .action(async (name: string, options: { json?: boolean; wait: boolean }) => {
+    const task = await runTask(api(), "POST", `/api/v1/vdisks/${encodeURIComponent(name)}/template`, undefined, { json: options.json, wait: options.wait, printJson });
+    if (task !== undefined) process.stdout.write(`vDisk ${name} is now a template (clone it with: ovs vdisk clone ${name} NEW)\n`);
   });
 
 function thresholdOption(value: string): number {

@@ -276,6 +276,21 @@ export function registerModelCommands(program: Command, context: { api: () => st
       table(["NAME", "STORAGE ROUTERS", "ASDS", "VERSION"], domains.map((d) => [d.name, d.storageRouters.join(",") || "-", String(d.asds.length), String(d.version)]));
     });
   domain
+    .command("show <name>")
+    .description("one domain: its storage routers and ASDs")
+    .option("--json", "print JSON")
+    .action(async (name: string, options: { json?: boolean }) => {
+      const view = await callApi<DomainView>(api(), "GET", `/api/v1/domains/${path(name)}`);
+      if (options.json) return printJson(view);
+      rows([
+        ["name", view.name],
+        ["storage routers", view.storageRouters.join(", ") || "none"],
+        ["ASDs", view.asds.join(", ") || "none"],
+        ["created", view.createdAt],
+        ["version", String(view.version)],
+      ]);
+    });
+  domain
     .command("create <name>")
     .description("create a domain")
     .option("--json", "print JSON")

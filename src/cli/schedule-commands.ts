@@ -66,11 +66,13 @@ export function registerScheduleCommands(program: Command, api: () => string, pr
     .option("--offset <offset>", "offset into the interval, e.g. 3h for 03:00 UTC with --every 1d", durationOption)
     .option("--off", "do not run it")
     .option("--default", "back to the task's default schedule")
-    .action(async (task: string, options: { every?: number; offset?: number; off?: boolean; default?: boolean }) => {
+    .option("--json", "print the task's new schedule status as JSON")
+    .action(async (task: string, options: { every?: number; offset?: number; off?: boolean; default?: boolean; json?: boolean }) => {
       const chosen = [options.every !== undefined, options.off === true, options.default === true].filter(Boolean).length;
       if (chosen !== 1) throw new CliError("give exactly one of --every INTERVAL, --off or --default.");
       const body = options.off ? { enabled: false } : options.default ? { default: true } : { intervalSeconds: options.every!, offsetSeconds: options.offset ?? 0 };
       const status = await callApi<TaskStatus>(api(), "PUT", `/api/v1/schedule/${encodeURIComponent(task)}`, body);
+      if (options.json) return printJson(status);
       process.stdout.write(`${status.task}: ${describeSchedule(status.schedule)}${status.nextRunAt ? `, next run ${status.nextRunAt}` : ""}\n`);
     });
 

@@ -3,7 +3,8 @@
 // verify), objects (paged list, a manifest with where each fragment is) and maintenance (status, run a
 // pass). Every body and parameter is checked by its schema first and then by the manager's own
 // validation, before anything changes (bad input → 400 INVALID_ARGUMENT, nothing changed).
-// A verify and a maintenance pass run as tasks (tasks/task-api.ts): 202 with the task to poll.
+// A verify, a maintenance pass and an ASD's drain after its decommission run as tasks
+// (tasks/task-api.ts): 202 with the task to poll.
 // Roles (auth/auth-plugin.ts): reads need read; verify and a maintenance pass need write; adding,
 // claiming and decommissioning ASDs and adding presets change the backend's layout and need manage.
 // Imported by api.ts only.
@@ -14,7 +15,7 @@ import { NoBody, NoQuery } from "./schemas.js";
 import { OvsError } from "../base/index.js";
 import type { PresetRecord } from "../alba/index.js";
 import { objectPageMax, type AlbaService } from "./alba-service.js";
-import { startTask } from "./tasks/task-api.js";
+import { TaskReply, startTask } from "./tasks/task-api.js";
 import type { TaskService } from "./tasks/task-service.js";
 
 const AsdIdParams = Type.Object({ asdId: Type.String({ pattern: "^[0-9a-f]{32}$", description: "32 lowercase hex digits" }) });
@@ -68,8 +69,24 @@ export function registerAlbaRoutes(app: FastifyInstance, alba: AlbaService | und
     need().claimAsd(request.params.asdId),
   );
 
-  app.post<{ Params: Static<typeof AsdIdParams> }>("/api/v1/alba/asds/:asdId/decommission", { config: manage, schema: { tags: ["alba"], summary: "decommission an ASD: maintenance drains its fragments away (202)", params: AsdIdParams, querystring: NoQuery, body: NoBody } }, async (request, reply) =>
-    reply.status(202).send(await need().decommissionAsd(request.params.asdId)),
+  app.post<{ Params: Static<typeof AsdIdParams> }>(
+    "/api/v1/alba/asds/:asdId/decommission",
+    {
+      config: manage,
+      schema: {
+        tags: ["alba"], params: AsdIdParams, querystring: NoQuery, body: NoBody, response: { 202: TaskReply },
+        summary: "decommission an ASD: marked at once (no new fragments), then drained as a task: 202 with the task to poll (progress: fragments moved); its result is the drain report; 404/409 at once for an unknown or already decommissioned ASD",
+      },
+    },
+    async (request, reply) => {
+      const { asdId } = request.params;
+      const service = need();
+      await service.decommissionAsd(asdId);
+      return startTask(tasks, request, reply, {
+        kind: "alba.decommission", target: asdId, unit: "fragments", cancellable: true,
+        run: (task) => service.drainAsd(asdId, { signal: task.signal, onProgress: (done, total, detail) => task.progress({ done, total, detail }) }),
+      });
+    },
   );
 
   app.get("/api/v1/alba/presets", { schema: { tags: ["alba"], summary: "presets: policies, compression, encryption, checksums", querystring: NoQuery } }, async () => ({ presets: await need().listPresets() }));

@@ -22,6 +22,19 @@ import { AsdSupervisor, type AsdCommand, type LocalAsdInfo } from "./asd-supervi
 export const defaultPresetName = "default";
 export const objectPageMax = 1000;
 export const discoveredAsdsMax = 1024;
+/** A drain fails after this many maintenance passes in a row that moved none of the ASD's fragments. */
+export const drainStallPassesMax = 3;
+
+/** The result of a decommission task: the ASD drained. */
+export interface DrainReport {
+  asdId: string;
+  /** Fragments the ASD held when the drain started (all moved away). */
+  fragmentsMoved: number;
+  remainingFragments: number;
+  /** Maintenance passes run. */
+  passes: number;
+  durationMs: number;
+}
 /** Cluster-store prefix of ASDs added by address but not claimed (docs/formats/asd-layout.md). */
 export const discoveredPrefix = "ovs/alba-discovered/";
 
@@ -227,20 +240,59 @@ export class AlbaService {
     return this.view(record, "ok", undefined);
   }
 
-  /** Marks an ASD decommissioned at once (no new fragments) and drains it in the background. */
-  async decommissionAsd(asdId: string): Promise<AsdView> {
+  /**
+   * Refuses what decommissionAsd() would (INVALID_ARGUMENT, UNAVAILABLE, NOT_FOUND, CONFLICT when already
+   * decommissioned), so that the API answers at once, before anything changes or a task starts.
+   */
+  async checkDecommission(asdId: string): Promise<void> {
     checkAsdId(asdId);
     const manager = this.ready();
     const existing = await manager.getAsd(asdId);
     if (existing === undefined) throw new OvsError("NOT_FOUND", `No ASD ${asdId} is claimed by this backend.`);
     if (existing.state === "decommissioned") throw new OvsError("CONFLICT", `ASD ${asdId} is already decommissioned.`);
-    const record = await manager.decommissionAsd(asdId);
+  }
+
+  /**
+   * Marks an ASD decommissioned at once (no new fragments); drainAsd() then moves its fragments away (the
+   * maintenance loop also repairs fragments on decommissioned ASDs, so a drain cut short goes on).
+   */
+  async decommissionAsd(asdId: string): Promise<AsdView> {
+    await this.checkDecommission(asdId);
+    const record = await this.manager!.decommissionAsd(asdId);
     await this.backend!.refresh();
-    void this.agent!.decommission(asdId).then(
-      (summary) => this.options.log.info(summary, "alba: decommission pass done"),
-      (error: unknown) => this.options.log.warn({ err: error, asdId }, "alba: decommission pass failed; maintenance continues it"),
-    );
     return this.view(record, "decommissioned", this.localAsds().find((asd) => asd.asdId === asdId));
+  }
+
+  /**
+   * Drains a decommissioned ASD: maintenance passes (probe, repair, count) until no manifest places a
+   * fragment on it. `onProgress` hears fragments moved of those it held at the start; `signal` stops it
+   * between passes (CONFLICT "cancelled"; maintenance goes on draining). Fails with UNAVAILABLE after
+   * drainStallPassesMax passes that moved nothing (no other ASD can take the fragments).
+   */
+  async drainAsd(asdId: string, options: { signal?: AbortSignal; onProgress?: (done: number, total: number, detail: string) => void } = {}): Promise<DrainReport> {
+    this.ready();
+    const agent = this.agent!;
+    const startedMs = Date.now();
+    const initial = await agent.fragmentsOn(asdId);
+    let total = initial;
+    let remaining = initial;
+    let passes = 0;
+    let stalled = 0;
+    options.onProgress?.(0, total, `${remaining} fragments to move`);
+    while (remaining > 0) {
+      if (options.signal?.aborted) throw new OvsError("CONFLICT", `the drain of ASD ${asdId} was cancelled with ${remaining} fragments left; maintenance goes on moving them.`);
+      passes++;
+      const summary = await agent.decommission(asdId);
+      total = Math.max(total, summary.remainingFragments);
+      stalled = summary.remainingFragments < remaining ? 0 : stalled + 1;
+      remaining = summary.remainingFragments;
+      options.onProgress?.(total - remaining, total, `pass ${passes}: ${remaining} fragments left`);
+      if (remaining > 0 && stalled >= drainStallPassesMax) {
+        throw new OvsError("UNAVAILABLE", `${remaining} fragments of ASD ${asdId} could not be moved in ${drainStallPassesMax} passes (no other ASD can take them?); maintenance keeps trying (ovs alba maintenance status).`);
+      }
+    }
+    this.options.log.info({ asdId, fragmentsMoved: total, passes }, "alba: ASD drained");
+    return { asdId, fragmentsMoved: total, remainingFragments: 0, passes, durationMs: Date.now() - startedMs };
   }
 
   private async listDiscovered(): Promise<DiscoveredRecord[]> {

@@ -11,7 +11,7 @@ import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogge
 import { Type, type Static } from "@sinclair/typebox";
 import { NoBody, NoQuery, isNoBodySchema } from "./schemas.js";
 import { OvsError, isOvsError, parseSizeBytes, type Logger } from "../base/index.js";
-import type { VDiskService } from "./vdisk-service.js";
+import { deleteSteps, type VDiskService } from "./vdisk-service.js";
 import type { ClusterStore } from "../store/index.js";
 import type { ObjectBackend } from "../backend/index.js";
 import type { ReadCacheMode } from "../volume/index.js";
@@ -29,7 +29,7 @@ import { registerAlbaRoutes } from "./alba-api.js";
 import type { AlbaService } from "./alba-service.js";
 import { registerSnapshotRoutes } from "./snapshot-api.js";
 import { registerSettingsRoutes } from "./settings-api.js";
-import { registerTaskRoutes } from "./tasks/task-api.js";
+import { TaskReply, registerTaskRoutes, startTask } from "./tasks/task-api.js";
 import { TaskService } from "./tasks/task-service.js";
 import { registerModelRoutes, VDiskListQuery, VDiskPageReply } from "./model-api.js";
 import type { ManagementModel } from "./model/model-service.js";
@@ -235,16 +235,34 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     async (request) => options.vdisks.resize(request.params.name, sizeOf(request.body.size), request.body.version),
   );
 
+  const tasks = options.tasks ?? new TaskService({ store: options.store, nodeId: options.nodeInfo().nodeId, log: options.log, now });
+
+  // A long operation (the volume's last writes synced, its namespace removed from the backend): refused
+  // at once (404; 409 with clones, while a client is connected unless force, or while another delete is
+  // pending) before any task exists, else 202 with the task (its result names the vDisk and namespace).
   app.delete<{ Params: Static<typeof NameParams>; Querystring: Static<typeof DeleteQuery> }>(
     "/api/v1/vdisks/:name",
-    { schema: { tags: ["vdisks"], summary: "delete a vDisk and its data (refused while a client is connected, unless force)", params: NameParams, querystring: DeleteQuery, body: NoBody } },
+    {
+      schema: {
+        tags: ["vdisks"], params: NameParams, querystring: DeleteQuery, body: NoBody, response: { 202: TaskReply },
+        summary: "delete a vDisk and its data, as a task: 202 with the task to poll; 409 at once with clones, or while a client is connected unless force",
+      },
+    },
     async (request, reply) => {
-      await options.vdisks.delete(request.params.name, request.query.force === true);
-      return reply.status(204).send();
+      const { name } = request.params;
+      const force = request.query.force === true;
+      const reservation = options.vdisks.reserveDelete(name, force);
+      try {
+        return await startTask(tasks, request, reply, {
+          kind: "vdisk.delete", target: name, unit: "steps", total: deleteSteps,
+          run: (task) => options.vdisks.delete(name, force, { reservation, onStep: (step, detail) => task.progress({ done: step, detail }) }),
+        });
+      } catch (error) {
+        reservation.release(); // no task started
+        throw error;
+      }
     },
   );
-
-  const tasks = options.tasks ?? new TaskService({ store: options.store, nodeId: options.nodeInfo().nodeId, log: options.log, now });
   registerTaskRoutes(app, tasks);
   registerConfigRoutes(app, options.store);
   registerAlbaRoutes(app, options.alba, tasks);

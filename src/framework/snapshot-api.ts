@@ -7,14 +7,14 @@
 //   DELETE /api/v1/vdisks/:name/snapshots/:snapshot    → 204
 //   POST   /api/v1/vdisks/:name/rollback               { snapshot } → 202 with a task (no NBD client may be connected)
 //   POST   /api/v1/vdisks/:name/clones                 { name, snapshot? } → 201 (snapshot implied for a template)
-//   POST   /api/v1/vdisks/:name/template               set as template
+//   POST   /api/v1/vdisks/:name/template               set as template → 202 with a task (409 at once with clones)
 
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "@sinclair/typebox";
 import { NoBody, NoQuery } from "./schemas.js";
 import { snapshotLimits } from "../volume/index.js";
-import type { VDiskService } from "./vdisk-service.js";
-import { startTask } from "./tasks/task-api.js";
+import { templateSteps, type VDiskService } from "./vdisk-service.js";
+import { TaskReply, startTask } from "./tasks/task-api.js";
 import type { TaskService } from "./tasks/task-service.js";
 
 const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }) });
@@ -70,7 +70,21 @@ export function registerSnapshotRoutes(app: FastifyInstance, vdisks: VDiskServic
     async (request, reply) => reply.status(201).send(await vdisks.clone(request.params.name, request.body.snapshot, request.body.name)),
   );
 
-  app.post<{ Params: Static<typeof NameParams> }>("/api/v1/vdisks/:name/template", { schema: { tags: ["vdisks"], summary: "make the vDisk a template (read-only, one snapshot kept)", params: NameParams, querystring: NoQuery, body: NoBody } }, async (request) =>
-    vdisks.setAsTemplate(request.params.name),
+  app.post<{ Params: Static<typeof NameParams> }>(
+    "/api/v1/vdisks/:name/template",
+    {
+      schema: {
+        tags: ["vdisks"], params: NameParams, querystring: NoQuery, body: NoBody, response: { 202: TaskReply },
+        summary: "make the vDisk a template (read-only, one snapshot kept, its write buffer uploaded), as a task: 202 with the task to poll (its result is the vDisk); 409 at once with clones or when it is a template already",
+      },
+    },
+    async (request, reply) => {
+      const { name } = request.params;
+      vdisks.checkSetAsTemplate(name);
+      return startTask(tasks, request, reply, {
+        kind: "vdisk.template", target: name, unit: "steps", total: templateSteps,
+        run: (task) => vdisks.setAsTemplate(name, (step, detail) => task.progress({ done: step, detail })),
+      });
+    },
   );
 }

@@ -6,6 +6,9 @@
 //   (namespace and local data removed, record deleted) at the next start, so a crash during a delete
 //   never leaves a half-deleted vDisk that looks alive.
 // - Operations on one vDisk are serialised (a per-name lock), so create/resize/delete never interleave.
+// - Long operations (restart, scrub, set-as-template, delete) have a check*() that throws what they would
+//   refuse, so that the API answers at once before it starts a task; an accepted delete is reserved
+//   (reserveDelete) until it ends, so a second delete or a set-as-template is refused meanwhile.
 // - Bad input (name, size) is refused with INVALID_ARGUMENT before anything changes.
 // - Clones: a clone's record names its parent vDisk and snapshot. A vDisk with clones cannot be deleted,
 //   nor the snapshots its clones were made from (nor rolled back past them); parents are opened before
@@ -36,6 +39,11 @@ import {
 } from "../volume/index.js";
 import { VolumeExport, type NbdExport, type NbdExportProvider } from "../frontend/index.js";
 import type { NodeMetrics } from "./metrics/metrics.js";
+
+/** An accepted delete not finished yet (reserveDelete). */
+export interface DeleteReservation {
+  release(): void;
+}
 
 export interface VDiskRecord {
   id: string;
@@ -119,6 +127,12 @@ export const registryPrefix = "ovs/vdisks/";
 export const vdiskNameMaxBytes = 64;
 /** The steps restart() reports: disconnect, close, open. */
 export const restartSteps = 3;
+/** The steps setAsTemplate() reports: snapshot, upload of the write buffer, other snapshots deleted, flag persisted. */
+export const templateSteps = 4;
+/** The steps delete() reports: marked deleting, volume closed, namespace removed from the backend, local data and record removed. */
+export const deleteSteps = 4;
+/** How often the upload step of setAsTemplate() reports the uploads still pending. */
+export const templateProgressMs = 500;
 const namePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function validateVDiskName(name: unknown): string {
@@ -143,6 +157,8 @@ interface Served {
 export class VDiskService implements NbdExportProvider {
   private readonly served = new Map<string, Served>();
   private readonly locks = new Map<string, Promise<void>>();
+  /** Deletes accepted (reserveDelete) and not finished: another delete or a set-as-template is refused. */
+  private readonly deletesPending = new Map<string, DeleteReservation>();
   /** Called to cut NBD connections of a vDisk deleted by force. */
   disconnect: (name: string) => void = () => undefined;
 
@@ -486,13 +502,41 @@ export class VDiskService implements NbdExportProvider {
     }));
   }
 
-  /** Makes a vDisk a template: read-only, one snapshot kept. Refused while it has clones. */
-  async setAsTemplate(name: string): Promise<VDiskInfo> {
+  /**
+   * Throws what setAsTemplate() would refuse right now (NOT_FOUND; IN_USE with clones; CONFLICT when it is
+   * a template already, halted, or being deleted), so that the API answers at once before it starts the task.
+   */
+  checkSetAsTemplate(name: string): void {
+    const served = this.get(name);
+    if (this.deletesPending.has(name)) throw new OvsError("CONFLICT", `vDisk ${name} is being deleted.`);
+    const clones = this.clonesOf(name);
+    if (clones.length > 0) throw new OvsError("IN_USE", `vDisk ${name} has clones (${clones.map((c) => c.name).join(", ")}); a template keeps one snapshot only, so delete them first.`);
+    if (served.volume.isTemplate) throw new OvsError("CONFLICT", `vDisk ${name} is a template already.`);
+    const halted = served.volume.stats().halted;
+    if (halted !== undefined) throw new OvsError("CONFLICT", `vDisk ${name} is halted (${halted.replace(/\.$/, "")}); restart it first (ovs vdisk restart ${name}).`);
+  }
+
+  /**
+   * Makes a vDisk a template: read-only, one snapshot kept, its write buffer on the backend. Refused while
+   * it has clones. `onStep` sees each of templateSteps steps begin (the upload's detail counts the
+   * uploads still pending, every templateProgressMs).
+   */
+  async setAsTemplate(name: string, onStep?: (step: number, detail: string) => void): Promise<VDiskInfo> {
     return this.withLock(name, async () => {
       const served = this.get(name);
-      const clones = this.clonesOf(name);
-      if (clones.length > 0) throw new OvsError("IN_USE", `vDisk ${name} has clones (${clones.map((c) => c.name).join(", ")}); a template keeps one snapshot only, so delete them first.`);
-      await served.volume.setAsTemplate();
+      this.checkSetAsTemplate(name);
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await served.volume.setAsTemplate((step, detail) => {
+          clearInterval(timer);
+          onStep?.(step, detail);
+          if (step === 1 && onStep !== undefined) {
+            timer = setInterval(() => onStep(step, `${detail}: ${served.volume.stats().pendingUploads} uploads pending`), templateProgressMs);
+          }
+        });
+      } finally {
+        clearInterval(timer);
+      }
       this.options.log.info({ vdisk: name }, "vDisk set as template");
       return this.info(name);
     });
@@ -572,26 +616,70 @@ export class VDiskService implements NbdExportProvider {
     });
   }
 
-  async delete(name: string, force: boolean): Promise<void> {
-    await this.withLock(name, async () => {
-      const served = this.get(name);
-      const clones = this.clonesOf(name);
-      if (clones.length > 0) throw new OvsError("IN_USE", `vDisk ${name} has clones (${clones.map((c) => c.name).join(", ")}); delete them first.`);
-      const connections = served.nbdExport.connectionCount;
-      if (connections > 0 && !force) {
-        throw new OvsError("IN_USE", `vDisk ${name} has ${connections} NBD client${connections === 1 ? "" : "s"} connected; disconnect ${connections === 1 ? "it" : "them"} or delete with --force.`);
-      }
-      const record = { ...served.record, deleting: true };
-      await this.options.store.put(registryPrefix + name, encode(record));
-      this.served.delete(name);
-      this.options.metrics?.forget(name);
-      if (connections > 0) this.disconnect(name);
-      await served.volume.close();
-      if (served.cache !== undefined) this.options.readCache?.detach(served.cache);
-      this.options.readCache?.dropNamespace(record.namespace);
-      await this.finishDelete(record);
-      this.options.log.info({ vdisk: name, force }, "vDisk deleted");
-    });
+  /**
+   * Throws what delete() would refuse right now (NOT_FOUND; IN_USE with clones, or while NBD clients are
+   * connected unless force; CONFLICT while another accepted delete of it is pending), so that the API
+   * answers at once. `reservation`: the one of the delete being checked (reserveDelete).
+   */
+  checkDelete(name: string, force: boolean, reservation?: DeleteReservation): void {
+    const served = this.get(name);
+    const pending = this.deletesPending.get(name);
+    if (pending !== undefined && pending !== reservation) throw new OvsError("CONFLICT", `vDisk ${name} is being deleted already.`);
+    const clones = this.clonesOf(name);
+    if (clones.length > 0) throw new OvsError("IN_USE", `vDisk ${name} has clones (${clones.map((c) => c.name).join(", ")}); delete them first.`);
+    const connections = served.nbdExport.connectionCount;
+    if (connections > 0 && !force) {
+      throw new OvsError("IN_USE", `vDisk ${name} has ${connections} NBD client${connections === 1 ? "" : "s"} connected; disconnect ${connections === 1 ? "it" : "them"} or delete with --force.`);
+    }
+  }
+
+  /**
+   * Checks a delete (checkDelete) and reserves it: other deletes and set-as-template are refused
+   * (CONFLICT) until delete() with this reservation ends, or release() (its task did not start).
+   */
+  reserveDelete(name: string, force: boolean): DeleteReservation {
+    this.checkDelete(name, force);
+    const reservation: DeleteReservation = { release: () => {
+      if (this.deletesPending.get(name) === reservation) this.deletesPending.delete(name);
+    } };
+    this.deletesPending.set(name, reservation);
+    return reservation;
+  }
+
+  /**
+   * Deletes a vDisk: its record is marked deleting, its volume closed, its namespace removed from the
+   * backend, then its local data and record. Refused with clones, and while NBD clients are connected
+   * unless force (which disconnects them). `onStep` sees each of deleteSteps steps begin.
+   */
+  async delete(
+    name: string, force: boolean, options: { onStep?: (step: number, detail: string) => void; reservation?: DeleteReservation } = {},
+  ): Promise<{ name: string; namespace: string; disconnectedClients: number }> {
+    const { onStep, reservation } = options;
+    try {
+      return await this.withLock(name, async () => {
+        const served = this.get(name);
+        this.checkDelete(name, force, reservation);
+        const connections = served.nbdExport.connectionCount;
+        onStep?.(0, "marking the vDisk deleting");
+        const record = { ...served.record, deleting: true };
+        await this.options.store.put(registryPrefix + name, encode(record));
+        this.served.delete(name);
+        this.options.metrics?.forget(name);
+        if (connections > 0) this.disconnect(name);
+        onStep?.(1, "closing the volume");
+        await served.volume.close();
+        if (served.cache !== undefined) this.options.readCache?.detach(served.cache);
+        this.options.readCache?.dropNamespace(record.namespace);
+        onStep?.(2, `removing namespace ${record.namespace} from the backend`);
+        if (await this.options.backend.namespaceExists(record.namespace)) await this.options.backend.deleteNamespace(record.namespace);
+        onStep?.(3, "removing the local data and the registry record");
+        await this.finishDelete(record);
+        this.options.log.info({ vdisk: name, force }, "vDisk deleted");
+        return { name, namespace: record.namespace, disconnectedClients: connections };
+      });
+    } finally {
+      reservation?.release();
+    }
   }
 
   // NbdExportProvider

@@ -818,18 +818,25 @@ export class Volume {
   /**
    * Makes the volume a template: writes stop, one snapshot of the current state is taken and stored,
    * every other snapshot is deleted, and the template flag is persisted (locally and in
-   * volume_configuration). The caller makes sure no clone depends on the snapshots deleted.
+   * volume_configuration). The caller makes sure no clone depends on the snapshots deleted. `onStep`
+   * sees each of templateSteps steps begin: snapshot, upload of the write buffer, deletion of the other
+   * snapshots, the flag persisted.
    */
-  async setAsTemplate(): Promise<SnapshotInfo> {
+  async setAsTemplate(onStep?: (step: number, detail: string) => void): Promise<SnapshotInfo> {
     this.checkWritable();
     const before = this.config;
     this.config = { ...before, template: true }; // writes are refused from here on
     try {
       let name = "template";
       for (let n = 2; this.snapshots.some((s) => s.name === name); n++) name = `template-${n}`;
+      onStep?.(0, `taking snapshot ${name}`);
       const info = await this.takeSnapshot(name, { sticky: true });
+      onStep?.(1, "uploading the write buffer to the backend");
       await this.syncToBackend();
-      for (const other of this.snapshots.filter((s) => s.name !== name)) await this.deleteSnapshot(other.name);
+      const others = this.snapshots.filter((s) => s.name !== name);
+      onStep?.(2, `deleting ${others.length} other snapshot${others.length === 1 ? "" : "s"}`);
+      for (const other of others) await this.deleteSnapshot(other.name);
+      onStep?.(3, "recording the template flag");
       await this.enqueueCommit(async () => {
         await this.metadata.commit({ config: this.config });
         await this.metadata.flushed();

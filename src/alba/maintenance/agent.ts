@@ -1071,6 +1071,19 @@ export class MaintenanceAgent {
     });
   }
 
+  /** How many fragments the manifests of every namespace place on the ASD (a scan, one task at a time). */
+  async fragmentsOn(asdId: string): Promise<number> {
+    return this.exclusive("decommission", asdId, async () => {
+      let count = 0;
+      for (const context of await this.namespaces()) {
+        await this.forEachManifest(context, (_name, read) => {
+          for (const chunk of read.manifest.chunks) for (const fragment of chunk.fragments) if (fragment?.asdId === asdId) count++;
+        });
+      }
+      return count;
+    });
+  }
+
   /** Marks the ASD decommissioned (it gets no new fragments) and moves every fragment it holds elsewhere. */
   async decommission(asdId: string): Promise<DrainSummary> {
     this.checkOpen();
@@ -1079,15 +1092,7 @@ export class MaintenanceAgent {
       await this.manager.decommissionAsd(asdId);
       await this.probe();
       await this.repair();
-      const remainingFragments = await this.exclusive("decommission", asdId, async () => {
-        let count = 0;
-        for (const context of await this.namespaces()) {
-          await this.forEachManifest(context, (_name, read) => {
-            for (const chunk of read.manifest.chunks) for (const fragment of chunk.fragments) if (fragment?.asdId === asdId) count++;
-          });
-        }
-        return count;
-      });
+      const remainingFragments = await this.fragmentsOn(asdId);
       if (remainingFragments === 0) this.draining.delete(asdId);
       return { asdId, remainingFragments };
     } catch (error) {

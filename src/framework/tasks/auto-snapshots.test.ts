@@ -102,7 +102,10 @@ describe("vdisk.auto-snapshot with a controllable clock", () => {
     expect(listed.body.tasks.find((t) => t.task === "vdisk.auto-snapshot")).toMatchObject({ schedule: { intervalSeconds: 3600, offsetSeconds: 0 }, scope: "node" });
     expect((await api("POST", "/api/v1/vdisks", { name: "d1", size: "8M" })).status).toBe(201);
     expect((await api("POST", "/api/v1/vdisks", { name: "tpl", size: "4M" })).status).toBe(201);
-    expect((await api("POST", "/api/v1/vdisks/tpl/template")).status).toBe(200);
+    const templated = await api<{ id: string }>("POST", "/api/v1/vdisks/tpl/template"); // a task (202)
+    expect(templated.status).toBe(202);
+    await tasks.waitLocal(templated.body.id);
+    expect((await tasks.get(templated.body.id))?.state).toBe("succeeded");
     const templateSnapshots = await snapshots("tpl");
     expect(templateSnapshots).toHaveLength(1);
     // By hand: one sticky snapshot (kept forever) and one not (it competes in its slot like the others).
