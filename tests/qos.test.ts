@@ -218,7 +218,7 @@ describe("per-vDisk QoS through the front door", () => {
     const before = await settingsOf("q3");
     expect(before).toEqual({
       qos: { readIops: 100, writeIops: 0, totalIops: 0, readBytesPerSecond: 0, writeBytesPerSecond: 0, totalBytesPerSecond: 10 * MiB },
-      scoCacheMaxBytes: 32 * MiB, cache: { mode: "cache-on-read", quotaBytes: 0 }, scoSizeBytes: 4 * MiB, tlogMultiplier: 16,
+      scoCacheMaxBytes: 32 * MiB, cache: { mode: "cache-on-read", quotaBytes: 0 }, scoSizeBytes: 4 * MiB, tlogMultiplier: 16, version: 1,
     });
     for (const [args, message] of [
       [["qos.writeIops=500", "colour=red"], /^ovs: "colour" is not a vDisk setting; use qos\.readIops, .*scoCacheMax/],
