@@ -51,6 +51,12 @@ export interface IsalAddon {
   crc32c(data: Uint8Array, initial: number): number;
   /** CRC32C of each blockSize-byte block of `data` into `out` (a byte view of a Uint32Array, 4 bytes a block). */
   crc32cBlocks(data: Uint8Array, blockSize: number, out: Uint8Array): void;
+  /**
+   * preadv2 with RWF_NOWAIT: reads now if the bytes are in the page cache. Returns the bytes read (short at
+   * the end of the file, or when only part is cached), or -1 when the read would wait for the disk (or
+   * the file system cannot tell). Other errors throw an Error whose `code` is the errno name.
+   */
+  preadNoWait(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): number;
   readonly limits: { readonly kMax: number; readonly mMax: number };
 }
 
@@ -96,7 +102,7 @@ function load(addonPath: string): IsalAddon {
     );
   }
   const addon = module.exports as IsalAddon;
-  assert(typeof addon.encodeData === "function" && typeof addon.crc32c === "function" && typeof addon.crc32cBlocks === "function", "ovs_isal exports its functions");
+  assert(typeof addon.encodeData === "function" && typeof addon.crc32c === "function" && typeof addon.crc32cBlocks === "function" && typeof addon.preadNoWait === "function", "ovs_isal exports its functions");
   assert(addon.limits.kMax === ecKMax && addon.limits.mMax === ecMMax, "ovs_isal limits match ecKMax/ecMMax");
   return addon;
 }

@@ -3,6 +3,8 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { spawnSync } from "node:child_process";
+import { isal } from "../base/isal.js";
 import { ReadFdCache, preadAll } from "./file-io.js";
 
 const openFdCount = (): number => fs.readdirSync("/proc/self/fd").length;
@@ -49,5 +51,69 @@ describe("ReadFdCache", () => {
     a.release();
     b.release();
     expect(await cache.acquire(path.join(dir, "missing"))).toBeUndefined();
+  });
+});
+
+describe("preadAll and preadNoWait", () => {
+  // File systems whose buffered reads honour RWF_NOWAIT (statfs magic numbers): ext4, xfs, btrfs.
+  const nowaitFileSystems = new Set([0xef53, 0x58465342, 0x9123683e]);
+
+  it("reads cached bytes at once, reports a cold read as would-block, and preadAll returns the right bytes either way", async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "ovs-nowait-"));
+    dirs.push(dir);
+    const file = path.join(dir, "data");
+    const content = Buffer.alloc(1 << 20);
+    for (let i = 0; i < content.length; i += 4) content.writeUInt32LE((i * 2654435761) >>> 0, i);
+    await fsp.writeFile(file, content);
+    const writer = fs.openSync(file, "r+");
+    fs.fsyncSync(writer); // dirty pages cannot be dropped from the cache below
+    fs.closeSync(writer);
+    const fd = fs.openSync(file, "r");
+    try {
+      const addon = isal();
+      const page = Buffer.alloc(4096);
+      const cached = addon.preadNoWait(fd, page, 0, 4096, 8192);
+      if (nowaitFileSystems.has(fs.statfsSync(dir).type)) expect(cached).toBe(4096);
+      if (cached === 4096) expect(page.equals(content.subarray(8192, 12288))).toBe(true);
+      else expect(cached).toBe(-1);
+      // Short at the end of the file; nothing past it.
+      const tail = Buffer.alloc(4096);
+      const atEnd = addon.preadNoWait(fd, tail, 0, 4096, content.length - 100);
+      expect([100, -1]).toContain(atEnd);
+      expect(addon.preadNoWait(fd, tail, 0, 4096, content.length)).toBe(0);
+
+      // Drop the file from the page cache (dd's nocache is POSIX_FADV_DONTNEED): a non-blocking read
+      // must not wait for the disk, and preadAll must still return the right bytes through the pool.
+      const dropped = spawnSync("dd", [`if=${file}`, "iflag=nocache", "count=0", "status=none"]);
+      expect(dropped.status).toBe(0);
+      const cold = addon.preadNoWait(fd, page, 0, 4096, 512 * 1024);
+      if (nowaitFileSystems.has(fs.statfsSync(dir).type)) expect(cold).toBe(-1);
+      else expect([-1, 4096]).toContain(cold);
+      const viaPool = Buffer.alloc(64 * 1024);
+      await preadAll(fd, viaPool, 0, viaPool.length, 700 * 1024);
+      expect(viaPool.equals(content.subarray(700 * 1024, 764 * 1024))).toBe(true);
+      const small = Buffer.alloc(4096);
+      await preadAll(fd, small, 0, 4096, 300 * 1024);
+      expect(small.equals(content.subarray(300 * 1024, 304 * 1024))).toBe(true);
+      await expect(preadAll(fd, Buffer.alloc(4096), 0, 4096, content.length - 100)).rejects.toMatchObject({ code: "IO_ERROR" });
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  it("refuses bad arguments and reports errno names", () => {
+    const addon = isal();
+    const buffer = Buffer.alloc(16);
+    expect(() => addon.preadNoWait(-1, buffer, 0, 16, 0)).toThrow(RangeError);
+    expect(() => addon.preadNoWait(0, buffer, 8, 16, 0)).toThrow(/exceeds the buffer/);
+    expect(() => addon.preadNoWait(0, buffer, 0, 16, -5)).toThrow(/position/);
+    expect(() => addon.preadNoWait(0, "x" as unknown as Buffer, 0, 1, 0)).toThrow(TypeError);
+    try {
+      addon.preadNoWait(1_000_000, buffer, 0, 16, 0); // far above any descriptor this process has open
+
+      expect.unreachable("a closed descriptor must throw");
+    } catch (error) {
+      expect((error as NodeJS.ErrnoException).code).toBe("EBADF");
+    }
   });
 });

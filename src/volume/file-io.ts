@@ -4,6 +4,7 @@
 
 import fs from "node:fs";
 import { OvsError, systemErrorCode } from "../base/index.js";
+import { isal } from "../base/isal.js";
 
 export function pwriteAll(fd: number, buffer: Buffer, offsetInBuffer: number, lengthBytes: number, position: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -18,8 +19,28 @@ export function pwriteAll(fd: number, buffer: Buffer, offsetInBuffer: number, le
   });
 }
 
-/** Reads exactly lengthBytes, or rejects with IO_ERROR on a short file. */
+/**
+ * Reads up to this many bytes on the calling thread when they are in the page cache (preadNoWait); larger
+ * reads go through the pool at once, so that the copy of a big cached read runs beside the event loop.
+ */
+export const preadNowMaxBytes = 128 * 1024;
+
+/**
+ * Reads exactly lengthBytes, or rejects with IO_ERROR on a short file. A small read first tries the page
+ * cache without blocking (preadv2 RWF_NOWAIT, ~0.6 µs for 4 KiB against ~7 µs of event-loop time for a
+ * thread-pool round trip); what is not cached is read through libuv's pool.
+ */
 export function preadAll(fd: number, buffer: Buffer, offsetInBuffer: number, lengthBytes: number, position: number): Promise<void> {
+  let now = 0;
+  if (lengthBytes <= preadNowMaxBytes && lengthBytes > 0) {
+    try {
+      now = isal().preadNoWait(fd, buffer, offsetInBuffer, lengthBytes, position);
+    } catch (error) {
+      return Promise.reject(ioError(error, "read"));
+    }
+    if (now === lengthBytes) return Promise.resolve();
+    if (now < 0) now = 0;
+  }
   return new Promise((resolve, reject) => {
     const step = (done: number): void => {
       if (done === lengthBytes) return resolve();
@@ -29,7 +50,7 @@ export function preadAll(fd: number, buffer: Buffer, offsetInBuffer: number, len
         step(done + read);
       });
     };
-    step(0);
+    step(now);
   });
 }
 
