@@ -7,6 +7,7 @@
 //
 // Usage: npm run build && node dist/bench/nbd.js [--dir DIR] [--runtime-s 15] [--reps 3] [--size-gib 1]
 //        [--backend alba|local]   (the vDisk's backend: `ovs up`'s default ALBA on 6 local ASDs, or a directory)
+//        [--only NAME,...]        (only these workloads, e.g. write_1m_qd8)
 
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -24,6 +25,8 @@ interface Options {
   reps: number;
   sizeGiB: number;
   backend: string;
+  /** Workload names to run (all when empty). */
+  only: string[];
 }
 
 function parseArgs(): Options {
@@ -35,6 +38,7 @@ function parseArgs(): Options {
     reps: Number(value("--reps", "3")),
     sizeGiB: Number(value("--size-gib", "1")),
     backend: value("--backend", "alba"),
+    only: value("--only", "").split(",").filter((name) => name !== ""),
   };
 }
 
@@ -163,7 +167,10 @@ async function main(): Promise<void> {
     if (nbdServer) targets.push(nbdServer);
     for (const target of targets) await prefill(target.uri, options);
     const results: Record<string, Record<string, number[]>> = {};
-    for (const workload of workloads) {
+    const unknown = options.only.filter((name) => !workloads.some((workload) => workload.name === name));
+    if (unknown.length > 0) throw new Error(`unknown workload ${unknown.join(", ")}; known: ${workloads.map((w) => w.name).join(", ")}`);
+    const chosen = workloads.filter((workload) => options.only.length === 0 || options.only.includes(workload.name));
+    for (const workload of chosen) {
       results[workload.name] = Object.fromEntries(targets.map((t) => [t.name, [] as number[]]));
       for (let rep = 0; rep < options.reps; rep++) {
         for (const target of targets) {
@@ -173,7 +180,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    const rows = workloads.map((workload) => {
+    const rows = chosen.map((workload) => {
       const runs = results[workload.name]!;
       const medians = Object.fromEntries(Object.entries(runs).map(([name, values]) => [name, median(values)]));
       const ratios = Object.fromEntries(targets.filter((t) => t.name !== "ovs").map((t) => [`ovs_over_${t.name.replace("-", "_")}`, Number((medians.ovs! / medians[t.name]!).toFixed(2))]));

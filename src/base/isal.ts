@@ -57,6 +57,11 @@ export interface IsalAddon {
    * the file system cannot tell). Other errors throw an Error whose `code` is the errno name.
    */
   preadNoWait(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): number;
+  /**
+   * posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED): drops the file's clean pages from the page cache (dirty
+   * ones are queued for writeback and stay). Errors throw an Error whose `code` is the errno name.
+   */
+  dropCachedPages(fd: number): void;
   readonly limits: { readonly kMax: number; readonly mMax: number };
 }
 
@@ -102,7 +107,7 @@ function load(addonPath: string): IsalAddon {
     );
   }
   const addon = module.exports as IsalAddon;
-  assert(typeof addon.encodeData === "function" && typeof addon.crc32c === "function" && typeof addon.crc32cBlocks === "function" && typeof addon.preadNoWait === "function", "ovs_isal exports its functions");
+  assert(typeof addon.encodeData === "function" && typeof addon.crc32c === "function" && typeof addon.crc32cBlocks === "function" && typeof addon.preadNoWait === "function" && typeof addon.dropCachedPages === "function", "ovs_isal exports its functions");
   assert(addon.limits.kMax === ecKMax && addon.limits.mMax === ecMMax, "ovs_isal limits match ecKMax/ecMMax");
   return addon;
 }

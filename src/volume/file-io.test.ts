@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
 import { isal } from "../base/isal.js";
-import { ReadFdCache, preadAll } from "./file-io.js";
+import { DropBehind, ReadFdCache, dropCachedPages, preadAll } from "./file-io.js";
 
 const openFdCount = (): number => fs.readdirSync("/proc/self/fd").length;
 const dirs: string[] = [];
@@ -115,5 +115,48 @@ describe("preadAll and preadNoWait", () => {
     } catch (error) {
       expect((error as NodeJS.ErrnoException).code).toBe("EBADF");
     }
+  });
+});
+
+describe("DropBehind", () => {
+  it("drops the page cache of the oldest files beyond its window and keeps the newest cached", async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "ovs-drop-"));
+    dirs.push(dir);
+    const nowait = new Set([0xef53, 0x58465342, 0x9123683e]).has(fs.statfsSync(dir).type);
+    const files: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const file = path.join(dir, `sco${i}`);
+      const fd = fs.openSync(file, "w");
+      fs.writeSync(fd, Buffer.alloc(1 << 20, i + 1));
+      fs.fdatasyncSync(fd); // clean pages: only those can be dropped
+      fs.closeSync(fd);
+      files.push(file);
+    }
+    const cachedBytes = (file: string): number => {
+      const fd = fs.openSync(file, "r");
+      try {
+        return isal().preadNoWait(fd, Buffer.alloc(4096), 0, 4096, 512 * 1024);
+      } finally {
+        fs.closeSync(fd);
+      }
+    };
+    const window = new DropBehind(2.5 * (1 << 20));
+    await window.add(files[0]!, 1 << 20);
+    await window.add(files[1]!, 1 << 20);
+    expect(window.stats()).toEqual({ droppedFiles: 0, droppedBytes: 0 });
+    await window.add(files[2]!, 1 << 20); // 3 MiB > 2.5 MiB: the oldest goes
+    expect(window.stats()).toEqual({ droppedFiles: 1, droppedBytes: 1 << 20 });
+    expect(window.windowUse).toEqual({ files: 2, bytes: 2 << 20 });
+    await window.add(path.join(dir, "deleted-meanwhile"), 1 << 20);
+    await window.add(files[3]!, 1 << 20);
+    expect(window.stats()).toEqual({ droppedFiles: 3, droppedBytes: 3 << 20 });
+    if (nowait) {
+      expect(cachedBytes(files[0]!)).toBe(-1);
+      expect(cachedBytes(files[1]!)).toBe(-1);
+      expect(cachedBytes(files[3]!)).toBe(4096);
+    }
+    // Dropped pages are only a cache: the bytes are all there.
+    for (let i = 0; i < 4; i++) expect(fs.readFileSync(files[i]!).equals(Buffer.alloc(1 << 20, i + 1))).toBe(true);
+    await expect(dropCachedPages(path.join(dir, "missing"))).resolves.toBeUndefined();
   });
 });

@@ -9,6 +9,8 @@ import { Volume, defaultVolumeSettings, volumeLimits, volumeOs, type VolumeConfi
 import { MemoryBackend } from "./testing/memory-backend.js";
 import { LocalBackend, type ObjectBackend } from "../backend/index.js";
 import { parseTlog, EntryKind } from "./tlog-format.js";
+import { scoDropBehind } from "./file-io.js";
+import { isal } from "../base/isal.js";
 
 const log = silentLogger();
 const dirs: string[] = [];
@@ -331,6 +333,38 @@ describe("Volume", () => {
       await elsewhere.close();
       volumes.splice(volumes.indexOf(elsewhere), 1);
     } finally {
+      await backend.close();
+    }
+  });
+
+  it("drops the page cache of SCO files on the backend beyond the drop-behind window; reads still return every byte", async () => {
+    const backend = await LocalBackend.open({ dir: path.join(await tempDir(), "backend") });
+    const windowBytes = scoDropBehind.windowBytes;
+    scoDropBehind.windowBytes = 2 * 1024 * 1024;
+    try {
+      const { volume, dir } = await create({ scoSizeBytes: 1024 * 1024, tlogMultiplier: 2 }, backend);
+      const before = scoDropBehind.stats();
+      const data = randomBytes(6 * 1024 * 1024);
+      await volume.write(0, data);
+      await volume.syncToBackend();
+      await new Promise((resolve) => setTimeout(resolve, 50)); // the drops run in the background
+      const dropped = scoDropBehind.stats().droppedFiles - before.droppedFiles;
+      expect(dropped).toBeGreaterThanOrEqual(3); // 6 SCOs stored, 2 MiB window
+      expect(scoDropBehind.windowUse.bytes).toBeLessThanOrEqual(2 * 1024 * 1024);
+      const scoDir = path.join(dir, "sco");
+      const first = path.join(scoDir, (await fsp.readdir(scoDir)).filter((name) => /^00_/.test(name)).sort()[0]!);
+      if (new Set([0xef53, 0x58465342, 0x9123683e]).has(fs.statfsSync(scoDir).type)) {
+        const fd = fs.openSync(first, "r");
+        try {
+          expect(isal().preadNoWait(fd, Buffer.alloc(4096), 0, 4096, 0)).toBe(-1); // not in the page cache
+        } finally {
+          fs.closeSync(fd);
+        }
+      }
+      expect((await volume.read(0, data.length)).equals(data)).toBe(true);
+    } finally {
+      scoDropBehind.windowBytes = windowBytes;
+      for (const volume of volumes.splice(0)) await volume.close();
       await backend.close();
     }
   });

@@ -41,7 +41,7 @@ import {
 import { TlogWriter } from "./tlog-writer.js";
 import { EntryKind, parseTlog, clusterAddressMax, entriesCrcOf, tlogHeaderSizeBytes } from "./tlog-format.js";
 import { parseScoName, scoName } from "./sco-name.js";
-import { closeFile, fdatasync, ioError, openFile, preadAll, pwriteAll, removeFile, scoReadFds } from "./file-io.js";
+import { closeFile, fdatasync, ioError, openFile, preadAll, pwriteAll, removeFile, scoDropBehind, scoReadFds } from "./file-io.js";
 import { Uploader } from "./uploader.js";
 import { DirtyMap } from "./dirty-map.js";
 import { finishInterruptedScrub, runScrub, type ScrubHost, type ScrubOptions, type ScrubReport } from "./scrubber.js";
@@ -1678,7 +1678,9 @@ export class Volume {
     for (const { scoNumbers } of batch) {
       for (const scoNumber of scoNumbers) {
         const sco = this.localScos.get(scoNumber);
-        if (sco) sco.disposable = true;
+        if (!sco) continue;
+        sco.disposable = true;
+        void scoDropBehind.add(this.scoPath(scoNumber), sco.sizeBytes);
       }
     }
     for (const waiter of this.throttleWaiters.splice(0)) waiter();
