@@ -35,3 +35,53 @@ export class BufferPool {
     return this.free.length;
   }
 }
+
+/**
+ * Free lists of buffers in power-of-two size classes, for messages of varying size (ASD frames): take(n)
+ * returns a view of exactly n bytes at the start of a pooled ArrayBuffer of the next class up;
+ * release(view) gives that ArrayBuffer back. Sizes outside [minBytes, maxBytes] are plain allocations
+ * that release() ignores, as it ignores any view it did not hand out (so a caller may release whatever
+ * it got). Idle memory is bounded by idleBytesMax; beyond it released buffers are left to the GC.
+ */
+export class SizeClassPool {
+  private readonly free = new Map<number, ArrayBuffer[]>();
+  private readonly issued = new WeakSet<ArrayBuffer>(); // ours, currently out
+  private idleBytes = 0;
+
+  constructor(
+    readonly minBytes = 64 * 1024,
+    readonly maxBytes = 16 * 1024 * 1024,
+    readonly idleBytesMax = 64 * 1024 * 1024,
+  ) {
+    assert(minBytes > 0 && maxBytes >= minBytes && idleBytesMax >= 0);
+  }
+
+  /** A buffer of exactly byteCount bytes (contents undefined), owned by the caller until release(). */
+  take(byteCount: number): Buffer {
+    if (byteCount < this.minBytes || byteCount > this.maxBytes) return Buffer.allocUnsafe(byteCount);
+    const classBytes = 2 ** Math.ceil(Math.log2(byteCount));
+    const list = this.free.get(classBytes);
+    let arrayBuffer = list?.pop();
+    if (arrayBuffer === undefined) arrayBuffer = new ArrayBuffer(classBytes);
+    else this.idleBytes -= classBytes;
+    this.issued.add(arrayBuffer);
+    return Buffer.from(arrayBuffer, 0, byteCount);
+  }
+
+  /** Gives back a buffer from take(); the caller must not use it (or views of it) afterwards. */
+  release(view: Uint8Array): void {
+    const arrayBuffer = view.buffer;
+    if (!(arrayBuffer instanceof ArrayBuffer) || !this.issued.has(arrayBuffer)) return; // not ours, or already back
+    this.issued.delete(arrayBuffer);
+    const classBytes = arrayBuffer.byteLength;
+    if (this.idleBytes + classBytes > this.idleBytesMax) return;
+    let list = this.free.get(classBytes);
+    if (list === undefined) this.free.set(classBytes, (list = []));
+    list.push(arrayBuffer);
+    this.idleBytes += classBytes;
+  }
+
+  get idleByteCount(): number {
+    return this.idleBytes;
+  }
+}

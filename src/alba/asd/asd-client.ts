@@ -19,7 +19,7 @@
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { assert, crc32c, OvsError, silentLogger, type ErrorCode, type Logger } from "../../base/index.js";
-import { ChunkQueue } from "../../base/index.js";
+import { ChunkQueue, SizeClassPool } from "../../base/index.js";
 import { asdLimits } from "./limits.js";
 import {
   ASD_ID_BYTES, AUTH_BACKEND_REFUSED, AUTH_BAD_PROOF, AUTH_FLAG_CLAIMED_BY_YOU, AUTH_OK, AUTH_REPLY_FIXED_BYTES, CLIENT_HELLO_BYTES, clientProof,
@@ -124,7 +124,8 @@ class Session {
     return Buffer.from(this.queue.take(byteCount));
   }
 
-  send(frame: Buffer): void {
+  /** Queues a frame; `onWritten` runs once the socket is done with it (written, or failed). */
+  send(frame: Buffer, onWritten?: () => void): void {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -133,7 +134,7 @@ class Session {
         this.socket.uncork();
       });
     }
-    this.socket.write(frame);
+    this.socket.write(frame, onWritten);
   }
 
   pumpResponses(): void {
@@ -335,6 +336,11 @@ export class AsdClient {
 
   // ---- Machinery -----------------------------------------------------------------------------------
 
+  /**
+   * Sends a request and waits for its answer. The request's bytes are copied into the frame before the
+   * first await, so callers may reuse their buffers as soon as call (or apply) has returned its promise
+   * (AlbaBackend's upload relies on it to recycle fragment buffers).
+   */
   private async call(request: AsdRequest): Promise<AsdResponse> {
     if (this.closed) throw new OvsError("CLOSED", "The ASD client is closed.");
     checkRequest(request);
@@ -342,7 +348,12 @@ export class AsdClient {
     if (bodyBytes > asdLimits.frameBodyBytesMax) {
       throw new OvsError("INVALID_ARGUMENT", `The ${request.op} request is ${bodyBytes} bytes, above the frame limit of ${asdLimits.frameBodyBytesMax}; split it.`);
     }
-    const frame = encodeRequestFrame(0, request); // request id patched below, CRC recomputed
+    // From the process's frame pool (a 1 MiB fragment each: fresh Buffers made V8 run several full GCs a
+    // second under sequential writes); back to it once the socket has written it.
+    // The id is taken now (ids only match answers to requests), so the frame and its CRC are built once.
+    const requestId = this.nextRequestId;
+    this.nextRequestId = this.nextRequestId >= 0xfffffffe ? 1 : this.nextRequestId + 1;
+    const frame = encodeRequestFrame(requestId, request, takeFrame);
     const deadline = Date.now() + this.options.requestTimeoutMs;
     if (this.inFlightCount >= asdLimits.inFlightRequestsMax) {
       if (this.waiting.length >= asdLimits.queuedRequestsMax) {
@@ -357,8 +368,6 @@ export class AsdClient {
       if (session.closed) throw new OvsError("UNAVAILABLE", "The connection to the ASD was lost before the request was sent.");
       const leftMs = deadline - Date.now();
       if (leftMs <= 0) throw new OvsError("TIMEOUT", `The ASD did not answer ${request.op} within ${this.options.requestTimeoutMs} ms.`);
-      const requestId = this.nextRequestId;
-      this.nextRequestId = this.nextRequestId >= 0xfffffffe ? 1 : this.nextRequestId + 1;
       const response = new Promise<AsdResponse>((resolve, reject) => {
         const pending: PendingRequest = { request, resolve, reject, timer: undefined };
         pending.timer = setTimeout(() => {
@@ -367,8 +376,7 @@ export class AsdClient {
         }, leftMs);
         session.pending.set(requestId, pending);
       });
-      reframe(frame, requestId);
-      session.send(frame);
+      session.send(frame, () => framePool.release(frame));
       return await response;
     } finally {
       this.inFlightCount--;
@@ -479,11 +487,13 @@ export class AsdClient {
   }
 }
 
-/** Sets the request id of an encoded request frame and recomputes its CRC. */
-function reframe(frame: Buffer, requestId: number): void {
-  frame.writeUInt32LE(requestId, 4);
-  frame.writeUInt32LE(frameCrc(frame.subarray(0, 12), frame.subarray(FRAME_HEADER_BYTES)), 12);
-}
+/**
+ * Request frames of every ASD client of the process: large ones (fragments) are reused once written
+ * instead of allocated per request. A frame that is never sent (an error before the send) is left to the
+ * GC.
+ */
+const framePool = new SizeClassPool();
+const takeFrame = (byteCount: number): Buffer => framePool.take(byteCount);
 
 /** Checks a request against the protocol's limits (INVALID_ARGUMENT), so that encoding cannot fail. */
 function checkRequest(request: AsdRequest): void {

@@ -17,7 +17,7 @@
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
 import { AssertionError, OvsError, type Logger } from "../../base/index.js";
-import { ChunkQueue } from "../../base/index.js";
+import { ChunkQueue, SizeClassPool } from "../../base/index.js";
 import { asdLimits } from "./limits.js";
 import {
   AUTH_BACKEND_REFUSED, AUTH_BAD_PROOF, AUTH_FLAG_CLAIMED_BY_YOU, AUTH_FLAG_UNCLAIMED, AUTH_MALFORMED, AUTH_OK, CLIENT_AUTH_FIXED_BYTES,
@@ -41,6 +41,11 @@ export interface ConnectionHost {
 }
 
 type Phase = "hello" | "auth" | "frames" | "stopped";
+
+/** Request bodies (fragments arriving in many socket chunks) and response frames (reads), reused. */
+const bodyPool = new SizeClassPool();
+const responsePool = new SizeClassPool();
+const takeResponseFrame = (byteCount: number): Buffer => responsePool.take(byteCount);
 
 export class AsdConnection {
   private phase: Phase = "hello";
@@ -197,21 +202,30 @@ export class AsdConnection {
     const header = this.pendingHeader;
     if (this.queue.byteCount < header.bodyBytes) return false;
     this.pendingHeader = undefined;
-    const body = this.queue.take(header.bodyBytes);
-    if (frameCrc(header.headerBytes, body) !== header.crc32c) return this.badFrame(header.requestId, "frame CRC32C mismatch");
+    // A body spread over socket chunks is copied into a pooled buffer (a fragment is 1 MiB: fresh
+    // Buffers made V8 run several full GCs a second), given back once the request is answered: the
+    // decoded request's values are views of it, and the store is done with them when apply resolves.
+    const scratch = header.bodyBytes >= bodyPool.minBytes && this.queue.contiguous(header.bodyBytes) === undefined ? bodyPool.take(header.bodyBytes) : undefined;
+    const body = this.queue.take(header.bodyBytes, scratch);
+    if (frameCrc(header.headerBytes, body) !== header.crc32c) {
+      if (scratch !== undefined) bodyPool.release(scratch);
+      return this.badFrame(header.requestId, "frame CRC32C mismatch");
+    }
     const op = opNameOf(header.code);
     if (op === undefined) {
+      if (scratch !== undefined) bodyPool.release(scratch);
       this.host.countMalformedFrame();
       this.send(encodeErrorFrame(header.requestId, "unknownOp", `Unknown operation ${header.code}; see the CAPABILITIES operation for what this ASD serves.`));
       return true;
     }
     const request = decodeRequestBody(op, body);
     if (!request.ok) {
+      if (scratch !== undefined) bodyPool.release(scratch);
       this.host.countMalformedFrame();
       this.send(encodeErrorFrame(header.requestId, "badRequest", `Malformed ${op} request: ${request.reason}.`));
       return true;
     }
-    this.dispatch(header.requestId, request.value, body.length);
+    this.dispatch(header.requestId, request.value, body.length, scratch);
     return true;
   }
 
@@ -222,7 +236,8 @@ export class AsdConnection {
     return this.stop(reason);
   }
 
-  private dispatch(requestId: number, request: AsdRequest, bodyBytes: number): void {
+  /** `pooledBody`: the pooled buffer holding the request's body, given back once it is answered. */
+  private dispatch(requestId: number, request: AsdRequest, bodyBytes: number, pooledBody: Buffer | undefined): void {
     this.inFlightCount++;
     this.inFlightBytes += bodyBytes;
     let promise: Promise<AsdResponse>;
@@ -236,10 +251,12 @@ export class AsdConnection {
         const responseBytes = measureResponseBody(response);
         const frame = responseBytes > asdLimits.frameBodyBytesMax
           ? encodeErrorFrame(requestId, "tooLarge", `The response would be ${responseBytes} bytes, above the frame limit of ${asdLimits.frameBodyBytesMax}; ask for fewer keys.`)
-          : encodeResponseFrame(requestId, response);
+          : encodeResponseFrame(requestId, response, takeResponseFrame);
+        if (pooledBody !== undefined) bodyPool.release(pooledBody); // after the response is encoded
         this.finish(bodyBytes, frame);
       },
       (error: unknown) => {
+        if (pooledBody !== undefined) bodyPool.release(pooledBody);
         const { status, detail, message } = errorStatusOf(error);
         if (status === "internal") this.host.logger.error({ err: error, op: request.op }, "asd: request failed");
         this.finish(bodyBytes, encodeErrorFrame(requestId, status, message, detail));
@@ -256,15 +273,19 @@ export class AsdConnection {
     else this.resumeIfPossible();
   }
 
+  /** Queues a frame; a pooled response frame goes back to its pool once the socket is done with it. */
   private send(frame: Buffer): void {
     const socket = this.socket;
-    if (this.socketClosed || socket.writableEnded) return;
+    if (this.socketClosed || socket.writableEnded) {
+      responsePool.release(frame);
+      return;
+    }
     if (!this.corked) {
       this.corked = true;
       socket.cork();
       process.nextTick(uncork, this);
     }
-    socket.write(frame);
+    socket.write(frame, () => responsePool.release(frame)); // ignores frames it did not hand out
   }
 
   /** @internal called by uncork() on the next tick. */

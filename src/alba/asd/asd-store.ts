@@ -11,7 +11,7 @@
 //   the blocks it touches). A record carries its own CRC too. A failed check is a per-key "corrupt"
 //   result, never wrong bytes, and is counted (checksumErrors).
 // - Durable before acknowledged (group commit): applies queued while a batch commits form the next batch.
-//   A batch writes and fsyncs its value files, fsyncs their directories, then runs one lmdb transaction
+//   A batch writes its value files, fsyncs them and their directories (one round), then runs one lmdb transaction
 //   (asserts checked inside it, in arrival order) whose commit is fsynced (overlappingSync off) before any
 //   apply of the batch resolves. An apply whose assert fails changes nothing.
 // - Files: a file id is never reused (meta next-file-id, persisted in every batch). Every file with an
@@ -568,6 +568,7 @@ export class AsdStore {
     // 1. Value files: written, fsynced, their directories fsynced, before the index names them.
     const directories = new Set<string>();
     const writes: Array<() => Promise<void>> = [];
+    const syncs: Array<() => Promise<void>> = [];
     for (const pending of batch) {
       for (const [index, update] of pending.updates.entries()) {
         if (update.kind !== "set" || update.value.length <= asdLimits.inlineValueBytesMax) continue;
@@ -577,20 +578,33 @@ export class AsdStore {
         directories.add(path.dirname(this.filePath(fileId)));
         writes.push(async () => {
           try {
-            await writeDurably(this.filePath(fileId), update.value);
+            await writeFile(this.filePath(fileId), update.value);
           } catch (error) {
             pending.error ??= ioError(error, `write a value file of ${update.value.length} bytes`);
           }
         });
+        syncs.push(async () => {
+          if (pending.error !== undefined) return;
+          try {
+            await fsyncFile(this.filePath(fileId));
+          } catch (error) {
+            pending.error ??= ioError(error, `fsync a value file of ${update.value.length} bytes`);
+          }
+        });
       }
     }
+    // Written first, then one round of fsyncs: the files' and their directories' side by side (the file
+    // system commits them together), instead of the directories' only after the files' (a second round
+    // of journal commits on every batch). Both are durable before the index names the files.
     await runBounded(writes, 16);
-    try {
-      await Promise.all([...directories].map((directory) => fsyncDirectory(directory)));
-    } catch (error) {
-      const failure = ioError(error, "fsync the value directories");
-      for (const pending of batch) pending.error ??= failure;
-    }
+    const directoriesSynced = Promise.all([...directories].map((directory) => fsyncDirectory(directory))).then(
+      () => undefined,
+      (error: unknown) => {
+        const failure = ioError(error, "fsync the value directories");
+        for (const pending of batch) pending.error ??= failure;
+      },
+    );
+    await Promise.all([runBounded(syncs, 16), directoriesSynced]);
 
     // 2. One transaction: asserts in arrival order, then the updates; fsynced on commit.
     const garbageIds: number[] = [];
@@ -849,10 +863,10 @@ function claimedByOtherError(current: string): OvsError {
   return new OvsError("CONFLICT", `This ASD is claimed by another backend (${current}); it serves only that backend.`, { claimedBy: current, reason: "claimedByOther" });
 }
 
-async function writeDurably(filePath: string, value: Buffer): Promise<void> {
-  const handle = await open(filePath, "w");
+/** fsync of a file written (and closed) earlier: fsync flushes the file, whichever descriptor wrote it. */
+async function fsyncFile(filePath: string): Promise<void> {
+  const handle = await open(filePath, "r");
   try {
-    await handle.writeFile(value);
     await handle.sync();
   } finally {
     await handle.close();

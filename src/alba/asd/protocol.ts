@@ -636,10 +636,13 @@ export function encodeRequestBody(out: Buffer, offset: number, request: AsdReque
   return w.offset;
 }
 
-/** A whole request frame (header + body) in one fresh Buffer, owned by the caller. */
-export function encodeRequestFrame(requestId: number, request: AsdRequest): Buffer {
+/**
+ * A whole request frame (header + body) in one Buffer, owned by the caller: fresh, or from `allocate`
+ * (which must return exactly the bytes asked for; e.g. a SizeClassPool's take).
+ */
+export function encodeRequestFrame(requestId: number, request: AsdRequest, allocate: (byteCount: number) => Buffer = Buffer.allocUnsafe): Buffer {
   const bodyBytes = measureRequestBody(request);
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bodyBytes);
+  const frame = allocate(FRAME_HEADER_BYTES + bodyBytes);
   const end = encodeRequestBody(frame, FRAME_HEADER_BYTES, request);
   assert(end === frame.length, "measureRequestBody agrees with encodeRequestBody");
   encodeFrameHeader(frame, 0, FRAME_KIND_REQUEST, asdOpCodes[request.op], requestId, bodyBytes);
@@ -979,9 +982,9 @@ export function decodeResponseBody(op: AsdOpName, body: Buffer): Decoded<AsdResp
 }
 
 /** A whole ok response frame in one fresh Buffer, owned by the caller. */
-export function encodeResponseFrame(requestId: number, response: AsdResponse): Buffer {
+export function encodeResponseFrame(requestId: number, response: AsdResponse, allocate: (byteCount: number) => Buffer = Buffer.allocUnsafe): Buffer {
   const bodyBytes = measureResponseBody(response);
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bodyBytes);
+  const frame = allocate(FRAME_HEADER_BYTES + bodyBytes);
   const end = encodeResponseBody(frame, FRAME_HEADER_BYTES, response);
   assert(end === frame.length, "measureResponseBody agrees with encodeResponseBody");
   encodeFrameHeader(frame, 0, FRAME_KIND_RESPONSE, asdStatusCodes.ok, requestId, bodyBytes);

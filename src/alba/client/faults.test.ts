@@ -114,6 +114,25 @@ describe("AlbaBackend faults", () => {
     expect(garbage.some((record) => record.kind === "upload" && record.state === "abandoned")).toBe(true);
   });
 
+  test("concurrent uploads reuse fragment buffers without mixing bytes, also when a fragment is retried on another ASD", async () => {
+    const { cluster, backend } = await setup({ asdCount: 8 });
+    await backend.put("ns", "warm", Buffer.from("connects to every ASD"));
+    const objects = Array.from({ length: 24 }, (_, index) => ({ name: `o${index}`, data: randomBytes(3 * MiB + index * 4096) }));
+    // Stop an ASD while the uploads run: its fragments fail and are retried on the spare ASDs, while
+    // the other chunks' buffers go back to the pool and are handed out again.
+    const uploads = objects.map(({ name, data }, index) => (async () => {
+      if (index === 6) await cluster.stopAsd(3);
+      await backend.put("ns", name, data);
+    })());
+    await Promise.all(uploads);
+    expect(backend.statistics().fragmentWriteRetries).toBeGreaterThan(0);
+    // Every chunk got all 6 fragments: a retried fragment whose buffer had been reused would fail its
+    // CRC32C at the ASD and leave a hole.
+    expect(backend.statistics().uploadsWithHoles).toBe(0);
+    expect(backend.statistics().uploadRetries).toBe(0);
+    for (const { name, data } of objects) expect((await backend.get("ns", name)).equals(data)).toBe(true);
+  });
+
   test("with 4 of 6 ASDs down no policy is satisfiable: writes fail clearly, nothing is committed", async () => {
     const { cluster, backend } = await setup();
     for (const index of [0, 1, 2, 3]) await cluster.stopAsd(index);

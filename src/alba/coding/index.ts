@@ -4,6 +4,7 @@
 export {
   FragmentPipeline,
   packedFragmentBytes,
+  packedFragmentBytesFrom,
   fragmentChecksum,
   type CodingPreset,
   type PackedFragment,

@@ -96,15 +96,26 @@ export interface DecodedChunk {
 export interface EncodeOptions {
   /** One 12-byte nonce per fragment instead of random ones: for golden vectors only. */
   nonces?: readonly Uint8Array[];
+  /** Where the parity fragments (header + payload, without compression or encryption) are allocated. */
+  allocate?: (byteCount: number) => Buffer;
 }
 
 /** Header and payload as one Buffer: a view when they are contiguous in memory, else one copy. */
 export function packedFragmentBytes(fragment: PackedFragment): Buffer {
+  return packedFragmentBytesFrom(fragment, undefined);
+}
+
+/** packedFragmentBytes, with the copy (when one is needed) in a buffer from `allocate` (e.g. a pool's take). */
+export function packedFragmentBytesFrom(fragment: PackedFragment, allocate: ((byteCount: number) => Buffer) | undefined): Buffer {
   const { header, payload } = fragment;
   if (header.buffer === payload.buffer && header.byteOffset + fragmentHeaderSizeBytes === payload.byteOffset) {
     return Buffer.from(header.buffer, header.byteOffset, fragment.packedSizeBytes);
   }
-  return Buffer.concat([header, payload], fragment.packedSizeBytes);
+  if (allocate === undefined) return Buffer.concat([header, payload], fragment.packedSizeBytes);
+  const packed = allocate(fragment.packedSizeBytes);
+  header.copy(packed, 0);
+  payload.copy(packed, header.length);
+  return packed;
 }
 
 export class FragmentPipeline {
@@ -162,7 +173,7 @@ export class FragmentPipeline {
     const parityHeaders: Array<Buffer | undefined> = [];
     for (let index = 0; index < m; index++) {
       if (direct) {
-        const packed = Buffer.allocUnsafe(fragmentHeaderSizeBytes + fragmentSizeBytes);
+        const packed = (options.allocate ?? Buffer.allocUnsafe)(fragmentHeaderSizeBytes + fragmentSizeBytes);
         parityHeaders.push(packed.subarray(0, fragmentHeaderSizeBytes));
         parity.push(packed.subarray(fragmentHeaderSizeBytes));
       } else {
