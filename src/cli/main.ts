@@ -67,6 +67,7 @@ interface NodeCommandOptions {
   apiPort: number;
   apiHost: string;
   readCacheSize: string;
+  pageCacheWindow?: string;
   heartbeatInterval?: number;
   offlineAfter?: number;
 }
@@ -85,6 +86,7 @@ function nodeCommand(name: string, description: string): Command {
     .option("--backend <kind>", "object backend: alba (6 local ASD processes under the data dir) or local (a directory)", backendOption, "alba")
     .option("--asd-capacity <size>", "cap each local ASD at this size, e.g. 256M (small test and demo nodes)", sizeOption)
     .option("--read-cache-size <size>", "the node's read cache for data no longer in a vDisk's write buffer, in DATA-DIR/read-cache (0 = off; emptied at every start)", sizeOption, "1G")
+    .option("--page-cache-window <size>", "stored SCO files whose pages may stay in the OS page cache, process-wide; older ones are dropped from it (drop-behind; default 1/8 of RAM, 256M to 2G)", sizeOption)
     .option("--heartbeat-interval <seconds>", "how often the node writes its heartbeat (default 30)", secondsOption)
     .option("--offline-after <seconds>", "how long after its last heartbeat the scheduler's leader marks this node offline and fails its tasks (default 3 heartbeat intervals)", secondsOption)
     .action(runNode);
@@ -103,7 +105,7 @@ function backendOption(value: string): "alba" | "local" {
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const log = createLogger("ovs");
-  const { asdCapacity, readCacheSize, heartbeatInterval, offlineAfter, dataDir, ...rest } = options;
+  const { asdCapacity, readCacheSize, pageCacheWindow, heartbeatInterval, offlineAfter, dataDir, ...rest } = options;
   if (dataDir === undefined) throw new CliError("give the node's data directory with --data-dir DIR (or see a running node with: ovs node info).");
   // Refused here, before anything starts, in one sentence (INVALID_ARGUMENT).
   checkHeartbeatSettings(heartbeatInterval ?? heartbeatIntervalMsDefault, offlineAfter);
@@ -117,6 +119,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
     asdCommand: { execPath: process.execPath, args: [fileURLToPath(import.meta.url), "asd"] },
     ...(asdCapacity === undefined ? {} : { asdCapacityBytes: parseSizeBytes(asdCapacity) }),
     readCacheSizeBytes: parseSizeBytes(readCacheSize),
+    ...(pageCacheWindow === undefined ? {} : { pageCacheWindowBytes: parseSizeBytes(pageCacheWindow) }),
     ...(heartbeatInterval === undefined ? {} : { heartbeatIntervalMs: heartbeatInterval }),
     ...(offlineAfter === undefined ? {} : { offlineAfterMs: offlineAfter }),
     adminPassword: process.env.OVS_ADMIN_PASSWORD,

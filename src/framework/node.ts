@@ -20,7 +20,7 @@ import { OvsError, type Logger } from "../base/index.js";
 import type { ClusterStore } from "../store/index.js";
 import { openStore, parseStoreUrl } from "./store-url.js";
 import { LocalBackend, type ObjectBackend } from "../backend/index.js";
-import { ReadCache, readCacheLimits } from "../volume/index.js";
+import { ReadCache, readCacheLimits, scoDropBehind } from "../volume/index.js";
 import { NbdServer } from "../frontend/index.js";
 import { VDiskService } from "./vdisk-service.js";
 import { buildApi, type NodeInfo } from "./api.js";
@@ -67,6 +67,12 @@ export interface NodeOptions {
   adminPassword?: string;
   /** `--read-cache-size`: the node's read cache in bytes (default readCacheLimits.sizeBytesDefault; 0 = off). */
   readCacheSizeBytes?: number;
+  /**
+   * `--page-cache-window`: bytes of stored SCO files whose pages may stay in the page cache (the
+   * process-wide drop-behind, src/volume/file-io.ts; default 1/8 of RAM, 256 MiB–2 GiB; 0 drops each
+   * SCO's pages once it is stored).
+   */
+  pageCacheWindowBytes?: number;
   /** `--heartbeat-interval`: how often the node writes its heartbeat (default 30 s). */
   heartbeatIntervalMs?: number;
   /** `--offline-after`: how long after its last heartbeat the scheduler's leader marks it offline (default 3 intervals). */
@@ -114,6 +120,7 @@ export class PlatformNode {
         asds: new AsdProbes({ store: this.store, clusterSecret }),
         ...(alba === undefined ? {} : { maintenance: () => { try { return alba.maintenanceStatus(); } catch { return undefined; } } }),
       });
+      if (this.options.pageCacheWindowBytes !== undefined) scoDropBehind.windowBytes = this.options.pageCacheWindowBytes;
       this.readCache = await ReadCache.open({ dir: path.join(dataDir, "read-cache"), capacityBytes: this.options.readCacheSizeBytes ?? readCacheLimits.sizeBytesDefault, log });
       // With ALBA, a vDisk's namespace gets its vPool's preset (model/vpool-backend.ts).
       const manager = this.alba?.manager;

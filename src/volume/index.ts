@@ -31,3 +31,4 @@ export {
   type ReadCacheSettings,
   type ReadCacheStats,
 } from "./read-cache.js";
+export { DropBehind, scoDropBehind } from "./file-io.js";

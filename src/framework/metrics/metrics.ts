@@ -20,6 +20,8 @@
 //   ovs_vdisk_read_cache_hits_total, ovs_vdisk_read_cache_misses_total, ovs_vdisk_read_cache_bytes,
 //   ovs_read_cache_capacity_bytes, ovs_read_cache_used_bytes, ovs_read_cache_entries,
 //   ovs_read_cache_evictions_total, ovs_read_cache_checksum_errors_total, ovs_read_cache_write_errors_total
+//   ovs_page_cache_window_bytes, ovs_page_cache_window_used_bytes, ovs_page_cache_dropped_files_total,
+//   ovs_page_cache_dropped_bytes_total (the process's drop-behind of stored SCO files)
 //   ovs_api_requests_total{method,route,status}, ovs_api_request_duration_seconds{method,route}
 //   ovs_asd_up, ovs_asd_capacity_bytes, ovs_asd_used_bytes, ovs_asd_values, ovs_asd_refusing_writes,
 //   ovs_asd_operations_total{asd,op}, ovs_asd_errors_total, ovs_asd_latency_seconds_total (asd-metrics.ts)
@@ -27,7 +29,7 @@
 
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { NbdExport } from "../../frontend/index.js";
-import type { ReadCacheStats, VolumeStats } from "../../volume/index.js";
+import { scoDropBehind, type ReadCacheStats, type VolumeStats } from "../../volume/index.js";
 import type { AsdProbes } from "./asd-metrics.js";
 import type { MaintenanceStatus } from "../../alba/index.js";
 
@@ -300,6 +302,14 @@ export class NodeMetrics {
     node("ovs_read_cache_evictions_total", "read cache entries evicted to make room (CLOCK, or a vDisk's quota)", "counter", (c) => c.evictions);
     node("ovs_read_cache_checksum_errors_total", "cached clusters that failed their checksum (dropped; read from the backend)", "counter", (c) => c.checksumErrors);
     node("ovs_read_cache_write_errors_total", "read cache file writes that failed (those clusters were not cached)", "counter", (c) => c.writeErrors);
+    // The process's page-cache drop-behind of stored SCO files (src/volume/file-io.ts).
+    const dropBehind = (name: string, help: string, type: "counter" | "gauge", pick: () => number): void => {
+      this.add(new ScrapeMetric(name, help, type, () => [{ value: pick(), labels: {} }]));
+    };
+    dropBehind("ovs_page_cache_window_bytes", "bytes of stored SCO files whose pages may stay in the page cache (drop-behind window)", "gauge", () => scoDropBehind.windowBytes);
+    dropBehind("ovs_page_cache_window_used_bytes", "bytes of stored SCO files in the drop-behind window", "gauge", () => scoDropBehind.windowUse.bytes);
+    dropBehind("ovs_page_cache_dropped_files_total", "stored SCO files whose pages were dropped from the page cache", "counter", () => scoDropBehind.stats().droppedFiles);
+    dropBehind("ovs_page_cache_dropped_bytes_total", "bytes of stored SCO files whose pages were dropped from the page cache", "counter", () => scoDropBehind.stats().droppedBytes);
   }
 
   private add(metric: ScrapeMetric): void {

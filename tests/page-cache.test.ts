@@ -1,0 +1,74 @@
+// Front-door test of the page-cache drop-behind (docs/ARCHITECTURE.md "Drop-behind of the page cache"):
+// `ovs up --backend local --page-cache-window 8M` as a process, a vDisk written through NBD with qemu-io,
+// then /metrics: the window is the one asked for, the SCO files stored beyond it were dropped from the
+// page cache (counted in files and bytes), the window's use stays within it, and every byte still reads
+// back (from the disk now). A bad --page-cache-window is refused in one sentence, nothing started.
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import fsp from "node:fs/promises";
+import { RunningNode, expectOk, runOvs, runTool, tempDir } from "./platform.js";
+import { parsePrometheusText } from "./prometheus-text.js";
+
+const MiB = 1024 * 1024;
+let node: RunningNode;
+let dataDir: string;
+
+beforeAll(async () => {
+  dataDir = await tempDir("ovs-page-cache-");
+  node = await RunningNode.start(dataDir, { nbd: 0, api: 0 }, ["--backend", "local", "--page-cache-window", "8M"]);
+});
+
+afterAll(async () => {
+  await node?.stop();
+  await fsp.rm(dataDir, { recursive: true, force: true });
+});
+
+async function metrics(): Promise<(name: string) => number> {
+  const families = parsePrometheusText(await (await node.fetch("/metrics")).text());
+  return (name) => {
+    const samples = families.get(name)?.samples ?? [];
+    expect(samples, name).toHaveLength(1);
+    return samples[0]!.value;
+  };
+}
+
+describe("page-cache drop-behind through ovs up", () => {
+  it("drops the pages of SCO files stored beyond --page-cache-window, counts them, and reads every byte back", async () => {
+    const before = await metrics();
+    expect(before("ovs_page_cache_window_bytes")).toBe(8 * MiB);
+    expect(before("ovs_page_cache_dropped_files_total")).toBe(0);
+
+    expectOk(await node.ovs(["vdisk", "create", "pc1", "--size", "128M"]), "vdisk create");
+    const io = (commands: string[]) => runTool("qemu-io", ["-f", "raw", node.uri("pc1"), ...commands.flatMap((c) => ["-c", c])], 120_000);
+    expectOk(await io(["write -P 0x5a 0 80M", "flush"]), "qemu-io write");
+
+    // Stored SCOs join the window as their TLogs reach the backend: a TLog closes after 16 SCOs (64 MiB)
+    // and uploads in the background.
+    let metric = await metrics();
+    for (let waited = 0; metric("ovs_page_cache_dropped_files_total") < 14 && waited < 30_000; waited += 250) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      metric = await metrics();
+    }
+    // At least the first TLog's 16 SCOs of 4 MiB are stored; with an 8 MiB window 14 of them were dropped.
+    expect(metric("ovs_page_cache_dropped_files_total")).toBeGreaterThanOrEqual(14);
+    expect(metric("ovs_page_cache_dropped_bytes_total")).toBeGreaterThanOrEqual(56 * MiB);
+    expect(metric("ovs_page_cache_window_used_bytes")).toBeLessThanOrEqual(8 * MiB);
+
+    const read = await io(["read -P 0x5a 0 80M"]);
+    expectOk(read, "qemu-io read");
+    expect(read.stdout).not.toMatch(/Pattern verification failed/);
+  });
+
+  it("refuses a bad --page-cache-window in one sentence and starts nothing", async () => {
+    const scratch = await tempDir("ovs-page-cache-bad-");
+    try {
+      const result = await runOvs(["up", "--data-dir", scratch, "--page-cache-window", "lots", "--nbd-port", "0", "--api-port", "0"], { timeoutMs: 30_000 });
+      expect(result.exitCode).not.toBe(0);
+      expect(result.stderr).toMatch(/size/i);
+      expect(result.stderr).not.toMatch(/\n\s+at /); // no stack trace
+      expect(await fsp.readdir(scratch)).toEqual([]);
+    } finally {
+      await fsp.rm(scratch, { recursive: true, force: true });
+    }
+  });
+});
