@@ -1,5 +1,5 @@
 // Page-cache drop-behind benchmark (run by hand, not in CI): what a log-structured writer pays for
-// fresh page-cache pages, and what the volume's DropBehind (src/volume/file-io.ts) gives back. One loop
+// fresh page-cache pages, and what DropBehind (src/base/page-cache.ts) gives back. One loop
 // writes --total-mib of new 4 MiB files in 1 MiB pwrites and fdatasyncs each one, as the volume writes
 // and stores its SCOs; it runs alternately without drop-behind (the page cache grows) and with a
 // DropBehind of --window-mib (the files beyond it lose their pages). The reference, in the same run and
@@ -13,7 +13,7 @@ import fsp from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { DropBehind } from "../src/volume/file-io.js";
+import { DropBehind } from "../src/base/page-cache.js";
 import { optionValue } from "./args.js";
 
 const MiB = 1024 * 1024;

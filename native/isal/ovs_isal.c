@@ -46,7 +46,7 @@
 // SCO files that are on the disk and far behind the write head ("drop-behind", as log-structured stores
 // do): fresh page-cache pages cost far more than recycled ones (on this VM, whose free memory goes back
 // to the host, 0.4–0.5 GB/s against 0.8–0.9 GB/s for a write + fdatasync of 4 MiB files; see
-// src/volume/file-io.ts). Clean pages are dropped; dirty ones are queued for writeback and stay.
+// src/base/page-cache.ts). Clean pages are dropped; dirty ones are queued for writeback and stay.
 
 #define _GNU_SOURCE // preadv2, RWF_NOWAIT, strerrorname_np
 #include <node_api.h>

@@ -8,3 +8,4 @@ export * from "./isal.js";
 export * from "./chunk-queue.js";
 export * from "./buffer-pool.js";
 export * from "./coalescer.js";
+export * from "./page-cache.js";

@@ -6,6 +6,9 @@ import fs from "node:fs";
 import os from "node:os";
 import { OvsError, systemErrorCode } from "../base/index.js";
 import { isal } from "../base/isal.js";
+import { DropBehind } from "../base/page-cache.js";
+
+export { DropBehind, dropCachedPages } from "../base/page-cache.js";
 
 export function pwriteAll(fd: number, buffer: Buffer, offsetInBuffer: number, lengthBytes: number, position: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -203,76 +206,6 @@ function readFdCountMax(): number {
     // not Linux: keep the conservative default
   }
   return Math.min(8192, Math.max(64, Math.floor(softLimit / 4)));
-}
-
-/**
- * Drop-behind for the page cache of SCO files: the volume adds a SCO file once it is on the backend (its
- * TLog stored: for the local backend, which links the file, that means fsynced), and once the files
- * added exceed `windowBytes` the oldest lose their cached pages (posix_fadvise DONTNEED). Reads of them
- * then come from the disk, like the original's SCO cache on SSD.
- *
- * Why: a log-structured writer never overwrites in place, so without it every write takes fresh
- * page-cache pages and the cache grows until the kernel reclaims. Fresh pages are expensive where free
- * memory is handed back to the hypervisor (free page reporting, as on this VM): a write + fdatasync of 4
- * MiB files ran at 389–470 MiB/s letting the cache grow and at 827–918 MiB/s dropping files 256 MiB–1 GiB
- * behind (/work/prof/disk/logs.py in the session notes; qemu-nbd, overwriting its raw file in place,
- * never pays it). Bounding our footprint in the page cache is also plain good manners on a host that
- * runs the guests' own caches.
- *
- * Shared by every volume of the process (the page cache is). Files deleted meanwhile are skipped.
- */
-export class DropBehind {
-  private readonly files: Array<{ path: string; bytes: number }> = [];
-  private head = 0;
-  private totalBytes = 0;
-  private readonly counters = { droppedFiles: 0, droppedBytes: 0 };
-
-  constructor(public windowBytes: number) {}
-
-  /**
-   * Records `path` (`bytes` long, on the disk); drops the pages of the oldest files beyond the window.
-   * The promise (callers need not wait for it) resolves once those drops are done.
-   */
-  add(path: string, bytes: number): Promise<void> {
-    const drops: Promise<void>[] = [];
-    this.files.push({ path, bytes });
-    this.totalBytes += bytes;
-    while (this.totalBytes > this.windowBytes && this.head < this.files.length) {
-      const oldest = this.files[this.head]!;
-      this.head++;
-      this.totalBytes -= oldest.bytes;
-      this.counters.droppedFiles++;
-      this.counters.droppedBytes += oldest.bytes;
-      drops.push(dropCachedPages(oldest.path));
-    }
-    if (this.head > 1024 && this.head * 2 > this.files.length) {
-      this.files.splice(0, this.head);
-      this.head = 0;
-    }
-    return drops.length === 0 ? Promise.resolve() : Promise.all(drops).then(() => undefined);
-  }
-
-  /** Files and bytes recorded and not dropped yet. */
-  get windowUse(): { files: number; bytes: number } {
-    return { files: this.files.length - this.head, bytes: this.totalBytes };
-  }
-
-  stats(): { droppedFiles: number; droppedBytes: number } {
-    return { ...this.counters };
-  }
-}
-
-/** Drops a file's clean pages from the page cache; a missing file or a failure only costs the drop. */
-export async function dropCachedPages(path: string): Promise<void> {
-  let fd: number | undefined;
-  try {
-    fd = await openFile(path, "r");
-    isal().dropCachedPages(fd);
-  } catch {
-    // deleted meanwhile (evicted, scrubbed), or the call failed: the pages stay cached, nothing else
-  } finally {
-    if (fd !== undefined) await closeFile(fd);
-  }
 }
 
 /**

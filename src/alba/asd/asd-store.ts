@@ -34,7 +34,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { open as openLmdb, type Database, type RootDatabase } from "lmdb";
-import { OvsError, assert, crc32c, systemErrorCode, type Logger } from "../../base/index.js";
+import { DropBehind, OvsError, assert, crc32c, systemErrorCode, type Logger } from "../../base/index.js";
 import { asdLimits } from "./limits.js";
 import type { AsdAssert, AsdUpdate, ByteRange, RangeQuery, ValueResult } from "./protocol.js";
 
@@ -150,6 +150,8 @@ export class AsdStore {
   private readonly queue: PendingApply[] = [];
   private queuedWaiters: Array<() => void> = [];
   private committing: Promise<void> | undefined;
+  /** Committed value files, oldest first: those beyond the window lose their page-cache pages. */
+  private readonly dropBehind = new DropBehind(asdLimits.pageCacheWindowBytes);
   /** Garbage file ids unlinked since the last batch: their garbage records go in the next transaction. */
   private unlinkedGarbage: number[] = [];
   private readonly unlinking = new Set<Promise<void>>();
@@ -668,6 +670,10 @@ export class AsdStore {
     for (const pending of batch) {
       if (pending.error === undefined) {
         this.counters.groupCommittedApplies++;
+        for (const [index, file] of pending.files) {
+          const update = pending.updates[index]!;
+          if (update.kind === "set") void this.dropBehind.add(this.filePath(file.fileId), update.value.length);
+        }
         pending.resolve();
       } else {
         if (pending.error.code === "ASSERT_FAILED") this.counters.assertFailures++;

@@ -47,6 +47,12 @@ export const asdLimits = {
   batchBytesMax: 64 * MiB,
   /** Applies queued for the committer; more wait for a slot (backpressure onto connections). */
   queuedAppliesMax: 8192,
+  /**
+   * Bytes of committed value files whose pages may stay in the page cache (per ASD process); older ones
+   * are dropped from it (DropBehind, src/base/page-cache.ts): a fresh page-cache page per fragment byte
+   * written was the ASDs' costliest copy.
+   */
+  pageCacheWindowBytes: 256 * MiB,
   /** Block size of the checksum table of a file value: each block has its own CRC32C. */
   fileBlockBytes: 64 * KiB,
   /** How often a read retries when the file it found was replaced under it by a concurrent apply. */
