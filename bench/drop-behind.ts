@@ -15,6 +15,7 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { DropBehind } from "../src/base/page-cache.js";
 import { optionValue } from "./args.js";
+import { median } from "./stats.js";
 
 const MiB = 1024 * 1024;
 const fileBytes = 4 * MiB;
@@ -59,12 +60,6 @@ async function writeLoop(dir: string, totalMiB: number, mode: "grow" | "drop-beh
   const seconds = (performance.now() - started) / 1000;
   await fsp.rm(dir, { recursive: true, force: true });
   return Math.round(totalMiB / seconds);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 async function main(): Promise<void> {

@@ -21,6 +21,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ErasureCoder } from "../src/alba/coding/erasure.js";
 import { isal } from "../src/base/isal.js";
+import { median } from "./stats.js";
 
 interface Options {
   rounds: number;
@@ -45,12 +46,6 @@ const codes = [
   { k: 8, m: 3 },
 ] as const;
 const targetRatio = 0.8;
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
 
 function round3(value: number): number {
   return Math.round(value * 1000) / 1000;

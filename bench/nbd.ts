@@ -18,6 +18,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, run, stopChild, waitForPort } from "./process-helpers.js";
 import { optionValue } from "./args.js";
+import { median } from "./stats.js";
 
 interface Options {
   dir: string;
@@ -147,12 +148,6 @@ async function fio(uri: string, workload: (typeof workloads)[number], options: O
 async function prefill(uri: string, options: Options): Promise<void> {
   const result = await run("fio", ["--name=prefill", "--ioengine=nbd", `--uri=${uri}`, "--rw=write", "--bs=1M", "--iodepth=8", `--size=${options.sizeGiB}g`], 600_000);
   if (result.code !== 0) throw new Error(`prefill failed on ${uri}: ${result.stderr}`);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 async function main(): Promise<void> {

@@ -14,6 +14,7 @@ import { EmbeddedStore, type ClusterStore } from "../src/store/index.js";
 import { EtcdStore } from "../src/store/etcd-store.js";
 import { startEtcdCluster, type EtcdTestCluster } from "../src/store/etcd-test-cluster.js";
 import { optionValue } from "./args.js";
+import { median } from "./stats.js";
 
 interface Options {
   opsPerRun: number;
@@ -88,12 +89,6 @@ async function workloads(store: ClusterStore, opsCount: number, run: number): Pr
   }
   await store.deletePrefix(`bench/${run}/`);
   return results;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 async function main(): Promise<void> {
