@@ -492,7 +492,7 @@ export class AsdClient {
  * instead of allocated per request. A frame that is never sent (an error before the send) is left to the
  * GC.
  */
-const framePool = new SizeClassPool();
+const framePool = new SizeClassPool(64 * 1024, 16 * 1024 * 1024, 32 * 1024 * 1024); // at most 32 MiB idle
 const takeFrame = (byteCount: number): Buffer => framePool.take(byteCount);
 
 /** Checks a request against the protocol's limits (INVALID_ARGUMENT), so that encoding cannot fail. */

@@ -42,9 +42,12 @@ export interface ConnectionHost {
 
 type Phase = "hello" | "auth" | "frames" | "stopped";
 
-/** Request bodies (fragments arriving in many socket chunks) and response frames (reads), reused. */
-const bodyPool = new SizeClassPool();
-const responsePool = new SizeClassPool();
+/**
+ * Request bodies (fragments arriving in many socket chunks) and response frames (reads), reused. At most
+ * 16 MiB idle each: an ASD has a few fragments in flight per client, and is a small daemon.
+ */
+const bodyPool = new SizeClassPool(64 * 1024, 16 * 1024 * 1024, 16 * 1024 * 1024);
+const responsePool = new SizeClassPool(64 * 1024, 16 * 1024 * 1024, 16 * 1024 * 1024);
 const takeResponseFrame = (byteCount: number): Buffer => responsePool.take(byteCount);
 
 export class AsdConnection {

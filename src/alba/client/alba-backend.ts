@@ -72,7 +72,7 @@ export const manifestBytesMax = 256 * 1024;
  * chunks instead of allocated per chunk (six 1 MiB Buffers per 4 MiB SCO made V8 run several full GCs a
  * second under sequential writes).
  */
-const fragmentPool = new SizeClassPool();
+const fragmentPool = new SizeClassPool(64 * 1024, 16 * 1024 * 1024, 32 * 1024 * 1024); // at most 32 MiB idle
 const takeFragment = (byteCount: number): Buffer => fragmentPool.take(byteCount);
 
 const partialItemsMax = 512;
