@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import { RunningNode, expectOk, ovsBin, runTool, tempDir, type ToolResult } from "./platform.js";
+import { RunningNode, alive, expectOk, ovsBin, runTool, tempDir, type ToolResult } from "./platform.js";
 
 const MiB = 1024 * 1024;
 let node: RunningNode;
@@ -75,15 +75,6 @@ async function namespaceOf(vdisk: string): Promise<string> {
 
 async function localAsds(): Promise<AsdView[]> {
   return (await ovsJson<AsdView[]>(["alba", "asd", "list"])).filter((asd) => asd.local !== undefined).sort((a, b) => a.local!.index - b.local!.index);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Waits until every local ASD runs again under a pid not in `dead`. */

@@ -8,7 +8,7 @@ import net from "node:net";
 import path from "node:path";
 import { silentLogger } from "../src/base/index.js";
 import { AsdSupervisor, readAsdLayout, type LocalAsdInfo } from "../src/framework/index.js";
-import { assertBuilt, ovsBin, tempDir } from "./platform.js";
+import { alive, assertBuilt, ovsBin, tempDir } from "./platform.js";
 
 const dirs: string[] = [];
 const supervisors: AsdSupervisor[] = [];
@@ -16,15 +16,6 @@ afterEach(async () => {
   for (const supervisor of supervisors.splice(0)) await supervisor.stop();
   for (const dir of dirs.splice(0)) await fsp.rm(dir, { recursive: true, force: true });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function until<T>(what: string, timeoutMs: number, probe: () => T | undefined): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn, type ChildProcess } from "node:child_process";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import { RunningNode, expectOk, ovsBin, runTool, tempDir } from "./platform.js";
+import { RunningNode, alive, expectOk, ovsBin, runTool, tempDir } from "./platform.js";
 import { parsePrometheusText, sampleValue } from "./prometheus-text.js";
 
 let node: RunningNode;
@@ -327,15 +327,6 @@ async function albaAsdsViaApi(): Promise<Report["result"][string]> {
   const response = await node.fetch("/api/v1/health?module=alba&test=asds");
   expect(response.status).toBe(200);
   return ((await response.json()) as Report).result["alba.asds"]!;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Bytes allocated to the files under `dir` (what an ASD with --capacity counts as used). */

@@ -177,6 +177,16 @@ export function runOvs(args: string[], options: { timeoutMs?: number; input?: st
   });
 }
 
+/** True while the process `pid` exists (signal 0: nothing is sent). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export async function tempDir(prefix: string): Promise<string> {
   return fsp.mkdtemp(path.join(os.tmpdir(), prefix));
 }
