@@ -27,7 +27,14 @@ export class DropBehind {
   private totalBytes = 0;
   private readonly counters = { droppedFiles: 0, droppedBytes: 0 };
 
-  constructor(public windowBytes: number) {}
+  /**
+   * `drop` drops one file's pages (dropCachedPages; tests pass a recorder around it, as the kernel may
+   * skip a folio that is busy at that instant, so residency alone cannot show which files were dropped).
+   */
+  constructor(
+    public windowBytes: number,
+    public drop: (path: string) => Promise<void> = dropCachedPages,
+  ) {}
 
   /**
    * Records `path` (`bytes` long, on the disk); drops the pages of the oldest files beyond the window.
@@ -43,7 +50,7 @@ export class DropBehind {
       this.totalBytes -= oldest.bytes;
       this.counters.droppedFiles++;
       this.counters.droppedBytes += oldest.bytes;
-      drops.push(dropCachedPages(oldest.path));
+      drops.push(this.drop(oldest.path));
     }
     if (this.head > 1024 && this.head * 2 > this.files.length) {
       this.files.splice(0, this.head);
