@@ -39,7 +39,7 @@ import { promisify } from "node:util";
 import { link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 
-import { assert, isOvsError, MiB, OvsError, systemErrorCode } from "../base/index.js";
+import { assert, DirSync, isOvsError, MiB, OvsError, systemErrorCode } from "../base/index.js";
 import {
   decodeJournal,
   decodeObjectHeader,
@@ -210,6 +210,7 @@ export class LocalBackend implements ObjectBackend {
       }
       await this.syncDir(this.dir);
       await rm(doomed, { recursive: true, force: true }).catch(() => undefined); // open retries it
+      this.dirSyncs.get(this.namespaceDir(namespace))?.close(); // a new namespace of that name is another directory
       this.dirSyncs.delete(this.namespaceDir(namespace));
     });
   }
@@ -251,9 +252,25 @@ export class LocalBackend implements ObjectBackend {
   private async putLocked(namespace: string, name: string, data: Uint8Array, file?: string, blockCrcs?: Uint32Array): Promise<void> {
     const nsDir = this.namespaceDir(namespace);
     const tempName = `${tempPrefix}${randomHex()}`;
-    const replaced = await this.linkIdOf(namespace, name);
-    const linkId = file === undefined ? undefined : await this.writeLinkedObjectFile(namespace, name, tempName, data, file, blockCrcs);
-    if (linkId === undefined) await this.writeObjectFile(namespace, tempName, data);
+    // The replaced object's link id is read while the new file is written (the object's lock is held,
+    // so it cannot change meanwhile): one event-loop trip fewer per put.
+    const replacing = this.linkIdOf(namespace, name);
+    let linkId: string | undefined;
+    try {
+      linkId = file === undefined ? undefined : await this.writeLinkedObjectFile(namespace, name, tempName, data, file, blockCrcs);
+      if (linkId === undefined) await this.writeObjectFile(namespace, tempName, data);
+    } catch (error) {
+      await replacing.catch(() => undefined);
+      throw error;
+    }
+    let replaced: string | undefined;
+    try {
+      replaced = await replacing;
+    } catch (error) {
+      await unlink(join(nsDir, tempName)).catch(() => undefined);
+      if (linkId !== undefined) await this.removeDataFile(namespace, linkId, name);
+      throw error;
+    }
     try {
       await rename(join(nsDir, tempName), join(nsDir, name));
       this.nameChanged(namespace, name);
@@ -296,31 +313,43 @@ export class LocalBackend implements ObjectBackend {
     let dataFd: number | undefined;
     let fd: number | undefined;
     try {
-      dataFd = await fdOpen(dataPath, fsConstants.O_RDONLY);
-      if ((await fdFstat(dataFd)).size !== data.length) {
-        await fdClose(dataFd).catch(() => undefined);
+      // Each step is a trip through the thread pool and the event loop, so independent steps run side
+      // by side: the data file's size check beside the header file's creation, then the syncs together.
+      const [size, created] = await Promise.allSettled([
+        fdOpen(dataPath, fsConstants.O_RDONLY).then(async (opened) => {
+          dataFd = opened;
+          return (await fdFstat(opened)).size;
+        }),
+        fdOpen(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644).then((opened) => {
+          fd = opened;
+        }),
+      ]);
+      if (size.status === "rejected") throw size.reason;
+      if (created.status === "rejected") throw created.reason;
+      if (size.value !== data.length) {
+        fsClose(dataFd!, noop);
         dataFd = undefined;
-        await unlink(dataPath);
+        fsClose(fd!, noop);
+        fd = undefined;
+        await Promise.all([unlink(path), unlink(dataPath)]);
         return undefined;
       }
-      fd = await fdOpen(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
       const prefix = scratch.subarray(0, prefixBytes);
       encodeObjectPrefix(data, prefix, linkId, blockCrcs !== undefined && blockCrcs.length === objectBlockCount(data.length) ? blockCrcs : undefined);
-      await fdWritevFully(fd, [prefix], 0);
+      await fdWritevFully(fd!, [prefix], 0);
       // One round of syncs, in parallel (the file system commits them together): the data file (its
       // bytes and link count), the header file, and both names, before the rename can name them.
-      await Promise.all([fdFsync(dataFd), fdDatasync(fd), this.syncDir(nsDir)]);
-      const closing = fd;
+      await Promise.all([fdFsync(dataFd!), fdDatasync(fd!), this.syncDir(nsDir)]);
+      // Both files are durable: their descriptors close in the background (nothing to wait for).
+      fsClose(fd!, noop);
       fd = undefined;
-      await fdClose(closing);
     } catch (error) {
-      if (fd !== undefined) await fdClose(fd).catch(() => undefined);
-      await unlink(path).catch(() => undefined);
-      await unlink(dataPath).catch(() => undefined);
+      if (fd !== undefined) fsClose(fd, noop);
+      await Promise.all([unlink(path).catch(noop), unlink(dataPath).catch(noop)]);
       throw ioError(error, `write "${namespace}/${fileName}"`, { namespace, name });
     } finally {
       this.returnScratch(scratch);
-      if (dataFd !== undefined) await fdClose(dataFd).catch(() => undefined);
+      if (dataFd !== undefined) fsClose(dataFd, noop);
     }
     return linkId;
   }
@@ -471,6 +500,8 @@ export class LocalBackend implements ObjectBackend {
   async close(): Promise<void> {
     this.closed = true;
     this.assertValues.clear();
+    for (const sync of this.dirSyncs.values()) sync.close();
+    this.dirSyncs.clear();
     for (const handle of [...this.handles.values()]) this.evictHandle(handle);
   }
 
@@ -707,15 +738,14 @@ export class LocalBackend implements ObjectBackend {
       await fdWritevFully(fd, [prefix, data], 0);
       await fdDatasync(fd);
     } catch (error) {
-      await fdClose(fd).catch(() => undefined);
+      fsClose(fd, noop);
       await unlink(path).catch(() => undefined);
       throw ioError(error, `write "${namespace}/${fileName}"`, { namespace });
     } finally {
       this.returnScratch(scratch);
     }
-    await fdClose(fd).catch((error: unknown) => {
-      throw ioError(error, `close "${namespace}/${fileName}"`, { namespace });
-    });
+    // Durable (fdatasync returned): the descriptor closes in the background, one event-loop trip fewer.
+    fsClose(fd, noop);
   }
 
   /** Opens the data file of a linked object; a missing one is damage (CHECKSUM_MISMATCH), like a cut file. */
@@ -910,39 +940,10 @@ export class LocalBackend implements ObjectBackend {
   private syncDir(path: string): Promise<void> {
     let sync = this.dirSyncs.get(path);
     if (sync === undefined) {
-      sync = new DirSync(path);
+      sync = new DirSync(path, (error, action) => ioError(error, action, {}));
       this.dirSyncs.set(path, sync);
     }
     return sync.sync();
-  }
-}
-
-/**
- * Coalesces directory fsyncs: callers that ask while one is running share the next one, so N concurrent
- * puts in a namespace cost about two directory fsyncs, not N (group commit).
- */
-class DirSync {
-  private running: Promise<void> | undefined;
-  private next: Promise<void> | undefined;
-
-  constructor(private readonly path: string) {}
-
-  sync(): Promise<void> {
-    if (this.next !== undefined) return this.next; // not started yet, so it covers this caller's changes
-    if (this.running === undefined) return this.start();
-    this.next = this.running.then(noop, noop).then(() => {
-      this.next = undefined;
-      return this.start();
-    });
-    return this.next;
-  }
-
-  private start(): Promise<void> {
-    const run: Promise<void> = fsyncPath(this.path).finally(() => {
-      if (this.running === run) this.running = undefined;
-    });
-    this.running = run;
-    return run;
   }
 }
 
@@ -953,22 +954,6 @@ function settledOrThrow<T>(results: PromiseSettledResult<T>[]): T[] {
   const failed = results.find((result) => result.status === "rejected");
   if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
   return results.map((result) => (result as PromiseFulfilledResult<T>).value);
-}
-
-async function fsyncPath(path: string): Promise<void> {
-  let fd: number;
-  try {
-    fd = await fdOpen(path, fsConstants.O_RDONLY, 0);
-  } catch (error) {
-    throw ioError(error, `open ${path} to fsync it`, {});
-  }
-  try {
-    await fdFsync(fd);
-  } catch (error) {
-    throw ioError(error, `fsync ${path}`, {});
-  } finally {
-    await fdClose(fd).catch(() => undefined);
-  }
 }
 
 /** Writes a new file and fdatasyncs it (the caller renames it into place and fsyncs the directory). */
@@ -1004,7 +989,7 @@ async function readLinkId(nsDir: string, name: string): Promise<string | undefin
   } catch (error) {
     throw ioError(error, `read "${join(nsDir, name)}"`, {});
   } finally {
-    await fdClose(fd).catch(() => undefined);
+    fsClose(fd, noop); // read-only: nothing to wait for
   }
 }
 
@@ -1059,7 +1044,6 @@ async function writevFully(fh: FileHandle, buffers: Uint8Array[], positionBytes:
 // The write path (one object file and a directory fsync per put) uses plain descriptors: FileHandle's
 // open and close were among the top native frames of a sequential vDisk write's profile.
 const fdOpen = promisify(fsOpen);
-const fdClose = promisify(fsClose);
 const fdDatasync = promisify(fsFdatasync);
 const fdFsync = promisify(fsFsync);
 const fdWritev = promisify(fsWritev);

@@ -9,3 +9,4 @@ export * from "./chunk-queue.js";
 export * from "./buffer-pool.js";
 export * from "./coalescer.js";
 export * from "./page-cache.js";
+export * from "./dir-sync.js";
