@@ -18,6 +18,13 @@ import {
   type TlogEntry,
 } from "./tlog-format.js";
 
+/**
+ * A TLog's bytes are also kept in memory, up to this size, so its upload needs no re-read of the file
+ * (four trips through the thread pool and the event loop, about a fifth of the TLog upload's latency
+ * under sequential writes). A 4 MiB SCO's entries take 32 KiB; bigger TLogs are read from the file.
+ */
+export const tlogMemoryCopyBytesMax = 4 * 1024 * 1024;
+
 export class TlogWriter {
   readonly seq: number;
   readonly id: string;
@@ -36,6 +43,9 @@ export class TlogWriter {
   private pending: Buffer;
   private pendingLengthBytes = 0;
   private entriesCrc: number;
+  /** Copies of the bytes written to the file, in order, while they are all there (not for a resumed TLog). */
+  private written: Buffer[] | undefined;
+  private writtenBytes = 0;
 
   constructor(options: { seq: number; id: string; clusterSizeBytes: number } | { seq: number; id: string; resume: { fileSizeBytes: number; entryCount: number; entriesCrc: number } }) {
     this.seq = options.seq;
@@ -46,7 +56,9 @@ export class TlogWriter {
       this.entryCount = options.resume.entryCount;
       this.syncedEntryCount = options.resume.entryCount;
       this.entriesCrc = options.resume.entriesCrc;
+      this.written = undefined; // the file's first bytes are not in memory
     } else {
+      this.written = [];
       this.fileSizeBytes = 0;
       this.entryCount = 0;
       this.syncedEntryCount = 0;
@@ -92,10 +104,27 @@ export class TlogWriter {
   /** Drops the first `lengthBytes` pending bytes once they are in the file. */
   consumePending(lengthBytes: number, entryCountAfter: number): void {
     assert(lengthBytes <= this.pendingLengthBytes);
+    if (this.written !== undefined) {
+      if (this.writtenBytes + lengthBytes <= tlogMemoryCopyBytesMax) {
+        this.written.push(Buffer.from(this.pending.subarray(0, lengthBytes)));
+        this.writtenBytes += lengthBytes;
+      } else {
+        this.written = undefined;
+      }
+    }
     this.pending.copy(this.pending, 0, lengthBytes, this.pendingLengthBytes);
     this.pendingLengthBytes -= lengthBytes;
     this.fileSizeBytes += lengthBytes;
     this.syncedEntryCount = entryCountAfter;
+  }
+
+  /**
+   * The whole file's bytes once the TLog is closed and all of it is in the file, if they were kept in
+   * memory (see tlogMemoryCopyBytesMax); else undefined (read the file).
+   */
+  fileContent(): Buffer | undefined {
+    if (!this.closed || this.pendingLengthBytes > 0 || this.written === undefined || this.writtenBytes !== this.fileSizeBytes) return undefined;
+    return this.written.length === 1 ? this.written[0] : Buffer.concat(this.written, this.writtenBytes);
   }
 
   get hasPending(): boolean {

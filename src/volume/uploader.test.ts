@@ -31,7 +31,7 @@ describe("Uploader", () => {
     await uploader.stop();
   });
 
-  it("stores a TLog only after the SCOs queued before it, while later SCOs go ahead", async () => {
+  it("stores a TLog only after the SCOs it names, while later SCOs go ahead", async () => {
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "ovs-upl-"));
     dirs.push(dir);
     const backend = new MemoryBackend();
@@ -58,6 +58,43 @@ describe("Uploader", () => {
     await uploader.idle();
     expect(stored).toEqual(["00_00000002_00", "00_00000001_00", "tlog_a"]);
     expect(tlogsStored).toEqual([1]);
+    await uploader.stop();
+  });
+
+  it("stores a TLog once the SCOs it names are stored, without waiting for other SCOs queued before it", async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "ovs-upl-"));
+    dirs.push(dir);
+    const backend = new MemoryBackend();
+    await backend.createNamespace("ns");
+    const stored: string[] = [];
+    const put = backend.put.bind(backend);
+    backend.put = async (namespace, name, data) => {
+      await put(namespace, name, data);
+      stored.push(name);
+    };
+    let releaseNext!: () => void;
+    const next = new Promise<void>((resolve) => (releaseNext = resolve));
+    const uploader = new Uploader({ backend, namespace: "ns", log: silentLogger(), onTlogStored: async () => undefined });
+    const data = randomBytes(4096);
+    uploader.enqueueSco({ scoNumber: 1, file: "/nonexistent", expectedCrc: crc32c(data), ready: Promise.resolve(), data });
+    // SCO 2 belongs to the next TLog, still being filled when TLog 1 is synced and queued.
+    uploader.enqueueSco({ scoNumber: 2, file: "/nonexistent", expectedCrc: crc32c(data), ready: next, data });
+    // The TLog's bytes from memory: the file is never read (it does not exist).
+    const tlogBytes = randomBytes(256);
+    uploader.enqueueTlog(1, "tlog_a", path.join(dir, "missing"), [1], tlogBytes);
+    for (let i = 0; i < 50 && !stored.includes("tlog_a"); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(stored).toEqual(["00_00000001_00", "tlog_a"]);
+    expect((await backend.get("ns", "tlog_a")).equals(tlogBytes)).toBe(true);
+    // A TLog naming a SCO still queued waits for it.
+    const tlogFile = path.join(dir, "tlog_b");
+    await fsp.writeFile(tlogFile, "from the file");
+    uploader.enqueueTlog(2, "tlog_b", tlogFile, [2]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(stored).toEqual(["00_00000001_00", "tlog_a"]);
+    releaseNext();
+    await uploader.idle();
+    expect(stored).toEqual(["00_00000001_00", "tlog_a", "00_00000002_00", "tlog_b"]);
+    expect((await backend.get("ns", "tlog_b")).toString()).toBe("from the file");
     await uploader.stop();
   });
 

@@ -24,7 +24,7 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { assert, BufferPool, Coalescer, Crc32cCombiner, crc32c, crc32cBlocks, OvsError, systemErrorCode, type Logger } from "../base/index.js";
+import { assert, BufferPool, Coalescer, DirSync, Crc32cCombiner, crc32c, crc32cBlocks, OvsError, systemErrorCode, type Logger } from "../base/index.js";
 import type { ObjectBackend, ObjectUpdate } from "../backend/index.js";
 import { MetadataStore, zeroLocation, type ClusterLocation, type Cork, type SnapshotRecord, type TlogRecord } from "./metadata-store.js";
 import {
@@ -200,6 +200,8 @@ class MemorySco {
 
   /** The file was created and its directory entry is not yet known durable. */
   createdSinceSync = false;
+  /** Set when the SCO closes: resolves once all its writes are done and its file is fdatasynced. */
+  dataSynced: Promise<void> | undefined;
 
   constructor(readonly scoNumber: number, readonly path: string, private readonly pool: BufferPool, readonly numberReserved: Promise<void>) {
     this.buffer = pool.take();
@@ -275,6 +277,9 @@ export class Volume {
   private readonly dir: string;
   private readonly scoDir: string;
   private readonly tlogDir: string;
+  /** Directory fsyncs of the SCO and TLog folders (new files), coalesced, on descriptors kept open. */
+  private readonly scoDirSync: DirSync;
+  private readonly tlogDirSync: DirSync;
   private readonly backend: ObjectBackend;
   private readonly log: Logger;
   private readonly baseLog: Logger;
@@ -348,6 +353,8 @@ export class Volume {
     this.dir = dir;
     this.scoDir = path.join(dir, "sco");
     this.tlogDir = path.join(dir, "tlog");
+    this.scoDirSync = new DirSync(this.scoDir, ioError);
+    this.tlogDirSync = new DirSync(this.tlogDir, ioError);
     this.backend = backend;
     this.metadata = metadata;
     this.config = config;
@@ -1039,6 +1046,8 @@ export class Volume {
     for (const waiter of this.throttleWaiters.splice(0)) waiter();
     for (const sco of this.memoryScos.values()) if (sco.fd !== undefined) await closeFile(sco.fd);
     for (const fd of this.tlogFds.values()) await closeFile(fd);
+    this.scoDirSync.close();
+    this.tlogDirSync.close();
     for (const file of await fsp.readdir(this.scoDir).catch(() => [])) scoReadFds.forget(path.join(this.scoDir, file));
     await this.metadata.flushed();
     await this.metadata.close();
@@ -1063,6 +1072,8 @@ export class Volume {
     await this.committing;
     for (const sco of this.memoryScos.values()) if (sco.fd !== undefined) await closeFile(sco.fd);
     for (const fd of this.tlogFds.values()) await closeFile(fd);
+    this.scoDirSync.close();
+    this.tlogDirSync.close();
     for (const file of await fsp.readdir(this.scoDir).catch(() => [])) scoReadFds.forget(path.join(this.scoDir, file));
     await this.metadata.close();
   }
@@ -1265,6 +1276,13 @@ export class Volume {
     // A backend that links files (the local one) stores the SCO file itself once its writes are done:
     // each byte reaches the disk once. The file is never changed again (see closeRecoveredSco).
     const fileWritten = this.backend.linksFiles === true ? this.scoFileWritten(sco) : undefined;
+    if (sco.clusterCount > 0) {
+      // Its data is final: its fdatasync starts as soon as its writes are done, beside the writes of the
+      // next SCO, and the sync step (one at a time) only waits for it. Done inside the sync step, these
+      // fdatasyncs were most of its time: 79 ms from a TLog's close to its sync under sequential writes.
+      sco.dataSynced = (fileWritten ?? this.scoFileWritten(sco)).then(async () => fdatasync(await this.scoFd(sco)));
+      sco.dataSynced.catch(() => undefined); // the sync step reports a failure (and halts the volume)
+    }
     const blockCrcs = sco.clusterCrcs?.subarray(0, sco.clusterCount);
     this.uploader.enqueueSco({ scoNumber: sco.scoNumber, file: sco.path, expectedCrc: scoCrc, ready: sco.numberReserved, data, fileWritten, blockCrcs, onDataReleased: pooled ? () => sco.releaseBuffer() : undefined });
     this.openSco = this.newMemorySco();
@@ -1381,14 +1399,12 @@ export class Volume {
     }
     const tlogSlices = this.unsyncedTlogs.map((tlog) => ({ tlog, ...tlog.takePending(), closed: tlog.closed }));
     try {
-      await Promise.all(scoWrites);
-      await Promise.all(scosToSync.map(async (sco) => fdatasync(await this.scoFd(sco))));
-      // New SCO files: their directory entries must be durable before a TLog names them.
+      await Promise.all(scoWrites); // every SCO to sync has its file now (its first write opened it)
+      // The SCOs' data, and the directory entries of new SCO files, must be durable before a TLog names
+      // them: both in one round (each await is a trip through the thread pool and the event loop).
       const created = scosToSync.filter((sco) => sco.createdSinceSync);
-      if (created.length > 0) {
-        await fsyncDirectory(this.scoDir);
-        for (const sco of created) sco.createdSinceSync = false;
-      }
+      await Promise.all([...scosToSync.map(async (sco) => sco.dataSynced ?? fdatasync(await this.scoFd(sco))), ...(created.length > 0 ? [this.scoDirSync.sync()] : [])]);
+      for (const sco of created) sco.createdSinceSync = false;
       for (const slice of tlogSlices) {
         if (slice.bytes.length === 0) continue;
         await slice.tlog.recordPersisted;
@@ -1396,6 +1412,9 @@ export class Volume {
         await pwriteAll(fd, slice.bytes, 0, slice.bytes.length, slice.tlog.fileSizeBytes);
         await fdatasync(fd);
         slice.tlog.consumePending(slice.bytes.length, slice.entryCountAfter);
+        // Durable: commit the map up to here and hand the TLogs now complete to the uploader at once,
+        // not after the next slice (which waits for its TLog's record, behind the metadata commits).
+        this.handOffSyncedTlogs({ seq: slice.tlog.seq, entryCount: slice.entryCountAfter, nextScoNumber: this.nextScoNumber });
       }
     } catch (error) {
       const failure = error instanceof OvsError ? error : ioError(error, "sync");
@@ -1409,10 +1428,18 @@ export class Volume {
       if (closedAtCapture.has(sco) && !sco.dirtySinceSync && sco.inflight.size === 0 && !sco.batch) {
         this.memoryScos.delete(sco.scoNumber); // reads now go to the (synced) file
         sco.releaseBuffer(); // no write in flight (checked above) and reads copy synchronously
-        if (sco.fd !== undefined) await closeFile(sco.fd);
+        if (sco.fd !== undefined) void closeFile(sco.fd); // synced: nothing to wait for
       }
     }
-    const closedTlogs: TlogWriter[] = [];
+    this.handOffSyncedTlogs(undefined); // closed TLogs complete before this sync (a recovered one)
+  }
+
+  /**
+   * After a TLog slice is durable: commits the map entries it covers (`cork`, if any) and queues the
+   * closed TLogs now fully in their files for upload, in order.
+   */
+  private handOffSyncedTlogs(cork: Cork | undefined): void {
+    if (cork) void this.enqueueCommit(() => this.commitMetadata(cork)).catch((error: unknown) => this.log.error({ err: error }, "metadata commit failed"));
     while (this.unsyncedTlogs.length > 0) {
       const tlog = this.unsyncedTlogs[0]!;
       if (!tlog.closed || tlog.hasPending) break;
@@ -1420,18 +1447,12 @@ export class Volume {
       const fd = this.tlogFds.get(tlog.seq);
       if (fd !== undefined) {
         this.tlogFds.delete(tlog.seq);
-        await closeFile(fd);
+        void closeFile(fd); // synced: nothing to wait for
       }
-      closedTlogs.push(tlog);
+      // Queued after the map commit of its entries (above, or an earlier slice's): its "stored" commit
+      // (which makes its snapshot usable by clones, who read the committed map as of it) lands after it.
+      this.uploader.enqueueTlog(tlog.seq, tlog.id, path.join(this.tlogDir, tlog.id), tlog.scoNumbers, tlog.fileContent());
     }
-    const last = tlogSlices.filter((s) => s.bytes.length > 0).at(-1);
-    if (last) {
-      const cork: Cork = { seq: last.tlog.seq, entryCount: last.entryCountAfter, nextScoNumber: this.nextScoNumber };
-      void this.enqueueCommit(() => this.commitMetadata(cork)).catch((error: unknown) => this.log.error({ err: error }, "metadata commit failed"));
-    }
-    // Queued after the map commit of their entries: a TLog's "stored" commit (which makes its snapshot
-    // usable by clones, who read the committed map as of it) always lands after that map commit.
-    for (const tlog of closedTlogs) this.uploader.enqueueTlog(tlog.seq, tlog.id, path.join(this.tlogDir, tlog.id), tlog.scoNumbers);
   }
 
   private async tlogFd(tlog: TlogWriter): Promise<number> {
@@ -1441,7 +1462,7 @@ export class Volume {
       this.tlogFds.set(tlog.seq, fd);
       if (tlog.fileSizeBytes === 0) {
         // A new file: make its directory entry durable too.
-        await fsyncDirectory(this.tlogDir);
+        await this.tlogDirSync.sync();
       }
     }
     return fd;
@@ -2094,15 +2115,6 @@ async function listAll(backend: ObjectBackend, namespace: string): Promise<strin
     names.push(...page.names);
     if (!page.more || page.names.length === 0) return names;
     after = page.names.at(-1);
-  }
-}
-
-async function fsyncDirectory(dir: string): Promise<void> {
-  const fd = await openFile(dir, "r");
-  try {
-    await fdatasync(fd);
-  } finally {
-    await closeFile(fd);
   }
 }
 
