@@ -297,13 +297,15 @@ describe("ovs up on ALBA", () => {
     expectOk(await node.ovs(["vdisk", "create", "flip1", "--size", "96M", "--sco-cache-max", "4M"]), "create");
     const namespace = await namespaceOf("flip1");
     const startedMs = Date.now() - 1000;
-    // 18 SCOs: the first TLog closes after 16; once it is stored its SCOs leave the write buffer (4 MiB
-    // cap), so reads of the first 64 MiB must come from the ASDs.
+    // 18 SCOs. A snapshot closes the open SCO and TLog; once every TLog is stored the SCOs leave the
+    // write buffer (4 MiB cap), so reads must come from the ASDs. (Without it, how many SCOs the open
+    // TLog still holds after the writes depends on upload timing.)
     const image = randomBytes(72 * MiB);
     await writeImage("flip1", image);
+    expectOk(await node.ovs(["snapshot", "create", "flip1", "written"]), "snapshot create");
     await until("uploads done and the write buffer trimmed", 90_000, async () => {
       const info = await apiJson<{ stats: { pendingUploads: number; localScoBytes: number } }>("/vdisks/flip1");
-      return info.stats.pendingUploads === 0 && info.stats.localScoBytes <= 16 * MiB ? true : undefined;
+      return info.stats.pendingUploads === 0 && info.stats.localScoBytes <= 4 * MiB ? true : undefined; // --sco-cache-max 4M
     });
     // Flip one byte in the middle of every value file this vDisk's uploads wrote on one ASD.
     const victim = (await localAsds())[4]!;
@@ -406,9 +408,12 @@ describe("ovs up on ALBA", () => {
     expectOk(await node.ovs(["vdisk", "create", "restart1", "--size", "96M", "--sco-cache-max", "4M"]), "create");
     const image = randomBytes(72 * MiB); // past one TLog: most reads come from the ASDs
     await writeImage("restart1", image);
-    await until("the first TLog stored and its SCOs evicted", 90_000, async () => {
+    // A snapshot closes the open SCO and TLog, so every written SCO goes to the ASDs and leaves the write
+    // buffer (how many SCOs the open TLog still holds after the writes depends on upload timing).
+    expectOk(await node.ovs(["snapshot", "create", "restart1", "written"]), "snapshot create");
+    await until("every TLog stored and the SCOs evicted", 90_000, async () => {
       const info = await apiJson<{ stats: { pendingUploads: number; localScoBytes: number } }>("/vdisks/restart1");
-      return info.stats.pendingUploads === 0 && info.stats.localScoBytes <= 16 * MiB ? true : undefined;
+      return info.stats.pendingUploads === 0 && info.stats.localScoBytes <= 4 * MiB ? true : undefined; // --sco-cache-max 4M
     });
     const before = await localAsds();
     const pids = before.map((asd) => asd.local!.pid!);
