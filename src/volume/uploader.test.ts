@@ -12,6 +12,17 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) await fsp.rm(dir, { recursive: true, force: true });
 });
 
+/** The names `backend` stores, in the order its puts complete. */
+function recordPuts(backend: MemoryBackend): string[] {
+  const stored: string[] = [];
+  const put = backend.put.bind(backend);
+  backend.put = async (namespace, name, data) => {
+    await put(namespace, name, data);
+    stored.push(name);
+  };
+  return stored;
+}
+
 describe("Uploader", () => {
   it("never stores a SCO whose file does not match its CRC yet (regression: a retry read a half-written file)", async () => {
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "ovs-upl-"));
@@ -38,12 +49,7 @@ describe("Uploader", () => {
     await backend.createNamespace("ns");
     const tlogFile = path.join(dir, "tlog_a");
     await fsp.writeFile(tlogFile, "tlog");
-    const stored: string[] = [];
-    const put = backend.put.bind(backend);
-    backend.put = async (namespace, name, data) => {
-      await put(namespace, name, data);
-      stored.push(name);
-    };
+    const stored = recordPuts(backend);
     let releaseFirst!: () => void;
     const first = new Promise<void>((resolve) => (releaseFirst = resolve));
     const tlogsStored: number[] = [];
@@ -66,12 +72,7 @@ describe("Uploader", () => {
     dirs.push(dir);
     const backend = new MemoryBackend();
     await backend.createNamespace("ns");
-    const stored: string[] = [];
-    const put = backend.put.bind(backend);
-    backend.put = async (namespace, name, data) => {
-      await put(namespace, name, data);
-      stored.push(name);
-    };
+    const stored = recordPuts(backend);
     let releaseNext!: () => void;
     const next = new Promise<void>((resolve) => (releaseNext = resolve));
     const uploader = new Uploader({ backend, namespace: "ns", log: silentLogger(), onTlogStored: async () => undefined });
