@@ -1428,7 +1428,10 @@ export class Volume {
       if (closedAtCapture.has(sco) && !sco.dirtySinceSync && sco.inflight.size === 0 && !sco.batch) {
         this.memoryScos.delete(sco.scoNumber); // reads now go to the (synced) file
         sco.releaseBuffer(); // no write in flight (checked above) and reads copy synchronously
-        if (sco.fd !== undefined) void closeFile(sco.fd); // synced: nothing to wait for
+        // Synced: nothing to wait for, but its early fdatasync (dataSynced) may still be using the
+        // descriptor when this sync did not need it (the SCO was synced before it closed).
+        const fd = sco.fd;
+        if (fd !== undefined) void (sco.dataSynced ?? Promise.resolve()).then(() => closeFile(fd), () => closeFile(fd));
       }
     }
     this.handOffSyncedTlogs(undefined); // closed TLogs complete before this sync (a recovered one)
