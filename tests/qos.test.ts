@@ -167,8 +167,11 @@ describe("per-vDisk QoS through the front door", () => {
     const logDir = await tempDir("ovs-qos-log-");
     try {
       const prefix = path.join(logDir, "live");
-      // One fio run of 6 s, one NBD connection, IOPS logged per second (averaged over each second).
-      const run = fioJob("q5", "4k", 6, "randwrite", [`--write_iops_log=${prefix}`, "--log_avg_msec=1000"]);
+      // One fio run of 7 s, one NBD connection, IOPS logged per second (averaged over each second). fio
+      // logs only whole windows and its clock drifts a few ms per window (samples at 1008, 2012, … 5015
+      // ms), so the last second of a run may have no sample: the checks below stop a second early.
+      const runtimeSeconds = 7;
+      const run = fioJob("q5", "4k", runtimeSeconds, "randwrite", [`--write_iops_log=${prefix}`, "--log_avg_msec=1000"]);
       const deadline = Date.now() + 20_000;
       for (;;) {
         const info = (await (await node.fetch("/api/v1/vdisks/q5")).json()) as { connectionCount: number };
@@ -177,7 +180,7 @@ describe("per-vDisk QoS through the front door", () => {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
       const connectedMs = Date.now();
-      // 2.5 s into the run: fio's second 1–2 ran at 200, its seconds 3–6 must run at 600. Through the
+      // 2.5 s into the run: fio's second 1–2 ran at 200, its seconds 4–6 must run at 600. Through the
       // REST API (the CLI's start-up takes seconds on a loaded machine and would blur the moment).
       await new Promise((resolve) => setTimeout(resolve, 2_500));
       const patched = await node.fetch("/api/v1/vdisks/q5/settings", { method: "PATCH", headers: { "content-type": "application/json" }, body: JSON.stringify({ qos: { writeIops: 600 } }) });
@@ -204,9 +207,9 @@ describe("per-vDisk QoS through the front door", () => {
       }
       figures.liveWriteIopsSecond2At200 = at(2);
       figures.liveWriteIopsSecond5At600 = at(5);
-      // The whole run: 2.5 s or so at 200 and 3.5 s at 600, far from either limit alone.
-      expect(job.write.total_ios).toBeGreaterThan(6 * 200 * 1.5);
-      expect(job.write.total_ios).toBeLessThan(6 * 600 * 0.9);
+      // The whole run: 2.5 s or so at 200 and 4.5 s at 600, far from either limit alone.
+      expect(job.write.total_ios).toBeGreaterThan(runtimeSeconds * 200 * 1.5);
+      expect(job.write.total_ios).toBeLessThan(runtimeSeconds * 600 * 0.9);
     } finally {
       await fsp.rm(logDir, { recursive: true, force: true });
     }
