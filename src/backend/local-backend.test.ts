@@ -3,6 +3,7 @@
 // recovery on open, and the golden vector of docs/formats/local-backend.md.
 
 import { spawn } from "node:child_process";
+import { randomFillSync } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -11,7 +12,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 
 import { crc32c, isOvsError } from "../base/index.js";
-import { LocalBackend, type ApplyCrashPoint } from "./local-backend.js";
+import { LocalBackend, putCopyBytesMax, type ApplyCrashPoint } from "./local-backend.js";
 import {
   decodeJournal,
   decodeObjectHeader,
@@ -638,6 +639,12 @@ describe("LocalBackend linked objects (a put's file hard-linked, not copied)", (
     expect((await backend.get("ns", "x")).equals(second)).toBe(true);
     await backend.put("ns", "x", Buffer.from("plain")); // plain over linked
     expect(await dataFiles(dir)).toEqual([]);
+    // A plain put too large to copy for the put worker (putCopyBytesMax) runs from the event loop.
+    await put("v", 7);
+    const large = randomFillSync(Buffer.allocUnsafe(putCopyBytesMax + 4096 + 1));
+    await backend.put("ns", "v", large);
+    expect(await dataFiles(dir)).toEqual([]);
+    expect((await backend.get("ns", "v")).equals(large)).toBe(true);
     await put("y", 3);
     expect(await backend.delete("ns", "y")).toBe(true);
     expect(await dataFiles(dir)).toEqual([]);

@@ -34,12 +34,12 @@
 //   and only until the call's promise settles.
 
 import { randomBytes } from "node:crypto";
-import { close as fsClose, constants as fsConstants, fdatasync as fsFdatasync, fstat as fsFstat, fsync as fsFsync, open as fsOpen, read as fsRead, writev as fsWritev } from "node:fs";
+import { close as fsClose, constants as fsConstants, fdatasync as fsFdatasync, open as fsOpen, read as fsRead, writev as fsWritev } from "node:fs";
 import { promisify } from "node:util";
-import { link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 
-import { assert, DirSync, isOvsError, MiB, OvsError, systemErrorCode } from "../base/index.js";
+import { assert, DirSync, isOvsError, MiB, OvsError, systemErrorCode, WorkerPool } from "../base/index.js";
 import {
   decodeJournal,
   decodeObjectHeader,
@@ -62,6 +62,7 @@ import {
 } from "./local-backend-format.js";
 import { checkListOptions, selectPage, validateName, validateRanges } from "./names.js";
 import type { ByteRange, ListOptions, ListPage, ObjectAssert, ObjectBackend, ObjectUpdate } from "./object-backend.js";
+import type { PutJob, PutOutcome } from "./local-put-worker.js";
 import { LockTable } from "./rw-lock.js";
 
 export const rangeCountMax = 4096;
@@ -69,6 +70,16 @@ export const handleCacheCountMaxDefault = 256;
 export const handleCacheTableBytesMaxDefault = 4 * MiB;
 export const applyAssertCountMax = 1000;
 export const applyUpdateCountMax = 1000;
+/** Workers running puts (local-put-worker.ts): about the uploads a volume keeps in flight, plus one. */
+export const putWorkerCountMax = 4;
+/** A plain put copies its bytes for the worker up to this size; larger ones run from the event loop. */
+export const putCopyBytesMax = 16 * MiB;
+
+// The worker runs compiled JavaScript: from dist/ when this module is itself the TypeScript source
+// (vitest), which the test command builds first.
+const putWorkerFile = import.meta.url.endsWith(".ts")
+  ? new URL("../../dist/src/backend/local-put-worker.js", import.meta.url)
+  : new URL("./local-put-worker.js", import.meta.url);
 /** Objects up to this size read by equals-asserts are cached (see assertValues), at most this many. */
 const assertValueBytesMax = 4096;
 const assertValueCountMax = 1024;
@@ -157,6 +168,7 @@ export class LocalBackend implements ObjectBackend {
   private readonly linkedNamespaces = new Set<string>();
   /** Directories whose files cannot be linked into the backend (another file system): puts copy them. */
   private readonly unlinkableDirs = new Set<string>();
+  private readonly putWorkers = new WorkerPool<PutJob, PutOutcome>(putWorkerFile, putWorkerCountMax, "local-backend-put");
   private closed = false;
   /** Set when an apply failed after its commit point: the directory holds an unfinished journal. */
   private stoppedBy: unknown = undefined;
@@ -248,17 +260,38 @@ export class LocalBackend implements ObjectBackend {
    * Writes the object durably under a temp name and renames it into place (old or new after a crash).
    * With `file` (see ObjectUpdate), the object may be stored linked: the file is hard-linked as the
    * object's data file and only the header and checksum table are written (docs/formats/local-backend.md).
+   * The file-system calls run in a worker, in one go (local-put-worker.ts); a plain put larger than
+   * putCopyBytesMax, whose bytes the worker would need a copy of, runs them from here instead.
    */
   private async putLocked(namespace: string, name: string, data: Uint8Array, file?: string, blockCrcs?: Uint32Array): Promise<void> {
     const nsDir = this.namespaceDir(namespace);
     const tempName = `${tempPrefix}${randomHex()}`;
-    // The replaced object's link id is read while the new file is written (the object's lock is held,
-    // so it cannot change meanwhile): one event-loop trip fewer per put.
-    const replacing = this.linkIdOf(namespace, name);
-    let linkId: string | undefined;
+    const replacesLinked = this.linkedNamespaces.has(namespace);
+    const prefixBytes = objectDataOffsetBytes(data.length);
+    if (file !== undefined && Buffer.byteLength(name) <= linkedNameBytesMax && !this.unlinkableDirs.has(dirname(file))) {
+      let linkId = randomHex();
+      while (linkId === "0000000000000000") linkId = randomHex();
+      const prefix = Buffer.allocUnsafeSlow(prefixBytes); // its own ArrayBuffer, handed to the worker
+      encodeObjectPrefix(data, prefix, linkId, blockCrcs !== undefined && blockCrcs.length === objectBlockCount(data.length) ? blockCrcs : undefined);
+      this.linkedNamespaces.add(namespace);
+      const linked = { file, dataName: linkedDataFileName(linkId, name), sizeBytes: data.length, prefix };
+      const outcome = await this.runPut(namespace, name, { nsDir, name, tempName, replacesLinked, linked }, [prefix.buffer]);
+      if (outcome.kind === "stored") return;
+      if (outcome.kind === "unlinkable" && outcome.permanent) this.unlinkableDirs.add(dirname(file));
+      // Not linkable (another file system, a size mismatch, a missing file): written instead.
+    }
+    if (data.length <= putCopyBytesMax) {
+      const bytes = Buffer.allocUnsafeSlow(prefixBytes + data.length);
+      encodeObjectPrefix(data, bytes.subarray(0, prefixBytes));
+      bytes.set(data, prefixBytes);
+      const outcome = await this.runPut(namespace, name, { nsDir, name, tempName, replacesLinked, bytes }, [bytes.buffer]);
+      if (outcome.kind === "no-namespace") throw namespaceNotFound(namespace);
+      assert(outcome.kind === "stored", "a plain put stores or fails");
+      return;
+    }
+    const replacing = replacesLinked ? readLinkId(nsDir, name) : Promise.resolve(undefined);
     try {
-      linkId = file === undefined ? undefined : await this.writeLinkedObjectFile(namespace, name, tempName, data, file, blockCrcs);
-      if (linkId === undefined) await this.writeObjectFile(namespace, tempName, data);
+      await this.writeObjectFile(namespace, tempName, data);
     } catch (error) {
       await replacing.catch(() => undefined);
       throw error;
@@ -268,7 +301,6 @@ export class LocalBackend implements ObjectBackend {
       replaced = await replacing;
     } catch (error) {
       await unlink(join(nsDir, tempName)).catch(() => undefined);
-      if (linkId !== undefined) await this.removeDataFile(namespace, linkId, name);
       throw error;
     }
     try {
@@ -276,82 +308,21 @@ export class LocalBackend implements ObjectBackend {
       this.nameChanged(namespace, name);
     } catch (error) {
       await unlink(join(nsDir, tempName)).catch(() => undefined);
-      if (linkId !== undefined) await this.removeDataFile(namespace, linkId, name);
       throw ioError(error, `put "${namespace}/${name}"`, { namespace, name });
     }
     await this.syncDir(nsDir);
     if (replaced !== undefined) await this.removeDataFile(namespace, replaced, name);
   }
 
-  /**
-   * Stores `data`, which `file` holds, as a linked object file `fileName` for the object `name`: `file`
-   * is hard-linked as its data file and only the header and checksum table are written. On return both
-   * files and their names are durable. Returns the link id, or undefined when the object must be
-   * written instead: the file is on another file system or is not exactly `data.length` bytes long, or
-   * the name is too long to link.
-   */
-  private async writeLinkedObjectFile(namespace: string, name: string, fileName: string, data: Uint8Array, file: string, blockCrcs: Uint32Array | undefined): Promise<string | undefined> {
-    if (Buffer.byteLength(name) > linkedNameBytesMax || this.unlinkableDirs.has(dirname(file))) return undefined;
-    const nsDir = this.namespaceDir(namespace);
-    let linkId = randomHex();
-    while (linkId === "0000000000000000") linkId = randomHex();
-    const dataPath = join(nsDir, linkedDataFileName(linkId, name));
+  /** Runs a put job in a worker; the object's name may have changed whatever the outcome. */
+  private async runPut(namespace: string, name: string, job: PutJob, transfer: ArrayBuffer[]): Promise<PutOutcome> {
     try {
-      await link(file, dataPath);
+      return await this.putWorkers.run(job, transfer);
     } catch (error) {
-      const code = systemErrorCode(error);
-      const unsupported = code === "EXDEV" || code === "EPERM" || code === "EOPNOTSUPP" || code === "ENOTSUP";
-      if (unsupported) this.unlinkableDirs.add(dirname(file));
-      // ENOENT: the file or the namespace is missing; the plain write reports a missing namespace.
-      if (unsupported || code === "EMLINK" || code === "ENOENT") return undefined;
-      throw ioError(error, `link "${file}" as "${namespace}/${name}"`, { namespace, name });
-    }
-    this.linkedNamespaces.add(namespace);
-    const path = join(nsDir, fileName);
-    const prefixBytes = objectDataOffsetBytes(data.length);
-    const scratch = prefixBytes <= speculativeReadBytes ? this.takeScratch() : Buffer.allocUnsafe(prefixBytes);
-    let dataFd: number | undefined;
-    let fd: number | undefined;
-    try {
-      // Each step is a trip through the thread pool and the event loop, so independent steps run side
-      // by side: the data file's size check beside the header file's creation, then the syncs together.
-      const [size, created] = await Promise.allSettled([
-        fdOpen(dataPath, fsConstants.O_RDONLY).then(async (opened) => {
-          dataFd = opened;
-          return (await fdFstat(opened)).size;
-        }),
-        fdOpen(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644).then((opened) => {
-          fd = opened;
-        }),
-      ]);
-      if (size.status === "rejected") throw size.reason;
-      if (created.status === "rejected") throw created.reason;
-      if (size.value !== data.length) {
-        fsClose(dataFd!, noop);
-        dataFd = undefined;
-        fsClose(fd!, noop);
-        fd = undefined;
-        await Promise.all([unlink(path), unlink(dataPath)]);
-        return undefined;
-      }
-      const prefix = scratch.subarray(0, prefixBytes);
-      encodeObjectPrefix(data, prefix, linkId, blockCrcs !== undefined && blockCrcs.length === objectBlockCount(data.length) ? blockCrcs : undefined);
-      await fdWritevFully(fd!, [prefix], 0);
-      // One round of syncs, in parallel (the file system commits them together): the data file (its
-      // bytes and link count), the header file, and both names, before the rename can name them.
-      await Promise.all([fdFsync(dataFd!), fdDatasync(fd!), this.syncDir(nsDir)]);
-      // Both files are durable: their descriptors close in the background (nothing to wait for).
-      fsClose(fd!, noop);
-      fd = undefined;
-    } catch (error) {
-      if (fd !== undefined) fsClose(fd, noop);
-      await Promise.all([unlink(path).catch(noop), unlink(dataPath).catch(noop)]);
-      throw ioError(error, `write "${namespace}/${fileName}"`, { namespace, name });
+      throw ioError(error, `put "${namespace}/${name}"`, { namespace, name });
     } finally {
-      this.returnScratch(scratch);
-      if (dataFd !== undefined) fsClose(dataFd, noop);
+      this.nameChanged(namespace, name);
     }
-    return linkId;
   }
 
   /**
@@ -463,7 +434,8 @@ export class LocalBackend implements ObjectBackend {
         if (index === keys.length) {
           return (async () => {
             this.checkOpen();
-            if (!(await this.isNamespaceDir(namespace))) throw namespaceNotFound(namespace);
+            // No separate check that the namespace exists (one event-loop trip fewer per fenced put): an
+            // assert that reads the disk reports a missing namespace, and so does the put.
             for (const check of asserts) await this.checkAssert(namespace, check);
             await this.putLocked(namespace, single.name, single.data, single.file, single.blockCrcs);
           })();
@@ -503,6 +475,7 @@ export class LocalBackend implements ObjectBackend {
     for (const sync of this.dirSyncs.values()) sync.close();
     this.dirSyncs.clear();
     for (const handle of [...this.handles.values()]) this.evictHandle(handle);
+    await this.putWorkers.close();
   }
 
   // ---- apply ----
@@ -1045,9 +1018,7 @@ async function writevFully(fh: FileHandle, buffers: Uint8Array[], positionBytes:
 // open and close were among the top native frames of a sequential vDisk write's profile.
 const fdOpen = promisify(fsOpen);
 const fdDatasync = promisify(fsFdatasync);
-const fdFsync = promisify(fsFsync);
 const fdWritev = promisify(fsWritev);
-const fdFstat = promisify(fsFstat);
 const fdRead = (fd: number, buffer: Buffer, offset: number, length: number, position: number): Promise<number> =>
   new Promise((resolve, reject) => fsRead(fd, buffer, offset, length, position, (error, bytesRead) => (error ? reject(error) : resolve(bytesRead))));
 

@@ -10,3 +10,4 @@ export * from "./buffer-pool.js";
 export * from "./coalescer.js";
 export * from "./page-cache.js";
 export * from "./dir-sync.js";
+export * from "./worker-pool.js";
