@@ -84,6 +84,23 @@ describe("MetadataStore", () => {
     await root.close();
   });
 
+  it("commits several batches in one transaction, in order (a later batch sees and replaces an earlier one)", async () => {
+    const { store } = await tempStore();
+    // As the volume groups them: a TLog's record, its map entries, then its "stored" record.
+    await store.commitAll([
+      { tlogs: [{ seq: 1, id: "tlog_a", closed: true, stored: false }, { seq: 2, id: "tlog_b", closed: false, stored: false }] },
+      { updates: [[3, at(1), 1], [4, at(1, 7), 1]], cork: { seq: 1, entryCount: 2 } },
+      { updates: [[3, at(2), 1], [4, zeroLocation, 1]], snapshotSeqs: [], cork: { seq: 2, entryCount: 0 } },
+      { tlogs: [{ seq: 1, id: "tlog_a", closed: true, stored: true }], scoNumberReservedEnd: 65 },
+    ]);
+    expect(store.lookup(3)?.scoNumber).toBe(2); // the same page in both batches: the later value
+    expect(store.lookup(4)).toBeUndefined(); // trimmed by the later batch
+    expect(store.tlogRecords()).toEqual([{ seq: 1, id: "tlog_a", closed: true, stored: true }, { seq: 2, id: "tlog_b", closed: false, stored: false }]);
+    expect(store.getCork()).toEqual({ seq: 2, entryCount: 0 });
+    expect(store.getScoNumberReservedEnd()).toBe(65);
+    await store.close();
+  });
+
   it("answers lookups as of a snapshot after overwrites and trims", async () => {
     const { store } = await tempStore();
     // Snapshots end at TLogs 2 and 4. Address 7: v1 (TLog 1), v2 (TLog 2), v3 (TLog 3), trimmed (TLog 5),

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import os from "node:os";
@@ -6,6 +6,7 @@ import path from "node:path";
 import { randomBytes, randomUUID } from "node:crypto";
 import { silentLogger, isOvsError } from "../base/index.js";
 import { Volume, defaultVolumeSettings, volumeLimits, volumeOs, type VolumeConfig } from "./volume.js";
+import { MetadataStore } from "./metadata-store.js";
 import { MemoryBackend } from "./testing/memory-backend.js";
 import { LocalBackend, type ObjectBackend } from "../backend/index.js";
 import { parseTlog, EntryKind } from "./tlog-format.js";
@@ -131,6 +132,34 @@ describe("Volume", () => {
     volumes.splice(volumes.indexOf(volume), 1);
     const again = await reopen(dir, backend);
     expect((await again.read(8192, data.length)).equals(data)).toBe(true);
+  });
+
+  it("groups the metadata commits that queue up while one runs into one transaction, in order", async () => {
+    // The first transaction is held 150 ms; meanwhile the writer closes SCOs and TLogs, whose commits
+    // (TLog records, map entries, SCO number reservations) must then land together, and a restart must
+    // find every one of them.
+    const original = MetadataStore.prototype.commitAll;
+    const groups: number[] = [];
+    const spy = vi.spyOn(MetadataStore.prototype, "commitAll").mockImplementation(async function (this: MetadataStore, batches) {
+      groups.push(batches.length);
+      if (groups.length === 1) await new Promise((resolve) => setTimeout(resolve, 150));
+      return original.call(this, batches);
+    });
+    try {
+      const { volume, dir, backend } = await create({ scoSizeBytes: 1024 * 1024, tlogMultiplier: 2 });
+      groups.length = 0; // from the first commit after creation
+      const data = randomBytes(12 * 1024 * 1024);
+      await Promise.all(Array.from({ length: 12 }, (_, index) => volume.write(index * 1024 * 1024, data.subarray(index * 1024 * 1024, (index + 1) * 1024 * 1024))));
+      await volume.flush();
+      await volume.close();
+      volumes.splice(volumes.indexOf(volume), 1);
+      expect(Math.max(...groups)).toBeGreaterThanOrEqual(2);
+      const again = await reopen(dir, backend);
+      expect((await again.read(0, data.length)).equals(data)).toBe(true);
+      expect(again.stats().uncommittedClusterCount).toBe(0); // the map came from LMDB, not a TLog replay
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it("uploads SCOs before the TLog that names them, evicts disposable SCOs and reads them back by partial get", async () => {
