@@ -10,14 +10,19 @@ export class BufferPool {
   private readonly free: Buffer[] = [];
   private readonly idle = new Set<Buffer>(); // guards against a buffer returned twice
 
-  constructor(readonly bufferBytes: number, readonly countMax: number) {
+  /** `allocate` makes a new buffer of bufferBytes (default Buffer.allocUnsafeSlow; e.g. aligned memory). */
+  constructor(readonly bufferBytes: number, readonly countMax: number, private readonly allocate: () => Buffer = () => Buffer.allocUnsafeSlow(bufferBytes)) {
     assert(bufferBytes > 0 && countMax >= 0);
   }
 
   /** A buffer of exactly bufferBytes (contents undefined), owned by the caller until release(). */
   take(): Buffer {
     const buffer = this.free.pop();
-    if (buffer === undefined) return Buffer.allocUnsafeSlow(this.bufferBytes);
+    if (buffer === undefined) {
+      const created = this.allocate();
+      assert(created.length === this.bufferBytes, "BufferPool: the allocator made a buffer of another size");
+      return created;
+    }
     this.idle.delete(buffer);
     return buffer;
   }

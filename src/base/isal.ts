@@ -62,6 +62,11 @@ export interface IsalAddon {
    * ones are queued for writeback and stay). Errors throw an Error whose `code` is the errno name.
    */
   dropCachedPages(fd: number): void;
+  /**
+   * Zeroed memory aligned to 4096 bytes (byteLength a positive multiple of 4096, at most 1 GiB), for
+   * O_DIRECT I/O; freed when the GC collects the ArrayBuffer.
+   */
+  allocAligned(byteLength: number): ArrayBuffer;
   readonly limits: { readonly kMax: number; readonly mMax: number };
 }
 
@@ -107,7 +112,15 @@ function load(addonPath: string): IsalAddon {
     );
   }
   const addon = module.exports as IsalAddon;
-  assert(typeof addon.encodeData === "function" && typeof addon.crc32c === "function" && typeof addon.crc32cBlocks === "function" && typeof addon.preadNoWait === "function" && typeof addon.dropCachedPages === "function", "ovs_isal exports its functions");
+  assert(typeof addon.encodeData === "function" && typeof addon.crc32c === "function" && typeof addon.crc32cBlocks === "function" && typeof addon.preadNoWait === "function" && typeof addon.dropCachedPages === "function" && typeof addon.allocAligned === "function", "ovs_isal exports its functions");
   assert(addon.limits.kMax === ecKMax && addon.limits.mMax === ecMMax, "ovs_isal limits match ecKMax/ecMMax");
   return addon;
+}
+
+/** Alignment of alignedBuffer's memory: enough for O_DIRECT on any device (logical blocks of 512 or 4096). */
+export const directIoAlignmentBytes = 4096;
+
+/** A Buffer over zeroed memory aligned to directIoAlignmentBytes (byteLength a multiple of it), for O_DIRECT. */
+export function alignedBuffer(byteLength: number): Buffer {
+  return Buffer.from(isal().allocAligned(byteLength));
 }

@@ -24,7 +24,7 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { assert, BufferPool, Coalescer, DirSync, Crc32cCombiner, crc32c, crc32cBlocks, OvsError, systemErrorCode, type Logger } from "../base/index.js";
+import { alignedBuffer, assert, BufferPool, directIoAlignmentBytes, Coalescer, DirSync, Crc32cCombiner, crc32c, crc32cBlocks, OvsError, systemErrorCode, type Logger } from "../base/index.js";
 import type { ObjectBackend, ObjectUpdate } from "../backend/index.js";
 import { MetadataStore, zeroLocation, type ClusterLocation, type CommitBatch, type Cork, type SnapshotRecord, type TlogRecord } from "./metadata-store.js";
 import {
@@ -111,6 +111,13 @@ export const volumeLimits = {
   /** Map updates held in memory while a restart from the backend replays TLogs (then committed). */
   replayUncommittedClusterCountMax: 256 * 1024,
   zeroChunkBytes: 1024 * 1024,
+  /**
+   * A SCO whose first write is at least this large is written with O_DIRECT (volumeOs.scoWritesDirect):
+   * large writes are streams (copies, imports, backups) whose data is rarely read back soon, and they
+   * are where the page cache's copy and writeback cost the most CPU. A SCO started by smaller writes
+   * is written through the page cache, which then serves reads of it.
+   */
+  scoDirectWriteRequestBytesMin: 256 * 1024,
 } as const;
 
 /**
@@ -122,6 +129,16 @@ export const volumeOs = {
     const stat = await fsp.statfs(dir);
     return { freeBytes: stat.bavail * stat.bsize, sizeBytes: stat.blocks * stat.bsize };
   },
+  /**
+   * Write SCO files started by large writes (volumeLimits.scoDirectWriteRequestBytesMin) with O_DIRECT,
+   * from the SCO's 4096-aligned buffer (clusters are 4 KiB-aligned in it and in the file): no copy into
+   * the page cache and no writeback by the fdatasync that follows. A buffered write + fdatasync of 4 MiB
+   * files cost ~1.7–2.0 s of kernel CPU per GiB on this VM, a direct one ~0.9 (dd, 256 files); under
+   * sequential NBD writes the node is CPU-bound on 2 cores. Reads of such a SCO once it left memory come
+   * from the disk the first time (they fill the page cache as usual). Where the file system refuses
+   * O_DIRECT (tmpfs: EINVAL at open) the volume writes buffered.
+   */
+  scoWritesDirect: true,
 };
 
 /** The defaults of DESIGN.md §6. */
@@ -170,7 +187,9 @@ const scoBufferPoolBytesMax = 64 * 1024 * 1024;
 function scoBufferPool(scoSizeBytes: number): BufferPool {
   let pool = scoBufferPools.get(scoSizeBytes);
   if (pool === undefined) {
-    pool = new BufferPool(scoSizeBytes, Math.max(2, Math.floor(scoBufferPoolBytesMax / scoSizeBytes)));
+    // Aligned memory, so that SCO files can be written with O_DIRECT from it (volumeOs.scoWritesDirect).
+    const aligned = scoSizeBytes % directIoAlignmentBytes === 0;
+    pool = new BufferPool(scoSizeBytes, Math.max(2, Math.floor(scoBufferPoolBytesMax / scoSizeBytes)), aligned ? () => alignedBuffer(scoSizeBytes) : undefined);
     scoBufferPools.set(scoSizeBytes, pool);
   }
   return pool;
@@ -187,6 +206,8 @@ class MemorySco {
   private bufferRefs = 1;
   clusterCount = 0; // clusters allocated (copied into buffer)
   writtenClusterCount = 0; // clusters whose pwrite has been issued
+  /** Its file is written with O_DIRECT (decided by its first write: see volumeOs.scoWritesDirect). */
+  writeDirect = false;
   fd: number | undefined;
   fdOpening: Promise<number> | undefined;
   batch: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void } | undefined;
@@ -316,6 +337,8 @@ export class Volume {
   private scoNumberReservedEnd = 0;
   private scoNumberReserved: Promise<void> = Promise.resolve();
   private committing: Promise<void> = Promise.resolve();
+  /** Cleared when the write buffer's file system refuses O_DIRECT (see openScoForWriting). */
+  private scoWritesDirect = true;
   /** Commit batches queued for the next grouped transaction (enqueueBatch), while it has not started. */
   private openGroup: GroupedBatch[] | undefined;
   private housekeeping: Promise<void> = Promise.resolve();
@@ -1145,6 +1168,7 @@ export class Volume {
       const count = Math.min(clusterCount - done, this.clustersPerSco - sco.clusterCount);
       const tlog = this.currentTlog;
       const scoOffsetBytes = sco.clusterCount * clusterSize;
+      if (sco.clusterCount === 0) sco.writeDirect = data.length >= volumeLimits.scoDirectWriteRequestBytesMin;
       if (source instanceof ChunkCursor) source.copyNext(sco.buffer, scoOffsetBytes, count * clusterSize);
       else source.copy(sco.buffer, scoOffsetBytes, done * clusterSize, (done + count) * clusterSize);
       const crcs = this.crcScratch;
@@ -1234,11 +1258,28 @@ export class Volume {
 
   private scoFd(sco: MemorySco): Promise<number> {
     if (sco.fd !== undefined) return Promise.resolve(sco.fd);
-    sco.fdOpening ??= openFile(sco.path, fs.constants.O_RDWR | fs.constants.O_CREAT).then((fd) => {
+    sco.fdOpening ??= this.openScoForWriting(sco).then((fd) => {
       sco.createdSinceSync = true;
       return (sco.fd = fd);
     });
     return sco.fdOpening;
+  }
+
+  /** Opens a new SCO's file for its writes: with O_DIRECT when volumeOs.scoWritesDirect and the file system allow. */
+  private async openScoForWriting(sco: MemorySco): Promise<number> {
+    const flags = fs.constants.O_RDWR | fs.constants.O_CREAT;
+    const clusterSize = this.config.clusterSizeBytes;
+    const direct = sco.writeDirect && this.scoWritesDirect && volumeOs.scoWritesDirect && clusterSize % directIoAlignmentBytes === 0 && sco.buffer.length % directIoAlignmentBytes === 0;
+    if (direct) {
+      try {
+        return await openFile(sco.path, flags | fs.constants.O_DIRECT);
+      } catch (error) {
+        if (systemErrorCode(error) !== "EINVAL") throw error;
+        this.scoWritesDirect = false;
+        this.log.info({ dir: this.scoDir }, "the write buffer's file system refuses O_DIRECT: SCO files are written through the page cache");
+      }
+    }
+    return openFile(sco.path, flags);
   }
 
   private newMemorySco(): MemorySco {
