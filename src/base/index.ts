@@ -11,3 +11,4 @@ export * from "./coalescer.js";
 export * from "./page-cache.js";
 export * from "./dir-sync.js";
 export * from "./worker-pool.js";
+export * from "./bytes.js";

@@ -12,7 +12,7 @@
 //   interval and the SCO size).
 
 import { open, type Database, type RootDatabase } from "lmdb";
-import { assert } from "../base/index.js";
+import { assert, storeUint16, storeUint32 } from "../base/index.js";
 
 export interface ClusterLocation {
   cloneId: number;
@@ -331,12 +331,12 @@ export class MetadataStore {
         } else {
           // Every value written has a TLog seq >= 1, so an explicit zero (SCO 0) still reads as mapped.
           assert(tlogSeq >= 1, "map values carry the seq of the TLog that wrote them");
-          page.writeUInt32LE(location.scoNumber, offset);
-          page.writeUInt16LE(location.offsetClusters, offset + 4);
+          storeUint32(page, offset, location.scoNumber);
+          storeUint16(page, offset + 4, location.offsetClusters);
           page[offset + 6] = location.cloneId;
           page[offset + 7] = location.scoVersion;
-          page.writeUInt32LE(location.dataCrc, offset + 8);
-          page.writeUInt32LE(tlogSeq, offset + 12);
+          storeUint32(page, offset + 8, location.dataCrc);
+          storeUint32(page, offset + 12, tlogSeq);
         }
         work.putIfFull();
       }

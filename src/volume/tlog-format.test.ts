@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from "vitest";
 import {
-  EntryKind, checkClosedTlog, decodeTlogEntry, decodeTlogHeader, encodeTlogEntry, encodeTlogHeader, entryAddressAt, entryCloneIdAt, entryCountOrOffsetAt,
+  EntryKind, checkClosedTlog, decodeTlogEntry, encodeLocationEntry, decodeTlogHeader, encodeTlogEntry, encodeTlogHeader, entryAddressAt, entryCloneIdAt, entryCountOrOffsetAt,
   entryCrcAt, entryKindAt, entryScoNumberAt, entryScoVersionAt, parseTlog, tlogEntryOffset, tlogEntrySizeBytes,
 } from "./tlog-format.js";
 import { TlogWriter } from "./tlog-writer.js";
@@ -52,6 +52,19 @@ describe("TLog format", () => {
     encodeTlogEntry(bytes, 0, { kind: EntryKind.Location, clusterAddress: 2 ** 35 - 1, cloneId: 3, scoNumber: 0xffffffff, scoVersion: 7, offsetClusters: 65535, dataCrc: 1 });
     const result = decodeTlogEntry(bytes, 0);
     expect(result).toMatchObject({ ok: true, entry: { clusterAddress: 2 ** 35 - 1, cloneId: 3, scoNumber: 0xffffffff, scoVersion: 7, offsetClusters: 65535 } });
+  });
+
+  it("writes the same Location bytes with the hot-path encoder as with the general one", () => {
+    for (const [clusterAddress, scoNumber, offsetClusters, dataCrc] of [
+      [0, 1, 0, 0], [5, 0xffffffff, 65535, 0xfffffffe], [2 ** 32, 7, 3, 0x80000000], [2 ** 35 - 1, 0x12345678, 1023, 0x9abcdef0], [2 ** 32 - 1, 2 ** 31, 0, 1],
+    ]) {
+      const general = Buffer.alloc(64, 0xaa);
+      const hot = Buffer.alloc(64, 0xaa);
+      encodeTlogEntry(general, 16, { kind: EntryKind.Location, clusterAddress: clusterAddress!, cloneId: 0, scoNumber: scoNumber!, scoVersion: 0, offsetClusters: offsetClusters!, dataCrc: dataCrc! });
+      encodeLocationEntry(hot, 16, clusterAddress!, scoNumber!, offsetClusters!, dataCrc!);
+      expect(hot.toString("hex"), `address ${clusterAddress}`).toBe(general.toString("hex"));
+      expect(decodeTlogEntry(hot, 16)).toMatchObject({ ok: true, entry: { clusterAddress, scoNumber, offsetClusters, dataCrc } });
+    }
   });
 
   it("cuts a torn tail: a flipped bit or a partial entry ends the valid part", () => {

@@ -6,7 +6,7 @@
 //
 // Persisted enums (EntryKind) are never renumbered.
 
-import { assert, crc32cRange } from "../base/index.js";
+import { assert, crc32cRange, storeUint32 } from "../base/index.js";
 
 export const tlogMagic = Buffer.from("OVSTLOG\0", "latin1");
 export const tlogFormatVersion = 1;
@@ -90,18 +90,25 @@ export function entriesCrcOf(source: Buffer, firstEntryOffset: number, entryCoun
   return crc;
 }
 
-/** Encodes a Location entry (clone 0, version 0) without building an entry object: the write path's hot call. */
+/**
+ * Encodes a Location entry (clone 0, version 0) without building an entry object: the write path's hot
+ * call, once per cluster. Byte stores rather than Buffer.writeUInt32LE, whose argument checks were ~9 %
+ * of the main thread under sequential writes. The caller passes valid values (a uint32 SCO number,
+ * offset and CRC; an address within clusterAddressMax).
+ */
 export function encodeLocationEntry(target: Buffer, offset: number, clusterAddress: number, scoNumber: number, offsetClusters: number, dataCrc: number): void {
   target[offset] = EntryKind.Location;
   target[offset + 1] = 0;
   target[offset + 2] = 0;
   target[offset + 3] = 0;
-  target.writeUInt32LE(scoNumber, offset + 4);
-  writeUInt64(target, offset + 8, clusterAddress);
-  target.writeUInt32LE(offsetClusters, offset + 16);
-  target.writeUInt32LE(dataCrc, offset + 20);
-  target.writeUInt32LE(0, offset + 24);
-  target.writeUInt32LE(crc32cRange(target, offset, offset + 28), offset + 28);
+  storeUint32(target, offset + 4, scoNumber);
+  const low = clusterAddress >>> 0;
+  storeUint32(target, offset + 8, low);
+  storeUint32(target, offset + 12, (clusterAddress - low) / 2 ** 32);
+  storeUint32(target, offset + 16, offsetClusters);
+  storeUint32(target, offset + 20, dataCrc);
+  storeUint32(target, offset + 24, 0);
+  storeUint32(target, offset + 28, crc32cRange(target, offset, offset + 28));
 }
 
 /** Encodes one entry at target[offset .. offset+32). */
