@@ -261,6 +261,7 @@ async function runSeed(seed: number, operationCount: number, backendKind: "memor
       } else if (choice < 74) {
         const data = await volume.read(offset, length);
         if (!data.equals(reference.subarray(offset, offset + length))) throw new Error(`op ${op}: read at ${offset}+${length} differs from the reference`);
+        volume.stats(); // asserts that the write buffer's running totals match its SCOs
       } else if (choice < 76) {
         const threshold = scrubThresholds[int(scrubThresholds.length)]!;
         const mode = int(3);

@@ -241,8 +241,52 @@ class MemorySco {
 }
 
 interface LocalSco {
-  sizeBytes: number;
-  disposable: boolean;
+  readonly sizeBytes: number;
+  readonly disposable: boolean;
+}
+
+/**
+ * The volume's local SCO files (insertion order = age) with running totals of their bytes and of the
+ * non-disposable ones: every write checks the write-buffer limit, and summing thousands of entries per
+ * write (a volume keeps every SCO locally until space runs low) grew without bound with the volume's
+ * age. Entries are immutable; markDisposable replaces one.
+ */
+class LocalScoMap extends Map<number, LocalSco> {
+  bytes = 0;
+  nonDisposableBytes = 0;
+
+  override set(scoNumber: number, sco: LocalSco): this {
+    this.forget(super.get(scoNumber));
+    this.bytes += sco.sizeBytes;
+    if (!sco.disposable) this.nonDisposableBytes += sco.sizeBytes;
+    return super.set(scoNumber, sco);
+  }
+
+  override delete(scoNumber: number): boolean {
+    this.forget(super.get(scoNumber));
+    return super.delete(scoNumber);
+  }
+
+  override clear(): void {
+    this.bytes = 0;
+    this.nonDisposableBytes = 0;
+    super.clear();
+  }
+
+  markDisposable(scoNumber: number): LocalSco | undefined {
+    const sco = super.get(scoNumber);
+    if (sco === undefined || sco.disposable) return sco;
+    this.nonDisposableBytes -= sco.sizeBytes;
+    const disposable = { sizeBytes: sco.sizeBytes, disposable: true };
+    super.set(scoNumber, disposable); // an existing key keeps its place (age)
+    return disposable;
+  }
+
+  private forget(sco: LocalSco | undefined): void {
+    if (sco === undefined) return;
+    this.bytes -= sco.sizeBytes;
+    if (!sco.disposable) this.nonDisposableBytes -= sco.sizeBytes;
+  }
 }
 
 export interface VolumeStats {
@@ -317,7 +361,7 @@ export class Volume {
   private readonly clustersPerSco: number;
   private readonly dirty = new DirtyMap();
   private readonly memoryScos = new Map<number, MemorySco>();
-  private readonly localScos = new Map<number, LocalSco>(); // insertion order = age
+  private readonly localScos = new LocalScoMap(); // insertion order = age
   private readonly unsyncedTlogs: TlogWriter[] = [];
   private readonly tlogFds = new Map<number, number>();
   private readonly rmwLocks = new Map<number, Promise<void>>();
@@ -743,6 +787,7 @@ export class Volume {
       localScoBytes += sco.sizeBytes;
       if (!sco.disposable) nonDisposableBytes += sco.sizeBytes;
     }
+    assert(localScoBytes === this.localScos.bytes && nonDisposableBytes === this.localScos.nonDisposableBytes, "the local SCO totals match their entries");
     const uploads = this.uploader.stats();
     return {
       ...this.counters,
@@ -1374,9 +1419,7 @@ export class Volume {
   }
 
   private nonDisposableBytes(): number {
-    let total = 0;
-    for (const sco of this.localScos.values()) if (!sco.disposable) total += sco.sizeBytes;
-    return total;
+    return this.localScos.nonDisposableBytes;
   }
 
   private nonDisposableLimitBytes(): number {
@@ -1802,9 +1845,8 @@ export class Volume {
     this.storedThroughSeq = Math.max(this.storedThroughSeq, lastSeq);
     for (const { scoNumbers } of batch) {
       for (const scoNumber of scoNumbers) {
-        const sco = this.localScos.get(scoNumber);
+        const sco = this.localScos.markDisposable(scoNumber);
         if (!sco) continue;
-        sco.disposable = true;
         void scoDropBehind.add(this.scoPath(scoNumber), sco.sizeBytes);
       }
     }
@@ -1827,8 +1869,7 @@ export class Volume {
    * a read cache: clusters are read from local files rather than by partial gets from the backend.
    */
   private async evictScos(): Promise<void> {
-    let total = 0;
-    for (const sco of this.localScos.values()) total += sco.sizeBytes;
+    let total = this.localScos.bytes;
     const cap = this.config.scoCacheMaxBytes > 0 ? this.config.scoCacheMaxBytes : Number.MAX_SAFE_INTEGER;
     let toFreeBytes = 0;
     try {
