@@ -73,6 +73,9 @@ function syncDirectory(path: string): void {
 
 /** The link id in the header of the object file at `path`, if it is a linked object. */
 function linkIdAt(path: string): string | undefined {
+  // Most puts create a new name (SCOs, TLogs): a stat that does not throw answers those without the
+  // cost of building an exception for the missing file.
+  if (fs.statSync(path, { throwIfNoEntry: false }) === undefined) return undefined;
   let fd: number;
   try {
     fd = fs.openSync(path, fs.constants.O_RDONLY);

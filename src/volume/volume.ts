@@ -243,6 +243,8 @@ class MemorySco {
 interface LocalSco {
   readonly sizeBytes: number;
   readonly disposable: boolean;
+  /** Written with O_DIRECT: its file has no pages in the page cache to drop once it is stored. */
+  readonly direct?: boolean;
 }
 
 /**
@@ -277,7 +279,7 @@ class LocalScoMap extends Map<number, LocalSco> {
     const sco = super.get(scoNumber);
     if (sco === undefined || sco.disposable) return sco;
     this.nonDisposableBytes -= sco.sizeBytes;
-    const disposable = { sizeBytes: sco.sizeBytes, disposable: true };
+    const disposable = { ...sco, disposable: true };
     super.set(scoNumber, disposable); // an existing key keeps its place (age)
     return disposable;
   }
@@ -1310,12 +1312,16 @@ export class Volume {
     return sco.fdOpening;
   }
 
+  /** Whether a SCO's file is (to be) written with O_DIRECT. */
+  private writesDirect(sco: MemorySco): boolean {
+    const aligned = this.config.clusterSizeBytes % directIoAlignmentBytes === 0 && sco.buffer.length % directIoAlignmentBytes === 0;
+    return sco.writeDirect && this.scoWritesDirect && volumeOs.scoWritesDirect && aligned;
+  }
+
   /** Opens a new SCO's file for its writes: with O_DIRECT when volumeOs.scoWritesDirect and the file system allow. */
   private async openScoForWriting(sco: MemorySco): Promise<number> {
     const flags = fs.constants.O_RDWR | fs.constants.O_CREAT;
-    const clusterSize = this.config.clusterSizeBytes;
-    const direct = sco.writeDirect && this.scoWritesDirect && volumeOs.scoWritesDirect && clusterSize % directIoAlignmentBytes === 0 && sco.buffer.length % directIoAlignmentBytes === 0;
-    if (direct) {
+    if (this.writesDirect(sco)) {
       try {
         return await openFile(sco.path, flags | fs.constants.O_DIRECT);
       } catch (error) {
@@ -1357,7 +1363,7 @@ export class Volume {
     const sco = this.openSco;
     sco.closed = true;
     const sizeBytes = sco.clusterCount * this.config.clusterSizeBytes;
-    this.localScos.set(sco.scoNumber, { sizeBytes, disposable: false });
+    this.localScos.set(sco.scoNumber, { sizeBytes, disposable: false, direct: this.writesDirect(sco) });
     const data = sco.buffer.subarray(0, sizeBytes);
     const scoCrc = sco.crc; // combined from the clusters' CRCs (no pass over the SCO)
     this.currentTlog.append({ kind: EntryKind.ScoCrc, cloneId: 0, scoNumber: sco.scoNumber, scoVersion: 0, clusterCount: sco.clusterCount, scoCrc });
@@ -1847,7 +1853,9 @@ export class Volume {
       for (const scoNumber of scoNumbers) {
         const sco = this.localScos.markDisposable(scoNumber);
         if (!sco) continue;
-        void scoDropBehind.add(this.scoPath(scoNumber), sco.sizeBytes);
+        // A SCO written with O_DIRECT left nothing in the page cache: no drop (an open, an advice that
+        // walks the file and a close, per SCO, on the main thread and the pool).
+        if (sco.direct !== true) void scoDropBehind.add(this.scoPath(scoNumber), sco.sizeBytes);
       }
     }
     for (const waiter of this.throttleWaiters.splice(0)) waiter();
