@@ -28,6 +28,7 @@
 //   encodeData(k, rowCount, tables, sources[k], targets[rowCount], lengthBytes)   ec_encode_data
 //   crc32c(data, initial) -> uint32                   standard CRC32C (as iSCSI), continuing from initial
 //   crc32cBlocks(data, blockSize, out)                 CRC32C of each block of data into out (uint32s)
+//   crc32cSealRecords(data, count, stride, length, initial) -> uint32   see its comment
 //   limits -> { kMax, mMax }
 //   preadNoWait(fd, buffer, offset, length, position) -> bytes read, or -1 (would block)
 //   dropCachedPages(fd) -> undefined                   posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
@@ -325,6 +326,40 @@ static napi_value crc32c_blocks(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
+// crc32cSealRecords(data, count, stride, length, initial): `data` holds `count` records `stride` bytes
+// apart. For each, the standard CRC32C of its first `length` bytes is stored little-endian in the 4 bytes
+// that follow them; the return value is the CRC32C of all the records' first `length` bytes in order,
+// continuing from `initial`. The volume seals the TLog entries of a whole write this way (one call for
+// 256 entries of a 1 MiB write) where a table-driven CRC in JavaScript cost ~2 % of the main thread.
+static napi_value crc32c_seal_records(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  bytes_t data;
+  uint32_t count, stride, length, initial;
+  if (!get_args(env, info, 5, argv)) return NULL;
+  if (!get_u32(env, argv[1], "count", (uint32_t)1 << 30, &count)) return NULL;
+  if (!get_u32(env, argv[2], "stride", (uint32_t)1 << 20, &stride)) return NULL;
+  if (!get_u32(env, argv[3], "length", (uint32_t)1 << 20, &length)) return NULL;
+  if (!get_u32(env, argv[4], "initial", UINT32_MAX, &initial)) return NULL;
+  if ((size_t)length + 4 > stride) {
+    napi_throw_range_error(env, NULL, "ovs_isal: stride must leave 4 bytes after each record's length");
+    return NULL;
+  }
+  if (!get_bytes(env, argv[0], "data", (size_t)count * stride, &data)) return NULL;
+  uint32_t chained = ~initial;
+  for (size_t i = 0; i < count; i++) {
+    uint8_t *record = data.data + i * stride;
+    uint32_t crc = ~crc32_iscsi(record, (int)length, 0xffffffffu);
+    record[length] = (uint8_t)crc;
+    record[length + 1] = (uint8_t)(crc >> 8);
+    record[length + 2] = (uint8_t)(crc >> 16);
+    record[length + 3] = (uint8_t)(crc >> 24);
+    chained = crc32_iscsi(record, (int)length, chained);
+  }
+  napi_value result;
+  napi_create_uint32(env, ~chained, &result);
+  return result;
+}
+
 // preadNoWait(fd, buffer, offset, length, position): see the header.
 // dropCachedPages(fd): see the header.
 static napi_value drop_cached_pages(napi_env env, napi_callback_info info) {
@@ -433,6 +468,7 @@ NAPI_MODULE_INIT() {
       {"encodeData", NULL, encode_data, NULL, NULL, NULL, napi_enumerable, NULL},
       {"crc32c", NULL, crc32c, NULL, NULL, NULL, napi_enumerable, NULL},
       {"crc32cBlocks", NULL, crc32c_blocks, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"crc32cSealRecords", NULL, crc32c_seal_records, NULL, NULL, NULL, napi_enumerable, NULL},
       {"preadNoWait", NULL, pread_nowait, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dropCachedPages", NULL, drop_cached_pages, NULL, NULL, NULL, napi_enumerable, NULL},
       {"allocAligned", NULL, alloc_aligned, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -23,6 +23,15 @@ export function crc32cBlocks(data: Uint8Array, blockSizeBytes: number, out: Uint
   isal().crc32cBlocks(data, blockSizeBytes, new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
 }
 
+/**
+ * Seals `count` records `stride` bytes apart in `data`: the CRC32C of each record's first `length` bytes
+ * is stored little-endian right after them. Returns the CRC32C of all the records' first `length` bytes
+ * in order, continuing from `initial` (one N-API call for a run of TLog entries).
+ */
+export function crc32cSealRecords(data: Uint8Array, count: number, stride: number, length: number, initial = 0): number {
+  return isal().crc32cSealRecords(data, count, stride, length, initial) >>> 0;
+}
+
 const table = (() => {
   const t = new Int32Array(256);
   for (let n = 0; n < 256; n++) {

@@ -12,3 +12,4 @@ export * from "./page-cache.js";
 export * from "./dir-sync.js";
 export * from "./worker-pool.js";
 export * from "./bytes.js";
+export * from "./row-map.js";

@@ -52,6 +52,12 @@ export interface IsalAddon {
   /** CRC32C of each blockSize-byte block of `data` into `out` (a byte view of a Uint32Array, 4 bytes a block). */
   crc32cBlocks(data: Uint8Array, blockSize: number, out: Uint8Array): void;
   /**
+   * For each of `count` records `stride` bytes apart in `data`: stores the CRC32C of its first `length`
+   * bytes little-endian right after them. Returns the CRC32C of all records' first `length` bytes in
+   * order, continuing from `initial`.
+   */
+  crc32cSealRecords(data: Uint8Array, count: number, stride: number, length: number, initial: number): number;
+  /**
    * preadv2 with RWF_NOWAIT: reads now if the bytes are in the page cache. Returns the bytes read (short at
    * the end of the file, or when only part is cached), or -1 when the read would wait for the disk (or
    * the file system cannot tell). Other errors throw an Error whose `code` is the errno name.
@@ -112,7 +118,7 @@ function load(addonPath: string): IsalAddon {
     );
   }
   const addon = module.exports as IsalAddon;
-  assert(typeof addon.encodeData === "function" && typeof addon.crc32c === "function" && typeof addon.crc32cBlocks === "function" && typeof addon.preadNoWait === "function" && typeof addon.dropCachedPages === "function" && typeof addon.allocAligned === "function", "ovs_isal exports its functions");
+  assert(typeof addon.encodeData === "function" && typeof addon.crc32c === "function" && typeof addon.crc32cBlocks === "function" && typeof addon.crc32cSealRecords === "function" && typeof addon.preadNoWait === "function" && typeof addon.dropCachedPages === "function" && typeof addon.allocAligned === "function", "ovs_isal exports its functions");
   assert(addon.limits.kMax === ecKMax && addon.limits.mMax === ecMMax, "ovs_isal limits match ecKMax/ecMMax");
   return addon;
 }

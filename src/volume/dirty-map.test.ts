@@ -59,4 +59,49 @@ describe("DirtyMap", () => {
     expect(() => map.set(2, at(1, 1, 1), 2, 4)).toThrow(/out of TLog order/);
     expect(() => map.set(2, at(1, 1, 1), 1, 9)).toThrow(/out of TLog order/);
   });
+
+  it("answers like a reference model through partial commits and sweeps of stale entries", () => {
+    // A seeded mix of sequential runs and random addresses; prefixes of various lengths are committed,
+    // enough updates pass for stale address entries to be swept several times.
+    let a = 12345;
+    const next = (): number => ((a = (Math.imul(a, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const map = new DirtyMap();
+    const log: Array<{ address: number; location: ClusterLocation }> = []; // uncommitted, in order
+    let seq = 1;
+    let entry = 0;
+    let cursor = 0;
+    for (let step = 0; step < 400; step++) {
+      const runLength = 1 + Math.floor(next() * 2000);
+      const random = next() < 0.3;
+      for (let i = 0; i < runLength; i++) {
+        const address = random ? Math.floor(next() * 50_000) : cursor++ % 200_000;
+        const location = next() < 0.05 ? zeroLocation : at(1 + step, i, (step * 7919 + i) >>> 0);
+        if (location === zeroLocation) map.set(address, location, seq, entry++);
+        else map.setWritten(address, location.scoNumber, location.offsetClusters, location.dataCrc, seq, entry++);
+        log.push({ address, location });
+      }
+      if (next() < 0.3) {
+        seq++;
+        entry = 0;
+      }
+      if (next() < 0.5) {
+        const count = Math.floor(next() * (log.length + 1));
+        map.drop(count);
+        log.splice(0, count);
+      }
+      const newest = new Map<number, ClusterLocation>();
+      for (const { address, location } of log) newest.set(address, location);
+      if (map.size !== newest.size) expect.fail(`step ${step}: size ${map.size}, expected ${newest.size}`);
+      for (let probe = 0; probe < 200; probe++) {
+        const address = Math.floor(next() * 200_000);
+        const got = map.get(address);
+        const want = newest.get(address);
+        if (JSON.stringify(got) !== JSON.stringify(want)) expect.fail(`step ${step}: get(${address}) = ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
+      }
+      if (step % 50 === 0) {
+        const mapped = [...newest].filter(([address, location]) => address < 1000 && location.scoNumber !== 0).map(([address]) => address);
+        expect([...map.mappedAddressesInRange(0, 1000)].sort((x, y) => x - y)).toEqual(mapped.sort((x, y) => x - y));
+      }
+    }
+  });
 });

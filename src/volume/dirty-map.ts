@@ -8,11 +8,12 @@
 // Why typed arrays and not a Map of objects: at 1 MiB writes the volume records 256 updates per request;
 // as objects they lived about a second (until their commit), survived young-generation GCs and were
 // promoted, and old-generation GC took 10–15 % of the node's CPU. Here an update is a row in typed arrays
-// and the only per-address heap state is a Map from address to row number (a small integer).
+// and the per-address state is a RowMap (base/row-map.ts, typed arrays too) from address to global row
+// number.
 // A clone's unmapped cluster is an explicit zero (scoNumber 0) that hides its parent: get() returns
 // zeroLocation for it, and undefined only when the address has no uncommitted update at all.
 
-import { assert } from "../base/index.js";
+import { assert, RowMap } from "../base/index.js";
 import { zeroLocation, type ClusterLocation, type Cork, type MapUpdate } from "./metadata-store.js";
 
 const initialCapacity = 4096;
@@ -21,7 +22,7 @@ const shrinkAboveRows = 65_536;
 
 export class DirtyMap {
   /** Row number (global, ≥ base) of the newest update of each address. */
-  private readonly latest = new Map<number, number>();
+  private readonly latest = new RowMap();
   private base = 0; // global row number of row 0
   private length = 0;
   private capacity = initialCapacity;
@@ -42,6 +43,15 @@ export class DirtyMap {
 
   /** Records an update of `address` (scoNumber 0 = unmapped: reads as zeros), described by TLog entry (tlogSeq, entryIndex). */
   set(address: number, location: ClusterLocation, tlogSeq: number, entryIndex: number): void {
+    this.setRow(address, location.scoNumber, location.offsetClusters, location.dataCrc, (location.cloneId << 8) | location.scoVersion, tlogSeq, entryIndex);
+  }
+
+  /** set() of a location in clone 0, version 0, without building its object: the write path's per-cluster call. */
+  setWritten(address: number, scoNumber: number, offsetClusters: number, dataCrc: number, tlogSeq: number, entryIndex: number): void {
+    this.setRow(address, scoNumber, offsetClusters, dataCrc, 0, tlogSeq, entryIndex);
+  }
+
+  private setRow(address: number, scoNumber: number, offsetClusters: number, dataCrc: number, cloneVersion: number, tlogSeq: number, entryIndex: number): void {
     if (this.length > 0) {
       const previousSeq = this.tlogSeq[this.length - 1]!;
       assert(previousSeq < tlogSeq || (previousSeq === tlogSeq && this.entryIndex[this.length - 1]! <= entryIndex), "map updates out of TLog order");
@@ -49,10 +59,10 @@ export class DirtyMap {
     if (this.length === this.capacity) this.grow();
     const row = this.length++;
     this.address[row] = address;
-    this.scoNumber[row] = location.scoNumber;
-    this.offsetClusters[row] = location.offsetClusters;
-    this.dataCrc[row] = location.dataCrc;
-    this.cloneVersion[row] = (location.cloneId << 8) | location.scoVersion;
+    this.scoNumber[row] = scoNumber;
+    this.offsetClusters[row] = offsetClusters;
+    this.dataCrc[row] = dataCrc;
+    this.cloneVersion[row] = cloneVersion;
     this.tlogSeq[row] = tlogSeq;
     this.entryIndex[row] = entryIndex;
     this.latest.set(address, this.base + row);
@@ -74,7 +84,7 @@ export class DirtyMap {
 
   /** Addresses in [first, end) whose newest uncommitted update maps them (not unmapped). */
   *mappedAddressesInRange(first: number, end: number): Generator<number> {
-    for (const [address, global] of this.latest) {
+    for (const [address, global] of this.latest.entries()) {
       if (address >= first && address < end && this.scoNumber[global - this.base] !== 0) yield address;
     }
   }
@@ -117,9 +127,9 @@ export class DirtyMap {
   drop(count: number): void {
     assert(count <= this.length);
     for (let row = 0; row < count; row++) {
-      const address = this.address[row]!;
-      if (this.latest.get(address) === this.base + row) this.latest.delete(address);
+      this.latest.deleteIfValue(this.address[row]!, this.base + row); // unless a newer update replaced it
     }
+    this.latest.compact();
     const rest = this.length - count;
     if (rest > 0) {
       for (const column of this.columns()) column.copyWithin(0, count, this.length);

@@ -90,13 +90,17 @@ export function entriesCrcOf(source: Buffer, firstEntryOffset: number, entryCoun
   return crc;
 }
 
+/** Offset of an entry's own CRC (over its bytes 0–27) within the entry. */
+export const tlogEntryCrcOffset = 28;
+
 /**
- * Encodes a Location entry (clone 0, version 0) without building an entry object: the write path's hot
- * call, once per cluster. Byte stores rather than Buffer.writeUInt32LE, whose argument checks were ~9 %
- * of the main thread under sequential writes. The caller passes valid values (a uint32 SCO number,
- * offset and CRC; an address within clusterAddressMax).
+ * Encodes a Location entry (clone 0, version 0) without building an entry object, its CRC left out
+ * (encodeLocationEntry adds it; the volume seals a run of entries in one native call,
+ * crc32cSealRecords). Byte stores rather than Buffer.writeUInt32LE, whose argument checks were ~9 % of
+ * the main thread under sequential writes. The caller passes valid values (a uint32 SCO number, offset
+ * and CRC; an address within clusterAddressMax).
  */
-export function encodeLocationEntry(target: Buffer, offset: number, clusterAddress: number, scoNumber: number, offsetClusters: number, dataCrc: number): void {
+export function encodeLocationEntryBody(target: Buffer, offset: number, clusterAddress: number, scoNumber: number, offsetClusters: number, dataCrc: number): void {
   target[offset] = EntryKind.Location;
   target[offset + 1] = 0;
   target[offset + 2] = 0;
@@ -108,7 +112,12 @@ export function encodeLocationEntry(target: Buffer, offset: number, clusterAddre
   storeUint32(target, offset + 16, offsetClusters);
   storeUint32(target, offset + 20, dataCrc);
   storeUint32(target, offset + 24, 0);
-  storeUint32(target, offset + 28, crc32cRange(target, offset, offset + 28));
+}
+
+/** Encodes a whole Location entry (clone 0, version 0): encodeLocationEntryBody plus the entry's CRC. */
+export function encodeLocationEntry(target: Buffer, offset: number, clusterAddress: number, scoNumber: number, offsetClusters: number, dataCrc: number): void {
+  encodeLocationEntryBody(target, offset, clusterAddress, scoNumber, offsetClusters, dataCrc);
+  storeUint32(target, offset + tlogEntryCrcOffset, crc32cRange(target, offset, offset + tlogEntryCrcOffset));
 }
 
 /** Encodes one entry at target[offset .. offset+32). */

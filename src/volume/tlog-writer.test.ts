@@ -44,3 +44,35 @@ describe("TlogWriter.fileContent", () => {
     expect(big.fileContent()).toBeUndefined();
   });
 });
+
+describe("TlogWriter.appendLocationRun", () => {
+  it("writes the same bytes and TLog CRC as one appendLocation per cluster", () => {
+    const single = new TlogWriter({ seq: 1, id: "tlog_a", clusterSizeBytes: 4096 });
+    const run = new TlogWriter({ seq: 1, id: "tlog_a", clusterSizeBytes: 4096 });
+    const singleFile: Buffer[] = [];
+    const runFile: Buffer[] = [];
+    const crcs = new Uint32Array(5000);
+    for (let i = 0; i < crcs.length; i++) crcs[i] = (Math.imul(i + 1, 0x9e3779b1) >>> 0);
+    // Runs of several lengths (the pending buffer grows within one), at addresses past 2^32.
+    let address = 2 ** 32 - 100;
+    let offset = 0;
+    for (const count of [1, 256, 3, 4000, 17]) {
+      for (let i = 0; i < count; i++) single.appendLocation(address + i, 0xfffffff0, offset + i, crcs[i]!);
+      expect(run.appendLocationRun(address, count, 0xfffffff0, offset, crcs)).toBe(run.entryCount - count);
+      expect(run.entryCount).toBe(single.entryCount);
+      address += count;
+      offset += count;
+      if (count === 3) {
+        sync(single, singleFile);
+        sync(run, runFile);
+      }
+    }
+    single.close();
+    run.close();
+    sync(single, singleFile);
+    sync(run, runFile);
+    expect(Buffer.concat(runFile).equals(Buffer.concat(singleFile))).toBe(true);
+    expect(run.fileContent()?.equals(Buffer.concat(singleFile))).toBe(true);
+  });
+});
+

@@ -6,13 +6,15 @@
 // (volumeLimits.scoRollsPerBackgroundSync), at TLog rolls and on a 1 s timer, so it stays under a few
 // SCOs' worth of entries (32 bytes per cluster) plus what arrives during one sync.
 
-import { assert } from "../base/index.js";
+import { assert, crc32cSealRecords } from "../base/index.js";
 import {
   EntryKind,
   encodeTlogEntry,
   encodeLocationEntry,
+  encodeLocationEntryBody,
   encodeTlogHeader,
   entriesCrcOf,
+  tlogEntryCrcOffset,
   tlogEntrySizeBytes,
   tlogHeaderSizeBytes,
   type TlogEntry,
@@ -88,6 +90,28 @@ export class TlogWriter {
     this.entriesCrc = entriesCrcOf(this.pending, offset, 1, this.entriesCrc);
     this.pendingLengthBytes += tlogEntrySizeBytes;
     return this.entryCount++;
+  }
+
+  /**
+   * Appends the Location entries (clone 0, version 0) of `count` consecutive clusters from
+   * `firstClusterAddress`, written at consecutive offsets of one SCO from `firstOffsetClusters`, their data
+   * CRCs in dataCrcs[0..count). The same bytes as `count` appendLocation calls, with the entries' CRCs
+   * computed in one native call. Returns the first entry's index.
+   */
+  appendLocationRun(firstClusterAddress: number, count: number, scoNumber: number, firstOffsetClusters: number, dataCrcs: Uint32Array): number {
+    assert(!this.closed, "append to a closed TLog");
+    assert(count <= dataCrcs.length);
+    this.ensureRoom(count * tlogEntrySizeBytes);
+    const start = this.pendingLengthBytes;
+    const pending = this.pending;
+    for (let i = 0; i < count; i++) {
+      encodeLocationEntryBody(pending, start + i * tlogEntrySizeBytes, firstClusterAddress + i, scoNumber, firstOffsetClusters + i, dataCrcs[i]!);
+    }
+    this.entriesCrc = crc32cSealRecords(pending.subarray(start, start + count * tlogEntrySizeBytes), count, tlogEntrySizeBytes, tlogEntryCrcOffset, this.entriesCrc);
+    this.pendingLengthBytes += count * tlogEntrySizeBytes;
+    const first = this.entryCount;
+    this.entryCount += count;
+    return first;
   }
 
   /** Appends the closing entry (entry count and CRC over all entries). */

@@ -1221,14 +1221,15 @@ export class Volume {
       const crcs = this.crcScratch;
       crc32cBlocks(sco.buffer.subarray(scoOffsetBytes, scoOffsetBytes + count * clusterSize), clusterSize, crcs);
       sco.clusterCrcs?.set(crcs.subarray(0, count), sco.clusterCount);
+      const firstAddress = firstCluster + done;
+      const firstEntryIndex = tlog.appendLocationRun(firstAddress, count, sco.scoNumber, sco.clusterCount, crcs);
+      let scoCrc = sco.crc;
       for (let i = 0; i < count; i++) {
-        const offsetClusters = sco.clusterCount + i;
         const dataCrc = crcs[i]!;
-        const address = firstCluster + done + i;
-        sco.crc = this.crcCombiner.combine(sco.crc, dataCrc);
-        const entryIndex = tlog.appendLocation(address, sco.scoNumber, offsetClusters, dataCrc);
-        this.setDirty(address, { cloneId: 0, scoNumber: sco.scoNumber, scoVersion: 0, offsetClusters, dataCrc }, tlog.seq, entryIndex);
+        scoCrc = this.crcCombiner.combine(scoCrc, dataCrc);
+        this.dirty.setWritten(firstAddress + i, sco.scoNumber, sco.clusterCount + i, dataCrc, tlog.seq, firstEntryIndex + i);
       }
+      sco.crc = scoCrc;
       this.readCache?.populateFromWrite(this.config.namespace, sco.scoNumber, 0, sco.clusterCount, count, sco.buffer.subarray(scoOffsetBytes, scoOffsetBytes + count * clusterSize), crcs);
       sco.clusterCount += count;
       done += count;
