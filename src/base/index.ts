@@ -13,3 +13,4 @@ export * from "./dir-sync.js";
 export * from "./worker-pool.js";
 export * from "./bytes.js";
 export * from "./row-map.js";
+export * from "./random.js";

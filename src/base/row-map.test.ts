@@ -1,17 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { seededRandom as random } from "./random.js";
 import { RowMap, rowMapCapacityMin, rowMapShrinkAboveSlots } from "./row-map.js";
-
-/** A small seeded generator (mulberry32): a failing seed replays exactly. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 describe("RowMap", () => {
   it("answers like a Map under random sets, deletes and compactions", () => {

@@ -1,6 +1,7 @@
 // DirtyMap: the uncommitted map layer; its prefix commit and drop keep the newest update per address.
 
 import { describe, expect, it } from "vitest";
+import { seededRandom } from "../base/index.js";
 import { DirtyMap } from "./dirty-map.js";
 import { zeroLocation, type ClusterLocation } from "./metadata-store.js";
 
@@ -61,10 +62,9 @@ describe("DirtyMap", () => {
   });
 
   it("answers like a reference model through partial commits and sweeps of stale entries", () => {
-    // A seeded mix of sequential runs and random addresses; prefixes of various lengths are committed,
-    // enough updates pass for stale address entries to be swept several times.
-    let a = 12345;
-    const next = (): number => ((a = (Math.imul(a, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    // A seeded mix of sequential runs and random addresses; prefixes of various lengths are committed
+    // (the address index deletes and regrows many times over).
+    const next = seededRandom(12345);
     const map = new DirtyMap();
     const log: Array<{ address: number; location: ClusterLocation }> = []; // uncommitted, in order
     let seq = 1;

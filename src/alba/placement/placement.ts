@@ -16,7 +16,7 @@
 // Invariants (asserted): every placed ASD is usable and distinct; per node ≤ x; placed count ≥ c.
 // Limits: the candidate list is the ASD registry (hundreds); the work is O(fragments × ASDs).
 
-import { assert, OvsError } from "../../base/index.js";
+import { assert, OvsError, type RandomSource } from "../../base/index.js";
 
 export interface Policy {
   /** Data fragments. */
@@ -49,20 +49,8 @@ export interface PlacementResult {
   placedCount: number;
 }
 
-/** A random number in [0, 1). */
-export type RandomSource = () => number;
-
-/** mulberry32: a small seeded generator, so tests and simulations replay from their seed. */
-export function seededRandom(seed: number): RandomSource {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The seeded generator lives in base/ (tests of every layer use it); re-exported for placement's callers.
+export { seededRandom, type RandomSource } from "../../base/index.js";
 
 /** Throws INVALID_ARGUMENT unless the policy is well formed: k ≥ 1, m ≥ 0, k ≤ c ≤ k+m, x ≥ 1. */
 export function validatePolicy(policy: Policy): void {
