@@ -8,6 +8,7 @@
 // Usage: npm run build && node dist/bench/nbd.js [--dir DIR] [--runtime-s 15] [--reps 3] [--size-gib 1]
 //        [--backend alba|local]   (the vDisk's backend: `ovs up`'s default ALBA on 6 local ASDs, or a directory)
 //        [--only NAME,...]        (only these workloads, e.g. write_1m_qd8)
+//        [--sco-size 4M] [--tlog-multiplier 16]   (our vDisk's; default: the vPool's, 8M and 8)
 
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -28,6 +29,8 @@ interface Options {
   backend: string;
   /** Workload names to run (all when empty). */
   only: string[];
+  /** `vdisk create` options for our vDisk (--sco-size, --tlog-multiplier); the defaults when absent. */
+  vdiskOptions: string[];
 }
 
 function parseArgs(): Options {
@@ -40,6 +43,10 @@ function parseArgs(): Options {
     sizeGiB: Number(value("--size-gib", "1")),
     backend: value("--backend", "alba"),
     only: value("--only", "").split(",").filter((name) => name !== ""),
+    vdiskOptions: ["--sco-size", "--tlog-multiplier"].flatMap((name) => {
+      const given = value(name, "");
+      return given === "" ? [] : [name, given];
+    }),
   };
 }
 
@@ -62,7 +69,7 @@ interface Target {
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
-async function startOurs(dir: string, sizeBytes: number, backend: string): Promise<Target> {
+async function startOurs(dir: string, sizeBytes: number, backend: string, vdiskOptions: string[]): Promise<Target> {
   const dataDir = path.join(dir, "ovs-data");
   const [nbdPort, apiPort] = [await freePort(), await freePort()];
   const bin = path.join(root, "dist/src/cli/main.js");
@@ -82,7 +89,7 @@ async function startOurs(dir: string, sizeBytes: number, backend: string): Promi
     });
     const token = ((await response.json()) as { access_token?: string }).access_token;
     if (token === undefined) throw new Error(`login failed: HTTP ${response.status}`);
-    const created = await run(process.execPath, [bin, "--api", `http://127.0.0.1:${apiPort}`, "vdisk", "create", "bench", "--size", String(sizeBytes)], 60_000, { ...process.env, OVS_TOKEN: token });
+    const created = await run(process.execPath, [bin, "--api", `http://127.0.0.1:${apiPort}`, "vdisk", "create", "bench", "--size", String(sizeBytes), ...vdiskOptions], 60_000, { ...process.env, OVS_TOKEN: token });
     if (created.code !== 0) throw new Error(`vdisk create failed: ${created.stderr}`);
   } catch (error) {
     await stopChild(child);
@@ -156,7 +163,7 @@ async function main(): Promise<void> {
   const sizeBytes = Math.max(4, options.sizeGiB) * 1024 ** 3;
   const targets: Target[] = [];
   try {
-    targets.push(await startOurs(dir, sizeBytes, options.backend));
+    targets.push(await startOurs(dir, sizeBytes, options.backend, options.vdiskOptions));
     targets.push(await startQemuNbd(dir, sizeBytes));
     const nbdServer = await startNbdServer(dir, sizeBytes);
     if (nbdServer) targets.push(nbdServer);

@@ -218,7 +218,9 @@ describe("ovs up on ALBA", () => {
     expectOk(await node.ovs(["alba", "preset", "add", "small", "--policies", "2,1,2,6", "--fragment-size", "256K"]), "preset add");
     const presets = await ovsJson<Array<{ name: string; policies: unknown; fragmentSizeMaxBytes: number }>>(["alba", "preset", "list"]);
     expect(presets.find((p) => p.name === "small")).toMatchObject({ policies: [{ k: 2, m: 1, c: 2, x: 6 }], fragmentSizeMaxBytes: 256 * 1024 });
-    expectOk(await node.ovs(["vdisk", "create", "show1", "--size", "16M"]), "create");
+    // 4 MiB SCOs (not the default 8): one chunk of 4 + 2 fragments at the default preset's 1 MiB
+    // fragments. The first SCO is full after 4 MiB: it closes and uploads.
+    expectOk(await node.ovs(["vdisk", "create", "show1", "--size", "16M", "--sco-size", "4M", "--tlog-multiplier", "16"]), "create");
     expectOk(await runTool("qemu-io", ["-f", "raw", node.uri("show1"), "-c", "write -P 0x6b 0 4194304", "-c", "flush"]), "qemu-io");
     const namespace = await namespaceOf("show1");
     expect((await ovsJson<Array<{ name: string }>>(["alba", "namespace", "list"])).map((n) => n.name)).toContain(namespace);
@@ -241,7 +243,8 @@ describe("ovs up on ALBA", () => {
   });
 
   it("keeps fio's verified writes whole while 2 of 6 ASDs are killed, then repairs to full redundancy", async () => {
-    expectOk(await node.ovs(["vdisk", "create", "kill1", "--size", "64M", "--sco-cache-max", "4M"]), "create");
+    // 4 MiB SCOs (not the default 8), so that several close and upload while the ASDs are down.
+    expectOk(await node.ovs(["vdisk", "create", "kill1", "--size", "64M", "--sco-cache-max", "4M", "--sco-size", "4M", "--tlog-multiplier", "16"]), "create");
     const namespace = await namespaceOf("kill1");
     const fio = runTool("fio", [
       "--name=verify", "--ioengine=nbd", `--uri=${node.uri("kill1")}`, "--rw=randwrite", "--bs=4k", "--iodepth=16",
@@ -297,7 +300,7 @@ describe("ovs up on ALBA", () => {
     expectOk(await node.ovs(["vdisk", "create", "flip1", "--size", "96M", "--sco-cache-max", "4M"]), "create");
     const namespace = await namespaceOf("flip1");
     const startedMs = Date.now() - 1000;
-    // 18 SCOs. A snapshot closes the open SCO and TLog; once every TLog is stored the SCOs leave the
+    // 9 SCOs (of the default 8 MiB). A snapshot closes the open SCO and TLog; once every TLog is stored the SCOs leave the
     // write buffer (4 MiB cap), so reads must come from the ASDs. (Without it, how many SCOs the open
     // TLog still holds after the writes depends on upload timing.)
     const image = randomBytes(72 * MiB);
@@ -357,7 +360,8 @@ describe("ovs up on ALBA", () => {
     expect((await ovsJson<AsdView[]>(["alba", "asd", "list"])).find((asd) => asd.asdId === asdId)).toMatchObject({ state: "available", nodeId: "small-node" });
     expectOk(await node.ovs(["alba", "asd", "claim", asdId]), "asd claim");
     expectFailure(await node.ovs(["alba", "asd", "claim", asdId]), /already claimed/, "claim twice");
-    expectOk(await node.ovs(["vdisk", "create", "fill1", "--size", "64M"]), "create");
+    // 4 MiB SCOs (not the default 8): 12 of them, counted below.
+    expectOk(await node.ovs(["vdisk", "create", "fill1", "--size", "64M", "--sco-size", "4M", "--tlog-multiplier", "16"]), "create");
     const namespace = await namespaceOf("fill1");
     const image = randomBytes(48 * MiB);
     await writeImage("fill1", image);

@@ -116,7 +116,7 @@ describe("registration", () => {
     const pool = await ovsJson<Record<string, unknown>>(["vpool", "show", "default"]);
     expect(pool).toMatchObject({
       name: "default", backend: { kind: "alba", backendId: backendName }, preset: "default", status: "running",
-      settings: { scoSizeBytes: 4 << 20, tlogMultiplier: 16, scoCacheMaxBytes: 0, cacheMode: "cache-on-read" }, writeBufferBytes: 96 << 20,
+      settings: { scoSizeBytes: 8 << 20, tlogMultiplier: 8, scoCacheMaxBytes: 0, cacheMode: "cache-on-read" }, writeBufferBytes: 96 << 20,
       storageDrivers: [{ storageRouterId: nodeId, status: "running" }], vdiskCount: 0,
     });
   });
@@ -194,7 +194,7 @@ describe("bad input", () => {
       ["POST", "/api/v1/vpools", { name: "p1", cacheMode: "fast" }, /^"fast" is not a cache mode: use cache-on-read, cache-on-write, none\.$/],
       ["POST", "/api/v1/vpools", { name: "p1", cacheMode: "write" }, /^"write" is not a cache mode: use cache-on-read, cache-on-write, none \("write" is now called cache-on-write\)\.$/],
       ["POST", "/api/v1/vdisks", { name: "v1", size: "8M", cacheMode: "fast" }, /^"fast" is not a cache mode: use cache-on-read, cache-on-write, none\.$/],
-      ["POST", "/api/v1/vpools", { name: "p1", writeBuffer: "96M", tlogMultiplier: 3 }, /means a TLog multiplier of 16, not 3/],
+      ["POST", "/api/v1/vpools", { name: "p1", writeBuffer: "96M", tlogMultiplier: 3 }, /means a TLog multiplier of 8, not 3/],
       ["POST", "/api/v1/vpools", { name: "p1", storageRouters: [] }, /storageRouters must NOT have fewer than 1 items/],
       ["PATCH", "/api/v1/vpools/default", {}, /must NOT have fewer than 1 properties/],
       ["PATCH", "/api/v1/vpools/default", { version: 0 }, /body\.version must be >= 1/],

@@ -101,7 +101,7 @@ describe("ovs healthcheck and /api/v1/health", () => {
   });
 
   it("counts a local SCO copy with a flipped byte as a checksum error (VOL0004) and still returns the right bytes", async () => {
-    expectOk(await node.ovs(["vdisk", "create", "flipped", "--size", "16M"]), "create");
+    expectOk(await node.ovs(["vdisk", "create", "flipped", "--size", "16M", "--sco-size", "4M", "--tlog-multiplier", "16"]), "create"); // not the default 8 MiB
     // 5 MiB: the first 4 MiB SCO closes and uploads; its local copy stays in the write buffer.
     expectOk(await runTool("qemu-io", ["-f", "raw", node.uri("flipped"), "-c", "write -P 0x61 0 4M", "-c", "write -P 0x62 4M 1M", "-c", "flush"]), "qemu-io write");
     const id = ((await (await node.fetch("/api/v1/vdisks/flipped")).json()) as { id: string }).id;

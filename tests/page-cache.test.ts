@@ -38,7 +38,8 @@ describe("page-cache drop-behind through ovs up", () => {
     expect(before("ovs_page_cache_window_bytes")).toBe(8 * MiB);
     expect(before("ovs_page_cache_dropped_files_total")).toBe(0);
 
-    expectOk(await node.ovs(["vdisk", "create", "pc1", "--size", "128M"]), "vdisk create");
+    // 4 MiB SCOs (not the default 8): the counts below are of 4 MiB SCOs.
+    expectOk(await node.ovs(["vdisk", "create", "pc1", "--size", "128M", "--sco-size", "4M", "--tlog-multiplier", "16"]), "vdisk create");
     const io = (commands: string[]) => runTool("qemu-io", ["-f", "raw", node.uri("pc1"), ...commands.flatMap((c) => ["-c", c])], 120_000);
     // Writes of 128 KiB: SCOs started by writes of 256 KiB or more are written with O_DIRECT and leave
     // nothing in the page cache to drop (docs/ARCHITECTURE.md, write path step 4).

@@ -221,7 +221,7 @@ describe("per-vDisk QoS through the front door", () => {
     const before = await settingsOf("q3");
     expect(before).toEqual({
       qos: { readIops: 100, writeIops: 0, totalIops: 0, readBytesPerSecond: 0, writeBytesPerSecond: 0, totalBytesPerSecond: 10 * MiB },
-      scoCacheMaxBytes: 32 * MiB, cache: { mode: "cache-on-read", quotaBytes: 0 }, scoSizeBytes: 4 * MiB, tlogMultiplier: 16, version: 1,
+      scoCacheMaxBytes: 32 * MiB, cache: { mode: "cache-on-read", quotaBytes: 0 }, scoSizeBytes: 8 * MiB, tlogMultiplier: 8, version: 1,
     });
     for (const [args, message] of [
       [["qos.writeIops=500", "colour=red"], /^ovs: "colour" is not a vDisk setting; use qos\.readIops, .*scoCacheMax/],
@@ -229,8 +229,8 @@ describe("per-vDisk QoS through the front door", () => {
       [["qos.writeIops=-5"], /^ovs: "-5" is not a valid qos\.writeIops/],
       [["qos.readBandwidth=lots"], /^ovs: "lots" is not a valid qos\.readBandwidth: use a size per second such as 50M/],
       [["qos.writeIops"], /^ovs: give qos\.writeIops a value/],
-      [["qos.writeIops=500", "scoSize=8M"], /^ovs: the SCO size of vDisk q3 is fixed at creation \(4 MiB\)/],
-      [["tlogMultiplier=4"], /^ovs: the TLog multiplier of vDisk q3 is fixed at creation \(16\)/],
+      [["qos.writeIops=500", "scoSize=4M"], /^ovs: the SCO size of vDisk q3 is fixed at creation \(8 MiB\)/],
+      [["tlogMultiplier=4"], /^ovs: the TLog multiplier of vDisk q3 is fixed at creation \(8\)/],
     ] as const) {
       const result = await node.ovs(["vdisk", "set", "q3", ...args]);
       expect(result.exitCode, args.join(" ")).not.toBe(0);

@@ -62,7 +62,8 @@ async function taskCount(): Promise<number> {
 beforeAll(async () => {
   dataDir = await tempDir("ovs-tasks-");
   node = await RunningNode.start(dataDir, { nbd: 0, api: 0 }, [], "up", { OVS_LOG_LEVEL: "info" });
-  expectOk(await node.ovs(["vdisk", "create", "big", "--size", "96M"]), "create");
+  // 4 MiB SCOs (not the default 8): the counts below are of 4 MiB SCOs.
+  expectOk(await node.ovs(["vdisk", "create", "big", "--size", "96M", "--sco-size", "4M", "--tlog-multiplier", "16"]), "create");
   // 64 MiB of data: 16 SCOs and their TLogs; a verify reads 96 MiB of fragments at maintenance's 64 MiB/s.
   expectOk(await runTool("qemu-io", ["-f", "raw", node.uri("big"), "-c", "write -P 0x5a 0 64M", "-c", "flush"], 120_000), "qemu-io write");
   namespace = (JSON.parse((await node.ovs(["vdisk", "info", "big", "--json"])).stdout) as { namespace: string }).namespace;

@@ -84,8 +84,8 @@ const putWorkerFile = import.meta.url.endsWith(".ts")
 const assertValueBytesMax = 4096;
 const assertValueCountMax = 1024;
 
-/** Checksum-table entries read together with the header on a handle-cache miss: a 4 MiB SCO's table. */
-const speculativeTableEntryCount = 1024;
+/** Checksum-table entries read together with the header on a handle-cache miss: an 8 MiB SCO's table. */
+const speculativeTableEntryCount = 2048;
 const speculativeReadBytes = objectHeaderBytes + objectChecksumBytes * speculativeTableEntryCount;
 
 interface ObjectHandle {
@@ -126,7 +126,7 @@ export interface LocalBackendOptions {
   dir: string;
   /** Open object files kept for getRanges (default 256; 0 disables the cache). Each holds a file descriptor. */
   handleCacheCountMax?: number;
-  /** Bytes of checksum tables the handle cache may hold (default 4 MiB: 1024 tables of 4 MiB SCOs). */
+  /** Bytes of checksum tables the handle cache may hold (default 4 MiB: 512 tables of 8 MiB SCOs). */
   handleCacheTableBytesMax?: number;
   /** Test seam: called at each crash point of apply. Production leaves it undefined. */
   crashPoint?: (point: ApplyCrashPoint, updateIndex: number) => void | Promise<void>;

@@ -60,7 +60,7 @@ export interface ObjectBackend {
   readonly description: string;
   /**
    * True if put and apply neither keep nor read the data buffers passed in once their promise settles,
-   * so the caller may reuse them (the volume pools its 4 MiB SCO buffers then). False or absent: a
+   * so the caller may reuse them (the volume pools its SCO buffers then). False or absent: a
    * buffer may still be read after the call returned (ALBA writes the remaining fragments of a chunk
    * after c of them are durable, and may keep fragment views in its cache).
    */

@@ -140,20 +140,20 @@ describe("vDisk settings", () => {
       const url = "/api/v1/vdisks/settings1/settings";
       const read = await app.inject({ method: "GET", url, headers: as("reader") });
       expect(read.statusCode).toBe(200);
-      expect(read.json()).toMatchObject({ qos: { writeIops: 0 }, scoCacheMaxBytes: 0, scoSizeBytes: 4194304, tlogMultiplier: 16 });
+      expect(read.json()).toMatchObject({ qos: { writeIops: 0 }, scoCacheMaxBytes: 0, scoSizeBytes: 8388608, tlogMultiplier: 8 });
       expect((await app.inject({ method: "PATCH", url, headers: as("reader"), payload: { qos: { writeIops: 1 } } })).statusCode).toBe(403);
       const changed = await app.inject({ method: "PATCH", url, headers: as("writer"), payload: { qos: { writeIops: 300, readBytesPerSecond: "50M/s", totalBytesPerSecond: 1048576 }, scoCacheMax: "64M", cache: { mode: "cache-on-write", quota: "512M" } } });
       expect(changed.statusCode).toBe(200);
       const expected = {
         qos: { readIops: 0, writeIops: 300, totalIops: 0, readBytesPerSecond: 52428800, writeBytesPerSecond: 0, totalBytesPerSecond: 1048576 }, scoCacheMaxBytes: 67108864,
-        cache: { mode: "cache-on-write", quotaBytes: 536870912 }, scoSizeBytes: 4194304, tlogMultiplier: 16, version: 1,
+        cache: { mode: "cache-on-write", quotaBytes: 536870912 }, scoSizeBytes: 8388608, tlogMultiplier: 8, version: 1,
       };
       expect(changed.json()).toEqual(expected);
       for (const [payload, message] of [
         [{ qos: { writeIops: 1, colour: 2 } }, 'invalid request: body.qos has an unknown field "colour".'],
         [{ qos: { readIops: 1.5 } }, "invalid request: body.qos.readIops must be integer."],
         [{ qos: { readIops: 1, readBytesPerSecond: "fast" } }, '"fast" is not a size; use a number with an optional unit K, M, G or T (e.g. 10G).'],
-        [{ qos: { readIops: 1 }, tlogMultiplier: 2 }, "the TLog multiplier of vDisk settings1 is fixed at creation (16); create a new vDisk to use another."],
+        [{ qos: { readIops: 1 }, tlogMultiplier: 2 }, "the TLog multiplier of vDisk settings1 is fixed at creation (8); create a new vDisk to use another."],
         [{ cache: { mode: "sometimes" } }, '"sometimes" is not a read cache mode; use cache-on-read, cache-on-write, none.'],
         [{ qos: { readIops: 1 }, cache: { quota: "lots" } }, '"lots" is not a size; use a number with an optional unit K, M, G or T (e.g. 10G).'],
         [{ cache: { quota: 1000 } }, "the read cache quota must be at least 4 KiB (one cluster), or 0 for no quota."],

@@ -49,7 +49,7 @@ describe("vDisk settings", () => {
   it("shows the defaults: no QoS limits, no SCO cache cap, the creation-time SCO size and TLog multiplier", async () => {
     const vdisks = await startService();
     await vdisks.create("d1", 16 * MiB);
-    expect(vdisks.settings("d1")).toEqual({ qos: { ...noQosLimits }, scoCacheMaxBytes: 0, cache: { mode: "cache-on-read", quotaBytes: 0 }, scoSizeBytes: 4 * MiB, tlogMultiplier: 16, version: 0 });
+    expect(vdisks.settings("d1")).toEqual({ qos: { ...noQosLimits }, scoCacheMaxBytes: 0, cache: { mode: "cache-on-read", quotaBytes: 0 }, scoSizeBytes: 8 * MiB, tlogMultiplier: 8, version: 0 });
     expect((await storedRecord("d1")).cache).toBeUndefined();
     expect(vdisks.info("d1").qos).toEqual({ limits: { ...noQosLimits }, delayedRequests: 0, delayedMsTotal: 0 });
     expect((await storedRecord("d1")).qos).toBeUndefined();
@@ -67,8 +67,8 @@ describe("vDisk settings", () => {
       [{ qos: { readIops: 10, colour: 3 } as never }, /"colour" is not a QoS limit/],
       // A valid QoS change with a bad cap: neither applies.
       [{ qos: { totalIops: 500 }, scoCacheMaxBytes: -4096 }, /SCO cache size/],
-      [{ qos: { totalIops: 500 }, scoSizeBytes: 8 * MiB }, /SCO size of vDisk d1 is fixed at creation \(4 MiB\)/],
-      [{ tlogMultiplier: 8 }, /TLog multiplier of vDisk d1 is fixed at creation \(16\)/],
+      [{ qos: { totalIops: 500 }, scoSizeBytes: 4 * MiB }, /SCO size of vDisk d1 is fixed at creation \(8 MiB\)/],
+      [{ tlogMultiplier: 16 }, /TLog multiplier of vDisk d1 is fixed at creation \(8\)/],
       // A valid QoS change with a bad read cache setting: neither applies.
       [{ qos: { totalIops: 500 }, cache: { mode: "sometimes" as never } }, /"sometimes" is not a read cache mode/],
       [{ cache: { quotaBytes: -1 } }, /read cache quota must be a whole number/],
@@ -82,7 +82,7 @@ describe("vDisk settings", () => {
     }
     await expect(vdisks.setSettings("nope", { qos: { readIops: 1 } })).rejects.toMatchObject({ code: "NOT_FOUND" });
     // The current values of the fixed settings are accepted (nothing to change).
-    await vdisks.setSettings("d1", { scoSizeBytes: 4 * MiB, tlogMultiplier: 16 });
+    await vdisks.setSettings("d1", { scoSizeBytes: 8 * MiB, tlogMultiplier: 8 });
     expect(vdisks.settings("d1")).toEqual(before);
   });
 
@@ -93,7 +93,7 @@ describe("vDisk settings", () => {
     expect(set.qos).toEqual({ ...noQosLimits, writeIops: 300, readBytesPerSecond: 20 * MiB });
     // qos fields merge: setting one keeps the others.
     await vdisks.setSettings("d1", { qos: { totalIops: 1000 } });
-    const expected = { qos: { ...noQosLimits, writeIops: 300, readBytesPerSecond: 20 * MiB, totalIops: 1000 }, scoCacheMaxBytes: 64 * MiB, cache: { mode: "cache-on-read", quotaBytes: 0 }, scoSizeBytes: 4 * MiB, tlogMultiplier: 16, version: 2 };
+    const expected = { qos: { ...noQosLimits, writeIops: 300, readBytesPerSecond: 20 * MiB, totalIops: 1000 }, scoCacheMaxBytes: 64 * MiB, cache: { mode: "cache-on-read", quotaBytes: 0 }, scoSizeBytes: 8 * MiB, tlogMultiplier: 8, version: 2 };
     expect(vdisks.settings("d1")).toEqual(expected);
     expect((await storedRecord("d1")).qos).toEqual(expected.qos);
 

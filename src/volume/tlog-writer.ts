@@ -23,7 +23,7 @@ import {
 /**
  * A TLog's bytes are also kept in memory, up to this size, so its upload needs no re-read of the file
  * (four trips through the thread pool and the event loop, about a fifth of the TLog upload's latency
- * under sequential writes). A 4 MiB SCO's entries take 32 KiB; bigger TLogs are read from the file.
+ * under sequential writes). An 8 MiB SCO's entries take 64 KiB; bigger TLogs are read from the file.
  */
 export const tlogMemoryCopyBytesMax = 4 * 1024 * 1024;
 

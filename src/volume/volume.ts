@@ -100,7 +100,7 @@ export const volumeLimits = {
   syncIntervalMs: 1000,
   /**
    * SCO rolls between background syncs (besides the timer, FLUSH and TLog rolls): bounds the TLog
-   * entries and map updates held in memory without an fsync per 4 MiB SCO.
+   * entries and map updates held in memory without an fsync per SCO.
    */
   scoRollsPerBackgroundSync: 4,
   /** SCO numbers reserved per durable metadata commit (one commit per this many SCOs). */
@@ -141,9 +141,20 @@ export const volumeOs = {
   scoWritesDirect: true,
 };
 
-/** The defaults of DESIGN.md §6. */
+/**
+ * The defaults of DESIGN.md §6, but for the SCO size: 8 MiB with a TLog multiplier of 8 (one of the
+ * original's pairings: 4/16, 8/8, 16/4, ...), so a TLog still covers 64 MiB and the write buffer is
+ * still 96 MiB. The measured reason: every SCO costs a file created, fdatasynced and closed, and a
+ * backend object (on the local backend a hard link, an object file and four syncs; on ALBA a manifest
+ * and k + m fragments): 2.5–3 ms of CPU in all on this VM, whatever the SCO's size. With 4 MiB SCOs
+ * that was a fifth of the node's CPU under sequential writes (`/work`'s ext4 has no journal, and its
+ * inode allocator then steps over every inode freed in the last minute or more, one lookup each).
+ * 8 MiB SCOs took node CPU per GiB written from 2.13–2.57 to 1.94–2.08 s and sequential NBD writes
+ * from 534–644 to 627–673 MB/s (docs/BENCHMARKS.md). The price: an open SCO's buffer is 8 MiB of
+ * memory per vDisk.
+ */
 export function defaultVolumeSettings(): Pick<VolumeConfig, "clusterSizeBytes" | "scoSizeBytes" | "tlogMultiplier" | "scoCacheMaxBytes"> {
-  return { clusterSizeBytes: 4096, scoSizeBytes: 4 * 1024 * 1024, tlogMultiplier: 16, scoCacheMaxBytes: 0 };
+  return { clusterSizeBytes: 4096, scoSizeBytes: 8 * 1024 * 1024, tlogMultiplier: 8, scoCacheMaxBytes: 0 };
 }
 
 
@@ -176,7 +187,7 @@ class ChunkCursor {
 }
 
 /**
- * SCO buffers are reused rather than allocated per SCO: each fresh 4 MiB Buffer is V8 external memory,
+ * SCO buffers are reused rather than allocated per SCO: each fresh SCO-sized Buffer is V8 external memory,
  * and at a few hundred MB/s of writes those allocations alone made V8 run a full mark-compact GC about
  * 60 times per GiB written (node --trace-gc on an in-process sequential write). One pool per SCO size,
  * shared by the volumes of the process, keeps at most scoBufferPoolBytesMax of idle buffers.

@@ -48,7 +48,7 @@ export const vdiskPageMax = 1000;
 /** How often registration retries when other nodes change the same records meanwhile. */
 const registerAttemptsMax = 8;
 
-export const vpoolSettingsDefault: VPoolSettings = { scoSizeBytes: 4 * 1024 * 1024, tlogMultiplier: 16, scoCacheMaxBytes: 0, cacheMode: "cache-on-read" };
+export const vpoolSettingsDefault: VPoolSettings = { scoSizeBytes: 8 * 1024 * 1024, tlogMultiplier: 8, scoCacheMaxBytes: 0, cacheMode: "cache-on-read" };
 
 export interface ModelOptions {
   store: ClusterStore;

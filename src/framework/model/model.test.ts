@@ -53,7 +53,7 @@ describe("records (golden vectors of docs/formats/model-keys.md)", () => {
     );
     expect(await raw("ovs/model/heartbeats/node1")).toBe('{"id":"node1","at":"2026-11-26T12:00:00.000Z","intervalMs":30000,"offlineAfterMs":90000}');
     expect(await raw("ovs/model/vpools/default")).toBe(
-      '{"name":"default","backend":{"kind":"local","storageRouterId":"node1"},"settings":{"scoSizeBytes":4194304,"tlogMultiplier":16,"scoCacheMaxBytes":0,"cacheMode":"cache-on-read"},' +
+      '{"name":"default","backend":{"kind":"local","storageRouterId":"node1"},"settings":{"scoSizeBytes":8388608,"tlogMultiplier":8,"scoCacheMaxBytes":0,"cacheMode":"cache-on-read"},' +
         '"status":"running","createdAt":"2026-11-26T12:00:00.000Z","updatedAt":"2026-11-26T12:00:00.000Z","version":1}',
     );
     expect(await raw("ovs/model/storagedrivers/default/node1")).toBe('{"vpool":"default","storageRouterId":"node1","status":"running","createdAt":"2026-11-26T12:00:00.000Z","version":1}');
