@@ -129,6 +129,9 @@ describe("registration", () => {
     const info = await node.ovs(["vdisk", "info", "plain"]);
     expectOk(info, "vdisk info");
     expect(info.stdout).toMatch(/^vPool\s+default$/m);
+    // Not written: its open SCO has taken no buffer yet.
+    expect(info.stdout).toMatch(/^SCO memory\s+0 B of SCO buffers/m);
+    expect((await ovsJson<{ stats: { scoBufferBytes: number } }>(["vdisk", "info", "plain"])).stats.scoBufferBytes).toBe(0);
   });
 });
 

@@ -254,6 +254,7 @@ function printInfo(info: VDiskInfo): void {
     ["created", info.createdAt],
     ["connections", String(info.connectionCount)],
     ["write buffer", `${formatBytes(info.stats.localScoBytes)} local, ${formatBytes(info.stats.nonDisposableBytes)} not yet on the backend (writes wait above ${formatBytes(info.writeBufferLimitBytes)}; ${info.stats.throttledWrites} waited)`],
+    ["SCO memory", `${formatBytes(info.stats.scoBufferBytes)} of SCO buffers (open and unsynced SCOs)`],
     ["uploads", `${info.stats.scoUploads} SCOs, ${info.stats.tlogUploads} TLogs, ${info.stats.pendingUploads} pending`],
     ["I/O", `${info.stats.reads} reads (${formatBytes(info.stats.readBytes)}), ${info.stats.writes} writes (${formatBytes(info.stats.writeBytes)}), ${info.stats.flushes} flushes`],
     ["checksum errors", String(info.stats.checksumErrors)],

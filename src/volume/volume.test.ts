@@ -47,6 +47,25 @@ afterEach(async () => {
 });
 
 describe("Volume", () => {
+  it("takes an open SCO's buffer at its first write and holds none once its SCOs are synced", async () => {
+    const scoSizeBytes = 1024 * 1024;
+    const { volume, dir, backend } = await create({ scoSizeBytes });
+    expect(volume.stats().scoBufferBytes).toBe(0); // opened, not written: no memory for its open SCO
+    const first = randomBytes(scoSizeBytes + 4096); // fills SCO 1, starts SCO 2
+    await volume.write(0, first);
+    expect(volume.stats().scoBufferBytes).toBeGreaterThanOrEqual(scoSizeBytes);
+    await volume.flush();
+    // SCO 1 is synced (its reads go to the file); SCO 2 is open with one cluster in memory.
+    expect(volume.stats().scoBufferBytes).toBe(scoSizeBytes);
+    expect((await volume.read(0, first.length)).equals(first)).toBe(true);
+    await volume.close();
+    volumes.splice(volumes.indexOf(volume), 1);
+    const reopened = await reopen(dir, backend);
+    expect(reopened.stats().scoBufferBytes).toBe(0);
+    expect((await reopened.read(0, first.length)).equals(first)).toBe(true);
+    expect(reopened.stats().scoBufferBytes).toBe(0); // reads do not take one
+  });
+
   it("reads unwritten regions as zeros", async () => {
     const { volume } = await create();
     expect((await volume.read(0, 8192)).equals(Buffer.alloc(8192))).toBe(true);

@@ -151,7 +151,7 @@ export const volumeOs = {
  * inode allocator then steps over every inode freed in the last minute or more, one lookup each).
  * 8 MiB SCOs took node CPU per GiB written from 2.13–2.57 to 1.94–2.08 s and sequential NBD writes
  * from 534–644 to 627–673 MB/s (docs/BENCHMARKS.md). The price: an open SCO's buffer is 8 MiB of
- * memory per vDisk.
+ * memory per written vDisk (taken at the SCO's first write: `scoBufferBytes` in its stats).
  */
 export function defaultVolumeSettings(): Pick<VolumeConfig, "clusterSizeBytes" | "scoSizeBytes" | "tlogMultiplier" | "scoCacheMaxBytes"> {
   return { clusterSizeBytes: 4096, scoSizeBytes: 8 * 1024 * 1024, tlogMultiplier: 8, scoCacheMaxBytes: 0 };
@@ -194,6 +194,8 @@ class ChunkCursor {
  */
 const scoBufferPools = new Map<number, BufferPool>();
 const scoBufferPoolBytesMax = 64 * 1024 * 1024;
+/** The data of a SCO closed without a write (never taken from the pool). */
+const emptyBytes = Buffer.alloc(0);
 
 function scoBufferPool(scoSizeBytes: number): BufferPool {
   let pool = scoBufferPools.get(scoSizeBytes);
@@ -208,7 +210,11 @@ function scoBufferPool(scoSizeBytes: number): BufferPool {
 
 /** A SCO with a memory copy: the open one, and closed ones until they are synced. */
 class MemorySco {
-  readonly buffer: Buffer;
+  /**
+   * Taken from the pool at the first use (the SCO's first write), so that a vDisk that is not written
+   * holds no SCO buffer (8 MiB by default) for its open SCO.
+   */
+  private storage: Buffer | undefined;
   /**
    * Holders of `buffer`: the volume while the SCO is in memoryScos, plus an upload reading from it
    * (only with a backend that releasesDataOnReturn). The last release returns it to the pool; a holder
@@ -235,8 +241,19 @@ class MemorySco {
   /** Set when the SCO closes: resolves once all its writes are done and its file is fdatasynced. */
   dataSynced: Promise<void> | undefined;
 
-  constructor(readonly scoNumber: number, readonly path: string, private readonly pool: BufferPool, readonly numberReserved: Promise<void>) {
-    this.buffer = pool.take();
+  constructor(readonly scoNumber: number, readonly path: string, private readonly pool: BufferPool, readonly numberReserved: Promise<void>) {}
+
+  get buffer(): Buffer {
+    if (this.storage === undefined) {
+      assert(this.bufferRefs > 0, "MemorySco.buffer after the last release");
+      this.storage = this.pool.take();
+    }
+    return this.storage;
+  }
+
+  /** Bytes of memory its buffer takes: 0 until the SCO's first write. */
+  get bufferBytes(): number {
+    return this.storage === undefined ? 0 : this.storage.length;
   }
 
   retainBuffer(): void {
@@ -247,7 +264,7 @@ class MemorySco {
   /** Called once per holder, when that holder will not touch `buffer` (or a view of it) again. */
   releaseBuffer(): void {
     assert(this.bufferRefs > 0, "MemorySco.releaseBuffer: released too often");
-    if (--this.bufferRefs === 0) this.pool.release(this.buffer);
+    if (--this.bufferRefs === 0 && this.storage !== undefined) this.pool.release(this.storage);
   }
 }
 
@@ -315,6 +332,11 @@ export interface VolumeStats {
   tlogUploads: number;
   localScoBytes: number;
   nonDisposableBytes: number;
+  /**
+   * Memory of the SCO buffers the volume holds: the open SCO's once it is written, and closed SCOs' until
+   * they are synced (an upload from memory may hold one a little longer).
+   */
+  scoBufferBytes: number;
   pendingUploads: number;
   /** Writes that waited because non-disposable data was above the write-buffer limit, and how long in all. */
   throttledWrites: number;
@@ -801,6 +823,8 @@ export class Volume {
       if (!sco.disposable) nonDisposableBytes += sco.sizeBytes;
     }
     assert(localScoBytes === this.localScos.bytes && nonDisposableBytes === this.localScos.nonDisposableBytes, "the local SCO totals match their entries");
+    let scoBufferBytes = 0;
+    for (const sco of this.memoryScos.values()) scoBufferBytes += sco.bufferBytes;
     const uploads = this.uploader.stats();
     return {
       ...this.counters,
@@ -810,6 +834,7 @@ export class Volume {
       pendingUploads: uploads.pending,
       localScoBytes,
       nonDisposableBytes,
+      scoBufferBytes,
       uncommittedClusterCount: this.dirty.size,
       halted: this.halted?.message,
       fenced: this.fenced,
@@ -1376,7 +1401,7 @@ export class Volume {
     sco.closed = true;
     const sizeBytes = sco.clusterCount * this.config.clusterSizeBytes;
     this.localScos.set(sco.scoNumber, { sizeBytes, disposable: false, direct: this.writesDirect(sco) });
-    const data = sco.buffer.subarray(0, sizeBytes);
+    const data = sizeBytes === 0 ? emptyBytes : sco.buffer.subarray(0, sizeBytes);
     const scoCrc = sco.crc; // combined from the clusters' CRCs (no pass over the SCO)
     this.currentTlog.append({ kind: EntryKind.ScoCrc, cloneId: 0, scoNumber: sco.scoNumber, scoVersion: 0, clusterCount: sco.clusterCount, scoCrc });
     this.currentTlog.scoNumbers.push(sco.scoNumber);
