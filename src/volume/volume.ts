@@ -1351,7 +1351,8 @@ export class Volume {
 
   /** Whether a SCO's file is (to be) written with O_DIRECT. */
   private writesDirect(sco: MemorySco): boolean {
-    const aligned = this.config.clusterSizeBytes % directIoAlignmentBytes === 0 && sco.buffer.length % directIoAlignmentBytes === 0;
+    // The SCO's buffer is scoSizeBytes long (its pool's size); reading sco.buffer here would take one.
+    const aligned = this.config.clusterSizeBytes % directIoAlignmentBytes === 0 && this.config.scoSizeBytes % directIoAlignmentBytes === 0;
     return sco.writeDirect && this.scoWritesDirect && volumeOs.scoWritesDirect && aligned;
   }
 
