@@ -252,16 +252,17 @@ describe("ovs up on ALBA", () => {
     ], 300_000); // about 3.3 s of writes: a SCO (4 MiB) closes and uploads every 0.4 s, also while 2 ASDs are down
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const countersBefore = (await apiJson<{ counters: { objectsRepaired: number; objectsUpgraded: number } }>("/alba/maintenance")).counters;
-    const victims = (await localAsds()).slice(1, 3);
+    const victims = (await apiJson<{ asds: AsdView[] }>("/alba/asds")).asds.filter((asd) => asd.local !== undefined).sort((a, b) => a.local!.index - b.local!.index).slice(1, 3);
     let deadPids = victims.map((asd) => asd.local!.pid!);
     for (const pid of deadPids) process.kill(pid, "SIGKILL");
     // The supervisor restarts a killed ASD within about 250 ms; on a loaded machine no upload might land
     // in that gap. Keep killing the two for 2.5 s (the supervisor backs off), so that uploads certainly
-    // meet them down.
+    // meet them down. The loop asks the API, not the CLI: starting an `ovs` process can take longer than
+    // the supervisor's restart on a loaded machine, and the ASDs would be up most of the window (seen in CI).
     const killUntil = Date.now() + 2_500;
     while (Date.now() < killUntil) {
-      await new Promise((resolve) => setTimeout(resolve, 150));
-      const current = (await localAsds()).filter((asd) => victims.some((victim) => victim.asdId === asd.asdId));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const current = (await apiJson<{ asds: AsdView[] }>("/alba/asds")).asds.filter((asd) => victims.some((victim) => victim.asdId === asd.asdId));
       for (const asd of current) {
         const pid = asd.local?.pid;
         if (pid !== null && pid !== undefined && !deadPids.includes(pid) && alive(pid)) {
