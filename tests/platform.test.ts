@@ -161,6 +161,40 @@ describe("NBD clients against a vDisk", () => {
     expect((JSON.parse(list.stdout) as { exports: Array<{ "export-name": string }> }).exports.map((e) => e["export-name"])).toContain("info1");
   });
 
+  it("reports a thin vDisk's allocation (base:allocation): nbdinfo --map, qemu-img map, and a sparse copy out", async () => {
+    expectOk(await node.ovs(["vdisk", "create", "map1", "--size", "1G"]), "create");
+    const written = await runTool("qemu-io", ["-f", "raw", "-d", "unmap", node.uri("map1"),
+      "-c", "write -P 0x61 4M 1M", "-c", "write -P 0x62 20M 4k", "-c", "write -P 0x63 30M 64k", "-c", "discard 30M 32k", "-c", "write -z -u 4M 8k", "-c", "flush"]); // -u: zeroes without NO_HOLE, so they may become a hole
+    expectOk(written, "qemu-io");
+    const mapped = await runTool("nbdinfo", ["--map", "--json", node.uri("map1")]);
+    expectOk(mapped, "nbdinfo --map");
+    const extents = (JSON.parse(mapped.stdout) as Array<{ offset: number; length: number; type: number }>).map(({ offset, length, type }) => ({ offset, length, type }));
+    expect(extents).toEqual([
+      { offset: 0, length: 4 * MiB + 8192, type: 3 }, // never written, then the zeroed 8 KiB
+      { offset: 4 * MiB + 8192, length: MiB - 8192, type: 0 },
+      { offset: 5 * MiB, length: 15 * MiB, type: 3 },
+      { offset: 20 * MiB, length: 4096, type: 0 },
+      { offset: 20 * MiB + 4096, length: 10 * MiB - 4096 + 32 * 1024, type: 3 }, // up to 30 MiB, then the discarded 32 KiB
+      { offset: 30 * MiB + 32 * 1024, length: 32 * 1024, type: 0 },
+      { offset: 30 * MiB + 64 * 1024, length: 1024 * MiB - 30 * MiB - 64 * 1024, type: 3 },
+    ]);
+    const qemuMap = await runTool("qemu-img", ["map", "--output=json", "-f", "raw", node.uri("map1")]);
+    expectOk(qemuMap, "qemu-img map");
+    const dataBytes = (JSON.parse(qemuMap.stdout) as Array<{ length: number; data: boolean }>).filter((e) => e.data).reduce((sum, e) => sum + e.length, 0);
+    expect(dataBytes).toBe(MiB - 8192 + 4096 + 32 * 1024);
+    // qemu-img skips the holes when it copies out: the file is sparse, and byte for byte what was written.
+    const outFile = path.join(scratch, "map1.raw");
+    expectOk(await runTool("qemu-img", ["convert", "-f", "raw", "-O", "raw", node.uri("map1"), outFile], 120_000), "qemu-img convert out");
+    const out = await fsp.readFile(outFile);
+    const expected = Buffer.alloc(1024 * MiB);
+    expected.fill(0x61, 4 * MiB + 8192, 5 * MiB);
+    expected.fill(0x62, 20 * MiB, 20 * MiB + 4096);
+    expected.fill(0x63, 30 * MiB + 32 * 1024, 30 * MiB + 64 * 1024);
+    expect(sha256(out)).toBe(sha256(expected));
+    expect((await fsp.stat(outFile)).blocks * 512).toBeLessThan(16 * MiB);
+    await fsp.rm(outFile);
+  });
+
   it("fio random writes with verify=crc32c pass", async () => {
     expectOk(await node.ovs(["vdisk", "create", "fio1", "--size", "128M"]), "create");
     const result = await runTool("fio", [

@@ -272,6 +272,22 @@ describe("clones", () => {
     expect((await grandchild.read(0, 12 * 1024 * 1024)).equals(expected)).toBe(true);
   });
 
+  it("reports the parent's data as the clone's, and what the clone trimmed or zeroed as holes", async () => {
+    const { parent, backend, resolve } = await parentWithSnapshot();
+    const clone = track(await Volume.createClone({ dir: await tempDir(), backend, parent, snapshot: "base", identity: identity("c1"), log, resolveParent: resolve }));
+    const first4M = 1024; // cluster of 4 MiB
+    // Every cluster the parent ever mapped may be data (a superset: 8 MiB was written after "base").
+    expect(clone.clustersMaybeData(0, 3072)).toEqual([0, 1, 2, 3, first4M, first4M + 1, 2048, 2049]);
+    await clone.trim(4 * 1024 * 1024, 4096);
+    await clone.writeZeroes(8192, 4096);
+    await clone.write(4 * 4096, fill(9, 4096));
+    expect(clone.clustersMaybeData(0, 3072)).toEqual([0, 1, 3, 4, first4M + 1, 2048, 2049]);
+    // Whatever is not reported reads as zeroes.
+    const image = await clone.read(0, 12 * 1024 * 1024);
+    const reported = new Set(clone.clustersMaybeData(0, 3072));
+    for (let c = 0; c < 3072; c++) if (!reported.has(c)) expect(image.subarray(c * 4096, (c + 1) * 4096).every((b) => b === 0), `cluster ${c}`).toBe(true);
+  });
+
   it("sees the parent as of its snapshot even after the parent restarts from the backend", async () => {
     const { parent, backend, resolve, open } = await parentWithSnapshot();
     const clone = track(await Volume.createClone({ dir: await tempDir(), backend, parent, snapshot: "base", identity: identity("c1"), log, resolveParent: resolve }));

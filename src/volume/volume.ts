@@ -675,6 +675,27 @@ export class Volume {
     return this.config.sizeBytes;
   }
 
+  get clusterSizeBytes(): number {
+    return this.config.clusterSizeBytes;
+  }
+
+  /**
+   * Clusters in [firstCluster, endCluster) that may read as non-zero, ascending: mapped to data here, or
+   * (a clone) not mapped here and possibly mapped in its parent chain. Every other cluster of the range
+   * reads as zeroes. Synchronous, so every write acknowledged before the call is seen. Cost: the
+   * range's written clusters (an LMDB range scan) plus the uncommitted ones, not its size.
+   */
+  clustersMaybeData(firstCluster: number, endCluster: number): number[] {
+    this.checkNotHalted();
+    const hasParent = this.config.parent !== undefined;
+    const clusters: number[] = [];
+    for (const address of this.mappedClustersInRange(firstCluster, endCluster)) {
+      const location = this.lookup(address);
+      if (location === undefined ? hasParent : location.scoNumber !== 0) clusters.push(address);
+    }
+    return clusters.sort((a, b) => a - b);
+  }
+
   // ---------------------------------------------------------------------------------------------------
   // I/O
 

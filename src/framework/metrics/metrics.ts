@@ -70,7 +70,12 @@ export class VDiskMeters {
 
 /** The NBD export of a vDisk with its I/O counted (see the header). */
 export class MeteredExport implements NbdExport {
-  constructor(private readonly inner: NbdExport, private readonly meters: VDiskMeters) {}
+  /** Passed through when the inner export has it (the server offers base:allocation only then); not metered. */
+  readonly blockStatus?: NbdExport["blockStatus"];
+
+  constructor(private readonly inner: NbdExport, private readonly meters: VDiskMeters) {
+    if (inner.blockStatus !== undefined) this.blockStatus = (offsetBytes, lengthBytes, extentCountMax) => inner.blockStatus!(offsetBytes, lengthBytes, extentCountMax);
+  }
 
   get name(): string {
     return this.inner.name;

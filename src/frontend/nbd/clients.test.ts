@@ -135,3 +135,60 @@ test("several clients at once on different exports", async () => {
   for (const result of results) expectSuccess(result);
   expect(results[3]!.stdout.trim()).toBe(String(GiB));
 });
+
+describe("structured replies and base:allocation", () => {
+  async function writeTwoRanges(): Promise<void> {
+    const disk = t.exports[0]!;
+    await disk.write(1 * MiB, Buffer.alloc(64 * 1024, 7), false);
+    await disk.write(5 * MiB + 4096, Buffer.alloc(4096, 9), false);
+  }
+
+  test("nbdinfo negotiates them and --map shows written blocks as data and the rest as zero holes", async () => {
+    await writeTwoRanges();
+    const info = await runTool("nbdinfo", ["--json", t.uri("disk")]);
+    expectSuccess(info);
+    const parsed = JSON.parse(info.stdout) as { structured: boolean; exports: Array<Record<string, unknown>> };
+    expect(parsed.structured).toBe(true);
+    expect(parsed.exports[0]).toMatchObject({ contexts: ["base:allocation"], can_df: true });
+    const result = await runTool("nbdinfo", ["--map", "--json", t.uri("disk")]);
+    expectSuccess(result);
+    const map = (JSON.parse(result.stdout) as Array<{ offset: number; length: number; type: number }>).map(({ offset, length, type }) => ({ offset, length, type }));
+    expect(map).toEqual([
+      { offset: 0, length: 1 * MiB, type: 3 },
+      { offset: 1 * MiB, length: 64 * 1024, type: 0 },
+      { offset: 1 * MiB + 64 * 1024, length: 4 * MiB + 4096 - 64 * 1024, type: 3 },
+      { offset: 5 * MiB + 4096, length: 4096, type: 0 },
+      { offset: 5 * MiB + 8192, length: GiB - 5 * MiB - 8192, type: 3 },
+    ]);
+  });
+
+  test("qemu-img map sees the same extents, and a trimmed range turns back into a hole", async () => {
+    await writeTwoRanges();
+    expectSuccess(await runTool("qemu-io", ["-f", "raw", "-d", "unmap", t.uri("disk"), "-c", "discard 5M 1M"]));
+    const result = await runTool("qemu-img", ["map", "--output=json", "-f", "raw", t.uri("disk")]);
+    expectSuccess(result);
+    const map = (JSON.parse(result.stdout) as Array<{ start: number; length: number; zero: boolean; data: boolean }>).map(({ start, length, zero, data }) => ({ start, length, zero, data }));
+    expect(map).toEqual([
+      { start: 0, length: 1 * MiB, zero: true, data: false },
+      { start: 1 * MiB, length: 64 * 1024, zero: false, data: true },
+      { start: 1 * MiB + 64 * 1024, length: GiB - 1 * MiB - 64 * 1024, zero: true, data: false },
+    ]);
+  });
+
+  test("nbdcopy of a sparse export writes only its data and copies it unchanged", async () => {
+    await writeTwoRanges();
+    const dir = await mkdtemp(join(tmpdir(), "ovs-nbd-"));
+    try {
+      const out = join(dir, "out.img");
+      expectSuccess(await runTool("nbdcopy", [t.uri("disk"), out]));
+      const bytes = await readFile(out);
+      expect(bytes.length).toBe(GiB);
+      expect(bytes.equals(await t.exports[0]!.read(0, GiB))).toBe(true);
+      const du = await runTool("du", ["--block-size=1", out]);
+      expectSuccess(du);
+      expect(Number(du.stdout.split(/\s/)[0])).toBeLessThan(8 * MiB); // holes skipped, not 1 GiB of zeroes written
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -9,6 +9,10 @@
 // writev: the socket is corked at the first reply and uncorked by setImmediate, so that every reply
 // completed in one event-loop iteration (e.g. all file reads the thread pool finished) shares one writev.
 // Replies may be out of order (NBD allows it; the handle pairs them up).
+// Structured replies (once negotiated): a READ is answered with one OFFSET_DATA chunk flagged DONE (its
+// data is complete before the header goes out, so it never needs fragmenting: DF is honoured for free),
+// a zero-length READ with NONE, a failed READ or BLOCK_STATUS with one ERROR chunk, BLOCK_STATUS with one
+// BLOCK_STATUS chunk. Every other command keeps its simple reply (proto.md allows it: no payload).
 //
 // Limits and backpressure (limits.ts): at most inFlightRequestsMax requests and inFlightBytesMax
 // bytes in flight, and at most replyBufferedBytesMax reply bytes waiting in the socket; at any of
@@ -33,11 +37,13 @@ import { HandshakeSession, SERVER_HANDSHAKE_FLAGS, type HandshakeOptions, type H
 import { nbdLimits } from "./limits.js";
 import { nbdErrorOf, type NbdExport } from "./nbd-export.js";
 import {
-  CLIENT_FLAGS_BYTES, decodeClientFlags, decodeOptionHeader, decodeRequestHeaderInto, encodeGreeting, encodeSimpleReplyHeader,
-  GREETING_BYTES, NBD_CMD_DISC, NBD_CMD_FLAG_FUA, NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE,
-  NBD_CMD_WRITE_ZEROES, NBD_OK, newRequestHeader, OPTION_HEADER_BYTES, REQUEST_HEADER_BYTES, SIMPLE_REPLY_HEADER_BYTES,
+  CLIENT_FLAGS_BYTES, decodeClientFlags, decodeOptionHeader, decodeRequestHeaderInto, encodeBlockStatusReply, encodeGreeting, encodeSimpleReplyHeader,
+  encodeStructuredError, encodeStructuredReplyHeader, GREETING_BYTES, NBD_CMD_BLOCK_STATUS, NBD_CMD_DISC, NBD_CMD_FLAG_FUA, NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLAG_REQ_ONE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES, NBD_OK, NBD_REPLY_FLAG_DONE,
+  NBD_REPLY_TYPE_NONE, NBD_REPLY_TYPE_OFFSET_DATA, newRequestHeader, OPTION_HEADER_BYTES, REQUEST_HEADER_BYTES, SIMPLE_REPLY_HEADER_BYTES,
+  STRUCTURED_REPLY_HEADER_BYTES, writeUInt64, type BlockStatusExtent,
 } from "./protocol.js";
-import { checkRequest, isOversized } from "./transmission.js";
+import { checkRequest, isOversized, type Negotiated } from "./transmission.js";
 
 /** Gathers WRITE payloads that span socket chunks; shared by every connection of the process. */
 const writePayloadPool = new BufferPool(nbdLimits.writePayloadPoolBufferBytes, nbdLimits.writePayloadPoolCountMax);
@@ -65,6 +71,8 @@ export class NbdConnection {
   private nbdExport: NbdExport | undefined;
   private sizeBytes = 0;
   private readOnly = true;
+  private negotiated: Negotiated = { structuredReplies: false, blockStatus: false };
+  private blockStatusContextId = 0;
   private readonly header = newRequestHeader();
   private readonly headerScratch = Buffer.allocUnsafe(REQUEST_HEADER_BYTES);
   /** A WRITE whose header is parsed and whose payload has not fully arrived. */
@@ -189,9 +197,11 @@ export class NbdConnection {
         this.nbdExport = step.nbdExport;
         this.sizeBytes = step.sizeBytes;
         this.readOnly = step.nbdExport.readOnly;
+        this.negotiated = { structuredReplies: step.structuredReplies, blockStatus: step.blockStatusContextId !== undefined };
+        this.blockStatusContextId = step.blockStatusContextId ?? 0;
         assert(Number.isSafeInteger(this.sizeBytes) && this.sizeBytes >= 0, "export size is a non-negative safe integer");
         this.phase = "transmission";
-        this.options.logger.debug({ export: step.nbdExport.name, sizeBytes: step.sizeBytes }, "nbd: transmission");
+        this.options.logger.debug({ export: step.nbdExport.name, sizeBytes: step.sizeBytes, ...this.negotiated }, "nbd: transmission");
         return true;
     }
   }
@@ -246,7 +256,7 @@ export class NbdConnection {
       this.stop(reason);
       return false;
     }
-    const error = checkRequest(header, this.sizeBytes, this.readOnly);
+    const error = checkRequest(header, this.sizeBytes, this.readOnly, this.negotiated);
     const type = header.type;
     if (type === NBD_CMD_DISC) {
       this.stop("client sent NBD_CMD_DISC");
@@ -255,29 +265,29 @@ export class NbdConnection {
     if (type === NBD_CMD_WRITE) {
       if (isOversized(header)) {
         // The payload cannot be skipped safely (it may be up to 4 GiB): refuse and end the connection.
-        this.sendReply(error, header.handleHi, header.handleLo, undefined);
+        this.sendReply(type, error, header.handleHi, header.handleLo, 0, undefined);
         this.options.logger.info({ lengthBytes: header.lengthBytes }, "nbd: oversized write, closing the connection");
         this.stop("oversized write");
         return false;
       }
       if (error !== NBD_OK) {
-        this.sendReply(error, header.handleHi, header.handleLo, undefined);
+        this.sendReply(type, error, header.handleHi, header.handleLo, 0, undefined);
         this.payloadSkipBytesLeft = header.lengthBytes;
         return true;
       }
       if (header.lengthBytes === 0) {
-        this.sendReply(NBD_OK, header.handleHi, header.handleLo, undefined);
+        this.sendReply(type, NBD_OK, header.handleHi, header.handleLo, 0, undefined);
         return true;
       }
       this.writePending = true;
       return true;
     }
     if (error !== NBD_OK) {
-      this.sendReply(error, header.handleHi, header.handleLo, undefined);
+      this.sendReply(type, error, header.handleHi, header.handleLo, 0, undefined);
       return true;
     }
     if (header.lengthBytes === 0 && type !== NBD_CMD_FLUSH) {
-      this.sendReply(NBD_OK, header.handleHi, header.handleLo, undefined);
+      this.sendReply(type, NBD_OK, header.handleHi, header.handleLo, header.offsetBytes, undefined);
       return true;
     }
     this.dispatch(type);
@@ -296,11 +306,11 @@ export class NbdConnection {
     promise.then(
       () => {
         if (pooled) writePayloadPool.release(pooled); // the export has copied what it keeps (nbd-export.ts)
-        this.finish(bytes, NBD_OK, handleHi, handleLo, undefined);
+        this.finish(bytes, NBD_CMD_WRITE, NBD_OK, handleHi, handleLo, 0, undefined);
       },
       (error: unknown) => {
         if (pooled) writePayloadPool.release(pooled);
-        this.finish(bytes, this.errorOf(error, "write"), handleHi, handleLo, undefined);
+        this.finish(bytes, NBD_CMD_WRITE, this.errorOf(error, "write"), handleHi, handleLo, 0, undefined);
       },
     );
   }
@@ -320,10 +330,14 @@ export class NbdConnection {
       promise.then(
         (data) => {
           assert(data.length === lengthBytes, `export ${nbdExport.name} returned ${data.length} bytes for a ${lengthBytes}-byte read`);
-          this.finish(lengthBytes, NBD_OK, handleHi, handleLo, data);
+          this.finish(lengthBytes, NBD_CMD_READ, NBD_OK, handleHi, handleLo, offsetBytes, data);
         },
-        (error: unknown) => this.finish(lengthBytes, this.errorOf(error, "read"), handleHi, handleLo, undefined),
+        (error: unknown) => this.finish(lengthBytes, NBD_CMD_READ, this.errorOf(error, "read"), handleHi, handleLo, offsetBytes, undefined),
       );
+      return;
+    }
+    if (type === NBD_CMD_BLOCK_STATUS) {
+      this.dispatchBlockStatus(nbdExport, (commandFlags & NBD_CMD_FLAG_REQ_ONE) !== 0 ? 1 : nbdLimits.blockStatusExtentsMax);
       return;
     }
     this.begin(0);
@@ -347,8 +361,33 @@ export class NbdConnection {
       promise = Promise.reject(error);
     }
     promise.then(
-      () => this.finish(0, NBD_OK, handleHi, handleLo, undefined),
-      (error: unknown) => this.finish(0, this.errorOf(error, `command ${type}`), handleHi, handleLo, undefined),
+      () => this.finish(0, type, NBD_OK, handleHi, handleLo, 0, undefined),
+      (error: unknown) => this.finish(0, type, this.errorOf(error, `command ${type}`), handleHi, handleLo, 0, undefined),
+    );
+  }
+
+  /** BLOCK_STATUS (validated: base:allocation is selected, so the export has blockStatus). */
+  private dispatchBlockStatus(nbdExport: NbdExport, extentCountMax: number): void {
+    const { handleHi, handleLo, offsetBytes, lengthBytes } = this.header;
+    const contextId = this.blockStatusContextId;
+    this.begin(0);
+    let promise: Promise<BlockStatusExtent[]>;
+    try {
+      promise = nbdExport.blockStatus!(offsetBytes, lengthBytes, extentCountMax);
+    } catch (error) {
+      promise = Promise.reject(error);
+    }
+    promise.then(
+      (extents) => {
+        let coveredBytes = 0;
+        for (const extent of extents) {
+          assert(Number.isInteger(extent.lengthBytes) && extent.lengthBytes > 0, `export ${nbdExport.name}: empty or fractional block status extent`);
+          coveredBytes += extent.lengthBytes;
+        }
+        assert(extents.length >= 1 && extents.length <= extentCountMax && coveredBytes <= lengthBytes, `export ${nbdExport.name}: block status extents break the contract`);
+        this.finish(0, NBD_CMD_BLOCK_STATUS, NBD_OK, handleHi, handleLo, 0, encodeBlockStatusReply(handleHi, handleLo, contextId, extents));
+      },
+      (error: unknown) => this.finish(0, NBD_CMD_BLOCK_STATUS, this.errorOf(error, "block status"), handleHi, handleLo, 0, undefined),
     );
   }
 
@@ -363,22 +402,44 @@ export class NbdConnection {
     this.inFlightBytes += bytes;
   }
 
-  private finish(bytes: number, error: number, handleHi: number, handleLo: number, data: Buffer | undefined): void {
+  private finish(bytes: number, type: number, error: number, handleHi: number, handleLo: number, offsetBytes: number, data: Buffer | undefined): void {
     this.inFlightCount--;
     this.inFlightBytes -= bytes;
     assert(this.inFlightCount >= 0 && this.inFlightBytes >= 0, "in-flight accounting");
-    this.sendReply(error, handleHi, handleLo, data);
+    this.sendReply(type, error, handleHi, handleLo, offsetBytes, data);
     if (this.phase === "stopped") this.finishIfIdle();
     else this.resumeIfPossible();
   }
 
-  private sendReply(error: number, handleHi: number, handleLo: number, data: Buffer | undefined): void {
+  /**
+   * Sends the reply to a request of `type`. `data`: a READ's bytes (from offsetBytes), or a BLOCK_STATUS
+   * reply already encoded as a whole chunk.
+   */
+  private sendReply(type: number, error: number, handleHi: number, handleLo: number, offsetBytes: number, data: Buffer | undefined): void {
     const socket = this.socket;
     if (this.socketClosed || socket.writableEnded) return;
     if (!this.corked) {
       this.corked = true;
       socket.cork();
       setImmediate(uncork, this);
+    }
+    if (this.negotiated.structuredReplies && (type === NBD_CMD_READ || type === NBD_CMD_BLOCK_STATUS)) {
+      if (error !== NBD_OK) {
+        socket.write(encodeStructuredError(handleHi, handleLo, error, ""));
+      } else if (type === NBD_CMD_BLOCK_STATUS) {
+        socket.write(data!);
+      } else if (data === undefined || data.length === 0) {
+        const none = Buffer.allocUnsafe(STRUCTURED_REPLY_HEADER_BYTES);
+        encodeStructuredReplyHeader(none, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, handleHi, handleLo, 0);
+        socket.write(none);
+      } else {
+        const header = Buffer.allocUnsafe(STRUCTURED_REPLY_HEADER_BYTES + 8);
+        encodeStructuredReplyHeader(header, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, handleHi, handleLo, 8 + data.length);
+        writeUInt64(header, STRUCTURED_REPLY_HEADER_BYTES, offsetBytes);
+        socket.write(header);
+        socket.write(data);
+      }
+      return;
     }
     const header = Buffer.allocUnsafe(SIMPLE_REPLY_HEADER_BYTES);
     encodeSimpleReplyHeader(header, 0, error, handleHi, handleLo);

@@ -3,8 +3,12 @@
 // the socket, calls this, and writes what it returns.
 // Imported only by src/frontend/nbd/.
 //
-// Options: EXPORT_NAME, GO, INFO (with NBD_INFO_EXPORT, NAME, DESCRIPTION, BLOCK_SIZE), LIST, ABORT.
-// STARTTLS → NBD_REP_ERR_POLICY (we run NOTLS); STRUCTURED_REPLY and anything else → NBD_REP_ERR_UNSUP.
+// Options: EXPORT_NAME, GO, INFO (with NBD_INFO_EXPORT, NAME, DESCRIPTION, BLOCK_SIZE), LIST, ABORT,
+// STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT (the one context base:allocation, offered
+// for exports that implement blockStatus). STARTTLS → NBD_REP_ERR_POLICY (we run NOTLS); anything
+// else → NBD_REP_ERR_UNSUP.
+// A context set for one export does not carry over to another: GO / EXPORT_NAME of a different export
+// enters transmission without it (BLOCK_STATUS then gets EINVAL), as proto.md requires.
 // Invariants: an export is attached (NbdExport.attach) only when the step is "transmission", and the
 // shell then owns the matching detach(). Returned Buffers are new and owned by the caller.
 
@@ -13,15 +17,18 @@ import { isOvsError } from "../../base/index.js";
 import { nbdLimits } from "./limits.js";
 import { transmissionFlagsOf } from "./transmission.js";
 import {
-  decodeInfoRequest, decodeString, encodeExportNameReply, encodeInfoBlockSize, encodeInfoExport, encodeInfoString,
-  encodeServerReplyData, NBD_FLAG_C_NO_ZEROES, NBD_FLAG_FIXED_NEWSTYLE, NBD_FLAG_NO_ZEROES,
-  NBD_INFO_DESCRIPTION, NBD_INFO_NAME, NBD_OPT_ABORT, NBD_OPT_EXPORT_NAME, NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_LIST,
-  NBD_OPT_STARTTLS, NBD_REP_ACK, NBD_REP_ERR_INVALID, NBD_REP_ERR_POLICY, NBD_REP_ERR_SHUTDOWN, NBD_REP_ERR_TOO_BIG,
-  NBD_REP_ERR_UNKNOWN, NBD_REP_ERR_UNSUP, NBD_REP_INFO, NBD_REP_SERVER, optionReply,
+  BASE_ALLOCATION, decodeInfoRequest, decodeMetaContextRequest, decodeString, encodeExportNameReply, encodeInfoBlockSize, encodeInfoExport,
+  encodeInfoString, encodeMetaContextReplyData, encodeServerReplyData, NBD_FLAG_C_NO_ZEROES, NBD_FLAG_FIXED_NEWSTYLE, NBD_FLAG_NO_ZEROES,
+  NBD_INFO_DESCRIPTION, NBD_INFO_NAME, NBD_OPT_ABORT, NBD_OPT_EXPORT_NAME, NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_LIST, NBD_OPT_LIST_META_CONTEXT,
+  NBD_OPT_SET_META_CONTEXT, NBD_OPT_STARTTLS, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NBD_REP_ERR_INVALID, NBD_REP_ERR_POLICY,
+  NBD_REP_ERR_SHUTDOWN, NBD_REP_ERR_TOO_BIG, NBD_REP_ERR_UNKNOWN, NBD_REP_ERR_UNSUP, NBD_REP_INFO, NBD_REP_META_CONTEXT, NBD_REP_SERVER,
+  optionReply,
 } from "./protocol.js";
 
 /** Handshake flags the server offers. */
 export const SERVER_HANDSHAKE_FLAGS = NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES;
+/** The id NBD_OPT_SET_META_CONTEXT gives base:allocation (any 32-bit value would do; LIST answers 0). */
+export const BASE_ALLOCATION_CONTEXT_ID = 1;
 
 export type HandshakeStep =
   /** Send `messages` and wait for the next option. */
@@ -29,7 +36,13 @@ export type HandshakeStep =
   /** Send `messages` (maybe none), then close the connection. */
   | { kind: "close"; messages: Buffer[]; reason: string }
   /** Send `messages`, then the connection is in transmission on `nbdExport` (already attached). */
-  | { kind: "transmission"; messages: Buffer[]; nbdExport: NbdExport; sizeBytes: number; transmissionFlags: number };
+  | {
+    kind: "transmission"; messages: Buffer[]; nbdExport: NbdExport; sizeBytes: number; transmissionFlags: number;
+    /** READ replies are structured (NBD_OPT_STRUCTURED_REPLY was acknowledged). */
+    structuredReplies: boolean;
+    /** The id of base:allocation when it was selected for this export (BLOCK_STATUS is then valid). */
+    blockStatusContextId: number | undefined;
+  };
 
 export interface HandshakeOptions {
   provider: NbdExportProvider;
@@ -40,6 +53,9 @@ export interface HandshakeOptions {
 export class HandshakeSession {
   private clientFlags = 0;
   private optionCount = 0;
+  private structuredReplies = false;
+  /** What the last NBD_OPT_SET_META_CONTEXT selected, and for which export. */
+  private metaContext: { exportName: string; baseAllocation: boolean } | undefined;
   /** Set by the shell when the server is shutting down: further options get NBD_REP_ERR_SHUTDOWN. */
   shuttingDown = false;
 
@@ -72,6 +88,13 @@ export class HandshakeSession {
       case NBD_OPT_INFO:
       case NBD_OPT_GO:
         return this.countAnd(this.infoOrGo(option, data));
+      case NBD_OPT_STRUCTURED_REPLY:
+        if (data.length !== 0) return this.countAnd({ kind: "continue", messages: [errorReply(option, NBD_REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data")] });
+        this.structuredReplies = true;
+        return this.countAnd({ kind: "continue", messages: [optionReply(option, NBD_REP_ACK)] });
+      case NBD_OPT_LIST_META_CONTEXT:
+      case NBD_OPT_SET_META_CONTEXT:
+        return this.countAnd(this.metaContextOption(option, data));
       default:
         return this.countAnd({ kind: "continue", messages: [optionReply(option, NBD_REP_ERR_UNSUP)] });
     }
@@ -99,9 +122,44 @@ export class HandshakeSession {
     const refusal = attach(nbdExport);
     if (refusal !== undefined) return { kind: "close", messages: [], reason: `NBD_OPT_EXPORT_NAME: ${refusal}` };
     const sizeBytes = nbdExport.sizeBytes();
-    const transmissionFlags = transmissionFlagsOf(nbdExport);
+    const transmissionFlags = transmissionFlagsOf(nbdExport, this.structuredReplies);
     const noZeroes = (this.clientFlags & NBD_FLAG_C_NO_ZEROES) !== 0;
-    return { kind: "transmission", messages: [encodeExportNameReply(sizeBytes, transmissionFlags, noZeroes)], nbdExport, sizeBytes, transmissionFlags };
+    return {
+      kind: "transmission", messages: [encodeExportNameReply(sizeBytes, transmissionFlags, noZeroes)], nbdExport, sizeBytes, transmissionFlags,
+      structuredReplies: this.structuredReplies, blockStatusContextId: this.blockStatusContextFor(nbdExport),
+    };
+  }
+
+  private blockStatusContextFor(nbdExport: NbdExport): number | undefined {
+    const selected = this.metaContext;
+    return selected !== undefined && selected.baseAllocation && selected.exportName === nbdExport.name ? BASE_ALLOCATION_CONTEXT_ID : undefined;
+  }
+
+  /**
+   * LIST: the contexts the queries match (no query: all), each with id 0. SET: base:allocation if a
+   * query names it exactly, with its id; replaces the earlier selection. Unknown queries match nothing
+   * (not an error). Both need structured replies first.
+   */
+  private metaContextOption(option: number, data: Buffer): HandshakeStep {
+    const what = option === NBD_OPT_SET_META_CONTEXT ? "NBD_OPT_SET_META_CONTEXT" : "NBD_OPT_LIST_META_CONTEXT";
+    if (!this.structuredReplies) return { kind: "continue", messages: [errorReply(option, NBD_REP_ERR_INVALID, `${what} needs NBD_OPT_STRUCTURED_REPLY first`)] };
+    const request = decodeMetaContextRequest(data);
+    if (!request.ok) return { kind: "continue", messages: [errorReply(option, NBD_REP_ERR_INVALID, request.reason)] };
+    const nbdExport = this.lookUp(request.value.exportName);
+    if (nbdExport === undefined) return { kind: "continue", messages: [errorReply(option, NBD_REP_ERR_UNKNOWN, `no export "${request.value.exportName}"`)] };
+    const offered = nbdExport.blockStatus !== undefined;
+    const { queries } = request.value;
+    const messages: Buffer[] = [];
+    if (option === NBD_OPT_LIST_META_CONTEXT) {
+      const matches = offered && (queries.length === 0 || queries.some((query) => query === BASE_ALLOCATION || query === "base:"));
+      if (matches) messages.push(optionReply(option, NBD_REP_META_CONTEXT, encodeMetaContextReplyData(0, BASE_ALLOCATION)));
+    } else {
+      const baseAllocation = offered && queries.includes(BASE_ALLOCATION);
+      this.metaContext = { exportName: nbdExport.name, baseAllocation };
+      if (baseAllocation) messages.push(optionReply(option, NBD_REP_META_CONTEXT, encodeMetaContextReplyData(BASE_ALLOCATION_CONTEXT_ID, BASE_ALLOCATION)));
+    }
+    messages.push(optionReply(option, NBD_REP_ACK));
+    return { kind: "continue", messages };
   }
 
   private list(data: Buffer): HandshakeStep {
@@ -125,7 +183,7 @@ export class HandshakeSession {
       if (refusal !== undefined) return { kind: "continue", messages: [errorReply(option, NBD_REP_ERR_POLICY, refusal)] };
     }
     const sizeBytes = nbdExport.sizeBytes();
-    const transmissionFlags = transmissionFlagsOf(nbdExport);
+    const transmissionFlags = transmissionFlagsOf(nbdExport, this.structuredReplies);
     const messages = [optionReply(option, NBD_REP_INFO, encodeInfoExport(sizeBytes, transmissionFlags))];
     if (infoTypes.includes(NBD_INFO_NAME)) messages.push(optionReply(option, NBD_REP_INFO, encodeInfoString(NBD_INFO_NAME, nbdExport.name)));
     if (infoTypes.includes(NBD_INFO_DESCRIPTION) && nbdExport.description !== undefined) {
@@ -138,7 +196,9 @@ export class HandshakeSession {
       maximumBytes: nbdLimits.requestBytesMax,
     })));
     messages.push(optionReply(option, NBD_REP_ACK));
-    if (option === NBD_OPT_GO) return { kind: "transmission", messages, nbdExport, sizeBytes, transmissionFlags };
+    if (option === NBD_OPT_GO) {
+      return { kind: "transmission", messages, nbdExport, sizeBytes, transmissionFlags, structuredReplies: this.structuredReplies, blockStatusContextId: this.blockStatusContextFor(nbdExport) };
+    }
     return { kind: "continue", messages };
   }
 }

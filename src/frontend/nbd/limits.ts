@@ -24,6 +24,8 @@ export const nbdLimits = {
    */
   writePayloadPoolBufferBytes: 1 * MiB,
   writePayloadPoolCountMax: 64,
+  /** Most extents in one BLOCK_STATUS reply (proto.md lets a reply cover a prefix; the client asks on). */
+  blockStatusExtentsMax: 1024,
   /** Largest option data the server buffers; larger options are skipped and answered NBD_REP_ERR_TOO_BIG. */
   optionDataBytesMax: 16 * KiB,
   /** Options per connection before the server deems the client abusive and disconnects. */

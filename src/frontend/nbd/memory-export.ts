@@ -7,7 +7,9 @@
 // Limits: memory grows with the blocks written, at most sizeBytes.
 
 import { assert, OvsError } from "../../base/index.js";
+import { extentsOfUnits } from "./block-status.js";
 import type { NbdExport, NbdExportProvider } from "./nbd-export.js";
+import type { BlockStatusExtent } from "./protocol.js";
 
 const BLOCK_BYTES = 4096;
 
@@ -110,6 +112,15 @@ export class MemoryExport implements NbdExport {
     this.writeZeroesCount++;
     this.zero(offsetBytes, lengthBytes);
     if (fua) this.fuaCount++;
+  }
+
+  /** Blocks written (and not wholly trimmed or zeroed) are data; the rest is reported as zero holes. */
+  async blockStatus(offsetBytes: number, lengthBytes: number, extentCountMax: number): Promise<BlockStatusExtent[]> {
+    this.checkRange(offsetBytes, lengthBytes);
+    const first = Math.floor(offsetBytes / BLOCK_BYTES);
+    const end = Math.ceil((offsetBytes + lengthBytes) / BLOCK_BYTES);
+    const dataBlocks = [...this.blocks.keys()].filter((block) => block >= first && block < end).sort((a, b) => a - b);
+    return extentsOfUnits(offsetBytes, lengthBytes, BLOCK_BYTES, dataBlocks, extentCountMax);
   }
 
   /** Number of 4 KiB blocks holding data. */

@@ -15,6 +15,7 @@
 //   after the promise settles (a write buffer, a cache) should copy it to avoid pinning that chunk.
 // - flush() resolves once every write, trim and writeZeroes that resolved before flush() was called
 //   is durable (DESIGN.md §4.1). A write with fua=true resolves only once that write is durable.
+// - blockStatus() (optional) gets lengths up to 2^32 - 1 (not bounded by the request maximum).
 // - Operating errors are rejected with OvsError; the server maps their codes to NBD errors
 //   (nbdErrorOf below). Anything else is logged and reported as EIO; an AssertionError is a bug and
 //   is rethrown (the process crashes and recovers, DESIGN.md / STYLE.md).
@@ -23,7 +24,7 @@
 //   openExport() is also called for NBD_OPT_INFO, without attach(): it must have no side effects.
 
 import { AssertionError, isOvsError } from "../../base/index.js";
-import { NBD_EINVAL, NBD_EIO, NBD_ENOSPC } from "./protocol.js";
+import { NBD_EINVAL, NBD_EIO, NBD_ENOSPC, type BlockStatusExtent } from "./protocol.js";
 
 export interface NbdExport {
   readonly name: string;
@@ -47,6 +48,15 @@ export interface NbdExport {
   trim(offsetBytes: number, lengthBytes: number): Promise<void>;
   /** The range reads back as zeroes afterwards; noHole: keep it allocated. */
   writeZeroes(offsetBytes: number, lengthBytes: number, noHole: boolean, fua: boolean): Promise<void>;
+  /**
+   * Optional: the allocation of [offsetBytes, offsetBytes + lengthBytes) as extents (NBD_STATE_HOLE |
+   * NBD_STATE_ZERO for ranges that read as zeroes and are not allocated, 0 for data). The extents are
+   * consecutive from offsetBytes, each longer than 0, at most extentCountMax of them, and cover the
+   * range or a prefix of it (the client asks again for the rest). Only an export with it offers the
+   * base:allocation metadata context. Contract: a range reported with NBD_STATE_ZERO reads as zeroes
+   * (when in doubt, report 0: "data, contents unknown").
+   */
+  blockStatus?(offsetBytes: number, lengthBytes: number, extentCountMax: number): Promise<BlockStatusExtent[]>;
   /** True when flush/FUA effects are visible on all connections: the server advertises CAN_MULTI_CONN. */
   readonly flushSemanticsAcrossConnections: boolean;
   /** Called per connection that selected this export; may throw OvsError (e.g. IN_USE) to refuse. */

@@ -6,9 +6,38 @@ import {
   encodeExportNameReply, encodeGreeting, encodeInfoBlockSize, encodeInfoExport, encodeInfoRequest, encodeRequestHeader,
   encodeServerReplyData, encodeSimpleReplyHeader, measureInfoRequest, NBD_CMD_READ, NBD_CMD_WRITE, NBD_FLAG_FIXED_NEWSTYLE,
   NBD_FLAG_NO_ZEROES, NBD_OPT_GO, NBD_OPT_LIST, NBD_REP_ACK, NBD_REP_ERR_UNSUP, optionReply, readUInt64Clamped,
+  decodeMetaContextRequest, decodeStructuredReplyHeader, encodeBlockStatusReply, encodeMetaContextReplyData, encodeMetaContextRequest,
+  encodeStructuredError, encodeStructuredReplyHeader, NBD_OPT_SET_META_CONTEXT, NBD_REP_META_CONTEXT, NBD_REPLY_FLAG_DONE,
+  NBD_REPLY_TYPE_BLOCK_STATUS, NBD_REPLY_TYPE_OFFSET_DATA, writeUInt64,
 } from "./protocol.js";
 
 const hex = (text: string) => Buffer.from(text.replace(/\s+/g, ""), "hex");
+
+describe("golden vectors: structured replies and base:allocation (docs/formats/nbd.md)", () => {
+  test("NBD_OPT_SET_META_CONTEXT of base:allocation for export disk, and the server's NBD_REP_META_CONTEXT", () => {
+    const data = encodeMetaContextRequest({ exportName: "disk", queries: ["base:allocation"] });
+    expect(data).toEqual(hex("00000004 6469736b 00000001 0000000f 626173653a616c6c6f636174696f6e"));
+    expect(decodeMetaContextRequest(data)).toEqual({ ok: true, value: { exportName: "disk", queries: ["base:allocation"] } });
+    expect(optionReply(NBD_OPT_SET_META_CONTEXT, NBD_REP_META_CONTEXT, encodeMetaContextReplyData(1, "base:allocation")))
+      .toEqual(hex("0003e889045565a9 0000000a 00000004 00000013 00000001 626173653a616c6c6f636174696f6e"));
+  });
+
+  test("structured reply to the 4 KiB read at 1 MiB: one OFFSET_DATA chunk flagged DONE", () => {
+    const header = Buffer.alloc(28);
+    encodeStructuredReplyHeader(header, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, 0x01020304, 0x05060708, 8 + 4096);
+    writeUInt64(header, 20, 1048576);
+    expect(header).toEqual(hex("668e33ef 0001 0001 0102030405060708 00001008 0000000000100000"));
+    expect(decodeStructuredReplyHeader(header, 0)).toEqual({ ok: true, value: { flags: 1, type: 1, handleHi: 0x01020304, handleLo: 0x05060708, payloadBytes: 4104 } });
+  });
+
+  test("an EINVAL error chunk, and a BLOCK_STATUS chunk of 1 MiB hole then 64 KiB data", () => {
+    expect(encodeStructuredError(0, 7, 22, "")).toEqual(hex("668e33ef 0001 8001 0000000000000007 00000006 00000016 0000"));
+    expect(encodeStructuredError(0, 7, 22, "bad")).toEqual(hex("668e33ef 0001 8001 0000000000000007 00000009 00000016 0003 626164"));
+    expect(encodeBlockStatusReply(0, 9, 1, [{ lengthBytes: 1 << 20, flags: 3 }, { lengthBytes: 65536, flags: 0 }]))
+      .toEqual(hex("668e33ef 0001 0005 0000000000000009 00000014 00000001 00100000 00000003 00010000 00000000"));
+    expect(NBD_REPLY_TYPE_BLOCK_STATUS).toBe(5);
+  });
+});
 
 describe("golden vectors", () => {
   test("server greeting: NBDMAGIC, IHAVEOPT, FIXED_NEWSTYLE|NO_ZEROES", () => {

@@ -26,6 +26,7 @@ export const NBD_REP_MAGIC_HI = 0x0003e889;
 export const NBD_REP_MAGIC_LO = 0x045565a9;
 export const NBD_REQUEST_MAGIC = 0x25609513;
 export const NBD_SIMPLE_REPLY_MAGIC = 0x67446698;
+export const NBD_STRUCTURED_REPLY_MAGIC = 0x668e33ef;
 
 // ---- Handshake flags (16 bits, server) and client flags (32 bits) --------------------------------
 
@@ -57,12 +58,15 @@ export const NBD_OPT_STARTTLS = 5;
 export const NBD_OPT_INFO = 6;
 export const NBD_OPT_GO = 7;
 export const NBD_OPT_STRUCTURED_REPLY = 8;
+export const NBD_OPT_LIST_META_CONTEXT = 9;
+export const NBD_OPT_SET_META_CONTEXT = 10;
 
 // ---- Option reply types --------------------------------------------------------------------------
 
 export const NBD_REP_ACK = 1;
 export const NBD_REP_SERVER = 2;
 export const NBD_REP_INFO = 3;
+export const NBD_REP_META_CONTEXT = 4;
 const NBD_REP_FLAG_ERROR = 0x80000000;
 export const NBD_REP_ERR_UNSUP = (NBD_REP_FLAG_ERROR | 1) >>> 0;
 export const NBD_REP_ERR_POLICY = (NBD_REP_FLAG_ERROR | 2) >>> 0;
@@ -126,6 +130,23 @@ export const EXPORT_NAME_REPLY_ZEROES_BYTES = 124;
 export const REQUEST_HEADER_BYTES = 28;
 /** Simple reply header: magic (4), error (4), handle (8). */
 export const SIMPLE_REPLY_HEADER_BYTES = 16;
+/** Structured reply chunk header: magic (4), flags (2), type (2), handle (8), payload length (4). */
+export const STRUCTURED_REPLY_HEADER_BYTES = 20;
+
+// ---- Structured replies and metadata contexts ----------------------------------------------------
+
+export const NBD_REPLY_FLAG_DONE = 1 << 0;
+export const NBD_REPLY_TYPE_NONE = 0;
+export const NBD_REPLY_TYPE_OFFSET_DATA = 1;
+export const NBD_REPLY_TYPE_OFFSET_HOLE = 2;
+export const NBD_REPLY_TYPE_BLOCK_STATUS = 5;
+export const NBD_REPLY_TYPE_ERROR = (1 << 15) | 1;
+export const NBD_REPLY_TYPE_ERROR_OFFSET = (1 << 15) | 2;
+/** The one metadata context the protocol defines, and the only one we serve. */
+export const BASE_ALLOCATION = "base:allocation";
+/** base:allocation flags: not allocated (thin), and reads as zeroes. */
+export const NBD_STATE_HOLE = 1 << 0;
+export const NBD_STATE_ZERO = 1 << 1;
 /** Strings (export names, descriptions, messages) MUST be no longer than this (proto.md). */
 export const STRING_BYTES_MAX = 4096;
 
@@ -400,6 +421,128 @@ export function decodeSimpleReplyHeader(source: Buffer, offset: number): Decoded
   const magic = source.readUInt32BE(offset);
   if (magic !== NBD_SIMPLE_REPLY_MAGIC) return fail(`simple reply: bad magic 0x${magic.toString(16)}`);
   return { ok: true, value: { error: source.readUInt32BE(offset + 4), handleHi: source.readUInt32BE(offset + 8), handleLo: source.readUInt32BE(offset + 12) } };
+}
+
+/**
+ * Data of NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT: export name length (4), name, query
+ * count (4), then per query its length (4) and the query string.
+ */
+export interface MetaContextRequest {
+  exportName: string;
+  queries: string[];
+}
+
+export function decodeMetaContextRequest(data: Buffer): Decoded<MetaContextRequest> {
+  if (data.length < 8) return fail("meta context request: shorter than 8 bytes");
+  const nameBytes = data.readUInt32BE(0);
+  if (nameBytes > data.length - 8) return fail("meta context request: name length exceeds option data");
+  const name = decodeString(data.subarray(4, 4 + nameBytes));
+  if (!name.ok) return name;
+  let at = 4 + nameBytes;
+  const queryCount = data.readUInt32BE(at);
+  at += 4;
+  // Each query takes at least its 4-byte length: a count the data cannot hold is malformed.
+  if (queryCount > (data.length - at) / 4) return fail("meta context request: query count exceeds option data");
+  const queries: string[] = [];
+  for (let i = 0; i < queryCount; i++) {
+    if (data.length - at < 4) return fail("meta context request: truncated query length");
+    const queryBytes = data.readUInt32BE(at);
+    at += 4;
+    if (queryBytes > data.length - at) return fail("meta context request: query length exceeds option data");
+    const query = decodeString(data.subarray(at, at + queryBytes));
+    if (!query.ok) return query;
+    queries.push(query.value);
+    at += queryBytes;
+  }
+  if (at !== data.length) return fail("meta context request: trailing bytes");
+  return { ok: true, value: { exportName: name.value, queries } };
+}
+
+export function encodeMetaContextRequest(request: MetaContextRequest): Buffer {
+  const parts: Buffer[] = [];
+  const name = Buffer.from(request.exportName, "utf8");
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(name.length, 0);
+  const count = Buffer.alloc(4);
+  count.writeUInt32BE(request.queries.length, 0);
+  parts.push(head, name, count);
+  for (const query of request.queries) {
+    const bytes = Buffer.from(query, "utf8");
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(bytes.length, 0);
+    parts.push(length, bytes);
+  }
+  return Buffer.concat(parts);
+}
+
+/** NBD_REP_META_CONTEXT data: context id (4), context name. */
+export function encodeMetaContextReplyData(contextId: number, name: string): Buffer {
+  const data = Buffer.alloc(4 + Buffer.byteLength(name));
+  data.writeUInt32BE(contextId >>> 0, 0);
+  data.write(name, 4, "utf8");
+  return data;
+}
+
+export function encodeStructuredReplyHeader(target: Buffer, offset: number, flags: number, type: number, handleHi: number, handleLo: number, payloadBytes: number): number {
+  // Hot path (every READ once structured replies are negotiated): the caller sizes `target`.
+  target.writeUInt32BE(NBD_STRUCTURED_REPLY_MAGIC, offset);
+  target.writeUInt16BE(flags, offset + 4);
+  target.writeUInt16BE(type, offset + 6);
+  target.writeUInt32BE(handleHi, offset + 8);
+  target.writeUInt32BE(handleLo, offset + 12);
+  target.writeUInt32BE(payloadBytes >>> 0, offset + 16);
+  return offset + STRUCTURED_REPLY_HEADER_BYTES;
+}
+
+/** A final NBD_REPLY_TYPE_ERROR chunk: header, error (4), message length (2), message. */
+export function encodeStructuredError(handleHi: number, handleLo: number, error: number, message: string): Buffer {
+  const messageBytes = Math.min(Buffer.byteLength(message), STRING_BYTES_MAX);
+  const chunk = Buffer.alloc(STRUCTURED_REPLY_HEADER_BYTES + 6 + messageBytes);
+  let at = encodeStructuredReplyHeader(chunk, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, handleHi, handleLo, 6 + messageBytes);
+  at = chunk.writeUInt32BE(error, at);
+  at = chunk.writeUInt16BE(messageBytes, at);
+  chunk.write(message, at, messageBytes, "utf8");
+  return chunk;
+}
+
+/** One base:allocation extent: a length and its NBD_STATE_* flags. */
+export interface BlockStatusExtent {
+  lengthBytes: number;
+  flags: number;
+}
+
+/** A final NBD_REPLY_TYPE_BLOCK_STATUS chunk: header, context id (4), then length (4) and flags (4) per extent. */
+export function encodeBlockStatusReply(handleHi: number, handleLo: number, contextId: number, extents: readonly BlockStatusExtent[]): Buffer {
+  const payloadBytes = 4 + 8 * extents.length;
+  const chunk = Buffer.alloc(STRUCTURED_REPLY_HEADER_BYTES + payloadBytes);
+  let at = encodeStructuredReplyHeader(chunk, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, handleHi, handleLo, payloadBytes);
+  at = chunk.writeUInt32BE(contextId >>> 0, at);
+  for (const extent of extents) {
+    at = chunk.writeUInt32BE(extent.lengthBytes, at);
+    at = chunk.writeUInt32BE(extent.flags >>> 0, at);
+  }
+  return chunk;
+}
+
+export interface StructuredReplyHeader {
+  flags: number;
+  type: number;
+  handleHi: number;
+  handleLo: number;
+  payloadBytes: number;
+}
+
+export function decodeStructuredReplyHeader(source: Buffer, offset: number): Decoded<StructuredReplyHeader> {
+  if (source.length - offset < STRUCTURED_REPLY_HEADER_BYTES) return fail("structured reply: truncated");
+  const magic = source.readUInt32BE(offset);
+  if (magic !== NBD_STRUCTURED_REPLY_MAGIC) return fail(`structured reply: bad magic 0x${magic.toString(16)}`);
+  return {
+    ok: true,
+    value: {
+      flags: source.readUInt16BE(offset + 4), type: source.readUInt16BE(offset + 6), handleHi: source.readUInt32BE(offset + 8),
+      handleLo: source.readUInt32BE(offset + 12), payloadBytes: source.readUInt32BE(offset + 16),
+    },
+  };
 }
 
 // ---- 64-bit helpers ------------------------------------------------------------------------------

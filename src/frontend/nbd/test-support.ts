@@ -10,7 +10,7 @@ import { connect, type Socket } from "node:net";
 import { silentLogger } from "../../base/index.js";
 import { MemoryExport, StaticExportProvider, type MemoryExportOptions } from "./memory-export.js";
 import {
-  decodeOptionReplyHeader, decodeSimpleReplyHeader, encodeInfoRequest, encodeOptionHeader, encodeRequestHeader,
+  decodeOptionReplyHeader, decodeSimpleReplyHeader, decodeStructuredReplyHeader, STRUCTURED_REPLY_HEADER_BYTES, encodeInfoRequest, encodeOptionHeader, encodeRequestHeader,
   measureInfoRequest, NBD_FLAG_C_FIXED_NEWSTYLE, NBD_FLAG_C_NO_ZEROES, NBD_INFO_BLOCK_SIZE, NBD_OPT_GO, NBD_REP_ACK,
   OPTION_HEADER_BYTES, OPTION_REPLY_HEADER_BYTES, REQUEST_HEADER_BYTES, SIMPLE_REPLY_HEADER_BYTES, type RequestHeader,
 } from "./protocol.js";
@@ -188,6 +188,14 @@ export class RawClient {
     if (!header.ok) throw new Error(header.reason);
     const data = header.value.error === 0 && dataBytes > 0 ? await this.read(dataBytes) : Buffer.alloc(0);
     return { ...header.value, data };
+  }
+
+  /** Reads one structured reply chunk: its header fields and payload. */
+  async readChunk(): Promise<{ flags: number; type: number; handleHi: number; handleLo: number; payload: Buffer }> {
+    const header = decodeStructuredReplyHeader(await this.read(STRUCTURED_REPLY_HEADER_BYTES), 0);
+    if (!header.ok) throw new Error(header.reason);
+    const { payloadBytes, ...fields } = header.value;
+    return { ...fields, payload: await this.read(payloadBytes) };
   }
 
   close(): void {

@@ -5,7 +5,12 @@
 // connections) delays requests before they reach the volume; without limits it costs nothing.
 
 import type { QosLimiter, Volume } from "../../volume/index.js";
+import { extentsOfUnits } from "./block-status.js";
 import type { NbdExport } from "./nbd-export.js";
+import type { BlockStatusExtent } from "./protocol.js";
+
+/** Most bytes one BLOCK_STATUS looks at (a prefix of a longer request is answered; the client asks on). */
+const blockStatusScanBytesMax = 1024 * 1024 * 1024;
 
 export class VolumeExport implements NbdExport {
   /** A template is read-only (new connections see NBD_FLAG_READ_ONLY). */
@@ -62,6 +67,19 @@ export class VolumeExport implements NbdExport {
     // Counted as one write operation; with NO_HOLE it writes real zero clusters, counted as bytes.
     const wait = this.qos?.admit("write", noHole ? lengthBytes : 0);
     return wait ? wait.then(() => this.volume.writeZeroes(offsetBytes, lengthBytes, noHole, fua)) : this.volume.writeZeroes(offsetBytes, lengthBytes, noHole, fua);
+  }
+
+  /**
+   * base:allocation from the volume's map: clusters that may hold data (written, or a clone's parent's)
+   * are data; the rest were never written, trimmed or zeroed and read as zeroes. Not QoS-limited: it
+   * touches metadata only.
+   */
+  async blockStatus(offsetBytes: number, lengthBytes: number, extentCountMax: number): Promise<BlockStatusExtent[]> {
+    const clusterBytes = this.volume.clusterSizeBytes;
+    const scanBytes = Math.min(lengthBytes, blockStatusScanBytesMax);
+    const first = Math.floor(offsetBytes / clusterBytes);
+    const end = Math.ceil((offsetBytes + scanBytes) / clusterBytes);
+    return extentsOfUnits(offsetBytes, scanBytes, clusterBytes, this.volume.clustersMaybeData(first, end), extentCountMax);
   }
 
   attach(): void {
