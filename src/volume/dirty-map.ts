@@ -82,6 +82,15 @@ export class DirtyMap {
     return { cloneId: cloneVersion >> 8, scoNumber, scoVersion: cloneVersion & 0xff, offsetClusters: this.offsetClusters[row]!, dataCrc: this.dataCrc[row]! };
   }
 
+  /** The newest uncommitted SCO number of each address in [first, end) that has one (0: unmapped). */
+  scoNumbersInRange(first: number, end: number): Map<number, number> {
+    const found = new Map<number, number>();
+    for (const [address, global] of this.latest.entries()) {
+      if (address >= first && address < end) found.set(address, this.scoNumber[global - this.base]!);
+    }
+    return found;
+  }
+
   /** Addresses in [first, end) whose newest uncommitted update maps them (not unmapped). */
   *mappedAddressesInRange(first: number, end: number): Generator<number> {
     for (const [address, global] of this.latest.entries()) {

@@ -210,6 +210,26 @@ export class MetadataStore {
     for (const key of this.history.getKeys({ start, end: stop })) yield readKey(key);
   }
 
+  /**
+   * Calls `visit(address, scoNumber)` for each committed map entry in [first, end), in address order
+   * (scoNumber 0: an explicit zero). Reads the pages in place, no object per cluster: the cheap scan for
+   * block status. `visit` must not read or write LMDB.
+   */
+  forEachCommittedInRange(first: number, end: number, visit: (address: number, scoNumber: number) => void): void {
+    if (end <= first) return;
+    const start = Buffer.allocUnsafe(8);
+    const stop = Buffer.allocUnsafe(8);
+    writeKey(start, Math.floor(first / mapPageEntries));
+    writeKey(stop, Math.floor((end - 1) / mapPageEntries) + 1);
+    for (const { key, value } of this.pages.getRange({ start, end: stop })) {
+      const base = readKey(key) * mapPageEntries;
+      for (let i = 0; i < mapPageEntries; i++) {
+        const address = base + i;
+        if (address >= first && address < end && isMapped(value, i * mapValueSizeBytes)) visit(address, value.readUInt32LE(i * mapValueSizeBytes));
+      }
+    }
+  }
+
   /** Addresses of committed (written) clusters in [first, end), in order. */
   *writtenClustersInRange(first: number, end: number): Generator<number> {
     if (end <= first) return;

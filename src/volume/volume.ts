@@ -682,18 +682,52 @@ export class Volume {
   /**
    * Clusters in [firstCluster, endCluster) that may read as non-zero, ascending: mapped to data here, or
    * (a clone) not mapped here and possibly mapped in its parent chain. Every other cluster of the range
-   * reads as zeroes. Synchronous, so every write acknowledged before the call is seen. Cost: the
-   * range's written clusters (an LMDB range scan) plus the uncommitted ones, not its size.
+   * reads as zeroes. Synchronous, so every write acknowledged before the call is seen.
    */
   clustersMaybeData(firstCluster: number, endCluster: number): number[] {
+    return this.maybeDataScan(firstCluster, endCluster)(endCluster);
+  }
+
+  /**
+   * The same in steps: returns `next(until)`, which gives the maybe-data clusters from where the last
+   * step ended up to `until` (ascending, until <= endCluster). For block status, which looks at a range
+   * in growing windows and stops early. Valid only within the synchronous call that made it (the
+   * uncommitted layer is read once, at the start). Cost per step: the committed map entries of the
+   * step's range, read in place (about 0.1 µs each; a lookup object per cluster cost 1.7 µs), plus one
+   * pass over the uncommitted layer per scan.
+   */
+  maybeDataScan(firstCluster: number, endCluster: number): (untilCluster: number) => number[] {
     this.checkNotHalted();
-    const hasParent = this.config.parent !== undefined;
-    const clusters: number[] = [];
-    for (const address of this.mappedClustersInRange(firstCluster, endCluster)) {
-      const location = this.lookup(address);
-      if (location === undefined ? hasParent : location.scoNumber !== 0) clusters.push(address);
+    let position = firstCluster;
+    if (this.config.parent !== undefined) {
+      // A clone: its parent chain's candidates are an unordered superset; each one is looked up.
+      return (untilCluster) => {
+        const clusters: number[] = [];
+        for (const address of this.mappedClustersInRange(position, untilCluster)) {
+          const location = this.lookup(address);
+          if (location === undefined || location.scoNumber !== 0) clusters.push(address);
+        }
+        position = untilCluster;
+        return clusters.sort((a, b) => a - b);
+      };
     }
-    return clusters.sort((a, b) => a - b);
+    // The uncommitted layer overrides the committed map; its data addresses are merged in order.
+    const uncommitted = this.dirty.scoNumbersInRange(firstCluster, endCluster);
+    const uncommittedData: number[] = [];
+    for (const [address, scoNumber] of uncommitted) if (scoNumber !== 0) uncommittedData.push(address);
+    uncommittedData.sort((a, b) => a - b);
+    let next = 0;
+    return (untilCluster) => {
+      assert(untilCluster >= position && untilCluster <= endCluster, "maybeDataScan: steps go forward within the range");
+      const clusters: number[] = [];
+      this.metadata.forEachCommittedInRange(position, untilCluster, (address, scoNumber) => {
+        while (next < uncommittedData.length && uncommittedData[next]! < address) clusters.push(uncommittedData[next++]!);
+        if (scoNumber !== 0 && !uncommitted.has(address)) clusters.push(address);
+      });
+      while (next < uncommittedData.length && uncommittedData[next]! < untilCluster) clusters.push(uncommittedData[next++]!);
+      position = untilCluster;
+      return clusters;
+    };
   }
 
   // ---------------------------------------------------------------------------------------------------

@@ -231,6 +231,21 @@ describe("HandshakeSession", () => {
       expect(go.kind === "transmission" && go.blockStatusContextId).toBe(BASE_ALLOCATION_CONTEXT_ID);
     });
 
+    test("a SET that fails (malformed, unknown export, too big) clears the earlier selection too", () => {
+      for (const failing of [
+        (s: HandshakeSession) => s.onOption(NBD_OPT_SET_META_CONTEXT, Buffer.from([0, 0, 0, 9])),
+        (s: HandshakeSession) => s.onOption(NBD_OPT_SET_META_CONTEXT, query("nope", [BASE_ALLOCATION])),
+        (s: HandshakeSession) => s.onOversizedOption(NBD_OPT_SET_META_CONTEXT),
+      ]) {
+        const s = session();
+        s.onOption(NBD_OPT_STRUCTURED_REPLY, Buffer.alloc(0));
+        s.onOption(NBD_OPT_SET_META_CONTEXT, query("disk", [BASE_ALLOCATION]));
+        expect(replyTypes(failing(s).messages)[0]! >= 0x80000000).toBe(true);
+        const go = s.onOption(NBD_OPT_GO, goData("disk"));
+        expect(go.kind === "transmission" && go.blockStatusContextId).toBeUndefined();
+      }
+    });
+
     test("a later SET replaces the selection; SET without queries selects nothing", () => {
       const s = session();
       s.onOption(NBD_OPT_STRUCTURED_REPLY, Buffer.alloc(0));

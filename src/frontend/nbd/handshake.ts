@@ -67,11 +67,13 @@ export class HandshakeSession {
 
   /** An option whose data was too large to buffer (the shell skipped the data). */
   onOversizedOption(option: number): HandshakeStep {
+    if (option === NBD_OPT_SET_META_CONTEXT) this.metaContext = undefined; // a failed SET clears the selection too
     if (option === NBD_OPT_EXPORT_NAME) return { kind: "close", messages: [], reason: "NBD_OPT_EXPORT_NAME: name too long" };
     return this.countAnd({ kind: "continue", messages: [optionReply(option, NBD_REP_ERR_TOO_BIG)] });
   }
 
   onOption(option: number, data: Buffer): HandshakeStep {
+    if (option === NBD_OPT_SET_META_CONTEXT) this.metaContext = undefined; // replaced, even when this SET fails (proto.md)
     if (this.shuttingDown && option !== NBD_OPT_ABORT) {
       if (option === NBD_OPT_EXPORT_NAME) return { kind: "close", messages: [], reason: "server shutting down" };
       return this.countAnd({ kind: "continue", messages: [optionReply(option, NBD_REP_ERR_SHUTDOWN)] });
@@ -132,7 +134,8 @@ export class HandshakeSession {
 
   private blockStatusContextFor(nbdExport: NbdExport): number | undefined {
     const selected = this.metaContext;
-    return selected !== undefined && selected.baseAllocation && selected.exportName === nbdExport.name ? BASE_ALLOCATION_CONTEXT_ID : undefined;
+    const selectedHere = selected !== undefined && selected.baseAllocation && selected.exportName === nbdExport.name;
+    return selectedHere && nbdExport.blockStatus !== undefined ? BASE_ALLOCATION_CONTEXT_ID : undefined;
   }
 
   /**

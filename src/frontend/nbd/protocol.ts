@@ -496,12 +496,15 @@ export function encodeStructuredReplyHeader(target: Buffer, offset: number, flag
 
 /** A final NBD_REPLY_TYPE_ERROR chunk: header, error (4), message length (2), message. */
 export function encodeStructuredError(handleHi: number, handleLo: number, error: number, message: string): Buffer {
-  const messageBytes = Math.min(Buffer.byteLength(message), STRING_BYTES_MAX);
+  // At most STRING_BYTES_MAX bytes of message, cut at a character boundary (Buffer.write never writes
+  // part of a character, and says how many bytes it wrote).
+  const text = Buffer.alloc(Math.min(Buffer.byteLength(message), STRING_BYTES_MAX));
+  const messageBytes = text.write(message, 0, "utf8");
   const chunk = Buffer.alloc(STRUCTURED_REPLY_HEADER_BYTES + 6 + messageBytes);
   let at = encodeStructuredReplyHeader(chunk, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, handleHi, handleLo, 6 + messageBytes);
   at = chunk.writeUInt32BE(error, at);
   at = chunk.writeUInt16BE(messageBytes, at);
-  chunk.write(message, at, messageBytes, "utf8");
+  text.copy(chunk, at, 0, messageBytes);
   return chunk;
 }
 

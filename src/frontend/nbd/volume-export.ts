@@ -9,7 +9,15 @@ import { extentsOfUnits } from "./block-status.js";
 import type { NbdExport } from "./nbd-export.js";
 import type { BlockStatusExtent } from "./protocol.js";
 
-/** Most bytes one BLOCK_STATUS looks at (a prefix of a longer request is answered; the client asks on). */
+/**
+ * BLOCK_STATUS work bounds: the map is looked at in windows, the first of blockStatusWindowBytes, each next
+ * one twice as long, until the reply has more extents than asked for, blockStatusDataClustersMax data
+ * clusters were looked up, or blockStatusScanBytesMax were covered. The reply then covers a prefix of the
+ * request (proto.md allows it; clients ask again from its end), so one request costs at most about
+ * blockStatusDataClustersMax lookups on the event loop, and a REQ_ONE request about one window's.
+ */
+const blockStatusWindowBytes = 8 * 1024 * 1024;
+const blockStatusDataClustersMax = 8_192;
 const blockStatusScanBytesMax = 1024 * 1024 * 1024;
 
 export class VolumeExport implements NbdExport {
@@ -76,10 +84,22 @@ export class VolumeExport implements NbdExport {
    */
   async blockStatus(offsetBytes: number, lengthBytes: number, extentCountMax: number): Promise<BlockStatusExtent[]> {
     const clusterBytes = this.volume.clusterSizeBytes;
-    const scanBytes = Math.min(lengthBytes, blockStatusScanBytesMax);
-    const first = Math.floor(offsetBytes / clusterBytes);
-    const end = Math.ceil((offsetBytes + scanBytes) / clusterBytes);
-    return extentsOfUnits(offsetBytes, scanBytes, clusterBytes, this.volume.clustersMaybeData(first, end), extentCountMax);
+    const endBytes = offsetBytes + Math.min(lengthBytes, blockStatusScanBytesMax);
+    const dataClusters: number[] = [];
+    let scannedEnd = Math.floor(offsetBytes / clusterBytes); // clusters before it are looked at
+    const endCluster = Math.ceil(endBytes / clusterBytes);
+    const scan = this.volume.maybeDataScan(scannedEnd, endCluster);
+    let windowClusters = blockStatusWindowBytes / clusterBytes;
+    for (;;) {
+      const windowEnd = Math.min(scannedEnd + windowClusters, endCluster);
+      for (const cluster of scan(windowEnd)) dataClusters.push(cluster);
+      scannedEnd = windowEnd;
+      const coveredBytes = Math.min(scannedEnd * clusterBytes, endBytes) - offsetBytes;
+      const done = coveredBytes === endBytes - offsetBytes || dataClusters.length >= blockStatusDataClustersMax ||
+        extentsOfUnits(offsetBytes, coveredBytes, clusterBytes, dataClusters, extentCountMax + 1).length > extentCountMax;
+      if (done) return extentsOfUnits(offsetBytes, coveredBytes, clusterBytes, dataClusters, extentCountMax);
+      windowClusters *= 2;
+    }
   }
 
   attach(): void {
