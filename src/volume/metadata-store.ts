@@ -216,12 +216,7 @@ export class MetadataStore {
    * block status. `visit` must not read or write LMDB.
    */
   forEachCommittedInRange(first: number, end: number, visit: (address: number, scoNumber: number) => void): void {
-    if (end <= first) return;
-    const start = Buffer.allocUnsafe(8);
-    const stop = Buffer.allocUnsafe(8);
-    writeKey(start, Math.floor(first / mapPageEntries));
-    writeKey(stop, Math.floor((end - 1) / mapPageEntries) + 1);
-    for (const { key, value } of this.pages.getRange({ start, end: stop })) {
+    for (const { key, value } of this.pagesInRange(first, end)) {
       const base = readKey(key) * mapPageEntries;
       for (let i = 0; i < mapPageEntries; i++) {
         const address = base + i;
@@ -232,12 +227,7 @@ export class MetadataStore {
 
   /** Addresses of committed (written) clusters in [first, end), in order. */
   *writtenClustersInRange(first: number, end: number): Generator<number> {
-    if (end <= first) return;
-    const start = Buffer.allocUnsafe(8);
-    const stop = Buffer.allocUnsafe(8);
-    writeKey(start, Math.floor(first / mapPageEntries));
-    writeKey(stop, Math.floor((end - 1) / mapPageEntries) + 1);
-    for (const { key, value } of this.pages.getRange({ start, end: stop })) {
+    for (const { key, value } of this.pagesInRange(first, end)) {
       // Each page's addresses are collected before yielding: the caller may read LMDB in between.
       const base = readKey(key) * mapPageEntries;
       const addresses: number[] = [];
@@ -247,6 +237,16 @@ export class MetadataStore {
       }
       yield* addresses;
     }
+  }
+
+  /** The map pages that hold entries of [first, end), in order (none when the range is empty). */
+  private pagesInRange(first: number, end: number): Iterable<{ key: Buffer; value: Buffer }> {
+    if (end <= first) return [];
+    const start = Buffer.allocUnsafe(8);
+    const stop = Buffer.allocUnsafe(8);
+    writeKey(start, Math.floor(first / mapPageEntries));
+    writeKey(stop, Math.floor((end - 1) / mapPageEntries) + 1);
+    return this.pages.getRange({ start, end: stop });
   }
 
   /**
